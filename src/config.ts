@@ -1,0 +1,163 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+
+/**
+ * Configuration is data: default.json, then <NODE_ENV>.json, then environment
+ * variables, validated once here and handed down as a typed object. A bad
+ * value stops the process with one line naming the key (see loadConfigOrExit).
+ */
+const positiveInt = z.coerce.number().int().positive();
+
+export const configSchema = z.object({
+  http: z.object({
+    host: z.string().min(1),
+    port: z.coerce.number().int().min(0).max(65535),
+    bodyLimitBytes: positiveInt,
+  }),
+  amqp: z.object({
+    url: z.string().regex(/^amqps?:\/\//, 'must be an amqp:// or amqps:// URL'),
+    managementUrl: z.string().regex(/^https?:\/\//, 'must be an http:// or https:// URL'),
+    definitionsFile: z.string().min(1),
+    heartbeatSeconds: positiveInt,
+    reconnectSeconds: z.coerce.number().positive(),
+  }),
+  database: z.object({
+    client: z.enum(['sqlite', 'postgres']),
+    dir: z.string().min(1),
+    url: z.string(),
+  }),
+  outbox: z.object({ maxBacklog: positiveInt, retainSentHours: z.coerce.number().nonnegative() }),
+  relay: z.object({
+    batchSize: positiveInt,
+    pollIntervalMs: positiveInt,
+    claimTimeoutMs: positiveInt,
+    publishTimeoutMs: positiveInt,
+  }),
+  worker: z.object({
+    prefetch: z.coerce.number().int().min(1).max(65535),
+    // Far below RabbitMQ's 30-minute consumer acknowledgement timeout.
+    handlerTimeoutMs: z.coerce.number().int().positive().max(20 * 60 * 1000),
+  }),
+  retry: z.object({ attempts: z.record(z.string(), z.coerce.number().int().min(1).max(100)) }),
+  inbox: z.object({ retentionDays: z.coerce.number().positive() }),
+  auth: z.object({ tokenTtlDays: z.coerce.number().positive() }),
+  idempotency: z.object({ ttlHours: z.coerce.number().positive() }),
+  supervisor: z.object({ restartMinMs: positiveInt, restartMaxMs: positiveInt, stopTimeoutMs: positiveInt }),
+  log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) }),
+}).superRefine((c, ctx) => {
+  if (c.database.client === 'postgres' && !/^postgres(ql)?:\/\//.test(c.database.url)) {
+    ctx.addIssue({ code: 'custom', path: ['database', 'url'], message: 'must be a postgres:// URL when database.client is postgres' });
+  }
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+export class ConfigError extends Error {
+  constructor(readonly key: string, detail: string) {
+    super(`config: ${key}: ${detail}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Json = { [key: string]: unknown };
+
+function isObject(v: unknown): v is Json {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function deepMerge(base: Json, over: Json): Json {
+  const out: Json = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    out[k] = isObject(v) && isObject(out[k]) ? deepMerge(out[k] as Json, v) : v;
+  }
+  return out;
+}
+
+function readJson(file: string): Json {
+  try {
+    const parsed: unknown = JSON.parse(fs.readFileSync(file, 'utf8'));
+    if (!isObject(parsed)) throw new Error('not a JSON object');
+    return parsed;
+  } catch (err) {
+    throw new ConfigError(path.basename(file), (err as Error).message);
+  }
+}
+
+/** `http.port` -> `WARREN_HTTP_PORT`, `amqp.managementUrl` -> `WARREN_AMQP_MANAGEMENT_URL`. */
+export function envName(keyPath: string[]): string {
+  return 'WARREN_' + keyPath.map((k) => k.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('_');
+}
+
+function applyEnv(node: Json, env: NodeJS.ProcessEnv, prefix: string[] = []): Json {
+  const out: Json = {};
+  for (const [k, v] of Object.entries(node)) {
+    const keyPath = [...prefix, k];
+    if (isObject(v)) {
+      out[k] = applyEnv(v, env, keyPath);
+      continue;
+    }
+    const fromEnv = env[envName(keyPath)];
+    out[k] = fromEnv === undefined ? v : fromEnv;
+  }
+  return out;
+}
+
+export const projectRoot = path.resolve(__dirname, '..', '..');
+
+/**
+ * Loads and validates the configuration. `WARREN_CONFIG` may hold a JSON
+ * object merged last (handy for tests and containers).
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, configDir = path.join(projectRoot, 'config')): Config {
+  let merged = readJson(path.join(configDir, 'default.json'));
+  const nodeEnv = env.NODE_ENV;
+  if (nodeEnv && fs.existsSync(path.join(configDir, `${nodeEnv}.json`))) {
+    merged = deepMerge(merged, readJson(path.join(configDir, `${nodeEnv}.json`)));
+  }
+  merged = applyEnv(merged, env);
+  if (env.WARREN_CONFIG) {
+    let extra: unknown;
+    try {
+      extra = JSON.parse(env.WARREN_CONFIG);
+    } catch (err) {
+      throw new ConfigError('WARREN_CONFIG', `not valid JSON (${(err as Error).message})`);
+    }
+    if (!isObject(extra)) throw new ConfigError('WARREN_CONFIG', 'must be a JSON object');
+    merged = deepMerge(merged, extra);
+  }
+  const result = configSchema.safeParse(merged);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const key = issue.path.join('.');
+    const envHint = issue.path.every((p) => typeof p === 'string') ? ` (${envName(issue.path as string[])})` : '';
+    throw new ConfigError(key + envHint, issue.message);
+  }
+  return resolvePaths(result.data);
+}
+
+function resolvePaths(c: Config): Config {
+  return {
+    ...c,
+    amqp: { ...c.amqp, definitionsFile: path.resolve(projectRoot, c.amqp.definitionsFile) },
+    database: { ...c.database, dir: path.resolve(projectRoot, c.database.dir) },
+  };
+}
+
+/** The vhost named by the AMQP URL's path (`/warren` -> `warren`, none -> `/`). */
+export function vhostOf(amqpUrl: string): string {
+  const p = new URL(amqpUrl).pathname;
+  return p && p !== '/' ? decodeURIComponent(p.slice(1)) : '/';
+}
+
+export function loadConfigOrExit(): Config {
+  try {
+    return loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}

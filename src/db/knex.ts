@@ -1,0 +1,66 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import knexFactory, { Knex } from 'knex';
+import type { Config } from '../config';
+
+/** Each service owns its tables; with SQLite each has its own file under data/. */
+export type Service = 'api' | 'analytics' | 'notifications';
+export const SERVICES: Service[] = ['api', 'analytics', 'notifications'];
+
+/** The services whose read models the API serves (read-only). */
+export const READ_MODELS: Service[] = ['analytics', 'notifications'];
+
+export type Db = Knex;
+
+export function sqliteFile(config: Config, service: Service): string {
+  return path.join(config.database.dir, `${service}.sqlite`);
+}
+
+/**
+ * Opens the database of one service. `attachReadModels` (the API) makes the
+ * analytics and notifications tables readable as `analytics.<table>` and
+ * `notifications.<table>`: attached files on SQLite, schemas on PostgreSQL,
+ * so the same knex `withSchema` query runs on both.
+ */
+export function openDatabase(config: Config, service: Service, opts: { attachReadModels?: boolean } = {}): Db {
+  if (config.database.client === 'postgres') {
+    return knexFactory({
+      client: 'pg',
+      connection: config.database.url,
+      searchPath: [service],
+      pool: { min: 0, max: 10 },
+    });
+  }
+  fs.mkdirSync(config.database.dir, { recursive: true });
+  const attach = opts.attachReadModels ? READ_MODELS.map((s) => [s, sqliteFile(config, s)] as const) : [];
+  return knexFactory({
+    client: 'sqlite3',
+    connection: { filename: sqliteFile(config, service) },
+    useNullAsDefault: true,
+    pool: {
+      min: 1,
+      max: 1,
+      // Durable means fsynced: WAL with synchronous=FULL. busy_timeout lets the
+      // processes of one service on one host take turns writing.
+      afterCreate(conn: SqliteConnection, done: (err: Error | null, conn: SqliteConnection) => void) {
+        const statements = [
+          'PRAGMA journal_mode = WAL',
+          'PRAGMA synchronous = FULL',
+          'PRAGMA busy_timeout = 5000',
+          'PRAGMA foreign_keys = ON',
+          ...attach.map(([name, file]) => `ATTACH DATABASE '${file.replace(/'/g, "''")}' AS ${name}`),
+        ];
+        conn.exec(statements.join(';\n'), (err) => done(err, conn));
+      },
+    },
+  });
+}
+
+interface SqliteConnection {
+  exec(sql: string, cb: (err: Error | null) => void): void;
+}
+
+/** One round trip that proves the database answers. */
+export async function pingDatabase(db: Db): Promise<void> {
+  await db.raw('SELECT 1');
+}
