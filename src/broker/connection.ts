@@ -1,0 +1,72 @@
+import os from 'node:os';
+import amqp, { AmqpConnectionManager } from 'amqp-connection-manager';
+import type { Logger } from '../log';
+
+export type ConnectionRole = 'publish' | 'consume';
+
+export interface BrokerConnectionOptions {
+  url: string;
+  /** The service this process is (`api`, `worker analytics`, ...). */
+  service: string;
+  role: ConnectionRole;
+  heartbeatSeconds: number;
+  reconnectSeconds: number;
+  log: Logger;
+}
+
+/**
+ * One AMQP connection that reconnects by itself (amqp-connection-manager).
+ * Publishing and consuming never share one: under a memory alarm the broker
+ * blocks publishing connections, and acks sent on a blocked connection wait too.
+ */
+export interface BrokerConnection {
+  readonly manager: AmqpConnectionManager;
+  readonly name: string;
+  isConnected(): boolean;
+  isBlocked(): boolean;
+  close(): Promise<void>;
+}
+
+export function connectionName(service: string, role: ConnectionRole): string {
+  return `warren ${service} ${role} ${os.hostname()} pid ${process.pid}`;
+}
+
+export function connectBroker(opts: BrokerConnectionOptions): BrokerConnection {
+  const name = connectionName(opts.service, opts.role);
+  const manager = amqp.connect([opts.url], {
+    heartbeatIntervalInSeconds: opts.heartbeatSeconds,
+    reconnectTimeInSeconds: opts.reconnectSeconds,
+    connectionOptions: { clientProperties: { connection_name: name }, noDelay: true },
+  });
+  let blocked = false;
+  let lastFailure = '';
+  manager.on('connect', () => {
+    blocked = false;
+    opts.log.info({ connection: name }, 'broker connected');
+  });
+  manager.on('disconnect', ({ err }) => {
+    opts.log.warn({ connection: name, err: err?.message }, 'broker disconnected');
+  });
+  manager.on('connectFailed', ({ err }) => {
+    // Logged once per distinct reason, not once per reconnect attempt.
+    if (err?.message !== lastFailure) {
+      lastFailure = err?.message ?? '';
+      opts.log.warn({ connection: name, err: err?.message }, 'broker unreachable, retrying');
+    }
+  });
+  manager.on('blocked', ({ reason }) => {
+    blocked = true;
+    opts.log.warn({ connection: name, reason }, 'broker blocked the connection');
+  });
+  manager.on('unblocked', () => {
+    blocked = false;
+    opts.log.info({ connection: name }, 'broker unblocked the connection');
+  });
+  return {
+    manager,
+    name,
+    isConnected: () => manager.isConnected(),
+    isBlocked: () => blocked,
+    close: () => manager.close(),
+  };
+}

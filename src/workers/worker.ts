@@ -1,0 +1,28 @@
+import type { Knex } from 'knex';
+import type { MessageType, WarrenMessage } from '../domain/messages';
+import type { Logger } from '../log';
+
+export interface HandlerContext {
+  log: Logger;
+  now(): Date;
+}
+
+/**
+ * A worker is a plain handler plus the queue it consumes. The handler gets a
+ * validated, typed message and a database transaction and does its work in
+ * it; it knows nothing of channels, acks, retries or DLQs
+ * (src/broker/consumer.ts owns those, once, for every worker).
+ * Throw PermanentError for a message that can never succeed; any other error
+ * is retried with backoff.
+ */
+export interface WorkerDefinition<T extends MessageType = MessageType> {
+  /** CLI name (`warren worker <name>`), database service and inbox consumer name. */
+  name: 'analytics' | 'notifications';
+  /** The work queue it consumes. */
+  queue: string;
+  /** Its queue's own bindings, re-applied on every (re)connect. */
+  bindings: { exchange: string; routingKey: string }[];
+  /** The types it handles; other known types are acked and counted as ignored. */
+  handles: readonly T[];
+  handle(message: WarrenMessage<T>, tx: Knex.Transaction, ctx: HandlerContext): Promise<void>;
+}
