@@ -1,6 +1,6 @@
 import type { ConfirmChannel, Options } from 'amqplib';
-import type { ChannelWrapper } from 'amqp-connection-manager';
 import type { Logger } from '../log';
+import { ManagedChannel } from './channel';
 import type { BrokerConnection } from './connection';
 
 export interface PublishRequest {
@@ -20,6 +20,11 @@ export class PublishError extends Error {
   }
 }
 
+interface ReturnedMessage {
+  fields: { replyText: string; exchange: string; routingKey: string };
+  properties: { messageId?: string };
+}
+
 /**
  * Every durable publish goes through here: persistent, `mandatory`, on a
  * confirm channel of a publish-only connection. A publish succeeds only when
@@ -29,78 +34,71 @@ export class PublishError extends Error {
  * (outbox row, unacked delivery) and tries again.
  */
 export class ConfirmPublisher {
-  private readonly wrapper: ChannelWrapper;
-  private channel: ConfirmChannel | undefined;
+  private readonly channel: ManagedChannel<ConfirmChannel>;
   private readonly returned = new Map<string, string>();
   private readonly inFlight = new Map<ConfirmChannel, Set<(err: Error) => void>>();
 
-  constructor(private readonly connection: BrokerConnection, private readonly log: Logger, private readonly timeoutMs: number) {
-    this.wrapper = connection.manager.createChannel({
+  constructor(private readonly connection: BrokerConnection, log: Logger, private readonly timeoutMs: number) {
+    this.channel = new ManagedChannel<ConfirmChannel>({
+      connection,
       confirm: true,
-      json: false,
-      setup: async (channel: ConfirmChannel) => this.adopt(channel),
+      name: 'publisher',
+      log,
+      setup: async (channel) => this.adopt(channel),
+      onClose: (channel) => this.failInFlight(channel),
     });
   }
 
   private adopt(channel: ConfirmChannel): void {
-    this.channel = channel;
     this.inFlight.set(channel, new Set());
-    channel.on('return', (msg: { fields: { replyText: string; exchange: string; routingKey: string }; properties: { messageId?: string } }) => {
+    channel.on('return', (msg: ReturnedMessage) => {
       const id = msg.properties.messageId;
-      if (id) this.returned.set(id, `${msg.fields.replyText} (exchange ${msg.fields.exchange}, key ${msg.fields.routingKey})`);
-    });
-    channel.on('close', () => {
-      if (this.channel === channel) this.channel = undefined;
-      for (const fail of this.inFlight.get(channel) ?? []) fail(new PublishError('channel-closed', 'channel closed before the confirm arrived'));
-      this.inFlight.delete(channel);
+      if (id) this.returned.set(id, `${msg.fields.replyText} (exchange ${msg.fields.exchange}, routing key ${msg.fields.routingKey})`);
     });
   }
 
+  private failInFlight(channel: ConfirmChannel): void {
+    for (const fail of this.inFlight.get(channel) ?? []) fail(new PublishError('channel-closed', 'channel closed before the confirm arrived'));
+    this.inFlight.delete(channel);
+  }
+
   isReady(): boolean {
-    return this.channel !== undefined && !this.connection.isBlocked();
+    return this.channel.current() !== undefined && !this.connection.isBlocked();
   }
 
   /** Waits until a channel is open (or the timeout passes). */
   async waitForChannel(timeoutMs: number): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
-    while (!this.channel && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    return this.channel !== undefined;
+    while (!this.channel.current() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    return this.channel.current() !== undefined;
   }
 
   publish(req: PublishRequest): Promise<void> {
-    const channel = this.channel;
+    const channel = this.channel.current();
     if (!channel) return Promise.reject(new PublishError('not-connected', 'no open channel to the broker'));
     const id = req.properties.messageId;
+    const waiters = this.inFlight.get(channel) ?? new Set();
     return new Promise<void>((resolve, reject) => {
-      const waiters = this.inFlight.get(channel)!;
       let settled = false;
       const settle = (err: Error | null) => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        waiters.delete(fail);
-        if (err) {
-          this.returned.delete(id);
-          reject(err);
-          return;
-        }
+        waiters.delete(settle);
         const returnedWhy = this.returned.get(id);
-        if (returnedWhy !== undefined) {
-          this.returned.delete(id);
-          reject(new PublishError('returned', returnedWhy));
-          return;
-        }
-        resolve();
+        this.returned.delete(id);
+        if (err) reject(err);
+        else if (returnedWhy !== undefined) reject(new PublishError('returned', returnedWhy));
+        else resolve();
       };
-      const fail = (err: Error) => settle(err);
-      waiters.add(fail);
-      const timer = setTimeout(
-        () => settle(new PublishError('timeout', `no confirm within ${this.timeoutMs} ms${this.connection.isBlocked() ? ' (connection blocked by a broker alarm)' : ''}`)),
-        this.timeoutMs,
-      );
+      waiters.add(settle);
+      const timer = setTimeout(() => {
+        const why = this.connection.isBlocked() ? ' (connection blocked by a broker alarm)' : '';
+        settle(new PublishError('timeout', `no confirm within ${this.timeoutMs} ms${why}`));
+      }, this.timeoutMs);
       try {
         channel.publish(req.exchange, req.routingKey, req.content, { ...req.properties, persistent: true, mandatory: true }, (err) =>
-          settle(err ? new PublishError('nacked', String(err.message ?? err)) : null),
+          settle(err ? new PublishError('nacked', String((err as Error).message ?? err)) : null),
         );
       } catch (err) {
         settle(new PublishError('channel-closed', (err as Error).message));
@@ -117,10 +115,6 @@ export class ConfirmPublisher {
   }
 
   async close(): Promise<void> {
-    try {
-      await this.wrapper.close();
-    } catch (err) {
-      this.log.debug({ err: (err as Error).message }, 'publisher channel close');
-    }
+    await this.channel.close();
   }
 }

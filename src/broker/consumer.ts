@@ -1,0 +1,264 @@
+import os from 'node:os';
+import type { Channel, ConsumeMessage, MessageProperties } from 'amqplib';
+import type { Knex } from 'knex';
+import { decodeDelivery, type WarrenMessage } from '../domain/messages';
+import { newId } from '../domain/ids';
+import { claimInboxRecord } from '../db/inbox';
+import type { Logger } from '../log';
+import type { WorkerDefinition } from '../workers/worker';
+import { ManagedChannel } from './channel';
+import type { BrokerConnection } from './connection';
+import type { ConfirmPublisher, PublishRequest } from './publisher';
+import { decideFailure, failureHeaders, previousAttempts, type DelayStep, type ParkKind } from './retry';
+
+export interface QueueConsumerOptions {
+  /** The consume-only connection; retries and parks go out through `publisher`. */
+  connection: BrokerConnection;
+  publisher: ConfirmPublisher;
+  db: Knex;
+  worker: WorkerDefinition;
+  prefetch: number;
+  handlerTimeoutMs: number;
+  maxAttempts: number;
+  steps: DelayStep[];
+  log: Logger;
+  now?: () => Date;
+}
+
+export type Outcome = 'applied' | 'duplicate' | 'ignored' | 'retried' | 'parked';
+
+export class HandlerTimeoutError extends Error {
+  constructor(ms: number) {
+    super(`handler did not finish within ${ms} ms; abandoned`);
+    this.name = 'HandlerTimeoutError';
+  }
+}
+
+let consumerSeq = 0;
+
+/**
+ * The one place where a delivery is handled and acknowledged, for every
+ * worker. Invariants:
+ * - the ack is sent only after the effect (and its inbox record) committed,
+ *   or after the retry/park copy was confirmed by the broker;
+ * - the ack goes to the channel the delivery arrived on; if that channel has
+ *   closed, nothing is acked (the broker has requeued the message): delivery
+ *   tags restart at 1 on every channel, so a stale tag would ack another message.
+ */
+export class QueueConsumer {
+  private readonly channel: ManagedChannel<Channel>;
+  private readonly closedChannels = new WeakSet<Channel>();
+  private readonly consumerTags = new Map<Channel, string>();
+  private readonly inFlight = new Set<Promise<void>>();
+  private cancelledByBroker = false;
+  private parkFailure = '';
+  private stopping = false;
+  readonly counts: Record<Outcome | 'stale', number> = { applied: 0, duplicate: 0, ignored: 0, retried: 0, parked: 0, stale: 0 };
+
+  constructor(private readonly opts: QueueConsumerOptions) {
+    const { worker } = opts;
+    this.channel = new ManagedChannel<Channel>({
+      connection: opts.connection,
+      confirm: false,
+      name: `consumer ${worker.queue}`,
+      log: opts.log,
+      setup: async (ch) => {
+        await ch.prefetch(opts.prefetch);
+        await ch.checkQueue(worker.queue);
+        // A publisher cannot see a fanout subscriber's missing binding, so the
+        // subscriber re-binds its own queue on every (re)connect.
+        for (const b of worker.bindings) await ch.bindQueue(worker.queue, b.exchange, b.routingKey);
+        const tag = `warren ${worker.name} ${os.hostname()} pid ${process.pid} #${++consumerSeq}`;
+        await ch.consume(worker.queue, (msg) => this.onDelivery(ch, msg), { noAck: false, consumerTag: tag });
+        this.consumerTags.set(ch, tag);
+        this.cancelledByBroker = false;
+      },
+      onClose: (ch) => {
+        this.closedChannels.add(ch);
+        this.consumerTags.delete(ch);
+      },
+    });
+  }
+
+  /** Whether this consumer is subscribed right now, and if not, why. */
+  status(): { consuming: boolean; detail: string } {
+    const ch = this.channel.current();
+    if (this.parkFailure) return { consuming: ch !== undefined, detail: `cannot retry or park: ${this.parkFailure}` };
+    if (ch && this.consumerTags.has(ch)) return { consuming: true, detail: `consuming ${this.opts.worker.queue}` };
+    if (this.cancelledByBroker) return { consuming: false, detail: `consumer of ${this.opts.worker.queue} was cancelled by the broker` };
+    const why = this.channel.failure() || (this.opts.connection.isConnected() ? 'subscribing' : 'broker not connected');
+    return { consuming: false, detail: `not consuming ${this.opts.worker.queue}: ${why}` };
+  }
+
+  private onDelivery(ch: Channel, msg: ConsumeMessage | null): void {
+    if (msg === null) {
+      // The broker cancelled us (queue deleted): reopen, which re-subscribes
+      // once the queue is back and reports not ready until then.
+      this.cancelledByBroker = true;
+      this.opts.log.warn({ queue: this.opts.worker.queue }, 'consumer cancelled by the broker; resubscribing');
+      ch.close().catch(() => undefined);
+      return;
+    }
+    const job = this.handleDelivery(ch, msg).catch((err) =>
+      this.opts.log.error({ err: (err as Error).message, queue: this.opts.worker.queue }, 'delivery left unacked'),
+    );
+    this.inFlight.add(job);
+    void job.finally(() => this.inFlight.delete(job));
+  }
+
+  private async handleDelivery(ch: Channel, msg: ConsumeMessage): Promise<void> {
+    const outcome = await this.process(ch, msg);
+    if (outcome === undefined) return; // the channel closed while a park was pending: the broker requeued it
+    this.counts[outcome]++;
+    this.ack(ch, msg, outcome);
+  }
+
+  /** Decides and carries out what happens to one delivery; resolves when it may be acked. */
+  async process(ch: Channel, msg: ConsumeMessage): Promise<Outcome | undefined> {
+    const { worker, log } = this.opts;
+    const attempt = previousAttempts(msg.properties.headers ?? {}) + 1;
+    let message: WarrenMessage;
+    try {
+      const decoded = decodeDelivery(rawDelivery(msg), worker.handles);
+      if (decoded.kind === 'unhandled') return 'ignored';
+      message = decoded.message;
+    } catch (err) {
+      return this.fail(ch, msg, err, attempt);
+    }
+    try {
+      const applied = await this.applyOnce(message);
+      return applied ? 'applied' : 'duplicate';
+    } catch (err) {
+      log.warn({ messageId: message.messageId, type: message.type, attempt, err: (err as Error).message }, 'handler failed');
+      return this.fail(ch, msg, err, attempt);
+    }
+  }
+
+  /** Runs the handler and writes the inbox record in one transaction; false if already applied. */
+  private async applyOnce(message: WarrenMessage): Promise<boolean> {
+    const { db, worker, handlerTimeoutMs, log } = this.opts;
+    const trx = await db.transaction();
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const work = (async () => {
+        if (!(await claimInboxRecord(trx, worker.name, message.messageId))) return false;
+        await worker.handle(message as never, trx, { log, now: this.now });
+        return true;
+      })();
+      work.catch(() => undefined); // an abandoned handler's late failure is expected
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new HandlerTimeoutError(handlerTimeoutMs)), handlerTimeoutMs);
+      });
+      const applied = await Promise.race([work, timeout]);
+      await trx.commit();
+      return applied;
+    } catch (err) {
+      if (!trx.isCompleted()) await trx.rollback().catch(() => undefined);
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private readonly now = (): Date => (this.opts.now ? this.opts.now() : new Date());
+
+  /** Retries with backoff or parks; the original stays unacked until the copy is confirmed. */
+  private async fail(ch: Channel, msg: ConsumeMessage, error: unknown, attempt: number): Promise<Outcome | undefined> {
+    const { worker, maxAttempts, steps, log } = this.opts;
+    const decision = decideFailure(error, attempt, maxAttempts, steps);
+    const record = { error, attempt, queue: worker.queue, exchange: msg.fields.exchange, routingKey: msg.fields.routingKey, now: this.now() };
+    const kind: ParkKind | undefined = decision.action === 'park' ? decision.kind : undefined;
+    const request: PublishRequest = {
+      exchange: decision.action === 'retry' ? decision.step.exchange : 'warren.dlx',
+      routingKey: worker.queue,
+      content: msg.content,
+      properties: copyProperties(msg.properties, failureHeaders(msg.properties.headers ?? {}, record, kind)),
+    };
+    const delivered = await this.publishUntilConfirmed(ch, request);
+    if (!delivered) return undefined;
+    if (decision.action === 'retry') {
+      log.info({ messageId: msg.properties.messageId, attempt, delay: decision.step.name }, 'retry scheduled');
+      return 'retried';
+    }
+    log.warn({ messageId: msg.properties.messageId, attempt, kind, err: (error as Error)?.message }, 'message parked');
+    return 'parked';
+  }
+
+  /**
+   * A retry or park that is not confirmed (returned, nacked, broker away)
+   * leaves the original unacked and is tried again while its channel lives.
+   */
+  private async publishUntilConfirmed(ch: Channel, request: PublishRequest): Promise<boolean> {
+    let delay = 500;
+    for (;;) {
+      if (this.closedChannels.has(ch)) return false;
+      try {
+        await this.opts.publisher.publish(request);
+        this.parkFailure = '';
+        return true;
+      } catch (err) {
+        this.parkFailure = `${request.exchange}: ${(err as Error).message}`;
+        this.opts.log.error({ exchange: request.exchange, routingKey: request.routingKey, err: (err as Error).message }, 'retry/park publish failed; original kept unacked');
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 30_000);
+      }
+    }
+  }
+
+  private ack(ch: Channel, msg: ConsumeMessage, outcome: Outcome): void {
+    if (this.closedChannels.has(ch)) {
+      this.counts.stale++;
+      this.opts.log.warn({ messageId: msg.properties.messageId, outcome }, 'stale delivery: its channel closed, the broker redelivers it');
+      return;
+    }
+    try {
+      ch.ack(msg);
+    } catch (err) {
+      this.counts.stale++;
+      this.opts.log.warn({ messageId: msg.properties.messageId, err: (err as Error).message }, 'stale delivery: ack failed');
+    }
+  }
+
+  /** Stops taking deliveries, finishes what it holds (bounded), then closes. */
+  async stop(timeoutMs: number): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    const ch = this.channel.current();
+    const tag = ch && this.consumerTags.get(ch);
+    if (ch && tag) await ch.cancel(tag).catch(() => undefined);
+    const drained = Promise.all([...this.inFlight]);
+    await Promise.race([drained, new Promise((r) => setTimeout(r, timeoutMs))]);
+    await this.channel.close();
+  }
+}
+
+function rawDelivery(msg: ConsumeMessage) {
+  const p = msg.properties;
+  return {
+    content: msg.content,
+    contentType: p.contentType as string | undefined,
+    contentEncoding: p.contentEncoding as string | undefined,
+    messageId: p.messageId as string | undefined,
+    type: p.type as string | undefined,
+    correlationId: p.correlationId as string | undefined,
+    timestamp: p.timestamp as number | undefined,
+    headers: (p.headers ?? {}) as Record<string, unknown>,
+  };
+}
+
+/** The original's properties on its retry or park copy (never user_id or a per-message TTL). */
+function copyProperties(p: MessageProperties, headers: Record<string, unknown>): PublishRequest['properties'] {
+  const props: PublishRequest['properties'] = {
+    // A message parked for lacking a message_id gets one, so its park can be confirmed.
+    messageId: (p.messageId as string | undefined) ?? `missing-${newId()}`,
+    headers,
+  };
+  if (p.contentType) props.contentType = p.contentType as string;
+  if (p.contentEncoding) props.contentEncoding = p.contentEncoding as string;
+  if (p.type) props.type = p.type as string;
+  if (p.correlationId) props.correlationId = p.correlationId as string;
+  if (p.timestamp) props.timestamp = p.timestamp as number;
+  if (p.appId) props.appId = p.appId as string;
+  if (p.replyTo) props.replyTo = p.replyTo as string;
+  return props;
+}

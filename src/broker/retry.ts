@@ -1,0 +1,112 @@
+import { PermanentError } from '../domain/errors';
+import { headerString } from '../domain/messages';
+
+/**
+ * The attempt / backoff / park decision, pure. A failed message is either
+ * sent to a delay queue (which dead-letters it back to the queue it failed
+ * in) or parked in that queue's DLQ with headers saying why.
+ */
+export interface DelayStep {
+  name: string;
+  exchange: string;
+  queue: string;
+  ttlMs: number;
+}
+
+export type ParkKind = 'permanent' | 'exhausted' | 'crash-loop';
+
+export type FailureDecision = { action: 'retry'; step: DelayStep; attempt: number } | { action: 'park'; kind: ParkKind; attempt: number };
+
+export const WARREN_HEADERS = {
+  error: 'x-warren-error',
+  kind: 'x-warren-error-kind',
+  attempts: 'x-warren-attempts',
+  firstFailure: 'x-warren-first-failure',
+  lastFailure: 'x-warren-last-failure',
+  originalQueue: 'x-warren-original-queue',
+  originalExchange: 'x-warren-original-exchange',
+  originalRoutingKey: 'x-warren-original-routing-key',
+} as const;
+
+export const MAX_ERROR_BYTES = 1024;
+/** All of Warren's headers together stay under this (the frame is 128 KiB). */
+export const MAX_WARREN_HEADER_BYTES = 8 * 1024;
+
+/** Attempts already made before this delivery (0 for a first delivery). */
+export function previousAttempts(headers: Record<string, unknown>): number {
+  const n = Number(headerString(headers[WARREN_HEADERS.attempts]) ?? 0);
+  return Number.isInteger(n) && n >= 0 ? n : 0;
+}
+
+/**
+ * `attempt` counts this delivery (1 for the first). Attempt n that fails is
+ * retried after step n-1 (the last step repeats) until `maxAttempts`.
+ */
+export function decideFailure(error: unknown, attempt: number, maxAttempts: number, steps: DelayStep[]): FailureDecision {
+  if (error instanceof PermanentError) return { action: 'park', kind: 'permanent', attempt };
+  if (attempt >= maxAttempts || steps.length === 0) return { action: 'park', kind: 'exhausted', attempt };
+  const step = steps[Math.min(attempt - 1, steps.length - 1)]!;
+  return { action: 'retry', step, attempt };
+}
+
+export function errorText(error: unknown): string {
+  const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  return truncateUtf8(text, MAX_ERROR_BYTES);
+}
+
+export function truncateUtf8(text: string, maxBytes: number): string {
+  const buf = Buffer.from(text, 'utf8');
+  if (buf.length <= maxBytes) return text;
+  // Cut on a character boundary: drop any partial trailing sequence.
+  return buf.subarray(0, maxBytes - 3).toString('utf8').replace(/\uFFFD$/, '') + '...';
+}
+
+export interface FailureRecord {
+  error: unknown;
+  attempt: number;
+  queue: string;
+  /** Where the message was first published (kept across retries). */
+  exchange: string;
+  routingKey: string;
+  now: Date;
+}
+
+/** Warren's headers for a retry or park copy; everything else of the original is kept. */
+export function failureHeaders(original: Record<string, unknown>, rec: FailureRecord, kind?: ParkKind): Record<string, unknown> {
+  const now = rec.now.toISOString();
+  const first = headerString(original[WARREN_HEADERS.firstFailure]) ?? now;
+  const warren: Record<string, string | number> = {
+    [WARREN_HEADERS.error]: errorText(rec.error),
+    [WARREN_HEADERS.attempts]: rec.attempt,
+    [WARREN_HEADERS.firstFailure]: first,
+    [WARREN_HEADERS.lastFailure]: now,
+    [WARREN_HEADERS.originalQueue]: headerString(original[WARREN_HEADERS.originalQueue]) ?? rec.queue,
+    [WARREN_HEADERS.originalExchange]: truncateUtf8(headerString(original[WARREN_HEADERS.originalExchange]) ?? rec.exchange, 255),
+    [WARREN_HEADERS.originalRoutingKey]: truncateUtf8(headerString(original[WARREN_HEADERS.originalRoutingKey]) ?? rec.routingKey, 255),
+  };
+  if (kind) warren[WARREN_HEADERS.kind] = kind;
+  return { ...withoutDeathHeaders(withoutWarrenHeaders(original)), ...warren };
+}
+
+/**
+ * The broker's x-death history is dropped from copies Warren publishes: it
+ * holds AMQP timestamps that a client re-encodes as plain integers, and
+ * Warren's own headers already say where the message has been.
+ */
+export function withoutDeathHeaders(headers: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(headers)) if (k !== 'x-death' && !k.startsWith('x-first-death-') && !k.startsWith('x-last-death-')) out[k] = v;
+  return out;
+}
+
+export function withoutWarrenHeaders(headers: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(headers)) if (!k.startsWith('x-warren-')) out[k] = v;
+  return out;
+}
+
+export function warrenHeaderBytes(headers: Record<string, unknown>): number {
+  let n = 0;
+  for (const [k, v] of Object.entries(headers)) if (k.startsWith('x-warren-')) n += Buffer.byteLength(k) + Buffer.byteLength(String(v));
+  return n;
+}
