@@ -1,0 +1,75 @@
+import type { Knex } from 'knex';
+import type { MessageBody, WarrenMessage } from '../domain/messages';
+import { newId } from '../domain/ids';
+import type { HandlerContext, WorkerDefinition } from './worker';
+
+type Change = { from: unknown; to: unknown };
+type NotificationKind = 'profile_updated' | 'new_follower';
+
+/** Free text is long; a notification says it changed rather than quoting it. */
+const SUMMARISED_FIELDS = new Set(['bio']);
+/** Longer values are summarised too, so a notification stays one line. */
+const QUOTE_MAX_CHARS = 40;
+
+/**
+ * Tells users about events that concern them. user.created is deliberately
+ * not handled: nobody needs telling that they exist (the consumer acks it
+ * and counts it as ignored).
+ */
+export async function notificationsHandler(
+  message: WarrenMessage<'user.updated' | 'user.followed'>,
+  tx: Knex.Transaction,
+  ctx: HandlerContext,
+): Promise<void> {
+  const notify = (userId: string, kind: NotificationKind, text: string, data: object) =>
+    tx('notifications').insert({
+      id: newId(),
+      user_id: userId,
+      kind,
+      text,
+      data: JSON.stringify(data),
+      message_id: message.messageId,
+      created_at: ctx.now().toISOString(),
+    });
+
+  if (message.type === 'user.updated') {
+    const changes = realChanges(message.body);
+    const fields = Object.keys(changes);
+    // An update that changed nothing is no news.
+    if (fields.length === 0) return;
+    await notify(message.body.userId, 'profile_updated', describeChanges(changes), { changes, updatedAt: message.body.updatedAt });
+    return;
+  }
+
+  const { followerId, followerHandle, followeeId, at } = message.body;
+  await notify(followeeId, 'new_follower', `${followerHandle ? `@${followerHandle}` : followerId} followed you`, { followerId, followerHandle, at });
+}
+
+/** Drops entries whose value did not actually change. */
+function realChanges(body: MessageBody<'user.updated'>): Record<string, Change> {
+  return Object.fromEntries(Object.entries(body.changes).filter(([, c]) => JSON.stringify(c.from) !== JSON.stringify(c.to)));
+}
+
+/** `Your displayName changed from "A" to "B"; your bio changed` */
+export function describeChanges(changes: Record<string, Change>): string {
+  const text = Object.entries(changes)
+    .map(([field, { from, to }]) =>
+      !SUMMARISED_FIELDS.has(field) && isQuotable(from) && isQuotable(to)
+        ? `your ${field} changed from ${JSON.stringify(from)} to ${JSON.stringify(to)}`
+        : `your ${field} changed`,
+    )
+    .join('; ');
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+function isQuotable(value: unknown): value is string {
+  return typeof value === 'string' && value.length <= QUOTE_MAX_CHARS;
+}
+
+export const notificationsWorker: WorkerDefinition<'user.updated' | 'user.followed'> = {
+  name: 'notifications',
+  queue: 'notifications.user-events',
+  bindings: [{ exchange: 'user.events', routingKey: '' }],
+  handles: ['user.updated', 'user.followed'],
+  handle: notificationsHandler,
+};

@@ -1,0 +1,191 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { expect } from 'chai';
+import knexFactory, { Knex } from 'knex';
+import pino from 'pino';
+import { loadConfig } from '../../../src/config';
+import { openDatabase } from '../../../src/db/knex';
+import { migrateService } from '../../../src/db/migrate';
+import { analyticsMigrations } from '../../../src/db/migrations/analytics';
+import { PermanentError } from '../../../src/domain/errors';
+import { newId } from '../../../src/domain/ids';
+import type { MessageBody, WarrenMessage } from '../../../src/domain/messages';
+import { analyticsWorker } from '../../../src/workers/analytics';
+import type { HandlerContext } from '../../../src/workers/worker';
+
+const ALICE = newId();
+const BOB = newId();
+const ctx: HandlerContext = { log: pino({ level: 'silent' }), now: () => new Date('2026-11-25T12:00:00.000Z') };
+
+function tweetCreated(body: Partial<MessageBody<'tweet.created'>>): WarrenMessage<'tweet.created'> {
+  return {
+    type: 'tweet.created',
+    messageId: newId(),
+    schemaVersion: '1.0',
+    body: { tweetId: newId(), authorId: ALICE, authorHandle: 'alice', text: 'hello', createdAt: '2026-11-25T09:15:00.000Z', ...body },
+  };
+}
+
+/** A database the suite owns, emptied before each test. */
+interface TestDatabase {
+  db: Knex;
+  close(): Promise<void>;
+}
+
+async function sqliteDatabase(): Promise<TestDatabase> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'warren-analytics-'));
+  const config = loadConfig({ WARREN_DATABASE_DIR: dir });
+  const db = openDatabase(config, 'analytics');
+  await migrateService(db, 'analytics', config);
+  return {
+    db,
+    async close() {
+      await db.destroy();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * A schema of its own on the shared server. Not migrateService: with a
+ * postgres config it keeps knex_migrations in the fixed `analytics` schema
+ * while the tables follow the search path, so a second run would find
+ * 001_initial "done" and create nothing in its fresh schema.
+ */
+async function postgresDatabase(url: string): Promise<TestDatabase> {
+  const schema = `warren_test_${newId().replace(/-/g, '').slice(-12)}`;
+  const admin = knexFactory({ client: 'pg', connection: url });
+  await admin.raw('CREATE SCHEMA ??', [schema]);
+  const db = knexFactory({ client: 'pg', connection: url, searchPath: [schema] });
+  await db.migrate.latest({
+    migrationSource: {
+      getMigrations: async () => Object.keys(analyticsMigrations).sort(),
+      getMigrationName: (name: string) => name,
+      getMigration: async (name: string) => analyticsMigrations[name]!,
+    },
+  });
+  return {
+    db,
+    async close() {
+      await db.destroy();
+      await admin.raw('DROP SCHEMA ?? CASCADE', [schema]);
+      await admin.destroy();
+    },
+  };
+}
+
+const backends: { name: string; open: () => Promise<TestDatabase> }[] = [{ name: 'SQLite', open: sqliteDatabase }];
+const pgUrl = process.env.WARREN_TEST_PG_URL;
+if (pgUrl) backends.push({ name: 'PostgreSQL', open: () => postgresDatabase(pgUrl) });
+
+describe('analyticsWorker', () => {
+  it('consumes tweet.created from the analytics work queue', () => {
+    expect(analyticsWorker.name).to.equal('analytics');
+    expect(analyticsWorker.queue).to.equal('analytics.tweets');
+    expect(analyticsWorker.bindings).to.deep.equal([{ exchange: 'tweets', routingKey: 'tweet.*' }]);
+    expect(analyticsWorker.handles).to.deep.equal(['tweet.created']);
+  });
+
+  for (const backend of backends) {
+    describe(`on ${backend.name}`, () => {
+      let testDb: TestDatabase;
+      let db: Knex;
+
+      before(async () => {
+        testDb = await backend.open();
+        db = testDb.db;
+      });
+      after(async () => {
+        await testDb?.close();
+      });
+      beforeEach(async () => {
+        for (const table of ['user_stats', 'user_hashtags', 'user_mentions', 'hashtags', 'tweets_per_hour']) await db(table).delete();
+      });
+
+      const handle = (message: WarrenMessage<'tweet.created'>) => db.transaction((tx) => analyticsWorker.handle(message, tx, ctx));
+      const rows = (table: string, orderBy: string[]) => db(table).select('*').orderBy(orderBy);
+
+      it("counts a tweet for its author and remembers the author's handle", async () => {
+        await handle(tweetCreated({}));
+        await handle(tweetCreated({ createdAt: '2026-11-25T10:00:00.000Z' }));
+        expect(await rows('user_stats', ['user_id'])).to.deep.equal([
+          { user_id: ALICE, handle: 'alice', tweet_count: 2, last_tweet_at: '2026-11-25T10:00:00.000Z' },
+        ]);
+      });
+
+      it('counts case-folded hashtags once per tweet, per user and overall', async () => {
+        await handle(tweetCreated({ text: '#Node and #node and #NODE, also #TypeScript' }));
+        await handle(tweetCreated({ authorId: BOB, authorHandle: 'bob', text: 'me too #node' }));
+        expect(await db('user_hashtags').where({ user_id: ALICE }).select('tag', 'count').orderBy('tag')).to.deep.equal([
+          { tag: 'node', count: 1 },
+          { tag: 'typescript', count: 1 },
+        ]);
+        expect(await db('user_hashtags').where({ user_id: BOB }).select('tag', 'count')).to.deep.equal([{ tag: 'node', count: 1 }]);
+        expect(await rows('hashtags', ['tag'])).to.deep.equal([
+          { tag: 'node', count: 2 },
+          { tag: 'typescript', count: 1 },
+        ]);
+      });
+
+      it('counts each mentioned handle once per tweet', async () => {
+        await handle(tweetCreated({ text: '@Bob hi @bob, meet @carol' }));
+        await handle(tweetCreated({ text: 'again @BOB' }));
+        expect(await rows('user_mentions', ['handle'])).to.deep.equal([
+          { user_id: ALICE, handle: 'bob', count: 2 },
+          { user_id: ALICE, handle: 'carol', count: 1 },
+        ]);
+      });
+
+      it('keeps the latest last_tweet_at and handle when an older tweet arrives later', async () => {
+        await handle(tweetCreated({ authorHandle: 'alice_new', createdAt: '2026-11-25T11:00:00+02:00' }));
+        await handle(tweetCreated({ authorHandle: 'alice_old', createdAt: '2026-11-25T08:59:59.999Z' }));
+        const [stats] = await rows('user_stats', ['user_id']);
+        // 11:00 at +02:00 is 09:00 UTC, later than 08:59:59.999 UTC although its text sorts lower.
+        expect(stats).to.deep.equal({ user_id: ALICE, handle: 'alice_new', tweet_count: 2, last_tweet_at: '2026-11-25T09:00:00.000Z' });
+      });
+
+      it('buckets tweets by UTC hour', async () => {
+        await handle(tweetCreated({ createdAt: '2026-11-25T23:30:00-02:00' }));
+        await handle(tweetCreated({ createdAt: '2026-11-26T01:59:59.999Z' }));
+        await handle(tweetCreated({ createdAt: '2026-11-26T02:00:00.000Z' }));
+        expect(await rows('tweets_per_hour', ['hour'])).to.deep.equal([
+          { hour: '2026-11-26T01', count: 2 },
+          { hour: '2026-11-26T02', count: 1 },
+        ]);
+      });
+
+      it('writes no hashtag or mention rows for a tweet without any', async () => {
+        await handle(tweetCreated({ text: 'email a@b.example, issue #' }));
+        expect(await rows('user_hashtags', ['tag'])).to.deep.equal([]);
+        expect(await rows('hashtags', ['tag'])).to.deep.equal([]);
+        expect(await rows('user_mentions', ['handle'])).to.deep.equal([]);
+      });
+
+      it('cuts a hashtag that lower-casing lengthened to the width of its column', async () => {
+        // `İ` lower-cases to `i` + U+0307: 100 characters become 200.
+        await handle(tweetCreated({ text: `#${'İ'.repeat(100)}` }));
+        const [row] = await rows('hashtags', ['tag']);
+        expect([...(row as { tag: string }).tag]).to.have.length(100);
+      });
+
+      it('writes only inside the transaction it is given', async () => {
+        const err = await db
+          .transaction(async (tx) => {
+            await analyticsWorker.handle(tweetCreated({ text: '#gone @bob' }), tx, ctx);
+            throw new Error('abort');
+          })
+          .catch((e: unknown) => e);
+        expect(err).to.have.property('message', 'abort');
+        for (const table of ['user_stats', 'user_hashtags', 'user_mentions', 'hashtags', 'tweets_per_hour']) {
+          expect(await db(table).select('*'), table).to.deep.equal([]);
+        }
+      });
+
+      it('parks a tweet whose author handle can never be stored', async () => {
+        const err = await handle(tweetCreated({ authorHandle: 'x'.repeat(31) })).catch((e: unknown) => e);
+        expect(err).to.be.instanceOf(PermanentError);
+      });
+    });
+  }
+});

@@ -1,0 +1,127 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { expect } from 'chai';
+import type { Knex } from 'knex';
+import pino from 'pino';
+import { loadConfig } from '../../../src/config';
+import { openDatabase } from '../../../src/db/knex';
+import { migrateService } from '../../../src/db/migrate';
+import { isUuidV7, newId } from '../../../src/domain/ids';
+import type { WarrenMessage } from '../../../src/domain/messages';
+import { notificationsWorker } from '../../../src/workers/notifications';
+import type { HandlerContext } from '../../../src/workers/worker';
+
+const ALICE = newId();
+const BOB = newId();
+const NOW = '2026-11-25T12:00:00.000Z';
+const ctx: HandlerContext = { log: pino({ level: 'silent' }), now: () => new Date(NOW) };
+
+function userUpdated(changes: Record<string, { from: unknown; to: unknown }>): WarrenMessage<'user.updated'> {
+  return { type: 'user.updated', messageId: newId(), schemaVersion: '1.0', body: { userId: ALICE, changes, updatedAt: '2026-11-25T11:59:00.000Z' } };
+}
+
+function userFollowed(followerHandle?: string): WarrenMessage<'user.followed'> {
+  return {
+    type: 'user.followed',
+    messageId: newId(),
+    schemaVersion: '1.0',
+    body: { followerId: BOB, followeeId: ALICE, at: '2026-11-25T11:58:00.000Z', ...(followerHandle ? { followerHandle } : {}) },
+  };
+}
+
+interface NotificationRow {
+  id: string;
+  user_id: string;
+  kind: string;
+  text: string;
+  data: string;
+  message_id: string;
+  created_at: string;
+}
+
+describe('notificationsWorker', () => {
+  let dir: string;
+  let db: Knex;
+
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'warren-notifications-'));
+    const config = loadConfig({ WARREN_DATABASE_DIR: dir });
+    db = openDatabase(config, 'notifications');
+    await migrateService(db, 'notifications', config);
+  });
+  after(async () => {
+    await db?.destroy();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  beforeEach(async () => {
+    await db('notifications').delete();
+  });
+
+  const handle = (message: WarrenMessage<'user.updated' | 'user.followed'>) =>
+    db.transaction((tx) => notificationsWorker.handle(message, tx, ctx));
+  const notifications = (): Promise<NotificationRow[]> => db('notifications').select('*').orderBy('id');
+
+  it('subscribes to user events and leaves user.created to be acked and ignored', () => {
+    expect(notificationsWorker.name).to.equal('notifications');
+    expect(notificationsWorker.queue).to.equal('notifications.user-events');
+    expect(notificationsWorker.bindings).to.deep.equal([{ exchange: 'user.events', routingKey: '' }]);
+    expect(notificationsWorker.handles).to.deep.equal(['user.updated', 'user.followed']);
+  });
+
+  it('tells a user what changed in their profile, in one notification', async () => {
+    const changes = { displayName: { from: 'A', to: 'B' }, bio: { from: null, to: 'Likes rabbits' } };
+    const message = userUpdated(changes);
+    await handle(message);
+    const rows = await notifications();
+    expect(rows).to.have.length(1);
+    const [row] = rows as [NotificationRow];
+    expect(isUuidV7(row.id)).to.equal(true);
+    expect(row).to.deep.include({
+      user_id: ALICE,
+      kind: 'profile_updated',
+      text: 'Your displayName changed from "A" to "B"; your bio changed',
+      message_id: message.messageId,
+      created_at: NOW,
+    });
+    expect(JSON.parse(row.data)).to.deep.equal({ changes, updatedAt: '2026-11-25T11:59:00.000Z' });
+  });
+
+  it('names a changed handle with its old and new value, and summarises a long value', async () => {
+    await handle(userUpdated({ handle: { from: 'alice', to: 'alice_b' }, displayName: { from: 'Alice', to: 'A'.repeat(41) } }));
+    const [row] = await notifications();
+    expect(row?.text).to.equal('Your handle changed from "alice" to "alice_b"; your displayName changed');
+  });
+
+  it('creates nothing for an update without changes', async () => {
+    await handle(userUpdated({}));
+    await handle(userUpdated({ displayName: { from: 'Same', to: 'Same' } }));
+    expect(await notifications()).to.deep.equal([]);
+  });
+
+  it('tells the followee who followed them, by handle', async () => {
+    const message = userFollowed('bob');
+    await handle(message);
+    const rows = await notifications();
+    expect(rows).to.have.length(1);
+    expect(rows[0]).to.deep.include({ user_id: ALICE, kind: 'new_follower', text: '@bob followed you', message_id: message.messageId, created_at: NOW });
+    expect(JSON.parse(rows[0]!.data)).to.deep.equal({ followerId: BOB, followerHandle: 'bob', at: '2026-11-25T11:58:00.000Z' });
+  });
+
+  it("names the follower by id when the event carries no handle", async () => {
+    await handle(userFollowed());
+    const [row] = await notifications();
+    expect(row).to.deep.include({ user_id: ALICE, text: `${BOB} followed you` });
+  });
+
+  it('writes only inside the transaction it is given', async () => {
+    const err = await db
+      .transaction(async (tx) => {
+        await notificationsWorker.handle(userFollowed('bob'), tx, ctx);
+        throw new Error('abort');
+      })
+      .catch((e: unknown) => e);
+    expect(err).to.have.property('message', 'abort');
+    expect(await notifications()).to.deep.equal([]);
+  });
+});
