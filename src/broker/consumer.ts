@@ -153,7 +153,12 @@ export class QueueConsumer {
       await trx.commit();
       return applied;
     } catch (err) {
-      if (!trx.isCompleted()) await trx.rollback().catch(() => undefined);
+      if (!trx.isCompleted()) {
+        const rolledBack = trx.rollback().catch(() => undefined);
+        // An abandoned handler may still hold its connection in a blocked
+        // statement; its rollback runs when that returns, and the retry need not wait.
+        if (!(err instanceof HandlerTimeoutError)) await rolledBack;
+      }
       throw err;
     } finally {
       clearTimeout(timer);

@@ -11,6 +11,8 @@ import { newId } from './ids';
 export const SCHEMA_VERSION = '1.0';
 export const SCHEMA_MAJOR = 1;
 export const APP_ID = 'warren';
+/** The idempotency record's key column is this wide. */
+export const MAX_MESSAGE_ID_LENGTH = 100;
 
 const uuid = z.string().uuid();
 const isoTime = z.string().datetime({ offset: true });
@@ -136,6 +138,7 @@ export type DecodeResult =
  */
 export function decodeDelivery(raw: RawDelivery, handled: readonly MessageType[]): DecodeResult {
   if (!raw.messageId) throw new PermanentError('missing message_id');
+  if (raw.messageId.length > MAX_MESSAGE_ID_LENGTH) throw new PermanentError(`message_id longer than ${MAX_MESSAGE_ID_LENGTH} characters`);
   const contentType = (raw.contentType ?? '').split(';')[0]!.trim().toLowerCase();
   if (contentType !== 'application/json') throw new PermanentError(`unsupported content type ${JSON.stringify(raw.contentType ?? '')}`);
   const encoding = (raw.contentEncoding ?? '').trim().toLowerCase();

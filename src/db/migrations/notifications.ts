@@ -12,7 +12,7 @@ export const notificationsMigrations: Record<string, Knex.Migration> = {
         t.string('kind', 50).notNullable();
         t.text('text').notNullable();
         t.text('data').notNullable();
-        t.string('message_id', 36).notNullable();
+        t.string('message_id', 100).notNullable();
         t.string('created_at', 30).notNullable();
         t.index(['user_id', 'id']);
       });

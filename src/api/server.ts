@@ -1,0 +1,115 @@
+import http from 'node:http';
+import type { Config } from '../config';
+import { vhostOf } from '../config';
+import { connectBroker } from '../broker/connection';
+import { ManagementClient } from '../broker/management';
+import { ConfirmPublisher } from '../broker/publisher';
+import { OutboxRelay } from '../broker/relay';
+import { apiNeeds, loadDefinitions, retargetDefinitions, workQueues } from '../broker/topology';
+import { awaitTopology } from '../broker/topologyGate';
+import { openDatabase } from '../db/knex';
+import { createLogger } from '../log';
+import { exitWithLine, onShutdown } from '../shutdown';
+import { createApp, type ReadinessCheck } from './app';
+
+const CONSUMER_CHECK_TTL_MS = 2000;
+
+/**
+ * `warren api`: the HTTP API and the outbox relay. It starts without the
+ * broker (writes go to the outbox and are relayed once it is back) and
+ * reports not ready until the broker, the topology and the consumers are there.
+ */
+export async function runApi(config: Config): Promise<http.Server> {
+  const log = createLogger('api', config.log.level);
+  const vhost = vhostOf(config.amqp.url);
+  const defs = retargetDefinitions(loadDefinitions(config.amqp.definitionsFile), vhost);
+  const db = openDatabase(config, 'api', { attachReadModels: true });
+  const connection = connectBroker({
+    url: config.amqp.url,
+    service: 'api',
+    role: 'publish',
+    heartbeatSeconds: config.amqp.heartbeatSeconds,
+    reconnectSeconds: config.amqp.reconnectSeconds,
+    log,
+  });
+  const publisher = new ConfirmPublisher(connection, log, config.relay.publishTimeoutMs);
+  const relay = new OutboxRelay({
+    db,
+    publisher,
+    log,
+    batchSize: config.relay.batchSize,
+    pollIntervalMs: config.relay.pollIntervalMs,
+    claimTimeoutMs: config.relay.claimTimeoutMs,
+    retainSentMs: config.outbox.retainSentHours * 3_600_000,
+  });
+
+  const topology = { verified: false };
+  const shutdownSignal = { stopped: false };
+  awaitTopology({ managementUrl: config.amqp.managementUrl, vhost, defs, ...apiNeeds(defs), log }, 1000, shutdownSignal).then(
+    () => {
+      topology.verified = true;
+      relay.start();
+    },
+    (err) => exitWithLine(`warren api: ${(err as Error).message}`),
+  );
+
+  const management = new ManagementClient(config.amqp.managementUrl);
+  let consumerCache: { at: number; checks: ReadinessCheck[] } | undefined;
+  const consumerChecks = async (): Promise<ReadinessCheck[]> => {
+    if (consumerCache && Date.now() - consumerCache.at < CONSUMER_CHECK_TTL_MS) return consumerCache.checks;
+    const checks = await Promise.all(
+      workQueues(defs).map(async (queue): Promise<ReadinessCheck> => {
+        try {
+          const info = await management.getQueue(vhost, queue);
+          const consumers = info?.consumers ?? 0;
+          return { name: `consumers:${queue}`, ok: consumers > 0, detail: `${consumers} consumer(s)` };
+        } catch (err) {
+          return { name: `consumers:${queue}`, ok: false, detail: (err as Error).message };
+        }
+      }),
+    );
+    consumerCache = { at: Date.now(), checks };
+    return checks;
+  };
+
+  const app = createApp({
+    config,
+    db,
+    log,
+    onEventsWritten: () => relay.wake(),
+    outboxBacklog: () => relay.pending(),
+    readiness: async () => {
+      const broker: ReadinessCheck = publisher.isReady()
+        ? { name: 'broker', ok: true }
+        : { name: 'broker', ok: false, detail: connection.isBlocked() ? 'connection blocked by a broker alarm' : 'not connected' };
+      const topologyCheck: ReadinessCheck = { name: 'topology', ok: topology.verified, detail: topology.verified ? 'verified' : 'not verified yet' };
+      const backlog = relay.pending();
+      const outbox: ReadinessCheck = {
+        name: 'outbox',
+        ok: backlog <= config.outbox.maxBacklog && relay.status().ok,
+        detail: backlog > config.outbox.maxBacklog ? `backlog ${backlog} over outbox.maxBacklog ${config.outbox.maxBacklog}` : relay.status().detail,
+      };
+      return [broker, topologyCheck, outbox, ...(await consumerChecks())];
+    },
+  });
+
+  const server = http.createServer(app.callback());
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.http.port, config.http.host, () => resolve());
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.http.port;
+  log.info({ host: config.http.host, port }, 'api listening');
+
+  onShutdown(log, 30_000, async () => {
+    shutdownSignal.stopped = true;
+    // Stop taking requests and let those in flight finish, then relay what is committed.
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await relay.stop();
+    await publisher.close();
+    await connection.close();
+    await db.destroy();
+  });
+  return server;
+}

@@ -1,0 +1,152 @@
+import { Command, InvalidArgumentError } from 'commander';
+import { loadConfigOrExit, vhostOf } from './config';
+import { createLogger } from './log';
+import { exitWithLine } from './shutdown';
+
+/**
+ * The `warren` command. Each subcommand loads and validates the
+ * configuration first (a bad value stops it with one line naming the key).
+ */
+const program = new Command();
+program.name('warren').description('RabbitMQ work queues and pub/sub: API, workers, topology and dead-letter tooling').showHelpAfterError();
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
+  return n;
+}
+
+const WORKER_NAMES = ['analytics', 'notifications'] as const;
+type WorkerArg = (typeof WORKER_NAMES)[number];
+
+function workerName(value: string): WorkerArg {
+  if (!(WORKER_NAMES as readonly string[]).includes(value)) throw new InvalidArgumentError(`must be one of ${WORKER_NAMES.join(', ')}`);
+  return value as WorkerArg;
+}
+
+program
+  .command('api')
+  .description('run the HTTP API and the outbox relay')
+  .action(async () => {
+    const config = loadConfigOrExit();
+    const { runApi } = await import('./api/server');
+    await runApi(config);
+  });
+
+program
+  .command('worker')
+  .description('run a worker (competing consumer); --processes N runs N supervised processes')
+  .argument('<name>', `one of ${WORKER_NAMES.join(', ')}`, workerName)
+  .option('-p, --processes <n>', 'number of worker processes', positiveInt, 1)
+  .action(async (name: WorkerArg, opts: { processes: number }) => {
+    const config = loadConfigOrExit();
+    if (opts.processes > 1) {
+      const { supervise } = await import('./supervisor');
+      const children = Array.from({ length: opts.processes }, (_, i) => ({ name: `worker ${name} #${i + 1}`, args: ['worker', name] }));
+      process.exit(await supervise(children, { log: createLogger('supervisor', config.log.level), ...config.supervisor }));
+    }
+    const { runWorker } = await import('./workers/runner');
+    await runWorker(config, name);
+  });
+
+program
+  .command('migrate')
+  .description("bring every service's database to the latest version")
+  .action(async () => {
+    const config = loadConfigOrExit();
+    const { migrateAll } = await import('./db/migrate');
+    await migrateAll(config, (line) => console.log(line));
+  });
+
+const topology = program.command('topology').description('the broker topology of rabbitmq/definitions.json');
+topology
+  .command('apply')
+  .description('declare exchanges, queues, bindings and policies through the management API, then wait until they are visible')
+  .action(async () => {
+    const config = loadConfigOrExit();
+    await applyTopologyOrExit(config);
+  });
+topology
+  .command('check')
+  .description('check that every queue, exchange, binding and effective policy matches the definitions')
+  .action(async () => {
+    const config = loadConfigOrExit();
+    const { checkTopology, loadDefinitions, retargetDefinitions, allNames } = await import('./broker/topology');
+    const vhost = vhostOf(config.amqp.url);
+    const defs = retargetDefinitions(loadDefinitions(config.amqp.definitionsFile), vhost);
+    try {
+      await checkTopology({ managementUrl: config.amqp.managementUrl, vhost, defs, ...allNames(defs) });
+    } catch (err) {
+      exitWithLine(`warren topology check: ${(err as Error).message}`);
+    }
+    console.log(`topology of vhost ${vhost} matches ${config.amqp.definitionsFile}`);
+  });
+
+async function applyTopologyOrExit(config: ReturnType<typeof loadConfigOrExit>): Promise<void> {
+  const { brokerPreflight } = await import('./preflight');
+  const unreachable = await brokerPreflight(config);
+  if (unreachable) exitWithLine(unreachable);
+  const { applyTopology, loadDefinitions, retargetDefinitions } = await import('./broker/topology');
+  const vhost = vhostOf(config.amqp.url);
+  const defs = retargetDefinitions(loadDefinitions(config.amqp.definitionsFile), vhost);
+  try {
+    await applyTopology({ managementUrl: config.amqp.managementUrl, vhost, defs, log: createLogger('topology', config.log.level) });
+  } catch (err) {
+    exitWithLine(`warren topology apply: ${(err as Error).message}`);
+  }
+  console.log(`topology applied to vhost ${vhost}`);
+}
+
+program
+  .command('start')
+  .description('development supervisor: apply the topology, run migrations, then the API and every worker')
+  .action(async () => {
+    const config = loadConfigOrExit();
+    await applyTopologyOrExit(config);
+    const { migrateAll } = await import('./db/migrate');
+    await migrateAll(config, (line) => console.log(`migrate ${line}`));
+    const { supervise } = await import('./supervisor');
+    const children = [
+      { name: 'api', args: ['api'] },
+      ...WORKER_NAMES.map((w) => ({ name: `worker ${w}`, args: ['worker', w] })),
+    ];
+    process.exit(await supervise(children, { log: createLogger('supervisor', config.log.level), ...config.supervisor }));
+  });
+
+const dlq = program.command('dlq').description("inspect and replay a work queue's parked messages (<queue>.dlq)");
+dlq
+  .command('list')
+  .argument('<queue>', 'work queue, e.g. analytics.tweets')
+  .option('-n, --limit <n>', 'at most this many', positiveInt, 50)
+  .action(async (queue: string, opts: { limit: number }) => {
+    const config = loadConfigOrExit();
+    const { listParked } = await import('./broker/dlq');
+    const parked = await listParked(config.amqp.url, queue, opts.limit);
+    if (parked.length === 0) console.log(`${queue}.dlq is empty`);
+    for (const p of parked) console.log(JSON.stringify(p));
+  });
+dlq
+  .command('replay')
+  .argument('<queue>', 'work queue, e.g. analytics.tweets')
+  .option('-n, --limit <n>', 'replay at most this many', positiveInt)
+  .action(async (queue: string, opts: { limit?: number }) => {
+    const config = loadConfigOrExit();
+    const { replayParked } = await import('./broker/dlq');
+    const result = await replayParked(config.amqp.url, queue, { limit: opts.limit });
+    console.log(JSON.stringify(result));
+  });
+dlq
+  .command('purge')
+  .argument('<queue>', 'work queue, e.g. analytics.tweets')
+  .option('-y, --yes', 'really delete every parked message')
+  .action(async (queue: string, opts: { yes?: boolean }) => {
+    if (!opts.yes) exitWithLine(`warren dlq purge deletes every message parked in ${queue}.dlq; run it again with --yes`);
+    const config = loadConfigOrExit();
+    const { purgeParked } = await import('./broker/dlq');
+    const count = await purgeParked(config.amqp.url, queue);
+    console.log(`purged ${count} message(s) from ${queue}.dlq`);
+  });
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  exitWithLine(`warren: ${(err as Error).message}`);
+});

@@ -1,0 +1,65 @@
+import type { Config } from '../config';
+import { vhostOf } from '../config';
+import { connectBroker } from '../broker/connection';
+import { QueueConsumer } from '../broker/consumer';
+import { ConfirmPublisher } from '../broker/publisher';
+import { delaySteps, loadDefinitions, queuesNeededBy, retargetDefinitions } from '../broker/topology';
+import { awaitTopology } from '../broker/topologyGate';
+import { pruneInbox } from '../db/inbox';
+import { openDatabase } from '../db/knex';
+import { createLogger } from '../log';
+import { exitWithLine, onShutdown } from '../shutdown';
+import { workers, type WorkerName } from './registry';
+
+const PRUNE_EVERY_MS = 60 * 60 * 1000;
+
+/**
+ * `warren worker <name>`: one consumer process. Competing consumers scale by
+ * process count; prefetch gives fair dispatch between them.
+ */
+export async function runWorker(config: Config, name: WorkerName): Promise<void> {
+  const worker = workers[name];
+  const log = createLogger(`worker-${name}`, config.log.level);
+  const vhost = vhostOf(config.amqp.url);
+  const defs = retargetDefinitions(loadDefinitions(config.amqp.definitionsFile), vhost);
+  const steps = delaySteps(defs);
+
+  // Stops with one line if the topology is wrong; waits while the broker is away.
+  try {
+    await awaitTopology({ managementUrl: config.amqp.managementUrl, vhost, defs, ...queuesNeededBy(worker.queue, defs), log });
+  } catch (err) {
+    exitWithLine(`warren worker ${name}: ${(err as Error).message}`);
+  }
+
+  const db = openDatabase(config, worker.name);
+  const common = { url: config.amqp.url, service: `worker ${name}`, heartbeatSeconds: config.amqp.heartbeatSeconds, reconnectSeconds: config.amqp.reconnectSeconds, log };
+  const consumeConnection = connectBroker({ ...common, role: 'consume' });
+  const publishConnection = connectBroker({ ...common, role: 'publish' });
+  const publisher = new ConfirmPublisher(publishConnection, log, config.relay.publishTimeoutMs);
+  const consumer = new QueueConsumer({
+    connection: consumeConnection,
+    publisher,
+    db,
+    worker,
+    prefetch: config.worker.prefetch,
+    handlerTimeoutMs: config.worker.handlerTimeoutMs,
+    maxAttempts: config.retry.attempts[worker.queue] ?? 5,
+    steps,
+    log,
+  });
+
+  const prune = setInterval(() => {
+    pruneInbox(db, config.inbox.retentionDays).catch((err) => log.warn({ err: (err as Error).message }, 'inbox prune failed'));
+  }, PRUNE_EVERY_MS);
+  prune.unref();
+
+  log.info({ queue: worker.queue, prefetch: config.worker.prefetch }, 'worker started');
+  onShutdown(log, config.worker.handlerTimeoutMs + 10_000, async () => {
+    clearInterval(prune);
+    await consumer.stop(config.worker.handlerTimeoutMs);
+    log.info({ counts: consumer.counts }, 'worker stopped');
+    await publisher.close();
+    await Promise.all([consumeConnection.close(), publishConnection.close()]);
+    await db.destroy();
+  });
+}

@@ -1,0 +1,214 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import knexFactory from 'knex';
+import { loadConfig, type Config } from '../../src/config';
+import { ManagementClient } from '../../src/broker/management';
+import { applyTopology, loadDefinitions, retargetDefinitions } from '../../src/broker/topology';
+import { migrateAll } from '../../src/db/migrate';
+import { createLogger } from '../../src/log';
+
+/**
+ * An isolated Warren for one integration suite: its own vhost (topology
+ * applied from rabbitmq/definitions.json), its own database (a temp SQLite
+ * directory, or a fresh PostgreSQL database when WARREN_TEST_DB=postgres),
+ * its own HTTP port; real `warren` processes started and stopped by the test.
+ */
+export const MANAGEMENT_URL = process.env.WARREN_TEST_MANAGEMENT_URL ?? 'http://guest:guest@127.0.0.1:15672';
+export const AMQP_BASE = process.env.WARREN_TEST_AMQP_BASE ?? 'amqp://guest:guest@127.0.0.1:5672';
+export const PG_ADMIN_URL = process.env.WARREN_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+export const TEST_DB = process.env.WARREN_TEST_DB === 'postgres' ? 'postgres' : 'sqlite';
+
+const cli = path.resolve(__dirname, '..', '..', 'src', 'cli.js');
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 20_000, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastErr: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await probe();
+      if (value !== undefined && value !== false) return value;
+    } catch (err) {
+      lastErr = err;
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? ` (last error: ${(lastErr as Error).message})` : ''}`);
+}
+
+export class WarrenProcess {
+  readonly output: string[] = [];
+  private exited: Promise<number | null>;
+  exitCode: number | null | undefined;
+
+  constructor(readonly name: string, readonly child: ChildProcess) {
+    const collect = (chunk: Buffer) => {
+      for (const line of chunk.toString('utf8').split('\n')) if (line) this.output.push(line);
+    };
+    child.stdout?.on('data', collect);
+    child.stderr?.on('data', collect);
+    this.exited = new Promise((resolve) =>
+      child.on('exit', (code) => {
+        this.exitCode = code;
+        resolve(code);
+      }),
+    );
+  }
+
+  get running(): boolean {
+    return this.exitCode === undefined;
+  }
+
+  /** SIGTERM, then the exit code (SIGKILL after `timeoutMs`). */
+  async stop(timeoutMs = 15_000): Promise<number | null> {
+    if (!this.running) return this.exitCode ?? null;
+    this.child.kill('SIGTERM');
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
+    const code = await this.exited;
+    clearTimeout(timer);
+    return code;
+  }
+
+  kill9(): Promise<number | null> {
+    this.child.kill('SIGKILL');
+    return this.exited;
+  }
+
+  waitExit(): Promise<number | null> {
+    return this.exited;
+  }
+
+  tail(n = 30): string {
+    return this.output.slice(-n).join('\n');
+  }
+}
+
+export class TestSystem {
+  readonly vhost = `warren-it-${crypto.randomBytes(4).toString('hex')}`;
+  readonly management = new ManagementClient(MANAGEMENT_URL);
+  readonly processes: WarrenProcess[] = [];
+  env: NodeJS.ProcessEnv = {};
+  config!: Config;
+  port = 0;
+  private dataDir = '';
+  private pgDatabase = '';
+
+  get amqpUrl(): string {
+    return `${AMQP_BASE}/${encodeURIComponent(this.vhost)}`;
+  }
+
+  get baseUrl(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** Creates the vhost (topology applied) and the database (migrated). */
+  async setUp(extraConfig: Record<string, unknown> = {}): Promise<void> {
+    this.port = await freePort();
+    this.env = {
+      ...process.env,
+      NODE_ENV: 'test',
+      WARREN_AMQP_URL: this.amqpUrl,
+      WARREN_AMQP_MANAGEMENT_URL: MANAGEMENT_URL,
+      WARREN_HTTP_PORT: String(this.port),
+      WARREN_CONFIG: JSON.stringify(extraConfig),
+    };
+    if (TEST_DB === 'postgres') {
+      this.pgDatabase = `warren_it_${crypto.randomBytes(4).toString('hex')}`;
+      const admin = knexFactory({ client: 'pg', connection: PG_ADMIN_URL });
+      await admin.raw(`CREATE DATABASE ${this.pgDatabase}`);
+      await admin.destroy();
+      const url = new URL(PG_ADMIN_URL);
+      url.pathname = `/${this.pgDatabase}`;
+      Object.assign(this.env, { WARREN_DATABASE_CLIENT: 'postgres', WARREN_DATABASE_URL: url.toString() });
+    } else {
+      this.dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'warren-it-'));
+      Object.assign(this.env, { WARREN_DATABASE_CLIENT: 'sqlite', WARREN_DATABASE_DIR: this.dataDir });
+    }
+    this.config = loadConfig(this.env);
+    const defs = retargetDefinitions(loadDefinitions(this.config.amqp.definitionsFile), this.vhost);
+    await applyTopology({ managementUrl: MANAGEMENT_URL, vhost: this.vhost, defs, log: createLogger('test-topology', 'warn') });
+    await migrateAll(this.config);
+  }
+
+  start(args: string[], extraEnv: NodeJS.ProcessEnv = {}): WarrenProcess {
+    const name = args.join(' ');
+    const child = spawn(process.execPath, ['--enable-source-maps', cli, ...args], { env: { ...this.env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = new WarrenProcess(name, child);
+    this.processes.push(proc);
+    return proc;
+  }
+
+  async startApi(): Promise<WarrenProcess> {
+    const api = this.start(['api']);
+    await waitFor('the API to listen', async () => (await fetch(`${this.baseUrl}/healthz`)).ok, 20_000).catch((err) => {
+      throw new Error(`${(err as Error).message}\n${api.tail()}`);
+    });
+    return api;
+  }
+
+  async startWorker(name: 'analytics' | 'notifications', extraEnv: NodeJS.ProcessEnv = {}): Promise<WarrenProcess> {
+    const queue = name === 'analytics' ? 'analytics.tweets' : 'notifications.user-events';
+    const before = (await this.management.getQueue(this.vhost, queue))?.consumers ?? 0;
+    const worker = this.start(['worker', name], extraEnv);
+    await waitFor(`worker ${name} to consume`, async () => ((await this.management.getQueue(this.vhost, queue))?.consumers ?? 0) > before, 20_000).catch((err) => {
+      throw new Error(`${(err as Error).message}\n${worker.tail()}`);
+    });
+    return worker;
+  }
+
+  async request(method: string, urlPath: string, opts: { body?: unknown; token?: string; headers?: Record<string, string> } = {}) {
+    const headers: Record<string, string> = { ...(opts.headers ?? {}) };
+    if (opts.body !== undefined) headers['content-type'] ??= 'application/json';
+    if (opts.token) headers.authorization = `Bearer ${opts.token}`;
+    const res = await fetch(`${this.baseUrl}${urlPath}`, {
+      method,
+      headers,
+      body: opts.body === undefined ? undefined : typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body),
+    });
+    const text = await res.text();
+    // any: test responses are JSON of many shapes, asserted field by field
+    let json: any;
+    try {
+      json = text ? JSON.parse(text) : undefined;
+    } catch {
+      json = undefined;
+    }
+    return { status: res.status, headers: res.headers, json, text };
+  }
+
+  async createUser(handle: string, displayName = handle): Promise<{ id: string; token: string }> {
+    const res = await this.request('POST', '/users', { body: { handle, displayName } });
+    if (res.status !== 201) throw new Error(`POST /users answered ${res.status}: ${res.text}`);
+    return { id: res.json.user.id, token: res.json.token };
+  }
+
+  async queueDepth(queue: string): Promise<number> {
+    const info = await this.management.getQueue(this.vhost, queue);
+    return info?.messages ?? 0;
+  }
+
+  async tearDown(): Promise<void> {
+    await Promise.all(this.processes.map((p) => p.stop(10_000).catch(() => undefined)));
+    await this.management.deleteVhost(this.vhost).catch(() => undefined);
+    if (this.pgDatabase) {
+      const admin = knexFactory({ client: 'pg', connection: PG_ADMIN_URL });
+      await admin.raw(`DROP DATABASE IF EXISTS ${this.pgDatabase} WITH (FORCE)`).catch(() => undefined);
+      await admin.destroy();
+    }
+    if (this.dataDir) fs.rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,84 @@
+import { expect } from 'chai';
+import { PermanentError, TransientError } from '../../../src/domain/errors';
+import {
+  decideFailure,
+  failureHeaders,
+  MAX_ERROR_BYTES,
+  MAX_WARREN_HEADER_BYTES,
+  previousAttempts,
+  truncateUtf8,
+  warrenHeaderBytes,
+  type DelayStep,
+} from '../../../src/broker/retry';
+
+const steps: DelayStep[] = ['5s', '30s', '2m'].map((name, i) => ({ name, exchange: `warren.delay.${name}`, queue: `warren.delay.${name}`, ttlMs: [5000, 30000, 120000][i]! }));
+
+describe('retry decisions', () => {
+  it('parks a permanent error at once, whatever the attempt', () => {
+    expect(decideFailure(new PermanentError('bad body'), 1, 5, steps)).to.deep.equal({ action: 'park', kind: 'permanent', attempt: 1 });
+  });
+
+  it('backs off with growing delays, repeating the last step', () => {
+    const delays = [1, 2, 3, 4].map((attempt) => {
+      const d = decideFailure(new TransientError('busy'), attempt, 6, steps);
+      return d.action === 'retry' ? d.step.name : d.kind;
+    });
+    expect(delays).to.deep.equal(['5s', '30s', '2m', '2m']);
+  });
+
+  it('parks as exhausted after the configured attempts', () => {
+    expect(decideFailure(new Error('boom'), 3, 3, steps)).to.deep.equal({ action: 'park', kind: 'exhausted', attempt: 3 });
+    expect(decideFailure(new Error('boom'), 2, 3, steps).action).to.equal('retry');
+  });
+
+  it('reads previous attempts from the header, tolerating junk', () => {
+    expect(previousAttempts({})).to.equal(0);
+    expect(previousAttempts({ 'x-warren-attempts': 2 })).to.equal(2);
+    expect(previousAttempts({ 'x-warren-attempts': Buffer.from('3') })).to.equal(3);
+    expect(previousAttempts({ 'x-warren-attempts': 'lots' })).to.equal(0);
+  });
+});
+
+describe('failure headers', () => {
+  const now = new Date('2026-11-25T10:00:00.000Z');
+
+  it('records the original route on the first failure and keeps it across retries', () => {
+    const first = failureHeaders({ traceparent: 't' }, { error: new Error('busy'), attempt: 1, queue: 'analytics.tweets', exchange: 'tweets', routingKey: 'tweet.created', now });
+    expect(first).to.include({
+      traceparent: 't',
+      'x-warren-attempts': 1,
+      'x-warren-original-queue': 'analytics.tweets',
+      'x-warren-original-exchange': 'tweets',
+      'x-warren-original-routing-key': 'tweet.created',
+      'x-warren-first-failure': now.toISOString(),
+    });
+    const later = new Date('2026-11-25T10:00:05.000Z');
+    const second = failureHeaders(
+      { ...first, 'x-death': [{ count: 1 }] },
+      { error: new Error('still busy'), attempt: 2, queue: 'analytics.tweets', exchange: 'warren.return', routingKey: 'analytics.tweets', now: later },
+      'exhausted',
+    );
+    expect(second).to.include({
+      'x-warren-original-exchange': 'tweets',
+      'x-warren-original-routing-key': 'tweet.created',
+      'x-warren-first-failure': now.toISOString(),
+      'x-warren-last-failure': later.toISOString(),
+      'x-warren-error-kind': 'exhausted',
+      'x-warren-error': 'Error: still busy',
+    });
+    expect(second).not.to.have.property('x-death');
+  });
+
+  it('keeps the error under 1 KiB and all of Warren headers under 8 KiB', () => {
+    const huge = new Error('é'.repeat(100_000));
+    const headers = failureHeaders({}, { error: huge, attempt: 1, queue: 'q', exchange: 'x'.repeat(5000), routingKey: 'k'.repeat(5000), now }, 'permanent');
+    expect(Buffer.byteLength(String(headers['x-warren-error']))).to.be.at.most(MAX_ERROR_BYTES);
+    expect(warrenHeaderBytes(headers)).to.be.below(MAX_WARREN_HEADER_BYTES);
+  });
+
+  it('truncates on a character boundary', () => {
+    const cut = truncateUtf8('😀'.repeat(10), 10);
+    expect(cut).to.not.include('\uFFFD');
+    expect(Buffer.byteLength(cut)).to.be.at.most(10);
+  });
+});

@@ -1,0 +1,29 @@
+import { expect } from 'chai';
+import { ConfigError, envName, loadConfig, vhostOf } from '../../src/config';
+
+describe('configuration', () => {
+  it('loads the defaults and lets the environment override them', () => {
+    const config = loadConfig({ WARREN_HTTP_PORT: '4100', WARREN_WORKER_PREFETCH: '50' });
+    expect(config.http.port).to.equal(4100);
+    expect(config.worker.prefetch).to.equal(50);
+    expect(config.database.client).to.equal('sqlite');
+  });
+
+  it('names the key of a bad value in one line', () => {
+    expect(() => loadConfig({ WARREN_HTTP_PORT: 'eighty' })).to.throw(ConfigError, /^config: http\.port \(WARREN_HTTP_PORT\): /);
+    expect(() => loadConfig({ WARREN_AMQP_URL: 'http://nope' })).to.throw(ConfigError, /amqp\.url/);
+    expect(() => loadConfig({ WARREN_DATABASE_CLIENT: 'postgres' })).to.throw(ConfigError, /database\.url/);
+    expect(() => loadConfig({ WARREN_CONFIG: '{oops' })).to.throw(ConfigError, /WARREN_CONFIG/);
+  });
+
+  it('refuses a handler timeout that would reach the broker consumer timeout', () => {
+    expect(() => loadConfig({ WARREN_WORKER_HANDLER_TIMEOUT_MS: String(30 * 60 * 1000) })).to.throw(/worker\.handlerTimeoutMs/);
+  });
+
+  it('derives environment names and the vhost', () => {
+    expect(envName(['amqp', 'managementUrl'])).to.equal('WARREN_AMQP_MANAGEMENT_URL');
+    expect(vhostOf('amqp://guest:guest@127.0.0.1:5672/warren')).to.equal('warren');
+    expect(vhostOf('amqp://127.0.0.1')).to.equal('/');
+    expect(vhostOf('amqp://h/a%2Fb')).to.equal('a/b');
+  });
+});
