@@ -1,0 +1,58 @@
+import crypto from 'node:crypto';
+import type { Knex } from 'knex';
+import type { Middleware } from 'koa';
+import { ForbiddenError, UnauthorizedError } from '../../domain/errors';
+import { findToken, insertToken } from '../../db/repositories/tokens';
+import type { ApiDeps, ApiMiddleware, ApiState } from '../app';
+
+const TOKEN_PREFIX = 'wrn_';
+// 32 random bytes are 43 base64url characters (no padding).
+const TOKEN_PATTERN = /^wrn_[A-Za-z0-9_-]{43}$/;
+const DAY_MS = 86_400_000;
+
+/** A 256-bit random secret: SHA-256 is enough to store it (a slow hash would only cap throughput). */
+export function hashToken(token: string): string {
+  return crypto.createHash('sha256').update(token).digest('hex');
+}
+
+/** Creates a token for `userId` inside `tx`; the plain token is returned once and never stored. */
+export async function issueToken(
+  tx: Knex.Transaction,
+  userId: string,
+  now: Date,
+  ttlDays: number,
+): Promise<{ token: string; expiresAt: string }> {
+  const token = TOKEN_PREFIX + crypto.randomBytes(32).toString('base64url');
+  const expiresAt = now.getTime() + Math.round(ttlDays * DAY_MS);
+  await insertToken(tx, { tokenHash: hashToken(token), userId, createdAt: now.getTime(), expiresAt });
+  return { token, expiresAt: new Date(expiresAt).toISOString() };
+}
+
+/** `Authorization: Bearer wrn_...`: 401 when missing, unknown or revoked; 401 `token_expired` past its expiry. */
+export function requireAuth(deps: ApiDeps): Middleware<ApiState> {
+  return async (ctx, next) => {
+    const match = /^Bearer +(\S+) *$/i.exec(ctx.get('authorization'));
+    const token = match?.[1];
+    if (!token || !TOKEN_PATTERN.test(token)) throw new UnauthorizedError();
+    const tokenHash = hashToken(token);
+    const record = await findToken(deps.db, tokenHash);
+    if (!record || record.revokedAt !== null) throw new UnauthorizedError();
+    if (record.expiresAt <= deps.now().getTime()) {
+      throw new UnauthorizedError('the token has expired; sign in again for a new one', 'token_expired');
+    }
+    ctx.state.auth = { userId: record.userId, tokenHash };
+    await next();
+  };
+}
+
+/** Only the user named by `:id` may act on it (after requireAuth). */
+export const requireSelf: ApiMiddleware = async (ctx, next) => {
+  if (!ctx.state.auth || ctx.state.auth.userId !== ctx.params.id) throw new ForbiddenError('this token belongs to another user');
+  await next();
+};
+
+/** The authenticated user's id; routes behind requireAuth only. */
+export function authUserId(ctx: { state: ApiState }): string {
+  if (!ctx.state.auth) throw new UnauthorizedError();
+  return ctx.state.auth.userId;
+}

@@ -1,0 +1,46 @@
+import { Router } from '@koa/router';
+import { NotFoundError, ValidationError } from '../../domain/errors';
+import { newId } from '../../domain/ids';
+import { checkTweetText } from '../../domain/text';
+import { findTweetById, insertTweet, type Tweet } from '../../db/repositories/tweets';
+import { findUserById } from '../../db/repositories/users';
+import type { ApiDeps, ApiState } from '../app';
+import { authUserId, requireAuth } from '../middleware/auth';
+import { idempotencyKey } from '../middleware/idempotency';
+import { requireUuidParams } from '../middleware/pathIds';
+import { commitWrite, guardOutboxBacklog } from '../middleware/writes';
+import { createTweetBody, parseRequest } from '../validation';
+
+/** Posting and reading tweets; every new tweet goes to the analytics work queue as `tweet.created`. */
+export function tweetRoutes(deps: ApiDeps): Router<ApiState> {
+  const router = new Router<ApiState>();
+
+  router.post(
+    '/tweets',
+    requireAuth(deps),
+    idempotencyKey(deps, (state) => state.auth!.userId),
+    guardOutboxBacklog(deps),
+    async (ctx) => {
+      const authorId = authUserId(ctx);
+      const input = parseRequest(createTweetBody, ctx.state.body);
+      const checked = checkTweetText(input.text);
+      if (!checked.ok) throw new ValidationError(`invalid text: ${checked.message}`, [{ path: 'text', message: checked.message }]);
+      await commitWrite(ctx, deps, async (tx, emit, now) => {
+        const author = await findUserById(tx, authorId);
+        if (!author) throw new NotFoundError('user');
+        const tweet: Tweet = { id: newId(), authorId, authorHandle: author.handle, text: checked.text, createdAt: now.toISOString() };
+        await insertTweet(tx, { id: tweet.id, author_id: authorId, text: tweet.text, created_at: tweet.createdAt });
+        emit('tweet.created', { tweetId: tweet.id, authorId, authorHandle: author.handle, text: tweet.text, createdAt: tweet.createdAt });
+        return { status: 201, body: tweet };
+      });
+    },
+  );
+
+  router.get('/tweets/:id', requireUuidParams({ id: 'tweet' }), async (ctx) => {
+    const tweet = await findTweetById(deps.db, ctx.params.id!);
+    if (!tweet) throw new NotFoundError('tweet');
+    ctx.body = tweet;
+  });
+
+  return router;
+}

@@ -1,0 +1,79 @@
+import { z } from 'zod';
+import { ValidationError, type FieldIssue } from '../domain/errors';
+import { isUuid } from '../domain/ids';
+import { HANDLE_PATTERN } from '../domain/text';
+
+/**
+ * One zod schema per request body and query. Bodies are strict: a field the
+ * API does not know is a client mistake worth a 400, not something to drop.
+ */
+const handle = z.string().regex(HANDLE_PATTERN, 'must be 3-30 characters of A-Z, a-z, 0-9 and _');
+// Counted in UTF-16 units, never fewer than the database's characters, so the column always fits.
+const displayName = z
+  .string()
+  .transform((s) => s.normalize('NFC'))
+  .pipe(z.string().min(1, 'must not be empty').max(100, 'must be at most 100 characters').refine((s) => s.trim() !== '', 'must not be blank'));
+const bio = z.string().transform((s) => s.normalize('NFC')).pipe(z.string().max(500, 'must be at most 500 characters'));
+
+export const createUserBody = z.strictObject({ handle, displayName, bio: bio.optional() });
+export type CreateUserBody = z.infer<typeof createUserBody>;
+
+export const patchUserBody = z
+  .strictObject({ handle: handle.optional(), displayName: displayName.optional(), bio: bio.nullable().optional() })
+  .refine((b) => Object.keys(b).length > 0, 'must change at least one of handle, displayName, bio');
+export type PatchUserBody = z.infer<typeof patchUserBody>;
+
+/** Length and normalisation are checked by checkTweetText (graphemes, bytes), not here. */
+export const createTweetBody = z.strictObject({ text: z.string() });
+export type CreateTweetBody = z.infer<typeof createTweetBody>;
+
+const limit = z
+  .string()
+  .regex(/^[0-9]{1,3}$/, 'must be an integer from 1 to 100')
+  .transform(Number)
+  .pipe(z.number().int().min(1, 'must be an integer from 1 to 100').max(100, 'must be an integer from 1 to 100'));
+
+export const listQuery = z.strictObject({ limit: limit.default(20), before: z.string().optional() });
+export type ListQuery = z.infer<typeof listQuery>;
+
+/** Top-N lists are not paged: only `limit`. */
+export const topQuery = z.strictObject({ limit: limit.default(20) });
+
+function issuesToDetails(issues: z.core.$ZodIssue[]): FieldIssue[] {
+  return issues.flatMap((issue): FieldIssue[] => {
+    if (issue.code === 'unrecognized_keys') {
+      return issue.keys.map((key) => ({ path: [...issue.path, key].join('.'), message: 'is not a known field' }));
+    }
+    return [{ path: issue.path.map(String).join('.') || 'body', message: issue.message }];
+  });
+}
+
+/** Parses a request part, turning zod issues into a ValidationError that names each field. */
+export function parseRequest<S extends z.ZodType>(schema: S, input: unknown, what = 'request body'): z.output<S> {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  const details = issuesToDetails(result.error.issues);
+  throw new ValidationError(`invalid ${what}: ${details.map((d) => `${d.path} ${d.message}`).join('; ')}`, details);
+}
+
+/** Cursors are opaque to clients: base64url of the last item's id. */
+export function encodeCursor(id: string): string {
+  return Buffer.from(id, 'utf8').toString('base64url');
+}
+
+export function decodeCursor(cursor: string | undefined): string | undefined {
+  if (cursor === undefined) return undefined;
+  const id = Buffer.from(cursor, 'base64url').toString('utf8');
+  // Re-encoding must give the same text, or it was not a cursor we made.
+  if (!isUuid(id) || encodeCursor(id) !== cursor) {
+    throw new ValidationError('invalid before: not a cursor from this API', [{ path: 'before', message: 'is not a valid cursor' }]);
+  }
+  return id;
+}
+
+/** `{ items, nextCursor }` from a page fetched with `limit + 1` rows. */
+export function toPage<T extends { id: string }>(rows: T[], limit: number): { items: T[]; nextCursor: string | null } {
+  const items = rows.slice(0, limit);
+  const next = rows.length > limit ? items[items.length - 1] : undefined;
+  return { items, nextCursor: next ? encodeCursor(next.id) : null };
+}

@@ -1,0 +1,44 @@
+/**
+ * Database failures the API answers in a particular way, recognised the same
+ * way on SQLite and PostgreSQL so callers never look at driver codes.
+ */
+interface DriverError {
+  code?: unknown;
+  name?: unknown;
+  message?: unknown;
+}
+
+function asDriverError(err: unknown): DriverError | null {
+  return typeof err === 'object' && err !== null ? (err as DriverError) : null;
+}
+
+/** A unique or primary-key constraint refused the write (a concurrent twin got there first). */
+export function isUniqueViolation(err: unknown): boolean {
+  const e = asDriverError(err);
+  if (!e) return false;
+  if (e.code === '23505') return true; // PostgreSQL unique_violation
+  return e.code === 'SQLITE_CONSTRAINT' && typeof e.message === 'string' && e.message.includes('UNIQUE constraint failed');
+}
+
+// Busy or locked by another writer, the file unreadable or full: retrying later can succeed.
+const SQLITE_UNAVAILABLE = new Set(['SQLITE_BUSY', 'SQLITE_LOCKED', 'SQLITE_CANTOPEN', 'SQLITE_IOERR', 'SQLITE_FULL', 'SQLITE_PROTOCOL']);
+const NETWORK_UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'EAI_AGAIN']);
+// PostgreSQL: serialization failure, deadlock, lock not available.
+const PG_RETRYABLE = new Set(['40001', '40P01', '55P03']);
+
+/**
+ * The database cannot answer now (busy, locked, unreachable, out of
+ * connections), as opposed to a query that is wrong. Such a failure is
+ * answered 503 with Retry-After; the transaction it interrupted rolled back.
+ */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  const e = asDriverError(err);
+  if (!e) return false;
+  if (e.name === 'KnexTimeoutError') return true; // no pooled connection in time
+  if (typeof e.code === 'string') {
+    if (SQLITE_UNAVAILABLE.has(e.code) || NETWORK_UNAVAILABLE.has(e.code) || PG_RETRYABLE.has(e.code)) return true;
+    // PostgreSQL classes 08 (connection), 53 (insufficient resources), 57P (shutting down, cannot connect now).
+    if (/^(08|53)[0-9A-Z]{3}$/.test(e.code) || /^57P0[1-4]$/.test(e.code)) return true;
+  }
+  return typeof e.message === 'string' && /Connection terminated|not queryable|Unable to acquire a connection/i.test(e.message);
+}
