@@ -26,7 +26,7 @@ describe(`competing consumers (${TEST_DB})`, function () {
     const env = { WARREN_LOG_LEVEL: 'info' };
     const one = await sys.startWorker('analytics', env);
     const two = await sys.startWorker('analytics', env);
-    expect((await sys.management.getQueue(sys.vhost, 'analytics.tweets'))?.consumers).to.equal(2);
+    expect(await sys.consumers('analytics.tweets')).to.equal(2);
     const ada = await sys.createUser('ada_' + Date.now().toString(36).slice(-5));
     const n = 40;
     for (let i = 0; i < n; i++) {
@@ -45,8 +45,8 @@ describe(`competing consumers (${TEST_DB})`, function () {
 
   it('supervises `--processes 2` and stops them all on SIGTERM', async () => {
     const supervisor = sys.start(['worker', 'analytics', '--processes', '2']);
-    await waitFor('two consumers', async () => (await sys.management.getQueue(sys.vhost, 'analytics.tweets'))?.consumers === 2, 30_000);
+    await waitFor('two consumers', async () => (await sys.consumers('analytics.tweets')) === 2, 30_000);
     expect(await supervisor.stop(20_000)).to.equal(0);
-    await waitFor('no consumers', async () => (await sys.management.getQueue(sys.vhost, 'analytics.tweets'))?.consumers === 0, 10_000);
+    await waitFor('no consumers', async () => (await sys.consumers('analytics.tweets')) === 0, 10_000);
   });
 });

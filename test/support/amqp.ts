@@ -32,3 +32,16 @@ export async function peek(url: string, queue: string, max = 10): Promise<amqpli
   }
   return out;
 }
+
+/** Exact depth and consumer count, straight from the broker (the management API's figures lag by seconds). */
+export async function queueStats(url: string, queue: string): Promise<{ messages: number; consumers: number }> {
+  const conn = await amqplib.connect(url);
+  try {
+    const ch = await conn.createChannel();
+    const ok = await ch.checkQueue(queue);
+    await ch.close();
+    return { messages: ok.messageCount, consumers: ok.consumerCount };
+  } finally {
+    await conn.close();
+  }
+}

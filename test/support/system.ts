@@ -9,6 +9,7 @@ import { loadConfig, type Config } from '../../src/config';
 import { ManagementClient } from '../../src/broker/management';
 import { applyTopology, loadDefinitions, retargetDefinitions } from '../../src/broker/topology';
 import { migrateAll } from '../../src/db/migrate';
+import { queueStats } from './amqp';
 import { createLogger } from '../../src/log';
 
 /**
@@ -162,9 +163,9 @@ export class TestSystem {
 
   async startWorker(name: 'analytics' | 'notifications', extraEnv: NodeJS.ProcessEnv = {}): Promise<WarrenProcess> {
     const queue = name === 'analytics' ? 'analytics.tweets' : 'notifications.user-events';
-    const before = (await this.management.getQueue(this.vhost, queue))?.consumers ?? 0;
+    const before = await this.consumers(queue);
     const worker = this.start(['worker', name], extraEnv);
-    await waitFor(`worker ${name} to consume`, async () => ((await this.management.getQueue(this.vhost, queue))?.consumers ?? 0) > before, 20_000).catch((err) => {
+    await waitFor(`worker ${name} to consume`, async () => (await this.consumers(queue)) > before, 20_000).catch((err) => {
       throw new Error(`${(err as Error).message}\n${worker.tail()}`);
     });
     return worker;
@@ -197,8 +198,11 @@ export class TestSystem {
   }
 
   async queueDepth(queue: string): Promise<number> {
-    const info = await this.management.getQueue(this.vhost, queue);
-    return info?.messages ?? 0;
+    return (await queueStats(this.amqpUrl, queue)).messages;
+  }
+
+  async consumers(queue: string): Promise<number> {
+    return (await queueStats(this.amqpUrl, queue)).consumers;
   }
 
   async tearDown(): Promise<void> {

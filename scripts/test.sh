@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# `npm test`: install, build, then unit tests, and the integration suite
+# against the real RabbitMQ on SQLite and (when reachable) PostgreSQL.
+# Each integration suite runs in a vhost and database of its own.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/ensure-deps.sh
+bash scripts/broker-check.sh
+
+mocha() { npx mocha --config .mocharc.json "$@"; }
+
+echo "== unit tests"
+WARREN_TEST_PG_URL=${WARREN_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test} mocha 'dist/test/unit/**/*.test.js'
+
+echo "== integration tests on SQLite"
+WARREN_TEST_DB=sqlite mocha --timeout 120000 'dist/test/integration/**/*.test.js'
+
+pg_url=${WARREN_TEST_PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+if node -e "const {Client}=require('pg');const c=new Client('$pg_url');c.connect().then(()=>c.end()).then(()=>process.exit(0),()=>process.exit(1))"; then
+  echo "== integration tests on PostgreSQL"
+  WARREN_TEST_DB=postgres WARREN_TEST_PG_URL="$pg_url" mocha --timeout 120000 'dist/test/integration/**/*.test.js'
+elif [ "${WARREN_REQUIRE_POSTGRES:-}" = 1 ]; then
+  echo "warren: PostgreSQL is not reachable at $pg_url and WARREN_REQUIRE_POSTGRES=1" >&2
+  exit 1
+else
+  echo "== PostgreSQL not reachable at $pg_url: skipping the PostgreSQL integration pass"
+fi
