@@ -1,0 +1,252 @@
+/**
+ * A small typed client for the RabbitMQ management HTTP API: what
+ * `topology apply`, the start-up check and the tests need, nothing more.
+ * The base URL may carry credentials (http://guest:guest@host:15672); fetch
+ * refuses URLs with userinfo, so they are moved into a Basic auth header.
+ */
+
+export class ManagementError extends Error {
+  constructor(message: string, readonly status?: number) {
+    super(message);
+    this.name = 'ManagementError';
+  }
+}
+
+export type PolicyValue = string | number | boolean | string[];
+export type PolicyDefinition = Record<string, PolicyValue>;
+
+export interface ExchangeSpec {
+  type: string;
+  durable: boolean;
+  auto_delete: boolean;
+  internal: boolean;
+  arguments: Record<string, unknown>;
+}
+
+export interface QueueSpec {
+  durable: boolean;
+  auto_delete: boolean;
+  arguments: Record<string, unknown>;
+}
+
+export interface PolicySpec {
+  pattern: string;
+  'apply-to': string;
+  priority: number;
+  definition: PolicyDefinition;
+}
+
+export interface Permissions {
+  configure: string;
+  write: string;
+  read: string;
+}
+
+export interface ExchangeInfo extends ExchangeSpec {
+  name: string;
+  vhost: string;
+}
+
+/**
+ * Queue statistics (policy, effective_policy_definition, consumers, messages)
+ * appear only once the queue has emitted stats (every 5 s by default), so they
+ * are optional: absent means "not known yet", not "none".
+ */
+export interface QueueInfo extends QueueSpec {
+  name: string;
+  vhost: string;
+  type: string;
+  policy?: string | null;
+  effective_policy_definition?: PolicyDefinition;
+  consumers?: number;
+  messages?: number;
+  messages_ready?: number;
+  messages_unacknowledged?: number;
+}
+
+export interface BindingInfo {
+  source: string;
+  vhost: string;
+  destination: string;
+  destination_type: 'queue' | 'exchange';
+  routing_key: string;
+  arguments: Record<string, unknown>;
+  properties_key: string;
+}
+
+export interface ConnectionInfo {
+  name: string;
+  vhost: string;
+  user: string;
+  state?: string;
+  client_properties?: { connection_name?: string; [key: string]: unknown };
+}
+
+export interface ConsumerInfo {
+  consumer_tag: string;
+  queue: { name: string; vhost: string };
+  channel_details: { connection_name: string; name: string };
+  prefetch_count: number;
+  ack_required: boolean;
+  active?: boolean;
+}
+
+const seg = encodeURIComponent;
+
+/** The URL with its password masked, for error messages and logs. */
+export function withoutPassword(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(unparseable URL)';
+  }
+}
+
+export class ManagementClient {
+  private readonly base: string;
+  private readonly auth: string | undefined;
+
+  constructor(url: string, private readonly timeoutMs = 15_000) {
+    const u = new URL(url);
+    this.auth = u.username
+      ? 'Basic ' + Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')
+      : undefined;
+    u.username = '';
+    u.password = '';
+    this.base = u.toString().replace(/\/+$/, '');
+  }
+
+  /** The base URL without credentials, for messages and logs. */
+  get url(): string {
+    return this.base;
+  }
+
+  private async request(method: string, path: string, body?: unknown, extra: Record<string, string> = {}): Promise<Response> {
+    const headers: Record<string, string> = { accept: 'application/json', ...extra };
+    if (this.auth) headers.authorization = this.auth;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    try {
+      // A hung management API must not hang a start-up check or a deploy.
+      const signal = AbortSignal.timeout(this.timeoutMs);
+      return await fetch(`${this.base}/api${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal });
+    } catch (err) {
+      const cause = (err as Error & { cause?: Error }).cause;
+      throw new ManagementError(`management API unreachable at ${this.base}: ${cause?.message ?? (err as Error).message}`);
+    }
+  }
+
+  private async fail(method: string, path: string, res: Response): Promise<never> {
+    const text = (await res.text().catch(() => '')).slice(0, 500);
+    throw new ManagementError(`management API ${method} ${path}: ${res.status} ${res.statusText} ${text}`.trim(), res.status);
+  }
+
+  /** A write; succeeds on any 2xx. `okIfMissing` treats 404 as success (deletes). */
+  private async send(method: string, path: string, body?: unknown, okIfMissing = false, extra?: Record<string, string>): Promise<void> {
+    const res = await this.request(method, path, body, extra);
+    if (res.ok || (okIfMissing && res.status === 404)) {
+      await res.body?.cancel();
+      return;
+    }
+    await this.fail(method, path, res);
+  }
+
+  /** A read; `undefined` when the object does not exist. */
+  private async get<T>(path: string): Promise<T | undefined> {
+    const res = await this.request('GET', path);
+    if (res.status === 404) {
+      await res.body?.cancel();
+      return undefined;
+    }
+    if (!res.ok) await this.fail('GET', path, res);
+    return (await res.json()) as T;
+  }
+
+  private async list<T>(path: string): Promise<T[]> {
+    return (await this.get<T[]>(path)) ?? [];
+  }
+
+  async vhostExists(vhost: string): Promise<boolean> {
+    return (await this.get<{ name: string }>(`/vhosts/${seg(vhost)}`)) !== undefined;
+  }
+
+  createVhost(vhost: string): Promise<void> {
+    return this.send('PUT', `/vhosts/${seg(vhost)}`, {});
+  }
+
+  /** Deletes the vhost and everything in it; a missing vhost is not an error. */
+  deleteVhost(vhost: string): Promise<void> {
+    return this.send('DELETE', `/vhosts/${seg(vhost)}`, undefined, true);
+  }
+
+  setPermissions(vhost: string, user: string, perms: Permissions): Promise<void> {
+    return this.send('PUT', `/permissions/${seg(vhost)}/${seg(user)}`, perms);
+  }
+
+  putExchange(vhost: string, name: string, spec: ExchangeSpec): Promise<void> {
+    return this.send('PUT', `/exchanges/${seg(vhost)}/${seg(name)}`, spec);
+  }
+
+  getExchange(vhost: string, name: string): Promise<ExchangeInfo | undefined> {
+    return this.get<ExchangeInfo>(`/exchanges/${seg(vhost)}/${seg(name)}`);
+  }
+
+  putQueue(vhost: string, name: string, spec: QueueSpec): Promise<void> {
+    return this.send('PUT', `/queues/${seg(vhost)}/${seg(name)}`, spec);
+  }
+
+  getQueue(vhost: string, name: string): Promise<QueueInfo | undefined> {
+    return this.get<QueueInfo>(`/queues/${seg(vhost)}/${seg(name)}`);
+  }
+
+  listQueues(vhost: string): Promise<QueueInfo[]> {
+    return this.list<QueueInfo>(`/queues/${seg(vhost)}`);
+  }
+
+  deleteQueue(vhost: string, name: string): Promise<void> {
+    return this.send('DELETE', `/queues/${seg(vhost)}/${seg(name)}`, undefined, true);
+  }
+
+  /** Binding is idempotent: the same binding twice is one binding. */
+  putBinding(vhost: string, binding: Pick<BindingInfo, 'source' | 'destination' | 'destination_type' | 'routing_key' | 'arguments'>): Promise<void> {
+    const dest = binding.destination_type === 'queue' ? 'q' : 'e';
+    return this.send('POST', `/bindings/${seg(vhost)}/e/${seg(binding.source)}/${dest}/${seg(binding.destination)}`, {
+      routing_key: binding.routing_key,
+      arguments: binding.arguments,
+    });
+  }
+
+  /** Bindings whose destination is this queue, the default exchange's included. */
+  queueBindings(vhost: string, queue: string): Promise<BindingInfo[]> {
+    return this.list<BindingInfo>(`/queues/${seg(vhost)}/${seg(queue)}/bindings`);
+  }
+
+  /** Takes a binding as listed (its `properties_key` names it). */
+  deleteBinding(binding: Pick<BindingInfo, 'vhost' | 'source' | 'destination' | 'destination_type' | 'properties_key'>): Promise<void> {
+    const { vhost, source, destination, properties_key } = binding;
+    const dest = binding.destination_type === 'queue' ? 'q' : 'e';
+    return this.send('DELETE', `/bindings/${seg(vhost)}/e/${seg(source)}/${dest}/${seg(destination)}/${seg(properties_key)}`, undefined, true);
+  }
+
+  putPolicy(vhost: string, name: string, spec: PolicySpec): Promise<void> {
+    return this.send('PUT', `/policies/${seg(vhost)}/${seg(name)}`, spec);
+  }
+
+  deletePolicy(vhost: string, name: string): Promise<void> {
+    return this.send('DELETE', `/policies/${seg(vhost)}/${seg(name)}`, undefined, true);
+  }
+
+  listConnections(vhost?: string): Promise<ConnectionInfo[]> {
+    return this.list<ConnectionInfo>(vhost === undefined ? '/connections' : `/vhosts/${seg(vhost)}/connections`);
+  }
+
+  /** Closes a client connection by its broker-side name (fault tests, operators). */
+  closeConnection(name: string, reason = 'closed through the management API'): Promise<void> {
+    return this.send('DELETE', `/connections/${seg(name)}`, undefined, true, { 'x-reason': reason });
+  }
+
+  listConsumers(vhost?: string): Promise<ConsumerInfo[]> {
+    return this.list<ConsumerInfo>(vhost === undefined ? '/consumers' : `/consumers/${seg(vhost)}`);
+  }
+}

@@ -1,0 +1,401 @@
+import fs from 'node:fs';
+import amqp from 'amqplib';
+import { z } from 'zod';
+import { vhostOf } from '../config';
+import type { Logger } from '../log';
+import { ManagementClient, withoutPassword, type PolicyDefinition, type PolicyValue, type QueueInfo } from './management';
+
+/**
+ * Topology is data: `rabbitmq/definitions.json` names every exchange, queue,
+ * binding and policy. `applyTopology` is the only code that declares;
+ * services run `checkTopology` at start-up and stop with one line when what
+ * they use is missing or would silently lose messages.
+ */
+
+export const RETURN_EXCHANGE = 'warren.return';
+export const PARK_EXCHANGE = 'warren.dlx';
+export const DELAY_PREFIX = 'warren.delay.';
+
+export function dlqOf(queue: string): string {
+  return `${queue}.dlq`;
+}
+
+export class TopologyError extends Error {
+  constructor(readonly problems: string[], prefix = 'topology') {
+    const shown = problems.slice(0, 3).join('; ');
+    super(`${prefix}: ${shown}${problems.length > 3 ? `; and ${problems.length - 3} more` : ''}`.replace(/\s*\n\s*/g, ' '));
+    this.name = 'TopologyError';
+  }
+}
+
+const policyValue: z.ZodType<PolicyValue> = z.union([z.string(), z.number(), z.boolean(), z.array(z.string())]);
+const args = z.record(z.string(), z.unknown()).default({});
+
+const definitionsSchema = z
+  .object({
+    rabbit_version: z.string().optional(),
+    vhosts: z.array(z.object({ name: z.string().min(1) })).length(1, 'must name exactly one vhost'),
+    permissions: z.array(z.object({ user: z.string().min(1), vhost: z.string(), configure: z.string(), write: z.string(), read: z.string() })).default([]),
+    exchanges: z.array(
+      z.object({
+        name: z.string().min(1),
+        vhost: z.string(),
+        type: z.enum(['direct', 'fanout', 'topic', 'headers']),
+        durable: z.boolean(),
+        auto_delete: z.boolean(),
+        internal: z.boolean().default(false),
+        arguments: args,
+      }),
+    ),
+    queues: z.array(z.object({ name: z.string().min(1), vhost: z.string(), durable: z.boolean(), auto_delete: z.boolean(), arguments: args })),
+    bindings: z.array(
+      z.object({
+        source: z.string().min(1),
+        vhost: z.string(),
+        destination: z.string().min(1),
+        destination_type: z.enum(['queue', 'exchange']),
+        routing_key: z.string(),
+        arguments: args,
+      }),
+    ),
+    policies: z.array(
+      z.object({
+        vhost: z.string(),
+        name: z.string().min(1),
+        pattern: z.string().refine(isRegExp, 'not a valid regular expression'),
+        'apply-to': z.enum(['queues', 'exchanges', 'all', 'classic_queues', 'quorum_queues', 'streams']).default('all'),
+        priority: z.number().int().default(0),
+        definition: z.record(z.string(), policyValue),
+      }),
+    ),
+  })
+  .superRefine((d, ctx) => {
+    const vhost = d.vhosts[0]?.name;
+    for (const key of ['permissions', 'exchanges', 'queues', 'bindings', 'policies'] as const) {
+      d[key].forEach((item, i) => {
+        if (item.vhost !== vhost) ctx.addIssue({ code: 'custom', path: [key, i, 'vhost'], message: `is ${item.vhost}, the definitions' vhost is ${vhost}` });
+      });
+    }
+    const exchanges = new Set(d.exchanges.map((e) => e.name));
+    const queues = new Set(d.queues.map((q) => q.name));
+    d.bindings.forEach((b, i) => {
+      if (!exchanges.has(b.source)) ctx.addIssue({ code: 'custom', path: ['bindings', i, 'source'], message: `exchange ${b.source} is not defined` });
+      const known = b.destination_type === 'queue' ? queues : exchanges;
+      if (!known.has(b.destination)) ctx.addIssue({ code: 'custom', path: ['bindings', i, 'destination'], message: `${b.destination_type} ${b.destination} is not defined` });
+    });
+  });
+
+export type Definitions = z.infer<typeof definitionsSchema>;
+type PolicyDefs = Definitions['policies'][number];
+
+function isRegExp(pattern: string): boolean {
+  try {
+    new RegExp(pattern);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function loadDefinitions(file: string): Definitions {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new TopologyError([(err as Error).message], `definitions ${file}`);
+  }
+  const parsed = definitionsSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new TopologyError(parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`), `definitions ${file}`);
+  }
+  return parsed.data;
+}
+
+/** The same topology in another vhost (tests, or a deployment whose vhost is not `warren`). */
+export function retargetDefinitions(defs: Definitions, vhost: string): Definitions {
+  const to = <T extends { vhost: string }>(items: T[]): T[] => items.map((item) => ({ ...item, vhost }));
+  return {
+    ...defs,
+    vhosts: [{ name: vhost }],
+    permissions: to(defs.permissions),
+    exchanges: to(defs.exchanges),
+    queues: to(defs.queues),
+    bindings: to(defs.bindings),
+    policies: to(defs.policies),
+  };
+}
+
+/** The policy RabbitMQ applies to this queue: the highest-priority match. */
+export function policyFor(queue: string, defs: Definitions): PolicyDefs | undefined {
+  const type = String(defs.queues.find((q) => q.name === queue)?.arguments['x-queue-type'] ?? 'classic');
+  const applies = (p: PolicyDefs) => ['queues', 'all', `${type}_queues`].includes(p['apply-to']) && new RegExp(p.pattern).test(queue);
+  let best: PolicyDefs | undefined;
+  for (const p of defs.policies) if (applies(p) && (!best || p.priority > best.priority)) best = p;
+  return best;
+}
+
+export interface DelayStep {
+  name: string;
+  exchange: string;
+  queue: string;
+  ttlMs: number;
+}
+
+/** Backoff steps, shortest first: one exchange + queue per step, its TTL from the queue's policy. */
+export function delaySteps(defs: Definitions): DelayStep[] {
+  const steps = defs.exchanges
+    .filter((e) => e.name.startsWith(DELAY_PREFIX))
+    .map((e) => {
+      const queue = defs.queues.find((q) => q.name === e.name);
+      const ttl = queue && policyFor(queue.name, defs)?.definition['message-ttl'];
+      if (typeof ttl !== 'number' || ttl <= 0) throw new TopologyError([`delay step ${e.name} needs a queue of the same name with a policy message-ttl`], 'definitions');
+      return { name: e.name.slice(DELAY_PREFIX.length), exchange: e.name, queue: e.name, ttlMs: ttl };
+    });
+  return steps.sort((a, b) => a.ttlMs - b.ttlMs);
+}
+
+export interface TopologyNeeds {
+  queues: string[];
+  exchanges: string[];
+}
+
+/** Everything the definitions declare (`warren topology check`). */
+export function allNames(defs: Definitions): TopologyNeeds {
+  return { queues: defs.queues.map((q) => q.name), exchanges: defs.exchanges.map((e) => e.name) };
+}
+
+/** Work queues are the ones `warren.return` brings retries back to. */
+export function workQueues(defs: Definitions): string[] {
+  return defs.bindings.filter((b) => b.source === RETURN_EXCHANGE && b.destination_type === 'queue').map((b) => b.destination);
+}
+
+export function queuesNeededBy(workQueue: string, defs: Definitions): TopologyNeeds {
+  if (!workQueues(defs).includes(workQueue)) throw new TopologyError([`${workQueue} is not a work queue of the definitions file`], 'definitions');
+  const steps = delaySteps(defs);
+  return {
+    queues: [workQueue, dlqOf(workQueue), ...steps.map((s) => s.queue)],
+    exchanges: [...steps.map((s) => s.exchange), RETURN_EXCHANGE, PARK_EXCHANGE],
+  };
+}
+
+/** The API publishes events to the exchanges that feed the work queues. */
+export function apiNeeds(defs: Definitions): TopologyNeeds {
+  const work = new Set(workQueues(defs));
+  const exchanges = defs.bindings.filter((b) => work.has(b.destination) && b.source !== RETURN_EXCHANGE).map((b) => b.source);
+  return { queues: [], exchanges: [...new Set(exchanges)] };
+}
+
+type QueueRole = 'work' | 'delay' | 'dlq' | 'other';
+
+function roleOf(queue: string, defs: Definitions): QueueRole {
+  if (queue.startsWith(DELAY_PREFIX)) return 'delay';
+  if (queue.endsWith('.dlq')) return 'dlq';
+  return workQueues(defs).includes(queue) ? 'work' : 'other';
+}
+
+const show = (v: unknown) => (v === undefined ? '(unset)' : JSON.stringify(v));
+const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+
+/**
+ * What is wrong with one queue's effective policy: first the DESIGN rules
+ * (each says what would be lost), then any other value its definitions
+ * policy requires and the broker does not apply.
+ */
+export function policyProblems(queue: string, info: QueueInfo, defs: Definitions): string[] {
+  const eff: PolicyDefinition = info.effective_policy_definition ?? {};
+  const wanted = policyFor(queue, defs);
+  const req = wanted?.definition ?? {};
+  const role = roleOf(queue, defs);
+  const where = `effective policy ${info.policy || '(none)'}`;
+  const out: string[] = [];
+  const reported = new Set<string>();
+  const problem = (key: string, text: string) => {
+    reported.add(key);
+    out.push(`queue ${queue}: ${text}`);
+  };
+  const loses = role === 'delay' ? 'retries could be lost' : role === 'work' ? 'crash-looping messages could be lost' : 'dead-lettered messages could be lost';
+
+  // Without a dead-letter-exchange nothing dead-letters; the definitions check below names it.
+  if ('dead-letter-exchange' in eff) {
+    const strategy = eff['dead-letter-strategy'];
+    if (strategy !== 'at-least-once') {
+      const lost = req['dead-letter-strategy'] === 'at-least-once' ? `${where} lost at-least-once` : where;
+      problem('dead-letter-strategy', `dead-letter-strategy is ${strategy ?? 'at-most-once'} (${lost}); ${loses}`);
+    } else if (eff.overflow !== 'reject-publish') {
+      problem('overflow', `overflow is ${eff.overflow ?? 'drop-head'}, not reject-publish (${where}); without it the broker silently dead-letters at-most-once, ${loses}`);
+    }
+  } else if ('delivery-limit' in eff && role !== 'dlq') {
+    problem('dead-letter-exchange', `delivery-limit ${show(eff['delivery-limit'])} without a dead-letter-exchange (${where}); a crash-looping message would be dropped`);
+  }
+  if (role === 'dlq') {
+    if (!('max-length-bytes' in eff)) problem('max-length-bytes', `has no max-length-bytes (${where}); parked messages could fill the disk`);
+    if (eff.overflow !== 'reject-publish') problem('overflow', `overflow is ${eff.overflow ?? 'drop-head'}, not reject-publish (${where}); a full DLQ would delete parked messages`);
+    if ('delivery-limit' in eff) problem('delivery-limit', `a DLQ with delivery-limit (${where}) drops parked messages that are listed repeatedly`);
+    if ('message-ttl' in eff) problem('message-ttl', `a DLQ with message-ttl (${where}) deletes parked messages`);
+  }
+  if ((role === 'dlq' || role === 'work') && 'expires' in eff) problem('expires', `expires is set (${where}); an idle queue would be deleted`);
+
+  for (const [key, value] of Object.entries(req)) {
+    if (reported.has(key) || same(eff[key], value)) continue;
+    const required = `policy ${wanted!.name} of the definitions requires ${key}=${show(value)}`;
+    problem(key, eff[key] === undefined ? `${where} lacks ${key}; ${required}` : `${where} has ${key}=${show(eff[key])}; ${required}`);
+  }
+  return out;
+}
+
+/** The queue's static shape: type and arguments exactly as defined (tunables belong in policies). */
+function shapeProblems(info: QueueInfo, defs: Definitions): string[] {
+  const def = defs.queues.find((q) => q.name === info.name);
+  if (!def) return [];
+  const out: string[] = [];
+  const wantedType = String(def.arguments['x-queue-type'] ?? 'classic');
+  if (info.type !== wantedType) out.push(`queue ${info.name}: is a ${info.type} queue, definitions say ${wantedType}`);
+  for (const [key, value] of Object.entries(info.arguments ?? {})) {
+    if (!same(def.arguments[key], value)) out.push(`queue ${info.name}: has argument ${key}=${show(value)} the definitions do not (tunables belong in policies)`);
+  }
+  return out;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A queue's stats (and with them its effective policy) appear a few seconds after it starts. */
+async function readQueue(api: ManagementClient, vhost: string, name: string, waitMs: number): Promise<QueueInfo | undefined> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const info = await api.getQueue(vhost, name);
+    if (!info || info.effective_policy_definition !== undefined || Date.now() >= deadline) return info;
+    await sleep(500);
+  }
+}
+
+export interface ApplyTopologyOptions {
+  managementUrl: string;
+  vhost: string;
+  defs: Definitions;
+  log: Logger;
+  /** How long to wait for every queue to show its effective policy. */
+  timeoutMs?: number;
+}
+
+async function step(what: string, fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
+  } catch (err) {
+    throw new TopologyError([`${what}: ${(err as Error).message}`], 'topology apply');
+  }
+}
+
+/**
+ * Declares everything through the management API; idempotent. Policies go
+ * in before queues so that no queue ever exists without its dead-letter
+ * settings. Returns once every queue shows the policy it needs.
+ */
+export async function applyTopology(opts: ApplyTopologyOptions): Promise<void> {
+  const api = new ManagementClient(opts.managementUrl);
+  const { vhost } = opts;
+  const defs = retargetDefinitions(opts.defs, vhost);
+  await step(`vhost ${vhost}`, () => api.createVhost(vhost));
+  for (const p of defs.permissions) await step(`permissions of ${p.user}`, () => api.setPermissions(vhost, p.user, { configure: p.configure, write: p.write, read: p.read }));
+  for (const e of defs.exchanges) await step(`exchange ${e.name}`, () => api.putExchange(vhost, e.name, { type: e.type, durable: e.durable, auto_delete: e.auto_delete, internal: e.internal, arguments: e.arguments }));
+  for (const p of defs.policies) await step(`policy ${p.name}`, () => api.putPolicy(vhost, p.name, { pattern: p.pattern, 'apply-to': p['apply-to'], priority: p.priority, definition: p.definition }));
+  for (const q of defs.queues) await step(`queue ${q.name}`, () => api.putQueue(vhost, q.name, { durable: q.durable, auto_delete: q.auto_delete, arguments: q.arguments }));
+  for (const b of defs.bindings) await step(`binding ${b.source} -> ${b.destination}`, () => api.putBinding(vhost, b));
+
+  const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
+  for (;;) {
+    const problems: string[] = [];
+    const infos = new Map((await api.listQueues(vhost)).map((q) => [q.name, q]));
+    for (const q of defs.queues) {
+      const info = infos.get(q.name);
+      if (!info || info.effective_policy_definition === undefined) problems.push(`queue ${q.name}: no effective policy visible yet`);
+      else problems.push(...policyProblems(q.name, info, defs));
+    }
+    if (problems.length === 0) break;
+    if (Date.now() >= deadline) throw new TopologyError(problems, `topology apply (vhost ${vhost})`);
+    await sleep(500);
+  }
+  opts.log.info({ vhost, exchanges: defs.exchanges.length, queues: defs.queues.length, policies: defs.policies.length }, 'topology applied');
+}
+
+export interface CheckTopologyOptions extends TopologyNeeds {
+  managementUrl: string;
+  /** When given, also checks passively over AMQP with the service's own credentials. */
+  amqpUrl?: string;
+  vhost: string;
+  defs: Definitions;
+  /** How long to wait for a queue's stats after a broker restart. */
+  statsWaitMs?: number;
+}
+
+/** Resolves when everything listed is there as the definitions need it; else throws one line. */
+export async function checkTopology(opts: CheckTopologyOptions): Promise<void> {
+  const api = new ManagementClient(opts.managementUrl);
+  const { vhost } = opts;
+  const defs = retargetDefinitions(opts.defs, vhost);
+  const fail = (problems: string[]) => new TopologyError(problems, `topology check (vhost ${vhost})`);
+  if (opts.amqpUrl && vhostOf(opts.amqpUrl) !== vhost) throw fail([`the AMQP URL names vhost ${vhostOf(opts.amqpUrl)}, not ${vhost}`]);
+  if (!(await api.vhostExists(vhost))) throw fail([`vhost ${vhost} does not exist (run warren topology apply)`]);
+
+  // Missing things first: they are the likeliest cause and what the one line should show.
+  const missing: string[] = [];
+  const wrong: string[] = [];
+  for (const name of opts.exchanges) {
+    const info = await api.getExchange(vhost, name);
+    const def = defs.exchanges.find((e) => e.name === name);
+    if (!info) missing.push(`exchange ${name} is missing`);
+    else if (def && info.type !== def.type) wrong.push(`exchange ${name} is ${info.type}, definitions say ${def.type}`);
+  }
+  for (const name of opts.queues) {
+    const info = await readQueue(api, vhost, name, opts.statsWaitMs ?? 10_000);
+    if (!info) {
+      missing.push(`queue ${name} is missing`);
+      continue;
+    }
+    wrong.push(...shapeProblems(info, defs));
+    const bound = await api.queueBindings(vhost, name);
+    for (const b of defs.bindings.filter((b) => b.destination_type === 'queue' && b.destination === name)) {
+      if (!bound.some((x) => x.source === b.source && x.routing_key === b.routing_key && same(x.arguments ?? {}, b.arguments))) {
+        missing.push(`binding ${b.source} -> ${name} (key ${JSON.stringify(b.routing_key)}) is missing`);
+      }
+    }
+    // Missing stats say nothing about the topology; a plain Error lets a start-up gate retry.
+    if (info.effective_policy_definition === undefined) throw new Error(`queue ${name}: effective policy not visible yet (no queue stats)`);
+    wrong.push(...policyProblems(name, info, defs));
+  }
+  if (opts.amqpUrl) wrong.push(...(await amqpProblems(opts.amqpUrl, opts)));
+  const problems = [...missing, ...wrong];
+  if (problems.length > 0) throw fail(problems);
+}
+
+/** What the service's own credentials see: a passive declare of each name. */
+async function amqpProblems(url: string, needs: TopologyNeeds): Promise<string[]> {
+  let conn: amqp.ChannelModel;
+  try {
+    conn = await amqp.connect(url);
+  } catch (err) {
+    const why = `cannot connect to ${withoutPassword(url)}: ${(err as Error).message}`;
+    // Refused credentials or vhost access are wrong topology; anything else is an outage to wait out.
+    if (/ACCESS.REFUSED|NOT.ALLOWED|\b(403|530)\b/.test(why)) return [why];
+    throw new Error(why);
+  }
+  conn.on('error', () => undefined); // a failed passive declare closes only its channel; close() reports the rest
+  const problems: string[] = [];
+  const items = [...needs.exchanges.map((n) => ['exchange', n] as const), ...needs.queues.map((n) => ['queue', n] as const)];
+  try {
+    for (const [kind, name] of items) {
+      // Each failing passive declare closes its channel, so each gets its own.
+      const ch = await conn.createChannel();
+      ch.on('error', () => undefined);
+      try {
+        if (kind === 'exchange') await ch.checkExchange(name);
+        else await ch.checkQueue(name);
+        await ch.close();
+      } catch (err) {
+        problems.push(`${kind} ${name} not usable over AMQP: ${(err as Error).message}`);
+      }
+    }
+  } finally {
+    await conn.close().catch(() => undefined);
+  }
+  return problems;
+}

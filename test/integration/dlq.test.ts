@@ -1,0 +1,207 @@
+import crypto from 'node:crypto';
+import path from 'node:path';
+import amqp, { type ChannelModel, type ConfirmChannel, type GetMessage } from 'amqplib';
+import { expect } from 'chai';
+import { loadConfig, projectRoot } from '../../src/config';
+import { createLogger } from '../../src/log';
+import { listParked, purgeParked, replayParked } from '../../src/broker/dlq';
+import { ManagementClient } from '../../src/broker/management';
+import { applyTopology, loadDefinitions } from '../../src/broker/topology';
+
+const config = loadConfig({ ...process.env, NODE_ENV: 'test' });
+const managementUrl = config.amqp.managementUrl;
+const defs = loadDefinitions(path.join(projectRoot, 'rabbitmq', 'definitions.json'));
+const QUEUE = 'analytics.tweets';
+const DLQ = 'analytics.tweets.dlq';
+
+function amqpUrlFor(vhost: string): string {
+  const u = new URL(config.amqp.url);
+  u.pathname = `/${encodeURIComponent(vhost)}`;
+  return u.toString();
+}
+
+async function until(what: string, fn: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await fn())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+interface TestMessage {
+  messageId: string;
+  body: Buffer;
+}
+
+describe('dead-letter tooling (integration)', function () {
+  const vhost = `warren-test-${crypto.randomBytes(6).toString('hex')}`;
+  const url = amqpUrlFor(vhost);
+  const api = new ManagementClient(managementUrl);
+  let conn: ChannelModel | undefined;
+  let channel: ConfirmChannel;
+  let parkedIds: string[] = [];
+
+  const ready = async (queue: string) => (await channel.checkQueue(queue)).messageCount;
+
+  /** Parks a message the way Warren's consumer does: Warren's headers, published to warren.dlx. */
+  async function parkLikeWarren(n: number): Promise<TestMessage> {
+    const messageId = crypto.randomUUID();
+    const body = Buffer.from(JSON.stringify({ tweetId: `t${n}`, text: `tweet ${n}` }));
+    channel.publish('warren.dlx', QUEUE, body, {
+      persistent: true,
+      mandatory: true,
+      messageId,
+      type: 'tweet.created',
+      contentType: 'application/json',
+      correlationId: `req-${n}`,
+      timestamp: 1_700_000_000 + n,
+      appId: 'warren-api',
+      headers: {
+        'x-schema-version': '1.0',
+        traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+        'x-warren-error': `TransientError: database busy ${n}`,
+        'x-warren-error-kind': 'exhausted',
+        'x-warren-attempts': 5,
+        'x-warren-first-failure': '2024-01-01T00:00:00.000Z',
+        'x-warren-last-failure': '2024-01-01T00:10:00.000Z',
+        'x-warren-original-queue': QUEUE,
+        'x-warren-original-exchange': 'tweets',
+        'x-warren-original-routing-key': 'tweet.created',
+      },
+    });
+    await channel.waitForConfirms();
+    return { messageId, body };
+  }
+
+  async function drain(queue: string): Promise<GetMessage[]> {
+    const out: GetMessage[] = [];
+    for (let msg = await channel.get(queue, { noAck: true }); msg; msg = await channel.get(queue, { noAck: true })) out.push(msg);
+    return out;
+  }
+
+  before(async function () {
+    await applyTopology({ managementUrl, vhost, defs, log: createLogger('dlq-test', 'silent') });
+    conn = await amqp.connect(url);
+    channel = await conn.createConfirmChannel();
+    // A test publish that is returned must fail loudly, not vanish.
+    channel.on('return', (msg: GetMessage) => {
+      throw new Error(`test publish returned: ${msg.fields.routingKey}`);
+    });
+  });
+
+  after(async function () {
+    await conn?.close().catch(() => undefined);
+    await api.deleteVhost(vhost);
+  });
+
+  it('lists parked messages and leaves them parked', async function () {
+    const parked = [await parkLikeWarren(1), await parkLikeWarren(2), await parkLikeWarren(3)];
+    parkedIds = parked.map((p) => p.messageId);
+    await until('3 parked', async () => (await ready(DLQ)) === 3);
+
+    const listed = await listParked(url, QUEUE, 10);
+    expect(listed.map((p) => p.messageId)).to.have.members(parked.map((p) => p.messageId));
+    expect(listed[0]).to.include({
+      type: 'tweet.created',
+      kind: 'exhausted',
+      attempts: 5,
+      firstFailure: '2024-01-01T00:00:00.000Z',
+      lastFailure: '2024-01-01T00:10:00.000Z',
+      originalQueue: QUEUE,
+    });
+    expect(listed[0]!.reason).to.match(/^TransientError: database busy \d$/);
+
+    expect(await listParked(url, QUEUE, 2)).to.have.length(2);
+    await until('all 3 back in the DLQ', async () => (await ready(DLQ)) === 3);
+  });
+
+  it('replays them to their queue without the parking headers, then the DLQ is empty', async function () {
+    const result = await replayParked(url, QUEUE);
+    expect(result).to.deep.equal({ replayed: 3, skipped: 0, remaining: 0 });
+    expect(await ready(DLQ)).to.equal(0);
+
+    await until('3 replayed in the work queue', async () => (await ready(QUEUE)) === 3);
+    const replayed = await drain(QUEUE);
+    expect(replayed.map((m) => m.properties.messageId)).to.have.members(parkedIds);
+    for (const msg of replayed) {
+      const p = msg.properties;
+      const n = Number(JSON.parse(msg.content.toString()).tweetId.slice(1));
+      expect(p.messageId).to.be.a('string');
+      expect(p).to.include({ type: 'tweet.created', contentType: 'application/json', correlationId: `req-${n}`, timestamp: 1_700_000_000 + n, appId: 'warren-api', deliveryMode: 2 });
+      expect(p.headers).to.include({ 'x-schema-version': '1.0', traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' });
+      expect(Object.keys(p.headers ?? {}).filter((k) => k.startsWith('x-warren-') || k.includes('death'))).to.deep.equal([]);
+    }
+  });
+
+  it('replays at most --limit messages', async function () {
+    await parkLikeWarren(4);
+    await parkLikeWarren(5);
+    await until('2 parked', async () => (await ready(DLQ)) === 2);
+    expect(await replayParked(url, QUEUE, { limit: 1 })).to.deep.equal({ replayed: 1, skipped: 0, remaining: 1 });
+    await until('1 replayed', async () => (await ready(QUEUE)) === 1);
+    await drain(QUEUE);
+  });
+
+  it('purges the DLQ and counts what it deleted', async function () {
+    await parkLikeWarren(6);
+    await until('2 parked', async () => (await ready(DLQ)) === 2);
+    expect(await purgeParked(url, QUEUE)).to.equal(2);
+    expect(await ready(DLQ)).to.equal(0);
+    expect(await purgeParked(url, QUEUE)).to.equal(0);
+  });
+
+  it('lists a crash loop parked by the broker (x-death delivery_limit) and replays it', async function () {
+    const messageId = crypto.randomUUID();
+    const body = Buffer.from('{"tweetId":"crash"}');
+    channel.publish('warren.return', QUEUE, body, { persistent: true, mandatory: true, messageId, type: 'tweet.created', contentType: 'application/json' });
+    await channel.waitForConfirms();
+    // Each requeue counts a delivery; past the policy's delivery-limit the broker dead-letters it to warren.dlx.
+    await until('the broker to park the crash loop', async () => {
+      const msg = await channel.get(QUEUE, { noAck: false });
+      if (msg) channel.nack(msg, false, true);
+      return (await ready(DLQ)) === 1;
+    });
+
+    const [parked] = await listParked(url, QUEUE, 10);
+    expect(parked).to.include({ messageId, type: 'tweet.created', kind: 'crash-loop', reason: 'delivery_limit', attempts: null, originalQueue: QUEUE });
+    expect(parked!.lastFailure).to.match(/^\d{4}-\d\d-\d\dT/);
+
+    expect(await replayParked(url, QUEUE)).to.deep.equal({ replayed: 1, skipped: 0, remaining: 0 });
+    await until('the crash loop back in its queue', async () => (await ready(QUEUE)) === 1);
+    const [back] = await drain(QUEUE);
+    expect(back!.properties.messageId).to.equal(messageId);
+    expect(back!.content.equals(body)).to.equal(true);
+    expect(Object.keys(back!.properties.headers ?? {}).filter((k) => k.includes('death'))).to.deep.equal([]);
+  });
+
+  it('leaves a parked message without an original queue parked', async function () {
+    channel.publish('warren.dlx', QUEUE, Buffer.from('{}'), { persistent: true, messageId: crypto.randomUUID(), type: 'tweet.created' });
+    await channel.waitForConfirms();
+    await until('1 parked', async () => (await ready(DLQ)) === 1);
+    expect(await replayParked(url, QUEUE)).to.deep.equal({ replayed: 0, skipped: 1, remaining: 1 });
+    await until('it is back in the DLQ', async () => (await ready(DLQ)) === 1);
+  });
+
+  it('stops at a replay the broker returns, and leaves that message parked', async function () {
+    await purgeParked(url, QUEUE);
+    const messageId = crypto.randomUUID();
+    // warren.return has no binding for this queue, so the replayed copy is unroutable.
+    channel.publish('warren.dlx', QUEUE, Buffer.from('{}'), { persistent: true, messageId, headers: { 'x-warren-original-queue': 'gone.queue' } });
+    await parkLikeWarren(7);
+    await until('2 parked', async () => (await ready(DLQ)) === 2);
+
+    let error: (Error & { replayed?: number }) | undefined;
+    await replayParked(url, QUEUE).catch((err: Error) => (error = err));
+    expect(error?.message).to.match(new RegExp(`^replay stopped after 0 message\\(s\\): message ${messageId} to queue gone\\.queue: publish returned: NO_ROUTE`));
+    expect(error?.replayed).to.equal(0);
+    await until('both still parked', async () => (await ready(DLQ)) === 2);
+    expect(await ready(QUEUE)).to.equal(0);
+    expect(await purgeParked(url, QUEUE)).to.equal(2);
+  });
+
+  it('names a work queue that has no DLQ', async function () {
+    let error: Error | undefined;
+    await listParked(url, 'no.such.queue', 1).catch((err: Error) => (error = err));
+    expect(error?.message).to.match(/queue no\.such\.queue\.dlq in vhost warren-test-\w+: .*NOT_FOUND/);
+  });
+});

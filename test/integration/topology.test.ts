@@ -1,0 +1,169 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { expect } from 'chai';
+import { loadConfig, projectRoot } from '../../src/config';
+import { createLogger } from '../../src/log';
+import { ManagementClient } from '../../src/broker/management';
+import {
+  allNames,
+  apiNeeds,
+  applyTopology,
+  checkTopology,
+  delaySteps,
+  loadDefinitions,
+  queuesNeededBy,
+  TopologyError,
+  type CheckTopologyOptions,
+} from '../../src/broker/topology';
+
+const config = loadConfig({ ...process.env, NODE_ENV: 'test' });
+const managementUrl = config.amqp.managementUrl;
+const defs = loadDefinitions(path.join(projectRoot, 'rabbitmq', 'definitions.json'));
+const log = createLogger('topology-test', 'silent');
+
+function amqpUrlFor(vhost: string): string {
+  const u = new URL(config.amqp.url);
+  u.pathname = `/${encodeURIComponent(vhost)}`;
+  return u.toString();
+}
+
+async function until(what: string, fn: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await fn())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** The check's one-line message; fails the test if the check passes. */
+async function checkFails(opts: CheckTopologyOptions): Promise<string> {
+  try {
+    await checkTopology(opts);
+  } catch (err) {
+    expect(err).to.be.instanceOf(TopologyError);
+    const message = (err as Error).message;
+    expect(message).not.to.contain('\n');
+    return message;
+  }
+  throw new Error('topology check passed, expected it to fail');
+}
+
+describe('broker topology (integration)', function () {
+  const vhost = `warren-test-${crypto.randomBytes(6).toString('hex')}`;
+  const api = new ManagementClient(managementUrl);
+  const base = { managementUrl, vhost, defs };
+  const analytics = { ...base, ...queuesNeededBy('analytics.tweets', defs) };
+
+  before(async function () {
+    await applyTopology({ ...base, log });
+  });
+
+  after(async function () {
+    await api.deleteVhost(vhost);
+  });
+
+  it('passes the check once applied, for everything, each worker and the API', async function () {
+    await checkTopology({ ...base, ...allNames(defs), amqpUrl: amqpUrlFor(vhost) });
+    await checkTopology(analytics);
+    await checkTopology({ ...base, ...queuesNeededBy('notifications.user-events', defs) });
+    await checkTopology({ ...base, ...apiNeeds(defs) });
+  });
+
+  it('lists the delay steps shortest first, TTLs from the policies', function () {
+    expect(delaySteps(defs)).to.deep.equal([
+      { name: '5s', exchange: 'warren.delay.5s', queue: 'warren.delay.5s', ttlMs: 5000 },
+      { name: '30s', exchange: 'warren.delay.30s', queue: 'warren.delay.30s', ttlMs: 30000 },
+      { name: '2m', exchange: 'warren.delay.2m', queue: 'warren.delay.2m', ttlMs: 120000 },
+      { name: '10m', exchange: 'warren.delay.10m', queue: 'warren.delay.10m', ttlMs: 600000 },
+    ]);
+  });
+
+  it('names what a worker and the API need', function () {
+    const needs = queuesNeededBy('analytics.tweets', defs);
+    expect(needs.queues).to.have.members(['analytics.tweets', 'analytics.tweets.dlq', 'warren.delay.5s', 'warren.delay.30s', 'warren.delay.2m', 'warren.delay.10m']);
+    expect(needs.exchanges).to.have.members(['warren.delay.5s', 'warren.delay.30s', 'warren.delay.2m', 'warren.delay.10m', 'warren.return', 'warren.dlx']);
+    expect(apiNeeds(defs)).to.deep.equal({ queues: [], exchanges: ['tweets', 'user.events'] });
+    expect(() => queuesNeededBy('no.such.queue', defs)).to.throw(TopologyError, /no\.such\.queue/);
+  });
+
+  it('names a deleted binding, and apply puts it back', async function () {
+    const bindings = await api.queueBindings(vhost, 'analytics.tweets');
+    const back = bindings.find((b) => b.source === 'warren.return');
+    expect(back, 'warren.return binding').to.exist;
+    await api.deleteBinding(back!);
+
+    const message = await checkFails(analytics);
+    expect(message).to.contain('binding warren.return -> analytics.tweets (key "analytics.tweets") is missing');
+
+    await applyTopology({ ...base, log });
+    await checkTopology(analytics);
+  });
+
+  it('names a delay queue whose effective policy lost reject-publish', async function () {
+    await api.putPolicy(vhost, 'test.override', {
+      pattern: '^warren\\.delay\\.5s$',
+      'apply-to': 'queues',
+      priority: 20,
+      definition: { 'message-ttl': 5000, 'dead-letter-exchange': 'warren.return', 'dead-letter-strategy': 'at-least-once' },
+    });
+    try {
+      await until('the override policy to take effect', async () => (await api.getQueue(vhost, 'warren.delay.5s'))?.policy === 'test.override');
+      const message = await checkFails(analytics);
+      expect(message).to.match(/queue warren\.delay\.5s: overflow is drop-head, not reject-publish \(effective policy test\.override\)/);
+      expect(message).to.contain('retries could be lost');
+    } finally {
+      await api.deletePolicy(vhost, 'test.override');
+      await until('the definitions policy to be back', async () => (await api.getQueue(vhost, 'warren.delay.5s'))?.policy === 'warren.delay.5s');
+    }
+    await checkTopology(analytics);
+  });
+
+  it('names a delay queue that dead-letters at-most-once', async function () {
+    await api.putPolicy(vhost, 'test.at-most-once', {
+      pattern: '^warren\\.delay\\.30s$',
+      'apply-to': 'queues',
+      priority: 20,
+      definition: { 'message-ttl': 30000, 'dead-letter-exchange': 'warren.return' },
+    });
+    try {
+      await until('the override policy to take effect', async () => (await api.getQueue(vhost, 'warren.delay.30s'))?.policy === 'test.at-most-once');
+      const message = await checkFails(analytics);
+      expect(message).to.contain('queue warren.delay.30s: dead-letter-strategy is at-most-once (effective policy test.at-most-once lost at-least-once); retries could be lost');
+    } finally {
+      await api.deletePolicy(vhost, 'test.at-most-once');
+      await until('the definitions policy to be back', async () => (await api.getQueue(vhost, 'warren.delay.30s'))?.policy === 'warren.delay.30s');
+    }
+  });
+
+  it('names a missing queue, and apply recreates it', async function () {
+    await api.deleteQueue(vhost, 'analytics.tweets.dlq');
+    const message = await checkFails(analytics);
+    expect(message).to.contain('queue analytics.tweets.dlq is missing');
+
+    await applyTopology({ ...base, log });
+    await checkTopology(analytics);
+  });
+
+  it('applies twice without changing anything', async function () {
+    const before = await Promise.all(defs.queues.map((q) => api.queueBindings(vhost, q.name)));
+    await applyTopology({ ...base, log });
+    const after = await Promise.all(defs.queues.map((q) => api.queueBindings(vhost, q.name)));
+    expect(after).to.deep.equal(before);
+    expect((await api.listQueues(vhost)).map((q) => q.name)).to.have.members(defs.queues.map((q) => q.name));
+    await checkTopology({ ...base, ...allNames(defs) });
+  });
+
+  it('names a vhost that does not exist', async function () {
+    const message = await checkFails({ ...analytics, vhost: `${vhost}-missing` });
+    expect(message).to.contain(`vhost ${vhost}-missing does not exist`);
+  });
+
+  it('rejects a definitions file whose binding names an undefined queue', function () {
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'warren-defs-')), 'definitions.json');
+    const broken = { ...defs, bindings: [...defs.bindings, { ...defs.bindings[0]!, destination: 'nowhere' }] };
+    fs.writeFileSync(file, JSON.stringify(broken));
+    expect(() => loadDefinitions(file)).to.throw(TopologyError, /bindings\.10\.destination: queue nowhere is not defined/);
+  });
+});
