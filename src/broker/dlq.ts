@@ -6,6 +6,7 @@ import { createLogger, type Logger } from '../log';
 import { connectBroker } from './connection';
 import { withoutPassword } from './management';
 import { ConfirmPublisher, type PublishRequest } from './publisher';
+import { isBrokerHeader, WARREN_HEADERS } from './retry';
 import { dlqOf, RETURN_EXCHANGE } from './topology';
 
 /**
@@ -49,7 +50,7 @@ const KINDS: readonly string[] = ['permanent', 'exhausted', 'crash-loop'];
 
 /** Headers the broker or Warren added on the way into the DLQ; a replay starts clean without them. */
 function isParkingHeader(key: string): boolean {
-  return key.startsWith('x-warren-') || key === 'x-death' || key.startsWith('x-first-death-') || key.startsWith('x-last-death-') || key === 'x-delivery-count';
+  return key.startsWith('x-warren-') || isBrokerHeader(key);
 }
 
 interface DeathEntry {
@@ -75,17 +76,17 @@ export function describeParked(properties: MessageProperties): ParkedMessage {
   const all = deaths(h);
   // x-death lists the most recent death first: for a broker park, that is the park.
   const park = all[0];
-  const warrenKind = headerString(h['x-warren-error-kind']);
-  const attempts = Number(headerString(h['x-warren-attempts']));
+  const warrenKind = headerString(h[WARREN_HEADERS.kind]);
+  const attempts = Number(headerString(h[WARREN_HEADERS.attempts]));
   return {
     messageId: headerString(properties.messageId) ?? null,
     type: headerString(properties.type) ?? null,
-    reason: headerString(h['x-warren-error']) ?? park?.reason ?? null,
+    reason: headerString(h[WARREN_HEADERS.error]) ?? park?.reason ?? null,
     kind: warrenKind && KINDS.includes(warrenKind) ? (warrenKind as ParkKind) : park?.reason === 'delivery_limit' ? 'crash-loop' : 'unknown',
-    attempts: Number.isInteger(attempts) && headerString(h['x-warren-attempts']) !== undefined ? attempts : null,
-    firstFailure: headerString(h['x-warren-first-failure']) ?? deathTime(all[all.length - 1]),
-    lastFailure: headerString(h['x-warren-last-failure']) ?? deathTime(park),
-    originalQueue: headerString(h['x-warren-original-queue']) ?? park?.queue ?? null,
+    attempts: Number.isInteger(attempts) && headerString(h[WARREN_HEADERS.attempts]) !== undefined ? attempts : null,
+    firstFailure: headerString(h[WARREN_HEADERS.firstFailure]) ?? deathTime(all[all.length - 1]),
+    lastFailure: headerString(h[WARREN_HEADERS.lastFailure]) ?? deathTime(park),
+    originalQueue: headerString(h[WARREN_HEADERS.originalQueue]) ?? park?.queue ?? null,
   };
 }
 

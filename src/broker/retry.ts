@@ -1,17 +1,13 @@
 import { PermanentError } from '../domain/errors';
 import { headerString } from '../domain/messages';
+import type { DelayStep } from './topology';
 
 /**
  * The attempt / backoff / park decision, pure. A failed message is either
  * sent to a delay queue (which dead-letters it back to the queue it failed
  * in) or parked in that queue's DLQ with headers saying why.
  */
-export interface DelayStep {
-  name: string;
-  exchange: string;
-  queue: string;
-  ttlMs: number;
-}
+export type { DelayStep };
 
 export type ParkKind = 'permanent' | 'exhausted' | 'crash-loop';
 
@@ -85,17 +81,23 @@ export function failureHeaders(original: Record<string, unknown>, rec: FailureRe
     [WARREN_HEADERS.originalRoutingKey]: truncateUtf8(headerString(original[WARREN_HEADERS.originalRoutingKey]) ?? rec.routingKey, 255),
   };
   if (kind) warren[WARREN_HEADERS.kind] = kind;
-  return { ...withoutDeathHeaders(withoutWarrenHeaders(original)), ...warren };
+  return { ...withoutBrokerHeaders(withoutWarrenHeaders(original)), ...warren };
 }
 
 /**
- * The broker's x-death history is dropped from copies Warren publishes: it
- * holds AMQP timestamps that a client re-encodes as plain integers, and
- * Warren's own headers already say where the message has been.
+ * Headers the broker adds (dead-letter history, a quorum queue's delivery
+ * count) are dropped from copies Warren publishes: x-death holds AMQP
+ * timestamps that a client re-encodes as plain integers, a copied delivery
+ * count would count against the next queue's delivery-limit, and Warren's
+ * own headers already say where the message has been.
  */
-export function withoutDeathHeaders(headers: Record<string, unknown>): Record<string, unknown> {
+export function isBrokerHeader(key: string): boolean {
+  return key === 'x-death' || key === 'x-delivery-count' || key.startsWith('x-first-death-') || key.startsWith('x-last-death-');
+}
+
+export function withoutBrokerHeaders(headers: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(headers)) if (k !== 'x-death' && !k.startsWith('x-first-death-') && !k.startsWith('x-last-death-')) out[k] = v;
+  for (const [k, v] of Object.entries(headers)) if (!isBrokerHeader(k)) out[k] = v;
   return out;
 }
 
