@@ -1,14 +1,6 @@
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { expect } from 'chai';
+import { startBroker, stopBroker } from '../support/broker';
 import { TestSystem, TEST_DB, waitFor } from '../support/system';
-
-const run = promisify(execFile);
-
-async function startBrokerApp(): Promise<void> {
-  await run('rabbitmqctl', ['start_app'], { timeout: 120_000 });
-  await run('rabbitmqctl', ['await_startup'], { timeout: 120_000 });
-}
 
 describe(`broker outage (${TEST_DB})`, function () {
   this.timeout(180_000);
@@ -23,19 +15,19 @@ describe(`broker outage (${TEST_DB})`, function () {
 
   after(async () => {
     // The broker is shared with every later test and session: always restore it.
-    if (brokerStopped) await startBrokerApp();
+    if (brokerStopped) await startBroker();
     await sys.tearDown();
   });
 
   it('accepts a tweet while RabbitMQ is stopped and counts it once the broker is back', async () => {
     const ada = await sys.createUser('ada_' + Date.now().toString(36).slice(-5));
-    await run('rabbitmqctl', ['stop_app'], { timeout: 60_000 });
     brokerStopped = true;
+    await stopBroker();
     const res = await sys.request('POST', '/tweets', { token: ada.token, body: { text: 'written during the outage' } });
     expect(res.status).to.equal(201);
     const ready = await sys.request('GET', '/readyz');
     expect(ready.status).to.equal(503);
-    await startBrokerApp();
+    await startBroker();
     brokerStopped = false;
     await waitFor('the tweet to be counted', async () => (await sys.request('GET', `/analytics/users/${ada.id}`)).json?.tweetCount === 1, 60_000, 250);
   });
