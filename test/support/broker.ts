@@ -15,9 +15,18 @@ export async function stopBroker(): Promise<void> {
 
 export async function startBroker(): Promise<void> {
   await run('rabbitmq-server', ['-detached'], { timeout: 60_000 });
-  await run('rabbitmqctl', ['await_startup', '--timeout', '120'], { timeout: 150_000 });
+  // `await_startup` fails at once until the detached node has registered itself.
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    try {
+      await run('rabbitmqctl', ['await_startup', '--timeout', '60'], { timeout: 90_000 });
+      break;
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
   // The management listener comes up a moment after the node reports started.
-  const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
     try {
       const res = await fetch('http://127.0.0.1:15672/api/overview', { headers: { authorization: 'Basic ' + Buffer.from('guest:guest').toString('base64') } });
