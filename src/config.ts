@@ -26,6 +26,7 @@ export const configSchema = z.object({
     client: z.enum(['sqlite', 'postgres']),
     dir: z.string().min(1),
     url: z.string(),
+    statementTimeoutMs: positiveInt,
   }),
   outbox: z.object({ maxBacklog: positiveInt, retainSentHours: z.coerce.number().nonnegative() }),
   relay: z.object({

@@ -153,12 +153,10 @@ export class QueueConsumer {
       await trx.commit();
       return applied;
     } catch (err) {
-      if (!trx.isCompleted()) {
-        const rolledBack = trx.rollback().catch(() => undefined);
-        // An abandoned handler may still hold its connection in a blocked
-        // statement; its rollback runs when that returns, and the retry need not wait.
-        if (!(err instanceof HandlerTimeoutError)) await rolledBack;
-      }
+      // An abandoned handler may still be inside a statement; the database's
+      // own statement timeout (src/db/knex.ts) bounds how long this waits, so
+      // the connection goes back to the pool idle, never mid-query.
+      if (!trx.isCompleted()) await trx.rollback().catch(() => undefined);
       throw err;
     } finally {
       clearTimeout(timer);

@@ -22,11 +22,13 @@ export function sqliteFile(config: Config, service: Service): string {
  * `notifications.<table>`: attached files on SQLite, schemas on PostgreSQL,
  * so the same knex `withSchema` query runs on both.
  */
-export function openDatabase(config: Config, service: Service, opts: { attachReadModels?: boolean } = {}): Db {
+export function openDatabase(config: Config, service: Service, opts: { attachReadModels?: boolean; statementTimeoutMs?: number } = {}): Db {
   if (config.database.client === 'postgres') {
     return knexFactory({
       client: 'pg',
-      connection: config.database.url,
+      // The server cancels a statement that outlives this (a lock held
+      // elsewhere), so an abandoned transaction's connection frees up in bounded time.
+      connection: { connectionString: config.database.url, statement_timeout: opts.statementTimeoutMs ?? config.database.statementTimeoutMs },
       searchPath: [service],
       pool: { min: 0, max: 10 },
     });

@@ -31,7 +31,7 @@ export async function runWorker(config: Config, name: WorkerName): Promise<void>
     exitWithLine(`warren worker ${name}: ${(err as Error).message}`);
   }
 
-  const db = openDatabase(config, worker.name);
+  const db = openDatabase(config, worker.name, { statementTimeoutMs: config.worker.handlerTimeoutMs });
   const common = { url: config.amqp.url, service: `worker ${name}`, heartbeatSeconds: config.amqp.heartbeatSeconds, reconnectSeconds: config.amqp.reconnectSeconds, log };
   const consumeConnection = connectBroker({ ...common, role: 'consume' });
   const publishConnection = connectBroker({ ...common, role: 'publish' });

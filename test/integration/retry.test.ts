@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import { expect } from 'chai';
 import { peek } from '../support/amqp';
 import { lockAnalyticsStore } from '../support/locks';
-import { TestSystem, TEST_DB, waitFor } from '../support/system';
+import { TestSystem, TEST_DB, waitFor, type WarrenProcess } from '../support/system';
 
 const run = promisify(execFile);
 const cli = path.resolve(__dirname, '..', '..', 'src', 'cli.js');
@@ -13,12 +13,17 @@ describe(`retries with backoff, then the DLQ (${TEST_DB})`, function () {
   this.timeout(120_000);
   const sys = new TestSystem();
   let release: (() => Promise<void>) | undefined;
+  let worker: WarrenProcess;
+
+  afterEach(function () {
+    if (this.currentTest?.state === 'failed') console.log(worker.tail(40));
+  });
 
   before(async () => {
     // Two attempts (config/test.json), a short handler timeout so a blocked store fails fast.
     await sys.setUp({ worker: { handlerTimeoutMs: 1500 } });
     await sys.startApi();
-    await sys.startWorker('analytics');
+    worker = await sys.startWorker('analytics', { WARREN_LOG_LEVEL: 'info' });
   });
 
   after(async () => {
