@@ -2,8 +2,8 @@ import http from 'node:http';
 import type { Config } from '../config';
 import { vhostOf } from '../config';
 import { connectBroker } from '../broker/connection';
-import { ManagementClient } from '../broker/management';
 import { ConfirmPublisher } from '../broker/publisher';
+import { probeQueues } from '../broker/queueProbe';
 import { OutboxRelay } from '../broker/relay';
 import { apiNeeds, loadDefinitions, retargetDefinitions, workQueues } from '../broker/topology';
 import { awaitTopology } from '../broker/topologyGate';
@@ -53,20 +53,14 @@ export async function runApi(config: Config): Promise<http.Server> {
     (err) => exitWithLine(`warren api: ${(err as Error).message}`),
   );
 
-  const management = new ManagementClient(config.amqp.managementUrl);
   let consumerCache: { at: number; checks: ReadinessCheck[] } | undefined;
   const consumerChecks = async (): Promise<ReadinessCheck[]> => {
     if (consumerCache && Date.now() - consumerCache.at < CONSUMER_CHECK_TTL_MS) return consumerCache.checks;
-    const checks = await Promise.all(
-      workQueues(defs).map(async (queue): Promise<ReadinessCheck> => {
-        try {
-          const info = await management.getQueue(vhost, queue);
-          const consumers = info?.consumers ?? 0;
-          return { name: `consumers:${queue}`, ok: consumers > 0, detail: `${consumers} consumer(s)` };
-        } catch (err) {
-          return { name: `consumers:${queue}`, ok: false, detail: (err as Error).message };
-        }
-      }),
+    const probes = await probeQueues(connection, workQueues(defs));
+    const checks = probes.map((p): ReadinessCheck =>
+      p.ok
+        ? { name: `consumers:${p.queue}`, ok: p.consumers > 0, detail: `${p.consumers} consumer(s), ${p.messages} message(s) waiting` }
+        : { name: `consumers:${p.queue}`, ok: false, detail: p.error },
     );
     consumerCache = { at: Date.now(), checks };
     return checks;

@@ -51,12 +51,20 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? ` (last error: ${(lastErr as Error).message})` : ''}`);
 }
 
+/** Children die with the test run, even when a suite is interrupted. */
+const everyChild = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of everyChild) child.kill('SIGKILL');
+});
+
 export class WarrenProcess {
   readonly output: string[] = [];
   private exited: Promise<number | null>;
   exitCode: number | null | undefined;
 
   constructor(readonly name: string, readonly child: ChildProcess) {
+    everyChild.add(child);
+    child.on('exit', () => everyChild.delete(child));
     const collect = (chunk: Buffer) => {
       for (const line of chunk.toString('utf8').split('\n')) if (line) this.output.push(line);
     };
