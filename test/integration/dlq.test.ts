@@ -7,26 +7,13 @@ import { createLogger } from '../../src/log';
 import { listParked, purgeParked, replayParked } from '../../src/broker/dlq';
 import { ManagementClient } from '../../src/broker/management';
 import { applyTopology, loadDefinitions } from '../../src/broker/topology';
+import { amqpUrlFor, waitFor } from '../support/system';
 
 const config = loadConfig({ ...process.env, NODE_ENV: 'test' });
 const managementUrl = config.amqp.managementUrl;
 const defs = loadDefinitions(path.join(projectRoot, 'rabbitmq', 'definitions.json'));
 const QUEUE = 'analytics.tweets';
 const DLQ = 'analytics.tweets.dlq';
-
-function amqpUrlFor(vhost: string): string {
-  const u = new URL(config.amqp.url);
-  u.pathname = `/${encodeURIComponent(vhost)}`;
-  return u.toString();
-}
-
-async function until(what: string, fn: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 interface TestMessage {
   messageId: string;
@@ -97,7 +84,7 @@ describe('dead-letter tooling (integration)', function () {
   it('lists parked messages and leaves them parked', async function () {
     const parked = [await parkLikeWarren(1), await parkLikeWarren(2), await parkLikeWarren(3)];
     parkedIds = parked.map((p) => p.messageId);
-    await until('3 parked', async () => (await ready(DLQ)) === 3);
+    await waitFor('3 parked', async () => (await ready(DLQ)) === 3);
 
     const listed = await listParked(url, QUEUE, 10);
     expect(listed.map((p) => p.messageId)).to.have.members(parked.map((p) => p.messageId));
@@ -112,7 +99,7 @@ describe('dead-letter tooling (integration)', function () {
     expect(listed[0]!.reason).to.match(/^TransientError: database busy \d$/);
 
     expect(await listParked(url, QUEUE, 2)).to.have.length(2);
-    await until('all 3 back in the DLQ', async () => (await ready(DLQ)) === 3);
+    await waitFor('all 3 back in the DLQ', async () => (await ready(DLQ)) === 3);
   });
 
   it('replays them to their queue without the parking headers, then the DLQ is empty', async function () {
@@ -120,7 +107,7 @@ describe('dead-letter tooling (integration)', function () {
     expect(result).to.deep.equal({ replayed: 3, skipped: 0, remaining: 0 });
     expect(await ready(DLQ)).to.equal(0);
 
-    await until('3 replayed in the work queue', async () => (await ready(QUEUE)) === 3);
+    await waitFor('3 replayed in the work queue', async () => (await ready(QUEUE)) === 3);
     const replayed = await drain(QUEUE);
     expect(replayed.map((m) => m.properties.messageId)).to.have.members(parkedIds);
     for (const msg of replayed) {
@@ -136,15 +123,15 @@ describe('dead-letter tooling (integration)', function () {
   it('replays at most --limit messages', async function () {
     await parkLikeWarren(4);
     await parkLikeWarren(5);
-    await until('2 parked', async () => (await ready(DLQ)) === 2);
+    await waitFor('2 parked', async () => (await ready(DLQ)) === 2);
     expect(await replayParked(url, QUEUE, { limit: 1 })).to.deep.equal({ replayed: 1, skipped: 0, remaining: 1 });
-    await until('1 replayed', async () => (await ready(QUEUE)) === 1);
+    await waitFor('1 replayed', async () => (await ready(QUEUE)) === 1);
     await drain(QUEUE);
   });
 
   it('purges the DLQ and counts what it deleted', async function () {
     await parkLikeWarren(6);
-    await until('2 parked', async () => (await ready(DLQ)) === 2);
+    await waitFor('2 parked', async () => (await ready(DLQ)) === 2);
     expect(await purgeParked(url, QUEUE)).to.equal(2);
     expect(await ready(DLQ)).to.equal(0);
     expect(await purgeParked(url, QUEUE)).to.equal(0);
@@ -156,7 +143,7 @@ describe('dead-letter tooling (integration)', function () {
     channel.publish('warren.return', QUEUE, body, { persistent: true, mandatory: true, messageId, type: 'tweet.created', contentType: 'application/json' });
     await channel.waitForConfirms();
     // Each requeue counts a delivery; past the policy's delivery-limit the broker dead-letters it to warren.dlx.
-    await until('the broker to park the crash loop', async () => {
+    await waitFor('the broker to park the crash loop', async () => {
       const msg = await channel.get(QUEUE, { noAck: false });
       if (msg) channel.nack(msg, false, true);
       return (await ready(DLQ)) === 1;
@@ -167,7 +154,7 @@ describe('dead-letter tooling (integration)', function () {
     expect(parked!.lastFailure).to.match(/^\d{4}-\d\d-\d\dT/);
 
     expect(await replayParked(url, QUEUE)).to.deep.equal({ replayed: 1, skipped: 0, remaining: 0 });
-    await until('the crash loop back in its queue', async () => (await ready(QUEUE)) === 1);
+    await waitFor('the crash loop back in its queue', async () => (await ready(QUEUE)) === 1);
     const [back] = await drain(QUEUE);
     expect(back!.properties.messageId).to.equal(messageId);
     expect(back!.content.equals(body)).to.equal(true);
@@ -177,9 +164,9 @@ describe('dead-letter tooling (integration)', function () {
   it('leaves a parked message without an original queue parked', async function () {
     channel.publish('warren.dlx', QUEUE, Buffer.from('{}'), { persistent: true, messageId: crypto.randomUUID(), type: 'tweet.created' });
     await channel.waitForConfirms();
-    await until('1 parked', async () => (await ready(DLQ)) === 1);
+    await waitFor('1 parked', async () => (await ready(DLQ)) === 1);
     expect(await replayParked(url, QUEUE)).to.deep.equal({ replayed: 0, skipped: 1, remaining: 1 });
-    await until('it is back in the DLQ', async () => (await ready(DLQ)) === 1);
+    await waitFor('it is back in the DLQ', async () => (await ready(DLQ)) === 1);
   });
 
   it('stops at a replay the broker returns, and leaves that message parked', async function () {
@@ -188,13 +175,13 @@ describe('dead-letter tooling (integration)', function () {
     // warren.return has no binding for this queue, so the replayed copy is unroutable.
     channel.publish('warren.dlx', QUEUE, Buffer.from('{}'), { persistent: true, messageId, headers: { 'x-warren-original-queue': 'gone.queue' } });
     await parkLikeWarren(7);
-    await until('2 parked', async () => (await ready(DLQ)) === 2);
+    await waitFor('2 parked', async () => (await ready(DLQ)) === 2);
 
     let error: (Error & { replayed?: number }) | undefined;
     await replayParked(url, QUEUE).catch((err: Error) => (error = err));
     expect(error?.message).to.match(new RegExp(`^replay stopped after 0 message\\(s\\): message ${messageId} to queue gone\\.queue: publish returned: NO_ROUTE`));
     expect(error?.replayed).to.equal(0);
-    await until('both still parked', async () => (await ready(DLQ)) === 2);
+    await waitFor('both still parked', async () => (await ready(DLQ)) === 2);
     expect(await ready(QUEUE)).to.equal(0);
     expect(await purgeParked(url, QUEUE)).to.equal(2);
   });

@@ -17,25 +17,12 @@ import {
   TopologyError,
   type CheckTopologyOptions,
 } from '../../src/broker/topology';
+import { amqpUrlFor, waitFor } from '../support/system';
 
 const config = loadConfig({ ...process.env, NODE_ENV: 'test' });
 const managementUrl = config.amqp.managementUrl;
 const defs = loadDefinitions(path.join(projectRoot, 'rabbitmq', 'definitions.json'));
 const log = createLogger('topology-test', 'silent');
-
-function amqpUrlFor(vhost: string): string {
-  const u = new URL(config.amqp.url);
-  u.pathname = `/${encodeURIComponent(vhost)}`;
-  return u.toString();
-}
-
-async function until(what: string, fn: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 /** The check's one-line message; fails the test if the check passes. */
 async function checkFails(opts: CheckTopologyOptions): Promise<string> {
@@ -109,13 +96,13 @@ describe('broker topology (integration)', function () {
       definition: { 'message-ttl': 5000, 'dead-letter-exchange': 'warren.return', 'dead-letter-strategy': 'at-least-once' },
     });
     try {
-      await until('the override policy to take effect', async () => (await api.getQueue(vhost, 'warren.delay.5s'))?.policy === 'test.override');
+      await waitFor('the override policy to take effect', async () => (await api.getQueue(vhost, 'warren.delay.5s'))?.policy === 'test.override');
       const message = await checkFails(analytics);
       expect(message).to.match(/queue warren\.delay\.5s: overflow is drop-head, not reject-publish \(effective policy test\.override\)/);
       expect(message).to.contain('retries could be lost');
     } finally {
       await api.deletePolicy(vhost, 'test.override');
-      await until('the definitions policy to be back', async () => (await api.getQueue(vhost, 'warren.delay.5s'))?.policy === 'warren.delay.5s');
+      await waitFor('the definitions policy to be back', async () => (await api.getQueue(vhost, 'warren.delay.5s'))?.policy === 'warren.delay.5s');
     }
     await checkTopology(analytics);
   });
@@ -128,12 +115,12 @@ describe('broker topology (integration)', function () {
       definition: { 'message-ttl': 30000, 'dead-letter-exchange': 'warren.return' },
     });
     try {
-      await until('the override policy to take effect', async () => (await api.getQueue(vhost, 'warren.delay.30s'))?.policy === 'test.at-most-once');
+      await waitFor('the override policy to take effect', async () => (await api.getQueue(vhost, 'warren.delay.30s'))?.policy === 'test.at-most-once');
       const message = await checkFails(analytics);
       expect(message).to.contain('queue warren.delay.30s: dead-letter-strategy is at-most-once (effective policy test.at-most-once lost at-least-once); retries could be lost');
     } finally {
       await api.deletePolicy(vhost, 'test.at-most-once');
-      await until('the definitions policy to be back', async () => (await api.getQueue(vhost, 'warren.delay.30s'))?.policy === 'warren.delay.30s');
+      await waitFor('the definitions policy to be back', async () => (await api.getQueue(vhost, 'warren.delay.30s'))?.policy === 'warren.delay.30s');
     }
   });
 

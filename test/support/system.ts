@@ -25,6 +25,10 @@ export const TEST_DB = process.env.WARREN_TEST_DB === 'postgres' ? 'postgres' : 
 
 const cli = path.resolve(__dirname, '..', '..', 'src', 'cli.js');
 
+export function amqpUrlFor(vhost: string): string {
+  return `${AMQP_BASE}/${encodeURIComponent(vhost)}`;
+}
+
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
@@ -117,7 +121,7 @@ export class TestSystem {
   private pgDatabase = '';
 
   get amqpUrl(): string {
-    return `${AMQP_BASE}/${encodeURIComponent(this.vhost)}`;
+    return amqpUrlFor(this.vhost);
   }
 
   get baseUrl(): string {
