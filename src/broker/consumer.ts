@@ -5,7 +5,7 @@ import { decodeDelivery, type WarrenMessage } from '../domain/messages';
 import { newId } from '../domain/ids';
 import { claimInboxRecord } from '../db/inbox';
 import type { Logger } from '../log';
-import type { WorkerDefinition } from '../workers/worker';
+import type { WorkerDefinition } from './handler';
 import { ManagedChannel } from './channel';
 import type { BrokerConnection } from './connection';
 import type { ConfirmPublisher, PublishRequest } from './publisher';

@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import type { MessageBody, WarrenMessage } from '../domain/messages';
 import { newId } from '../domain/ids';
-import type { HandlerContext, WorkerDefinition } from './worker';
+import type { HandlerContext, WorkerDefinition } from '../broker/handler';
 
 type Change = { from: unknown; to: unknown };
 type NotificationKind = 'profile_updated' | 'new_follower';

@@ -1,6 +1,6 @@
 import type { Middleware } from 'koa';
 import type { Logger } from '../../log';
-import type { ApiState } from '../app';
+import type { ApiState } from '../context';
 
 /** One line per request, after the error mapping has settled the status. */
 export function accessLog(log: Logger): Middleware<ApiState> {

@@ -3,7 +3,7 @@ import type { Knex } from 'knex';
 import type { Middleware } from 'koa';
 import { ForbiddenError, UnauthorizedError } from '../../domain/errors';
 import { findToken, insertToken } from '../../db/repositories/tokens';
-import type { ApiDeps, ApiMiddleware, ApiState } from '../app';
+import type { ApiDeps, ApiMiddleware, ApiState } from '../context';
 
 const TOKEN_PREFIX = 'wrn_';
 // 32 random bytes are 43 base64url characters (no padding).

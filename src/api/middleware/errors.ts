@@ -11,7 +11,7 @@ import {
 } from '../../domain/errors';
 import { isDatabaseUnavailable } from '../../db/repositories/errors';
 import type { Logger } from '../../log';
-import type { ApiState } from '../app';
+import type { ApiState } from '../context';
 
 /** HTTP-only failures of the request itself (not of the product's rules). */
 export class PayloadTooLargeError extends DomainError {

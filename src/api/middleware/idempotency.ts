@@ -7,7 +7,7 @@ import {
   type IdempotencyRecord,
 } from '../../db/repositories/idempotency';
 import { isUniqueViolation } from '../../db/repositories/errors';
-import type { ApiDeps, ApiState } from '../app';
+import type { ApiDeps, ApiState } from '../context';
 
 const HEADER = 'Idempotency-Key';
 const MAX_KEY_LENGTH = 64;

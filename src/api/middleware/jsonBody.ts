@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Middleware } from 'koa';
 import { ValidationError } from '../../domain/errors';
-import type { ApiState } from '../app';
+import type { ApiState } from '../context';
 import { PayloadTooLargeError, UnsupportedMediaTypeError } from './errors';
 
 function hasBody(req: IncomingMessage): boolean {

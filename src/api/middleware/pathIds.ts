@@ -1,6 +1,6 @@
 import { NotFoundError } from '../../domain/errors';
 import { isUuid } from '../../domain/ids';
-import type { ApiMiddleware } from '../app';
+import type { ApiMiddleware } from '../context';
 
 /**
  * Path ids that are not UUIDs name nothing that can exist: 404 before any

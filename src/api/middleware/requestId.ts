@@ -1,6 +1,6 @@
 import type { Middleware } from 'koa';
 import { v4 as uuidv4 } from 'uuid';
-import type { ApiState } from '../app';
+import type { ApiState } from '../context';
 
 // A caller's id is echoed into logs and message correlation ids, so only a
 // short, plain token is trusted; anything else is replaced.

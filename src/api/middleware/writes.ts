@@ -4,7 +4,7 @@ import { UnavailableError } from '../../domain/errors';
 import { buildEvent, type MessageBody, type MessageType, type OutgoingEvent } from '../../domain/messages';
 import { enqueueEvents } from '../../db/outbox';
 import { saveIdempotencyRecord } from '../../db/repositories/idempotency';
-import type { ApiContext, ApiDeps, ApiState } from '../app';
+import type { ApiContext, ApiDeps, ApiState } from '../context';
 
 const BACKLOG_RETRY_AFTER_SECONDS = 5;
 

@@ -9,7 +9,7 @@ import {
   tweetsPerHourSince,
 } from '../../db/repositories/readModels';
 import { findUserById } from '../../db/repositories/users';
-import type { ApiDeps, ApiState } from '../app';
+import type { ApiDeps, ApiState } from '../context';
 import { requireUuidParams } from '../middleware/pathIds';
 import { parseRequest, topQuery } from '../validation';
 

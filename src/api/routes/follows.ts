@@ -2,7 +2,7 @@ import { Router } from '@koa/router';
 import { NotFoundError, ValidationError } from '../../domain/errors';
 import { deleteFollow, insertFollow } from '../../db/repositories/follows';
 import { findUserById } from '../../db/repositories/users';
-import type { ApiDeps, ApiState } from '../app';
+import type { ApiDeps, ApiState } from '../context';
 import { requireAuth, requireSelf } from '../middleware/auth';
 import { requireUuidParams } from '../middleware/pathIds';
 import { commitWrite, guardOutboxBacklog } from '../middleware/writes';

@@ -1,6 +1,6 @@
 import { Router } from '@koa/router';
 import { pingDatabase } from '../../db/knex';
-import type { ApiDeps, ApiState, ReadinessCheck } from '../app';
+import type { ApiDeps, ApiState, ReadinessCheck } from '../context';
 
 // A probe must answer even when what it probes hangs.
 const CHECK_TIMEOUT_MS = 2000;

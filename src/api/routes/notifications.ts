@@ -1,6 +1,6 @@
 import { Router } from '@koa/router';
 import { listNotifications } from '../../db/repositories/readModels';
-import type { ApiDeps, ApiState } from '../app';
+import type { ApiDeps, ApiState } from '../context';
 import { requireAuth, requireSelf } from '../middleware/auth';
 import { requireUuidParams } from '../middleware/pathIds';
 import { decodeCursor, listQuery, parseRequest, toPage } from '../validation';

@@ -2,7 +2,7 @@ import { Router } from '@koa/router';
 import { NotFoundError } from '../../domain/errors';
 import { listTimeline } from '../../db/repositories/tweets';
 import { userExists } from '../../db/repositories/users';
-import type { ApiDeps, ApiState } from '../app';
+import type { ApiDeps, ApiState } from '../context';
 import { requireUuidParams } from '../middleware/pathIds';
 import { decodeCursor, listQuery, parseRequest, toPage } from '../validation';
 

@@ -4,7 +4,7 @@ import { newId } from '../../domain/ids';
 import { checkTweetText } from '../../domain/text';
 import { findTweetById, insertTweet, type Tweet } from '../../db/repositories/tweets';
 import { findUserById } from '../../db/repositories/users';
-import type { ApiDeps, ApiState } from '../app';
+import type { ApiDeps, ApiState } from '../context';
 import { authUserId, requireAuth } from '../middleware/auth';
 import { idempotencyKey } from '../middleware/idempotency';
 import { requireUuidParams } from '../middleware/pathIds';

@@ -5,7 +5,7 @@ import { handleKey } from '../../domain/text';
 import { isUniqueViolation } from '../../db/repositories/errors';
 import { revokeToken } from '../../db/repositories/tokens';
 import { findUserById, findUserByHandleKey, insertUser, toUser, updateUser, type UserRow } from '../../db/repositories/users';
-import type { ApiDeps, ApiState } from '../app';
+import type { ApiDeps, ApiState } from '../context';
 import { authUserId, issueToken, requireAuth, requireSelf } from '../middleware/auth';
 import { idempotencyKey } from '../middleware/idempotency';
 import { requireUuidParams } from '../middleware/pathIds';

@@ -12,7 +12,7 @@ import { PermanentError } from '../../../src/domain/errors';
 import { newId } from '../../../src/domain/ids';
 import type { MessageBody, WarrenMessage } from '../../../src/domain/messages';
 import { analyticsWorker } from '../../../src/workers/analytics';
-import type { HandlerContext } from '../../../src/workers/worker';
+import type { HandlerContext } from '../../../src/broker/handler';
 
 const ALICE = newId();
 const BOB = newId();

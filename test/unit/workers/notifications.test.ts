@@ -10,7 +10,7 @@ import { migrateService } from '../../../src/db/migrate';
 import { isUuidV7, newId } from '../../../src/domain/ids';
 import type { WarrenMessage } from '../../../src/domain/messages';
 import { notificationsWorker } from '../../../src/workers/notifications';
-import type { HandlerContext } from '../../../src/workers/worker';
+import type { HandlerContext } from '../../../src/broker/handler';
 
 const ALICE = newId();
 const BOB = newId();
