@@ -15,6 +15,21 @@ import { createApp, type ReadinessCheck } from './app';
 const CONSUMER_CHECK_TTL_MS = 2000;
 
 /**
+ * Stops accepting connections and ends keep-alive ones as their current
+ * response completes (a busy client would otherwise hold the server open
+ * forever); after `graceMs`, whatever is left is cut.
+ */
+async function closeGracefully(server: http.Server, graceMs: number): Promise<void> {
+  server.on('request', (_req: http.IncomingMessage, res: http.ServerResponse) => res.setHeader('connection', 'close'));
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  const idleSweep = setInterval(() => server.closeIdleConnections(), 100);
+  const cut = setTimeout(() => server.closeAllConnections(), graceMs);
+  await closed;
+  clearInterval(idleSweep);
+  clearTimeout(cut);
+}
+
+/**
  * `warren api`: the HTTP API and the outbox relay. It starts without the
  * broker (writes go to the outbox and are relayed once it is back) and
  * reports not ready until the broker, the topology and the consumers are there.
@@ -99,7 +114,7 @@ export async function runApi(config: Config): Promise<http.Server> {
   onShutdown(log, 30_000, async () => {
     shutdownSignal.stopped = true;
     // Stop taking requests and let those in flight finish, then relay what is committed.
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await closeGracefully(server, 10_000);
     await relay.stop();
     await publisher.close();
     await connection.close();

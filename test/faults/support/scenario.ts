@@ -1,0 +1,125 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { expect } from 'chai';
+import { TestSystem, type WarrenProcess } from '../../support/system';
+import { figuresOf, settle, type ScenarioFigures } from './books';
+import { Load, type LoadOptions } from './load';
+
+/** Configuration every fault scenario runs with: short claims and confirms, so recovery is quick to observe. */
+export const FAULT_CONFIG = {
+  relay: { claimTimeoutMs: 3000, publishTimeoutMs: 5000, pollIntervalMs: 200 },
+  worker: { handlerTimeoutMs: 5000 },
+};
+
+export const DEFAULT_LOAD: LoadOptions = { ratePerSecond: 150, durationMs: 12_000, profileShare: 0.2, users: 10 };
+
+const results: ScenarioFigures[] = [];
+
+export interface ScenarioContext {
+  sys: TestSystem;
+  load: Load;
+  /** Processes the scenario kills or stops on purpose: their exits are not crashes. */
+  expectExit(proc: WarrenProcess): void;
+  sleep(ms: number): Promise<void>;
+}
+
+export interface ScenarioOptions {
+  load?: Partial<LoadOptions>;
+  config?: Record<string, unknown>;
+  /** Starts the processes; by default the API and one worker of each kind. */
+  start?(sys: TestSystem): Promise<void>;
+  /** Statuses the API may answer during this fault besides 200/201 (e.g. 0 while it is down). */
+  allowRefused?: number[];
+  settleTimeoutMs?: number;
+}
+
+/**
+ * Runs one fault scenario: a fresh, isolated Warren under a steady load, the
+ * fault injected while the load runs, then the books: every committed write
+ * applied exactly once, every accepted write committed, DLQs empty, no
+ * process dead that was not killed on purpose.
+ */
+export async function runScenario(name: string, opts: ScenarioOptions, fault: (ctx: ScenarioContext) => Promise<void>): Promise<ScenarioFigures> {
+  const sys = new TestSystem();
+  const expected = new Set<WarrenProcess>();
+  try {
+    await sys.setUp({ ...FAULT_CONFIG, ...(opts.config ?? {}) });
+    if (opts.start) await opts.start(sys);
+    else {
+      await sys.startApi();
+      await sys.startWorker('analytics');
+      await sys.startWorker('notifications');
+    }
+    const loadOptions = { ...DEFAULT_LOAD, ...(opts.load ?? {}) };
+    const load = new Load(sys, loadOptions);
+    await load.prepare();
+    load.start();
+    await fault({ sys, load, expectExit: (p) => expected.add(p), sleep: (ms) => new Promise((r) => setTimeout(r, ms)) });
+    const figures = await load.finished();
+    const settlement = await settle(sys, opts.settleTimeoutMs);
+    const row = figuresOf(name, `${loadOptions.ratePerSecond}/s for ${loadOptions.durationMs / 1000} s`, figures, settlement);
+    results.push(row);
+    console.log(`      ${JSON.stringify(row)}`);
+
+    const b = settlement.books;
+    expect(figures.acceptedTweets, 'every accepted tweet was committed').to.be.at.most(b.tweetsCommitted);
+    expect(figures.acceptedProfileChanges, 'every accepted profile change was committed').to.be.at.most(b.changesCommitted);
+    expect(row.lost, 'lost').to.equal(0);
+    expect(row.duplicated, 'duplicated').to.equal(0);
+    expect(b.outboxUnsent, 'outbox rows never relayed').to.equal(0);
+    expect(b.parked, 'parked messages').to.equal(0);
+    const allowed = new Set([200, 201, ...(opts.allowRefused ?? [])].map(String));
+    for (const status of Object.keys(figures.refused)) expect(allowed.has(status), `unexpected answers: ${row.refused}`).to.equal(true);
+    for (const proc of sys.processes) {
+      if (expected.has(proc)) continue;
+      expect(proc.running, `${proc.name} died unexpectedly:\n${proc.tail()}`).to.equal(true);
+    }
+    return row;
+  } finally {
+    await sys.tearDown();
+  }
+}
+
+/** What an operator does by mistake: removes the binding from `source` to `queue`. */
+export async function deleteBinding(sys: TestSystem, source: string, queue: string): Promise<void> {
+  const bindings = await sys.management.queueBindings(sys.vhost, queue);
+  const binding = bindings.find((b) => b.source === source);
+  if (!binding) throw new Error(`no binding from ${source} to ${queue}`);
+  await sys.management.deleteBinding(binding);
+}
+
+/** Writes docs/RELIABILITY.md from the scenarios that ran. */
+export function writeReliabilityReport(): void {
+  if (results.length === 0) return;
+  const file = path.resolve(__dirname, '..', '..', '..', '..', 'docs', 'RELIABILITY.md');
+  const rows = results.map(
+    (r) => `| ${r.scenario} | ${r.load} | ${r.attempted} | ${r.accepted} | ${r.refused} | ${r.committed} | ${r.counted} | ${r.lost} | ${r.duplicated} | ${r.parked} | ${(r.settleMs / 1000).toFixed(1)} s |`,
+  );
+  const text = `# Warren under faults
+
+Figures of the fault suite, as printed by its last run on ${new Date().toISOString().slice(0, 10)}
+(${process.platform}, Node ${process.version}, RabbitMQ on localhost, SQLite unless the scenario says otherwise).
+Reproduce with:
+
+\`\`\`sh
+npm run test:faults
+\`\`\`
+
+Each scenario runs a fresh Warren (its own vhost, database and port, the real
+\`warren api\` and \`warren worker\` processes) under a steady load of HTTP
+writes (80 % tweets, 20 % profile changes), injects the fault while the load
+runs, then waits for the system to settle and checks the books.
+
+- **accepted**: writes the API answered 201/200; **refused**: other answers by status ("no answer" while the API was down);
+- **committed**: events in the outbox (every accepted write is among them; a write whose answer was lost when a process died may be committed without being accepted);
+- **counted**: tweets counted by analytics plus profile-change notifications created;
+- **lost** = committed but never applied; **duplicated** = applied more than once; **parked** = messages in the DLQs;
+- **settle**: from the end of the load until every committed event was applied.
+
+| scenario | load | attempted | accepted | refused | committed | counted | lost | duplicated | parked | settle |
+|---|---|---|---|---|---|---|---|---|---|---|
+${rows.join('\n')}
+`;
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, text);
+}
