@@ -38,3 +38,30 @@ export async function startBroker(): Promise<void> {
   }
   throw new Error('the RabbitMQ management API did not come back within 60 s');
 }
+
+export async function stopBrokerApp(): Promise<void> {
+  await run('rabbitmqctl', ['stop_app'], { timeout: 120_000 });
+}
+
+export async function startBrokerApp(): Promise<void> {
+  await run('rabbitmqctl', ['start_app'], { timeout: 120_000 });
+  await run('rabbitmqctl', ['await_startup', '--timeout', '60'], { timeout: 90_000 });
+}
+
+/** Restarts the node if `start_app` left the at-least-once dead-letter supervisor dead (see stopBroker). */
+export async function healBroker(): Promise<boolean> {
+  const { stdout } = await run('rabbitmqctl', ['eval', 'whereis(rabbit_fifo_dlx_sup).'], { timeout: 60_000 });
+  if (!stdout.includes('undefined')) return false;
+  await stopBroker();
+  await startBroker();
+  return true;
+}
+
+/** Raises or clears the broker's memory alarm: publishing connections are blocked while it holds. */
+export async function setMemoryAlarm(on: boolean): Promise<void> {
+  await run('rabbitmqctl', ['set_vm_memory_high_watermark', on ? '0.0000001' : '0.4'], { timeout: 60_000 });
+}
+
+export async function closeVhostConnections(vhost: string, reason: string): Promise<void> {
+  await run('rabbitmqctl', ['close_all_connections', '-p', vhost, reason], { timeout: 60_000 });
+}
