@@ -1,0 +1,56 @@
+import { expect } from 'chai';
+import { closeVhostConnections } from '../support/broker';
+import { lockAnalyticsStore } from '../support/locks';
+import { waitFor } from '../support/system';
+import { readBooks } from './support/books';
+import { deleteBinding, runScenario } from './support/scenario';
+
+describe('faults: routes removed and handlers failing under load', function () {
+  this.timeout(240_000);
+
+  it('14a. the only route of tweets deleted by an operator: returned events stay in the outbox and go out once it is back', async () => {
+    await runScenario('binding tweets -> analytics.tweets deleted for 5 s', {}, async ({ sys, sleep }) => {
+      await sleep(3000);
+      await deleteBinding(sys, 'tweets', 'analytics.tweets');
+      await waitFor('returned tweets kept in the outbox', async () => (await readBooks(sys)).outboxUnsent > 0, 10_000);
+      await sleep(5000);
+      await sys.management.putBinding(sys.vhost, { source: 'tweets', destination: 'analytics.tweets', destination_type: 'queue', routing_key: 'tweet.*', arguments: {} });
+    });
+  });
+
+  it("14b. a fanout subscriber's binding deleted: events wait in the outbox, the subscriber re-binds its own queue on reconnect", async () => {
+    await runScenario('binding user.events -> notifications.user-events deleted, worker reconnects', { load: { profileShare: 0.5 } }, async ({ sys, sleep }) => {
+      await sleep(3000);
+      await deleteBinding(sys, 'user.events', 'notifications.user-events');
+      await waitFor('returned profile changes kept in the outbox', async () => (await readBooks(sys)).outboxUnsent > 0, 10_000);
+      await sleep(3000);
+      // No operator action: the worker's reconnect alone restores its subscription.
+      await closeVhostConnections(sys.vhost, 'fault suite: reconnect');
+      const bindings = await waitFor('the binding to be back', async () => {
+        const list = await sys.management.queueBindings(sys.vhost, 'notifications.user-events');
+        return list.some((b) => b.source === 'user.events') ? list : undefined;
+      });
+      expect(bindings.some((b) => b.source === 'user.events')).to.equal(true);
+    });
+  });
+
+  it('8. the analytics store locked for 8 s mid-load: handlers fail, are retried with backoff, and succeed', async () => {
+    await runScenario(
+      'analytics store write-locked for 8 s (handlers fail, retried)',
+      { config: { retry: { attempts: { 'analytics.tweets': 5, 'notifications.user-events': 5 } } } },
+      async ({ sys, sleep }) => {
+        await sleep(3000);
+        const release = await lockAnalyticsStore(sys.config);
+        try {
+          await sleep(8000);
+        } finally {
+          await release();
+        }
+        const worker = sys.processes.find((p) => p.name === 'worker analytics')!;
+        const failures = worker.output.filter((line) => line.includes('"handler failed"')).length;
+        console.log(`      handler failures while locked: ${failures}`);
+        expect(failures, 'the lock made handlers fail (and the books still balance)').to.be.greaterThan(0);
+      },
+    );
+  });
+});
