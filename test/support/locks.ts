@@ -1,28 +1,34 @@
 import path from 'node:path';
 import knexFactory, { type Knex } from 'knex';
 import type { Config } from '../../src/config';
+import type { Service } from '../../src/db/knex';
 
 /**
- * Holds a write lock on the analytics store from outside Warren, the way a
- * long migration or a stuck backup would: the analytics handler's writes
- * block until it is released.
+ * Holds a write lock on one service's store from outside Warren, the way a
+ * long migration or a stuck backup would: that service's writes block (and
+ * fail once their wait runs out) until it is released.
  */
-export async function lockAnalyticsStore(config: Config): Promise<() => Promise<void>> {
+export async function lockStore(config: Config, service: Service, table: string): Promise<() => Promise<void>> {
   let db: Knex;
   if (config.database.client === 'postgres') {
-    db = knexFactory({ client: 'pg', connection: config.database.url, searchPath: ['analytics'], pool: { min: 1, max: 1 } });
+    db = knexFactory({ client: 'pg', connection: config.database.url, searchPath: [service], pool: { min: 1, max: 1 } });
   } else {
-    db = knexFactory({ client: 'sqlite3', connection: { filename: path.join(config.database.dir, 'analytics.sqlite') }, useNullAsDefault: true, pool: { min: 1, max: 1 } });
+    db = knexFactory({ client: 'sqlite3', connection: { filename: path.join(config.database.dir, `${service}.sqlite`) }, useNullAsDefault: true, pool: { min: 1, max: 1 } });
   }
   const trx = await db.transaction();
   if (config.database.client === 'postgres') {
-    await trx.raw('LOCK TABLE processed_messages IN ACCESS EXCLUSIVE MODE');
+    await trx.raw(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
   } else {
-    // A write inside the transaction takes SQLite's single writer lock until rollback.
-    await trx('processed_messages').insert({ consumer: 'lock-holder', message_id: 'lock', processed_at: 0 });
+    // Any write inside the transaction takes SQLite's single writer lock until rollback.
+    await trx(table).where(knexFactory({ client: 'sqlite3', useNullAsDefault: true }).raw('0')).delete();
   }
   return async () => {
     await trx.rollback().catch(() => undefined);
     await db.destroy();
   };
+}
+
+/** The analytics handler's first write is its inbox record. */
+export function lockAnalyticsStore(config: Config): Promise<() => Promise<void>> {
+  return lockStore(config, 'analytics', 'processed_messages');
 }
