@@ -11,6 +11,7 @@ import { openDatabase } from '../db/knex';
 import { createLogger } from '../log';
 import { exitWithLine, onShutdown } from '../shutdown';
 import { createApp, type ReadinessCheck } from './app';
+import { answerUnparsableRequest } from './middleware/errors';
 
 const CONSUMER_CHECK_TTL_MS = 2000;
 
@@ -103,6 +104,7 @@ export async function runApi(config: Config): Promise<http.Server> {
   });
 
   const server = http.createServer(app.callback());
+  server.on('clientError', answerUnparsableRequest);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.http.port, config.http.host, () => resolve());

@@ -1,19 +1,23 @@
 import { z } from 'zod';
 import { ValidationError, type FieldIssue } from '../domain/errors';
 import { isUuid } from '../domain/ids';
-import { HANDLE_PATTERN } from '../domain/text';
+import { HANDLE_PATTERN, unstorableTextReason } from '../domain/text';
 
 /**
  * One zod schema per request body and query. Bodies are strict: a field the
  * API does not know is a client mistake worth a 400, not something to drop.
  */
 const handle = z.string().regex(HANDLE_PATTERN, 'must be 3-30 characters of A-Z, a-z, 0-9 and _');
+// Free text that the database stores exactly as sent (no NUL, no lone surrogate).
+const storableText = z.string().superRefine((s, ctx) => {
+  const reason = unstorableTextReason(s);
+  if (reason) ctx.addIssue({ code: 'custom', message: reason });
+});
 // Counted in UTF-16 units, never fewer than the database's characters, so the column always fits.
-const displayName = z
-  .string()
+const displayName = storableText
   .transform((s) => s.normalize('NFC'))
   .pipe(z.string().min(1, 'must not be empty').max(100, 'must be at most 100 characters').refine((s) => s.trim() !== '', 'must not be blank'));
-const bio = z.string().transform((s) => s.normalize('NFC')).pipe(z.string().max(500, 'must be at most 500 characters'));
+const bio = storableText.transform((s) => s.normalize('NFC')).pipe(z.string().max(500, 'must be at most 500 characters'));
 
 export const createUserBody = z.strictObject({ handle, displayName, bio: bio.optional() });
 export type CreateUserBody = z.infer<typeof createUserBody>;

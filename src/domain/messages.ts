@@ -13,6 +13,12 @@ export const SCHEMA_MAJOR = 1;
 export const APP_ID = 'warren';
 /** The idempotency record's key column is this wide. */
 export const MAX_MESSAGE_ID_LENGTH = 100;
+/**
+ * No body Warren writes comes near this (a tweet is at most 8,192 UTF-8
+ * bytes, six times that if every byte were JSON-escaped); a bigger one is
+ * not ours, and parsing and storing it would only cost memory and disk.
+ */
+export const MAX_BODY_BYTES = 256 * 1024;
 
 const uuid = z.string().uuid();
 const isoTime = z.string().datetime({ offset: true });
@@ -102,12 +108,15 @@ export function buildEvent<T extends MessageType>(
     throw new Error(`refusing to publish an invalid ${type}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   }
   const route = messageRoutes[type];
+  const payload = JSON.stringify(parsed.data);
+  // Consumers park a body over the limit, so it is never published.
+  if (Buffer.byteLength(payload) > MAX_BODY_BYTES) throw new Error(`refusing to publish a ${type} of ${Buffer.byteLength(payload)} bytes (over ${MAX_BODY_BYTES})`);
   return {
     messageId: newId(),
     type,
     exchange: route.exchange,
     routingKey: route.routingKey,
-    payload: JSON.stringify(parsed.data),
+    payload,
     correlationId: opts.correlationId ?? null,
     traceparent: newTraceparent(opts.traceId),
     schemaVersion: SCHEMA_VERSION,
@@ -149,6 +158,7 @@ export function decodeDelivery(raw: RawDelivery, handled: readonly MessageType[]
   if (major > SCHEMA_MAJOR) throw new PermanentError(`x-schema-version ${version} is newer than this consumer's ${SCHEMA_VERSION}`);
   if (!isMessageType(raw.type)) throw new PermanentError(`unknown message type ${JSON.stringify(raw.type ?? '')}`);
   if (!handled.includes(raw.type)) return { kind: 'unhandled', type: raw.type, messageId: raw.messageId };
+  if (raw.content.length > MAX_BODY_BYTES) throw new PermanentError(`body of ${raw.content.length} bytes is larger than ${MAX_BODY_BYTES}`);
   let json: unknown;
   try {
     json = JSON.parse(raw.content.toString('utf8'));

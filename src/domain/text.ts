@@ -16,11 +16,24 @@ export function utf8Bytes(text: string): number {
   return Buffer.byteLength(text, 'utf8');
 }
 
+/**
+ * Text must survive storage unchanged. PostgreSQL refuses NUL in a text
+ * column (a 500 there, while SQLite keeps it), and a lone UTF-16 surrogate
+ * (valid as a JSON escape) has no UTF-8 form, so it would be stored as U+FFFD.
+ */
+export function unstorableTextReason(text: string): string | undefined {
+  if (text.includes('\u0000')) return 'must not contain NUL characters';
+  if (/\p{Cs}/u.test(text)) return 'must be well-formed Unicode (no lone surrogates)';
+  return undefined;
+}
+
 export type TextCheck = { ok: true; text: string } | { ok: false; message: string };
 
 /** NFC-normalises and checks tweet text: 1-280 characters, at most 8,192 UTF-8 bytes. */
 export function checkTweetText(raw: string): TextCheck {
   const text = raw.normalize('NFC');
+  const unstorable = unstorableTextReason(text);
+  if (unstorable) return { ok: false, message: unstorable };
   if (text.trim().length === 0) return { ok: false, message: 'must not be empty' };
   if (utf8Bytes(text) > TWEET_MAX_BYTES) return { ok: false, message: `must be at most ${TWEET_MAX_BYTES} UTF-8 bytes` };
   const chars = countGraphemes(text);

@@ -1,4 +1,7 @@
+import http from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Middleware } from 'koa';
+import { v4 as uuidv4 } from 'uuid';
 import {
   ConflictError,
   DomainError,
@@ -91,4 +94,31 @@ export function mapErrors(log: Logger): Middleware<ApiState> {
       ctx.body = body;
     }
   };
+}
+
+/**
+ * Requests Node's HTTP parser refuses (headers over its limit, a malformed
+ * request line, a NUL in a header) never reach Koa, and Node's own answer is
+ * a bare status line. This answers them in the API's error shape with an
+ * x-request-id, like every other response (`server.on('clientError', ...)`).
+ */
+export function answerUnparsableRequest(err: Error & { code?: string }, socket: Duplex): void {
+  // Nothing to answer on a dead socket, nor in the middle of a response already under way.
+  const inProgress = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (err.code === 'ECONNRESET' || !socket.writable || inProgress?.headersSent) {
+    socket.destroy();
+    return;
+  }
+  const [status, code, message] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'headers_too_large', `the request line and headers are larger than ${http.maxHeaderSize} bytes`]
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'request_timeout', 'the request did not arrive in time']
+        : [400, 'bad_request', 'the request is not valid HTTP/1.1'];
+  const body = JSON.stringify({ error: { code, message } } satisfies ErrorBody);
+  socket.end(
+    `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\n` +
+      `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+      `x-request-id: ${uuidv4()}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }

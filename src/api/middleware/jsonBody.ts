@@ -59,6 +59,18 @@ function readLimited(req: IncomingMessage, limitBytes: number): Promise<Buffer> 
   });
 }
 
+// JSON text is UTF-8 (RFC 8259). Buffer#toString would turn invalid bytes into
+// U+FFFD and the request would be stored and published with text the client never sent.
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+function decodeUtf8(body: Buffer): string {
+  try {
+    return strictUtf8.decode(body);
+  } catch {
+    throw new ValidationError('the request body is not valid UTF-8', [{ path: 'body', message: 'is not valid UTF-8' }]);
+  }
+}
+
 /** JSON in: a body must be application/json (else 415), fit the limit (else 413) and parse (else 400). */
 export function jsonBody(limitBytes: number): Middleware<ApiState> {
   return async (ctx, next) => {
@@ -69,7 +81,7 @@ export function jsonBody(limitBytes: number): Middleware<ApiState> {
     if (encoding !== '' && encoding !== 'identity') throw new UnsupportedMediaTypeError();
     const declared = Number(ctx.get('content-length') || NaN);
     if (Number.isFinite(declared) && declared > limitBytes) throw new PayloadTooLargeError(limitBytes);
-    const raw = (await readLimited(ctx.req, limitBytes)).toString('utf8');
+    const raw = decodeUtf8(await readLimited(ctx.req, limitBytes));
     ctx.state.rawBody = raw;
     if (raw.trim() !== '') {
       try {

@@ -1,0 +1,200 @@
+import crypto from 'node:crypto';
+import type { GetMessage, Options } from 'amqplib';
+import { expect } from 'chai';
+import { headerString } from '../../src/domain/messages';
+import type { QueueInfo } from '../../src/broker/management';
+import { MAX_ERROR_BYTES, MAX_WARREN_HEADER_BYTES, warrenHeaderBytes } from '../../src/broker/retry';
+import { peek, queueStats, rawPublish } from '../support/amqp';
+import { TestSystem, TEST_DB, waitFor, type WarrenProcess } from '../support/system';
+
+/**
+ * What a foreign or broken publisher can put on Warren's exchanges: each
+ * message is parked at once in its queue's DLQ with a reason that names it
+ * and headers that stay small, and the workers keep consuming.
+ */
+type Exchange = 'tweets' | 'user.events';
+
+interface Draft {
+  /** The body as an object (serialised at publish) or as bytes. */
+  body: object | Buffer | string;
+  props: Options.Publish & { headers: Record<string, unknown> };
+}
+
+interface HostileCase {
+  name: string;
+  /** Spoils one thing of an otherwise valid message. */
+  spoil: (draft: Draft, exchange: Exchange) => void;
+  reason: RegExp;
+  /** A bug outside this suite's reach (src/broker): the case is published and counted, its assertions pending. */
+  knownBug?: string;
+}
+
+const QUEUE: Record<Exchange, string> = { tweets: 'analytics.tweets', 'user.events': 'notifications.user-events' };
+const HUGE = 100_000;
+
+const cases: HostileCase[] = [
+  { name: 'no content type', spoil: (d) => delete d.props.contentType, reason: /unsupported content type ""/ },
+  { name: 'a wrong content type', spoil: (d) => (d.props.contentType = 'text/plain'), reason: /unsupported content type "text\/plain"/ },
+  { name: 'a body that is not JSON', spoil: (d) => (d.body = '{"tweetId": "'), reason: /body is not valid JSON/ },
+  { name: 'JSON of the wrong schema', spoil: (d) => (d.body = { hello: 'world' }), reason: /body does not match (tweet\.created|user\.updated)/ },
+  { name: 'an unknown type', spoil: (d) => (d.props.type = 'tweet.deleted'), reason: /unknown message type "tweet\.deleted"/ },
+  { name: 'a higher major x-schema-version', spoil: (d) => (d.props.headers['x-schema-version'] = '2.0'), reason: /x-schema-version 2\.0 is newer/ },
+  { name: 'a 2 MB body', spoil: (d) => Object.assign(d.body, { padding: 'x'.repeat(2 * 1024 * 1024) }), reason: /body of \d+ bytes is larger than/ },
+  { name: 'no message_id', spoil: (d) => delete d.props.messageId, reason: /missing message_id/ },
+  { name: 'a message_id of 101 characters', spoil: (d) => (d.props.messageId = 'm'.repeat(101)), reason: /message_id longer than 100 characters/ },
+  { name: 'gzip content encoding', spoil: (d) => (d.props.contentEncoding = 'gzip'), reason: /unsupported content encoding "gzip"/ },
+  {
+    name: 'forged 20 KB x-warren-* headers',
+    spoil: (d) => {
+      delete d.props.contentType;
+      Object.assign(d.props.headers, { 'x-warren-original-queue': 'q'.repeat(20_000), 'x-warren-first-failure': 'f'.repeat(20_000) });
+    },
+    reason: /unsupported content type ""/,
+    knownBug: 'failureHeaders (src/broker/retry.ts) carries x-warren-original-queue and x-warren-first-failure over from any delivery, unchecked and uncut',
+  },
+  {
+    name: 'a 100 KB value or field name in the error',
+    // tweet.created: a handle no column can hold; user.updated: a 100 KB field name in `changes`.
+    spoil: (d, exchange) =>
+      Object.assign(d.body, exchange === 'tweets' ? { authorHandle: 'h'.repeat(HUGE) } : { changes: { ['f'.repeat(HUGE)]: 'not a change' } }),
+    // Cut to 1 KiB, so what the reason names is the start of the huge value.
+    reason: /^PermanentError: (authorHandle "h{500,}|body does not match user\.updated: changes\.f{500,})\.\.\.$/,
+  },
+];
+
+const sha = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
+const bytesOf = (body: Draft['body']) => (Buffer.isBuffer(body) ? body : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body)));
+
+describe(`hostile messages at the workers (${TEST_DB})`, function () {
+  this.timeout(120_000);
+  const sys = new TestSystem();
+  const workers: Partial<Record<Exchange, WarrenProcess>> = {};
+  let user: { id: string; token: string; handle: string };
+  const sent = new Map<string, { exchange: Exchange; content: Buffer }>();
+  const parked = new Map<string, GetMessage>();
+
+  /** A valid message of each exchange, about `user`; correlation_id says which case it is. */
+  function validDraft(exchange: Exchange, tag: string): Draft {
+    const now = new Date().toISOString();
+    const props = { contentType: 'application/json', messageId: crypto.randomUUID(), correlationId: tag, appId: 'hostile-test', timestamp: Math.floor(Date.now() / 1000), headers: { 'x-schema-version': '1.0' } };
+    return exchange === 'tweets'
+      ? { body: { tweetId: crypto.randomUUID(), authorId: user.id, authorHandle: user.handle, text: 'probe #hostile', createdAt: now }, props: { ...props, type: 'tweet.created' } }
+      : { body: { userId: user.id, changes: { displayName: { from: 'a', to: 'b' } }, updatedAt: now }, props: { ...props, type: 'user.updated' } };
+  }
+
+  async function publish(exchange: Exchange, draft: Draft): Promise<Buffer> {
+    const content = bytesOf(draft.body);
+    await rawPublish(sys.amqpUrl, exchange, exchange === 'tweets' ? 'tweet.created' : '', content, draft.props);
+    return content;
+  }
+
+  const depth = async (queue: string) => (await queueStats(sys.amqpUrl, queue)).messages;
+
+  before(async () => {
+    await sys.setUp();
+    await sys.startApi();
+    workers.tweets = await sys.startWorker('analytics');
+    workers['user.events'] = await sys.startWorker('notifications');
+    const handle = `hostile_${Date.now().toString(36).slice(-5)}`;
+    user = { ...(await sys.createUser(handle)), handle };
+
+    for (const exchange of ['tweets', 'user.events'] as const) {
+      for (const c of cases) {
+        const tag = `${exchange}: ${c.name}`;
+        const draft = validDraft(exchange, tag);
+        c.spoil(draft, exchange);
+        sent.set(tag, { exchange, content: await publish(exchange, draft) });
+      }
+      const dlq = `${QUEUE[exchange]}.dlq`;
+      await waitFor(`${cases.length} parked in ${dlq}`, async () => (await depth(dlq)) >= cases.length, 30_000).catch((err) => {
+        throw new Error(`${(err as Error).message}\n${workers[exchange]?.tail(10).slice(-3000)}`);
+      });
+      for (const msg of await peek(sys.amqpUrl, dlq, cases.length + 5)) parked.set(String(msg.properties.correlationId), msg);
+    }
+  });
+
+  after(async () => {
+    await sys.tearDown();
+  });
+
+  for (const exchange of ['tweets', 'user.events'] as const) {
+    describe(`published to ${exchange}`, () => {
+      for (const c of cases) {
+        const tag = `${exchange}: ${c.name}`;
+        (c.knownBug ? it.skip : it)(`${c.name}: parked in ${QUEUE[exchange]}.dlq as permanent, saying why${c.knownBug ? ` (known bug: ${c.knownBug})` : ''}`, () => {
+          const msg = parked.get(tag);
+          expect(msg, `no parked message for ${tag}; parked: ${[...parked.keys()].join(', ')}`).to.not.equal(undefined);
+          const headers = msg!.properties.headers ?? {};
+          const error = headerString(headers['x-warren-error']) ?? '';
+          expect(error).to.match(c.reason);
+          expect(headerString(headers['x-warren-error-kind'])).to.equal('permanent');
+          expect(headerString(headers['x-warren-original-queue'])).to.equal(QUEUE[exchange]);
+          expect(headerString(headers['x-warren-original-exchange'])).to.equal(exchange);
+          expect(Buffer.byteLength(error)).to.be.at.most(MAX_ERROR_BYTES);
+          expect(warrenHeaderBytes(headers)).to.be.below(MAX_WARREN_HEADER_BYTES);
+          // The body is kept byte for byte, for an operator to inspect and replay.
+          expect(sha(msg!.content)).to.equal(sha(sent.get(tag)!.content));
+        });
+      }
+
+      it('parked nothing else', async () => {
+        expect(await depth(`${QUEUE[exchange]}.dlq`)).to.equal(cases.length);
+      });
+    });
+  }
+
+  describe('afterwards', () => {
+    it('acks and ignores user.created at the notifications worker, parking nothing', async () => {
+      const draft = validDraft('user.events', 'user.created ignored');
+      draft.body = { userId: crypto.randomUUID(), handle: 'someone', displayName: 'Someone', createdAt: new Date().toISOString() };
+      draft.props.type = 'user.created';
+      await publish('user.events', draft);
+      // The management figures lag: wait for a snapshot that has seen every message delivered
+      // from the queue (the API's user.created, the hostile ones, this one) and all of them acked.
+      const entered = cases.length + 2;
+      let last: unknown;
+      await waitFor('every message of notifications.user-events to be acked', async () => {
+        // Counted on the worker's long-lived channel (a short-lived publisher's channel may close before reporting).
+        const q = (await sys.management.getQueue(sys.vhost, QUEUE['user.events'])) as (QueueInfo & { message_stats?: { deliver_get?: number; ack?: number } }) | undefined;
+        const stats = q?.message_stats;
+        last = q && { messages: q.messages, unacked: q.messages_unacknowledged, delivered: stats?.deliver_get, acked: stats?.ack };
+        return !!stats && (stats.deliver_get ?? 0) >= entered && stats.ack === stats.deliver_get && q.messages === 0 && q.messages_unacknowledged === 0;
+      }, 30_000).catch((err) => {
+        throw new Error(`${(err as Error).message}; last seen ${JSON.stringify(last)}`);
+      });
+      // Ignored, so neither parked nor retried.
+      expect(await depth('notifications.user-events.dlq')).to.equal(cases.length);
+      expect(await depth('warren.delay.5s')).to.equal(0);
+    });
+
+    it('still counts a valid tweet, and none of the hostile ones', async () => {
+      await publish('tweets', validDraft('tweets', 'a valid tweet'));
+      const stats = await waitFor('the valid tweet to be counted', async () => {
+        const res = await sys.request('GET', `/analytics/users/${user.id}`);
+        return res.json?.tweetCount > 0 ? res.json : undefined;
+      }, 30_000);
+      await new Promise((r) => setTimeout(r, 500));
+      expect(stats.tweetCount).to.equal(1);
+      expect((await sys.request('GET', `/analytics/users/${user.id}`)).json.tweetCount).to.equal(1);
+    });
+
+    it('still applies a valid user.updated, and none of the hostile ones', async () => {
+      await publish('user.events', validDraft('user.events', 'a valid update'));
+      const items = await waitFor('the notification', async () => {
+        const res = await sys.request('GET', `/users/${user.id}/notifications`, { token: user.token });
+        return res.json?.items?.length > 0 ? res.json.items : undefined;
+      }, 30_000);
+      await new Promise((r) => setTimeout(r, 500));
+      expect(items).to.have.length(1);
+      expect((await sys.request('GET', `/users/${user.id}/notifications`, { token: user.token })).json.items).to.have.length(1);
+    });
+
+    it('keeps both workers alive and consuming', async () => {
+      for (const exchange of ['tweets', 'user.events'] as const) {
+        expect(workers[exchange]!.running, workers[exchange]!.tail(10).slice(-3000)).to.equal(true);
+        expect(await sys.consumers(QUEUE[exchange])).to.be.at.least(1);
+        expect(await depth(QUEUE[exchange])).to.equal(0);
+      }
+    });
+  });
+});
