@@ -22,6 +22,8 @@ export const WARREN_HEADERS = {
   originalQueue: 'x-warren-original-queue',
   originalExchange: 'x-warren-original-exchange',
   originalRoutingKey: 'x-warren-original-routing-key',
+  /** Set instead of the original's own headers when those were too large to copy. */
+  headersDropped: 'x-warren-headers-dropped',
 } as const;
 
 export const MAX_ERROR_BYTES = 1024;
@@ -70,18 +72,41 @@ export interface FailureRecord {
 /** Warren's headers for a retry or park copy; everything else of the original is kept. */
 export function failureHeaders(original: Record<string, unknown>, rec: FailureRecord, kind?: ParkKind): Record<string, unknown> {
   const now = rec.now.toISOString();
-  const first = headerString(original[WARREN_HEADERS.firstFailure]) ?? now;
+  // What came in with the message is only trusted in the shape Warren writes
+  // it: a foreign publisher may send any x-warren-* header, of any size.
+  const first = isoTime(headerString(original[WARREN_HEADERS.firstFailure])) ?? now;
   const warren: Record<string, string | number> = {
     [WARREN_HEADERS.error]: errorText(rec.error),
     [WARREN_HEADERS.attempts]: rec.attempt,
     [WARREN_HEADERS.firstFailure]: first,
     [WARREN_HEADERS.lastFailure]: now,
-    [WARREN_HEADERS.originalQueue]: headerString(original[WARREN_HEADERS.originalQueue]) ?? rec.queue,
+    // Always the queue it failed in: a replay sends it back there and nowhere else.
+    [WARREN_HEADERS.originalQueue]: rec.queue,
     [WARREN_HEADERS.originalExchange]: truncateUtf8(headerString(original[WARREN_HEADERS.originalExchange]) ?? rec.exchange, 255),
     [WARREN_HEADERS.originalRoutingKey]: truncateUtf8(headerString(original[WARREN_HEADERS.originalRoutingKey]) ?? rec.routingKey, 255),
   };
   if (kind) warren[WARREN_HEADERS.kind] = kind;
-  return { ...withoutBrokerHeaders(withoutWarrenHeaders(original)), ...warren };
+  const kept = withoutBrokerHeaders(withoutWarrenHeaders(original));
+  // A copy must fit the frame the original barely fitted (a header block over
+  // the frame size closes the whole connection): oversized foreign headers are dropped, and said so.
+  if (approximateBytes(kept) > MAX_KEPT_HEADER_BYTES) return { ...warren, [WARREN_HEADERS.headersDropped]: Object.keys(kept).length };
+  return { ...kept, ...warren };
+}
+
+/** Foreign headers kept on a retry or park copy, at most (the frame is 128 KiB). */
+export const MAX_KEPT_HEADER_BYTES = 64 * 1024;
+
+function approximateBytes(headers: Record<string, unknown>): number {
+  try {
+    return Buffer.byteLength(JSON.stringify(headers, (_k, v: unknown) => (Buffer.isBuffer(v) ? 'x'.repeat(v.length) : v)));
+  } catch {
+    return Number.POSITIVE_INFINITY;
+  }
+}
+
+function isoTime(value: string | undefined): string | undefined {
+  if (!value || value.length > 40 || Number.isNaN(Date.parse(value))) return undefined;
+  return new Date(value).toISOString();
 }
 
 /**

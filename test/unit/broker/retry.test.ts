@@ -82,3 +82,26 @@ describe('failure headers', () => {
     expect(Buffer.byteLength(cut)).to.be.at.most(10);
   });
 });
+
+describe('failure headers from a foreign publisher', () => {
+  const now = new Date('2026-11-25T10:00:00.000Z');
+  const rec = { error: new Error('bad'), attempt: 1, queue: 'analytics.tweets', exchange: 'tweets', routingKey: 'tweet.created', now };
+
+  it('names the queue it failed in, whatever the message claimed', () => {
+    const h = failureHeaders({ 'x-warren-original-queue': 'notifications.user-events' }, rec, 'permanent');
+    expect(h['x-warren-original-queue']).to.equal('analytics.tweets');
+  });
+
+  it('ignores a first-failure time that is not a time, and stays small', () => {
+    const h = failureHeaders({ 'x-warren-first-failure': 'f'.repeat(20_000), 'x-warren-original-queue': 'q'.repeat(20_000) }, rec, 'permanent');
+    expect(h['x-warren-first-failure']).to.equal(now.toISOString());
+    expect(warrenHeaderBytes(h)).to.be.below(MAX_WARREN_HEADER_BYTES);
+  });
+
+  it("drops the original's own headers when they are too large to copy, and says so", () => {
+    const h = failureHeaders({ big: 'b'.repeat(100_000), traceparent: 't' }, rec, 'permanent');
+    expect(h).to.not.have.property('big');
+    expect(h['x-warren-headers-dropped']).to.equal(2);
+    expect(h['x-warren-error-kind']).to.equal('permanent');
+  });
+});
