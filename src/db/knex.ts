@@ -62,7 +62,28 @@ interface SqliteConnection {
   exec(sql: string, cb: (err: Error | null) => void): void;
 }
 
-/** One round trip that proves the database answers. */
+/**
+ * A SQLite file deleted under a running process keeps answering from the
+ * unlinked inode, and everything written to it is gone at the next start:
+ * this names the file when it is no longer where it was opened.
+ */
+export function missingDatabaseFile(db: Db): string | undefined {
+  const connection = db.client.config.connection as { filename?: unknown } | undefined;
+  const file = connection?.filename;
+  if (typeof file !== 'string' || file === ':memory:') return undefined;
+  return fs.existsSync(file) ? undefined : file;
+}
+
+export class DatabaseMissingError extends Error {
+  constructor(readonly file: string) {
+    super(`database file ${file} is missing`);
+    this.name = 'DatabaseMissingError';
+  }
+}
+
+/** One round trip that proves the database answers, from the file it should. */
 export async function pingDatabase(db: Db): Promise<void> {
+  const missing = missingDatabaseFile(db);
+  if (missing) throw new DatabaseMissingError(missing);
   await db.raw('SELECT 1');
 }

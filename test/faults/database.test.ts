@@ -1,3 +1,5 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import { expect } from 'chai';
 import { openDatabase } from '../../src/db/knex';
 import { lockStore } from '../support/locks';
@@ -60,5 +62,38 @@ describe('faults: the API database locked', function () {
       const r = await sys.request('GET', '/readyz');
       return r.json.checks.find((x: { name: string }) => x.name === 'database').ok === true;
     });
+  });
+});
+
+describe('faults: the API database file deleted under the running API', function () {
+  this.timeout(120_000);
+  const sys = new TestSystem();
+
+  before(async () => {
+    await sys.setUp();
+    await sys.startApi();
+  });
+
+  after(async () => {
+    await sys.tearDown();
+  });
+
+  it('9b. refuses writes with 503 and turns not ready, instead of writing into a file that is gone', async function () {
+    if (sys.config.database.client !== 'sqlite') this.skip();
+    const ada = await sys.createUser(`gone_${Date.now().toString(36).slice(-6)}`);
+    const file = path.join(sys.config.database.dir, 'api.sqlite');
+    fs.renameSync(file, `${file}.moved`);
+    try {
+      const res = await sys.request('POST', '/tweets', { token: ada.token, body: { text: 'into the void' } });
+      expect(res.status).to.equal(503);
+      expect(res.json.error.code).to.equal('database_unavailable');
+      expect(res.json.error.message).to.include('missing');
+      const ready = await sys.request('GET', '/readyz');
+      expect(ready.status).to.equal(503);
+      expect(JSON.stringify(ready.json)).to.include('missing');
+    } finally {
+      fs.renameSync(`${file}.moved`, file);
+    }
+    expect((await sys.request('POST', '/tweets', { token: ada.token, body: { text: 'back' } })).status).to.equal(201);
   });
 });

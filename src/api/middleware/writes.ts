@@ -2,11 +2,12 @@ import type { Knex } from 'knex';
 import type { Middleware } from 'koa';
 import { UnavailableError } from '../../domain/errors';
 import { buildEvent, type MessageBody, type MessageType, type OutgoingEvent } from '../../domain/messages';
+import { missingDatabaseFile } from '../../db/knex';
 import { enqueueEvents } from '../../db/outbox';
 import { saveIdempotencyRecord } from '../../db/repositories/idempotency';
 import type { ApiContext, ApiDeps, ApiState } from '../context';
 
-const BACKLOG_RETRY_AFTER_SECONDS = 5;
+const RETRY_AFTER_SECONDS = 5;
 
 /**
  * Disk is finite: while more events wait in the outbox than
@@ -17,7 +18,7 @@ export function guardOutboxBacklog(deps: ApiDeps): Middleware<ApiState> {
   return async (_ctx, next) => {
     const backlog = deps.outboxBacklog();
     if (backlog > deps.config.outbox.maxBacklog) {
-      throw new UnavailableError(`${backlog} events are waiting to be published; try again later`, BACKLOG_RETRY_AFTER_SECONDS, 'outbox_backlog');
+      throw new UnavailableError(`${backlog} events are waiting to be published; try again later`, RETRY_AFTER_SECONDS, 'outbox_backlog');
     }
     await next();
   };
@@ -49,6 +50,8 @@ export async function commitWrite(
     events.push(buildEvent(type, body, { correlationId: ctx.state.requestId, traceId: ctx.state.traceId, now }));
   };
   const idempotency = ctx.state.idempotency;
+  const missing = missingDatabaseFile(deps.db);
+  if (missing) throw new UnavailableError(`the database file ${missing} is missing; nothing was written`, RETRY_AFTER_SECONDS, 'database_unavailable');
   const result = await deps.db.transaction(async (tx) => {
     const outcome = await work(tx, emit, now);
     await enqueueEvents(tx, events);
