@@ -1,5 +1,6 @@
 import Koa from 'koa';
 import { Router } from '@koa/router';
+import { GroupCommit } from '../db/groupCommit';
 import type { ApiDeps, ApiState, AppDeps } from './context';
 import { accessLog } from './middleware/accessLog';
 import { mapErrors } from './middleware/errors';
@@ -16,7 +17,7 @@ export type { AppDeps, ReadinessCheck } from './context';
 
 /** Builds the HTTP API from middleware and routers; nothing else happens here. */
 export function createApp(deps: AppDeps): Koa<ApiState> {
-  const api: ApiDeps = { ...deps, now: deps.now ?? (() => new Date()) };
+  const api: ApiDeps = { ...deps, now: deps.now ?? (() => new Date()), writes: new GroupCommit(deps.db) };
   const app = new Koa<ApiState>();
   app.use(requestId());
   app.use(accessLog(deps.log));

@@ -1,6 +1,7 @@
 import type { RouterContext, RouterMiddleware } from '@koa/router';
 import type { Knex } from 'knex';
 import type { Config } from '../config';
+import type { GroupCommit } from '../db/groupCommit';
 import type { Logger } from '../log';
 
 /**
@@ -46,5 +47,5 @@ export interface ApiState {
 export type ApiContext = RouterContext<ApiState>;
 export type ApiMiddleware = RouterMiddleware<ApiState>;
 
-/** AppDeps with the clock settled, as routes and middleware receive them. */
-export type ApiDeps = AppDeps & { now(): Date };
+/** AppDeps with the clock settled and writes grouped, as routes and middleware receive them. */
+export type ApiDeps = AppDeps & { now(): Date; writes: GroupCommit };

@@ -52,7 +52,7 @@ export async function commitWrite(
   const idempotency = ctx.state.idempotency;
   const missing = missingDatabaseFile(deps.db);
   if (missing) throw new UnavailableError(`the database file ${missing} is missing; nothing was written`, RETRY_AFTER_SECONDS, 'database_unavailable');
-  const result = await deps.db.transaction(async (tx) => {
+  const result = await deps.writes.run(async (tx) => {
     const outcome = await work(tx, emit, now);
     await enqueueEvents(tx, events);
     if (idempotency) {

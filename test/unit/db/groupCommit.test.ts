@@ -1,0 +1,66 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { expect } from 'chai';
+import knexFactory, { type Knex } from 'knex';
+import { GroupCommit } from '../../../src/db/groupCommit';
+
+describe('group commit', () => {
+  let dir: string;
+  let db: Knex;
+  let reader: Knex;
+
+  beforeEach(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'warren-gc-'));
+    const filename = path.join(dir, 'gc.sqlite');
+    db = knexFactory({ client: 'sqlite3', connection: { filename }, useNullAsDefault: true, pool: { min: 1, max: 1 } });
+    await db.raw('PRAGMA journal_mode = WAL');
+    await db.schema.createTable('notes', (t) => {
+      t.string('id').primary();
+    });
+    reader = knexFactory({ client: 'sqlite3', connection: { filename }, useNullAsDefault: true, pool: { min: 1, max: 1 } });
+  });
+
+  afterEach(async () => {
+    await db.destroy();
+    await reader.destroy();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('commits concurrent writes together, and each is visible to others once it resolves', async () => {
+    const gc = new GroupCommit(db);
+    const ids = Array.from({ length: 50 }, (_, i) => `n${i}`);
+    await Promise.all(
+      ids.map((id) =>
+        gc.run((tx) => tx('notes').insert({ id })).then(async () => {
+          const seen = await reader('notes').where({ id }).first();
+          expect(seen, `${id} is durable when its write resolves`).to.not.equal(undefined);
+        }),
+      ),
+    );
+    expect(gc.stats.writes).to.equal(50);
+    expect(gc.stats.transactions).to.be.below(5);
+  });
+
+  it('starts a lone write at once, in a transaction of its own', async () => {
+    const gc = new GroupCommit(db);
+    await gc.run((tx) => tx('notes').insert({ id: 'alone' }));
+    expect(gc.stats).to.deep.equal({ transactions: 1, writes: 1 });
+  });
+
+  it('fails a write alone: its rows roll back, its neighbours commit', async () => {
+    const gc = new GroupCommit(db);
+    await gc.run((tx) => tx('notes').insert({ id: 'taken' }));
+    const results = await Promise.allSettled([
+      gc.run((tx) => tx('notes').insert({ id: 'a' })),
+      gc.run(async (tx) => {
+        await tx('notes').insert({ id: 'half' });
+        await tx('notes').insert({ id: 'taken' }); // unique violation
+      }),
+      gc.run((tx) => tx('notes').insert({ id: 'b' })),
+    ]);
+    expect(results.map((r) => r.status)).to.deep.equal(['fulfilled', 'rejected', 'fulfilled']);
+    const ids = (await reader('notes').select('id').orderBy('id')).map((r: { id: string }) => r.id);
+    expect(ids).to.deep.equal(['a', 'b', 'taken']);
+  });
+});
