@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { loadConfigOrExit, vhostOf } from './config';
+import { loadConfigOrExit, servicePasswords, vhostOf } from './config';
 import { createLogger } from './log';
 import { exitWithLine } from './shutdown';
 
@@ -90,7 +90,7 @@ async function applyTopologyOrExit(config: ReturnType<typeof loadConfigOrExit>):
   const vhost = vhostOf(config.amqp.url);
   const defs = retargetDefinitions(loadDefinitions(config.amqp.definitionsFile), vhost);
   try {
-    await applyTopology({ managementUrl: config.amqp.managementUrl, vhost, defs, log: createLogger('topology', config.log.level) });
+    await applyTopology({ managementUrl: config.amqp.managementUrl, vhost, defs, passwords: servicePasswords(config), log: createLogger('topology', config.log.level) });
   } catch (err) {
     exitWithLine(`warren topology apply: ${(err as Error).message}`);
   }

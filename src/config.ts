@@ -8,6 +8,7 @@ import { z } from 'zod';
  * value stops the process with one line naming the key (see loadConfigOrExit).
  */
 const positiveInt = z.coerce.number().int().positive();
+const brokerUser = z.object({ username: z.string().min(1), password: z.string() });
 
 export const configSchema = z.object({
   http: z.object({
@@ -21,6 +22,10 @@ export const configSchema = z.object({
     definitionsFile: z.string().min(1),
     heartbeatSeconds: positiveInt,
     reconnectSeconds: z.coerce.number().positive(),
+    /** Each service's own RabbitMQ user; with no password the service uses amqp.url's credentials (local development). */
+    users: z.object({ api: brokerUser, analytics: brokerUser, notifications: brokerUser }),
+    /** `guest` only connects from localhost: allowed for local development, refused in production. */
+    allowGuest: z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]),
   }),
   database: z.object({
     client: z.enum(['sqlite', 'postgres']),
@@ -39,6 +44,8 @@ export const configSchema = z.object({
     prefetch: z.coerce.number().int().min(1).max(65535),
     // Far below RabbitMQ's 30-minute consumer acknowledgement timeout.
     handlerTimeoutMs: z.coerce.number().int().positive().max(20 * 60 * 1000),
+    // GET /healthz and /readyz of `warren worker`; 0 = none.
+    healthPort: z.coerce.number().int().min(0).max(65535),
   }),
   retry: z.object({ attempts: z.record(z.string(), z.coerce.number().int().min(1).max(100)) }),
   inbox: z.object({ retentionDays: z.coerce.number().positive() }),
@@ -143,6 +150,33 @@ function resolvePaths(c: Config): Config {
     amqp: { ...c.amqp, definitionsFile: path.resolve(projectRoot, c.amqp.definitionsFile) },
     database: { ...c.database, dir: path.resolve(projectRoot, c.database.dir) },
   };
+}
+
+export type BrokerService = keyof Config['amqp']['users'];
+
+/**
+ * The AMQP URL a service connects with: its own least-privilege user when a
+ * password is configured, else amqp.url's credentials (local development).
+ */
+export function serviceAmqpUrl(config: Config, service: BrokerService): string {
+  const url = new URL(config.amqp.url);
+  const own = config.amqp.users[service];
+  if (own.password) {
+    url.username = encodeURIComponent(own.username);
+    url.password = encodeURIComponent(own.password);
+  }
+  const user = decodeURIComponent(url.username || 'guest');
+  if (user === 'guest' && !config.amqp.allowGuest) {
+    throw new ConfigError(`amqp.users.${service}.password (${envName(['amqp', 'users', service, 'password'])})`, 'required: guest is for local development only (amqp.allowGuest is false)');
+  }
+  return url.toString();
+}
+
+/** Passwords of the service users that configuration sets, by RabbitMQ user name (for `topology apply`). */
+export function servicePasswords(config: Config): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const u of Object.values(config.amqp.users)) if (u.password) out[u.username] = u.password;
+  return out;
 }
 
 /** The vhost named by the AMQP URL's path (`/warren` -> `warren`, none -> `/`). */

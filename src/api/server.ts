@@ -1,6 +1,6 @@
 import http from 'node:http';
 import type { Config } from '../config';
-import { vhostOf } from '../config';
+import { serviceAmqpUrl, vhostOf } from '../config';
 import { connectBroker } from '../broker/connection';
 import { ConfirmPublisher } from '../broker/publisher';
 import { probeQueues } from '../broker/queueProbe';
@@ -41,7 +41,7 @@ export async function runApi(config: Config): Promise<http.Server> {
   const defs = retargetDefinitions(loadDefinitions(config.amqp.definitionsFile), vhost);
   const db = openDatabase(config, 'api', { attachReadModels: true });
   const connection = connectBroker({
-    url: config.amqp.url,
+    url: serviceAmqpUrl(config, 'api'),
     service: 'api',
     role: 'publish',
     heartbeatSeconds: config.amqp.heartbeatSeconds,

@@ -180,6 +180,19 @@ export class ManagementClient {
     return this.send('DELETE', `/vhosts/${seg(vhost)}`, undefined, true);
   }
 
+  async userExists(user: string): Promise<boolean> {
+    return (await this.get<{ name: string }>(`/users/${seg(user)}`)) !== undefined;
+  }
+
+  /** Creates or updates a user; an empty `password_hash` makes one that cannot log in with a password. */
+  putUser(user: string, spec: { password: string; tags: string } | { password_hash: ''; tags: string }): Promise<void> {
+    return this.send('PUT', `/users/${seg(user)}`, spec);
+  }
+
+  deleteUser(user: string): Promise<void> {
+    return this.send('DELETE', `/users/${seg(user)}`, undefined, true);
+  }
+
   setPermissions(vhost: string, user: string, perms: Permissions): Promise<void> {
     return this.send('PUT', `/permissions/${seg(vhost)}/${seg(user)}`, perms);
   }

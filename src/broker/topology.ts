@@ -35,6 +35,10 @@ const definitionsSchema = z
   .object({
     rabbit_version: z.string().optional(),
     vhosts: z.array(z.object({ name: z.string().min(1) })).length(1, 'must name exactly one vhost'),
+    // Service users, without credentials: passwords come from configuration (`topology apply`).
+    users: z
+      .array(z.object({ name: z.string().min(1), password_hash: z.literal('', { message: 'the definitions file never holds credentials' }).default('') }).loose())
+      .default([]),
     permissions: z.array(z.object({ user: z.string().min(1), vhost: z.string(), configure: z.string(), write: z.string(), read: z.string() })).default([]),
     exchanges: z.array(
       z.object({
@@ -122,6 +126,16 @@ export function retargetDefinitions(defs: Definitions, vhost: string): Definitio
     queues: to(defs.queues),
     bindings: to(defs.bindings),
     policies: to(defs.policies),
+  };
+}
+
+/** The same topology with its service users renamed (tests run their own users beside a deployment's). */
+export function renameUsers(defs: Definitions, rename: (user: string) => string): Definitions {
+  const known = new Set(defs.users.map((u) => u.name));
+  return {
+    ...defs,
+    users: defs.users.map((u) => ({ ...u, name: rename(u.name) })),
+    permissions: defs.permissions.map((p) => (known.has(p.user) ? { ...p, user: rename(p.user) } : p)),
   };
 }
 
@@ -275,6 +289,8 @@ export interface ApplyTopologyOptions {
   log: Logger;
   /** How long to wait for every queue to show its effective policy. */
   timeoutMs?: number;
+  /** Passwords of the definitions' service users, from configuration; a user without one is created unable to log in. */
+  passwords?: Record<string, string>;
 }
 
 async function step(what: string, fn: () => Promise<void>): Promise<void> {
@@ -295,6 +311,11 @@ export async function applyTopology(opts: ApplyTopologyOptions): Promise<void> {
   const { vhost } = opts;
   const defs = retargetDefinitions(opts.defs, vhost);
   await step(`vhost ${vhost}`, () => api.createVhost(vhost));
+  for (const u of defs.users) {
+    const password = opts.passwords?.[u.name];
+    if (password) await step(`user ${u.name}`, () => api.putUser(u.name, { password, tags: '' }));
+    else if (!(await api.userExists(u.name))) await step(`user ${u.name}`, () => api.putUser(u.name, { password_hash: '', tags: '' }));
+  }
   for (const p of defs.permissions) await step(`permissions of ${p.user}`, () => api.setPermissions(vhost, p.user, { configure: p.configure, write: p.write, read: p.read }));
   for (const e of defs.exchanges) await step(`exchange ${e.name}`, () => api.putExchange(vhost, e.name, { type: e.type, durable: e.durable, auto_delete: e.auto_delete, internal: e.internal, arguments: e.arguments }));
   for (const p of defs.policies) await step(`policy ${p.name}`, () => api.putPolicy(vhost, p.name, { pattern: p.pattern, 'apply-to': p['apply-to'], priority: p.priority, definition: p.definition }));
