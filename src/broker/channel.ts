@@ -54,6 +54,11 @@ export class ManagedChannel<C extends Channel> {
       const opened = channel;
       channel.on('close', () => this.closed(opened));
       await this.opts.setup(channel);
+      if (this.stopped) {
+        // close() ran while this channel was being set up: nobody will close it later.
+        await channel.close().catch(() => undefined);
+        return;
+      }
       this.channel = channel;
       if (this.lastError) this.opts.log.info({ channel: this.opts.name }, 'channel ready again');
       this.lastError = '';

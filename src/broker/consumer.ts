@@ -8,8 +8,10 @@ import type { Logger } from '../log';
 import type { WorkerDefinition } from './handler';
 import { ManagedChannel } from './channel';
 import type { BrokerConnection } from './connection';
+import { DeliveryLane } from './deliveryLane';
 import type { ConfirmPublisher, PublishRequest } from './publisher';
 import { decideFailure, failureHeaders, previousAttempts, type DelayStep, type ParkKind } from './retry';
+import { RETURN_EXCHANGE } from './topology';
 
 export interface QueueConsumerOptions {
   /** The consume-only connection; retries and parks go out through `publisher`. */
@@ -27,6 +29,13 @@ export interface QueueConsumerOptions {
 
 export type Outcome = 'applied' | 'duplicate' | 'ignored' | 'retried' | 'parked';
 
+/** `ready`: consuming, and able to retry and park (a worker's /readyz). */
+export interface ConsumerStatus {
+  consuming: boolean;
+  ready: boolean;
+  detail: string;
+}
+
 export class HandlerTimeoutError extends Error {
   constructor(ms: number) {
     super(`handler did not finish within ${ms} ms; abandoned`);
@@ -36,6 +45,9 @@ export class HandlerTimeoutError extends Error {
 
 let consumerSeq = 0;
 
+/** A retry or park the broker refuses is tried again at most this far apart. */
+const MAX_REPUBLISH_DELAY_MS = 10_000;
+
 /**
  * The one place where a delivery is handled and acknowledged, for every
  * worker. Invariants:
@@ -43,78 +55,108 @@ let consumerSeq = 0;
  *   or after the retry/park copy was confirmed by the broker;
  * - the ack goes to the channel the delivery arrived on; if that channel has
  *   closed, nothing is acked (the broker has requeued the message): delivery
- *   tags restart at 1 on every channel, so a stale tag would ack another message.
+ *   tags restart at 1 on every channel, so a stale tag would ack another message;
+ * - a redelivered message runs alone (src/broker/deliveryLane.ts), so a
+ *   message that crashes the process does not take its neighbours' delivery
+ *   counts up with its own.
  */
 export class QueueConsumer {
   private readonly channel: ManagedChannel<Channel>;
   private readonly closedChannels = new WeakSet<Channel>();
-  private readonly consumerTags = new Map<Channel, string>();
+  private readonly lanes = new Map<Channel, DeliveryLane>();
   private readonly inFlight = new Set<Promise<void>>();
+  /** Retry/park copies not confirmed yet, each holding its original unacked: why each failed last. */
+  private readonly failingCopies = new Map<symbol, string>();
   private cancelledByBroker = false;
-  private parkFailure = '';
   private stopping = false;
-  readonly counts: Record<Outcome | 'stale', number> = { applied: 0, duplicate: 0, ignored: 0, retried: 0, parked: 0, stale: 0 };
+  readonly counts: Record<Outcome | 'stale' | 'redelivered', number> = { applied: 0, duplicate: 0, ignored: 0, retried: 0, parked: 0, stale: 0, redelivered: 0 };
 
   constructor(private readonly opts: QueueConsumerOptions) {
     const { worker } = opts;
+    // The queue's own bindings, and the route its retries come back by.
+    const bindings = [...worker.bindings, { exchange: RETURN_EXCHANGE, routingKey: worker.queue }];
     this.channel = new ManagedChannel<Channel>({
       connection: opts.connection,
       confirm: false,
       name: `consumer ${worker.queue}`,
       log: opts.log,
       setup: async (ch) => {
-        await ch.prefetch(opts.prefetch);
+        if (this.stopping) throw new Error('consumer stopping');
         await ch.checkQueue(worker.queue);
-        // A publisher cannot see a fanout subscriber's missing binding, so the
-        // subscriber re-binds its own queue on every (re)connect.
-        for (const b of worker.bindings) await ch.bindQueue(worker.queue, b.exchange, b.routingKey);
-        const tag = `warren ${worker.name} ${os.hostname()} pid ${process.pid} #${++consumerSeq}`;
-        await ch.consume(worker.queue, (msg) => this.onDelivery(ch, msg), { noAck: false, consumerTag: tag });
-        this.consumerTags.set(ch, tag);
+        // A publisher cannot see a fanout subscriber's missing binding, nor an
+        // operator's re-created queue, so the subscriber re-binds its own
+        // queue on every (re)connect.
+        for (const b of bindings) await ch.bindQueue(worker.queue, b.exchange, b.routingKey);
+        const lane = new DeliveryLane({
+          channel: ch,
+          queue: worker.queue,
+          prefetch: opts.prefetch,
+          consumerTag: () => `warren ${worker.name} ${os.hostname()} pid ${process.pid} #${++consumerSeq}`,
+          run: (msg, handled) => this.track(ch, msg, handled),
+          onCancelled: () => this.onCancelled(ch),
+          log: opts.log,
+        });
+        this.lanes.set(ch, lane);
+        await lane.start();
         this.cancelledByBroker = false;
       },
       onClose: (ch) => {
         this.closedChannels.add(ch);
-        this.consumerTags.delete(ch);
+        this.lanes.get(ch)?.close();
+        this.lanes.delete(ch);
       },
     });
   }
 
-  /** Whether this consumer is subscribed right now, and if not, why. */
-  status(): { consuming: boolean; detail: string } {
+  /** Whether this consumer is subscribed right now and can retry and park, and if not, why. */
+  status(): ConsumerStatus {
+    const { queue } = this.opts.worker;
+    if (this.stopping) return { consuming: false, ready: false, detail: `stopping: no longer consuming ${queue}` };
     const ch = this.channel.current();
-    if (this.parkFailure) return { consuming: ch !== undefined, detail: `cannot retry or park: ${this.parkFailure}` };
-    if (ch && this.consumerTags.has(ch)) return { consuming: true, detail: `consuming ${this.opts.worker.queue}` };
-    if (this.cancelledByBroker) return { consuming: false, detail: `consumer of ${this.opts.worker.queue} was cancelled by the broker` };
-    const why = this.channel.failure() || (this.opts.connection.isConnected() ? 'subscribing' : 'broker not connected');
-    return { consuming: false, detail: `not consuming ${this.opts.worker.queue}: ${why}` };
+    const lane = ch && this.lanes.get(ch);
+    if (!lane?.active()) {
+      const why = this.channel.failure() || (this.opts.connection.isConnected() ? 'subscribing' : 'broker not connected');
+      const cancelled = this.cancelledByBroker ? 'cancelled by the broker; resubscribing: ' : '';
+      return { consuming: false, ready: false, detail: `not consuming ${queue}: ${cancelled}${why}` };
+    }
+    if (this.failingCopies.size > 0) {
+      const why = [...new Set(this.failingCopies.values())].join('; ');
+      return { consuming: true, ready: false, detail: `cannot retry or park (${this.failingCopies.size} message(s) held unacked): ${why}` };
+    }
+    if (!this.opts.publisher.isReady()) return { consuming: true, ready: false, detail: 'cannot retry or park: the publishing connection is down or blocked' };
+    const alone = lane.isolatingCount();
+    return { consuming: true, ready: true, detail: alone ? `consuming ${queue}; ${alone} redelivered message(s) running one at a time` : `consuming ${queue}` };
   }
 
-  private onDelivery(ch: Channel, msg: ConsumeMessage | null): void {
-    if (msg === null) {
-      // The broker cancelled us (queue deleted): reopen, which re-subscribes
-      // once the queue is back and reports not ready until then.
-      this.cancelledByBroker = true;
-      this.opts.log.warn({ queue: this.opts.worker.queue }, 'consumer cancelled by the broker; resubscribing');
-      ch.close().catch(() => undefined);
-      return;
-    }
-    const job = this.handleDelivery(ch, msg).catch((err) =>
+  /** The broker cancelled us (queue deleted): reopen, which re-subscribes once the queue is back and reports not ready until then. */
+  private onCancelled(ch: Channel): void {
+    this.cancelledByBroker = true;
+    this.opts.log.warn({ queue: this.opts.worker.queue }, 'consumer cancelled by the broker; resubscribing');
+    ch.close().catch(() => undefined);
+  }
+
+  private track(ch: Channel, msg: ConsumeMessage, handled: () => void): Promise<void> {
+    if (msg.fields.redelivered) this.counts.redelivered++;
+    const job = this.handleDelivery(ch, msg, handled).catch((err) =>
       this.opts.log.error({ err: (err as Error).message, queue: this.opts.worker.queue }, 'delivery left unacked'),
     );
     this.inFlight.add(job);
     void job.finally(() => this.inFlight.delete(job));
+    return job;
   }
 
-  private async handleDelivery(ch: Channel, msg: ConsumeMessage): Promise<void> {
-    const outcome = await this.process(ch, msg);
+  private async handleDelivery(ch: Channel, msg: ConsumeMessage, handled: () => void): Promise<void> {
+    const outcome = await this.process(ch, msg, handled);
     if (outcome === undefined) return; // the channel closed while a park was pending: the broker requeued it
     this.counts[outcome]++;
     this.ack(ch, msg, outcome);
   }
 
-  /** Decides and carries out what happens to one delivery; resolves when it may be acked. */
-  async process(ch: Channel, msg: ConsumeMessage): Promise<Outcome | undefined> {
+  /**
+   * Decides and carries out what happens to one delivery; resolves when it
+   * may be acked. `handled` is called once the handler is done with it.
+   */
+  async process(ch: Channel, msg: ConsumeMessage, handled: () => void = () => undefined): Promise<Outcome | undefined> {
     const { worker, log } = this.opts;
     const attempt = previousAttempts(msg.properties.headers ?? {}) + 1;
     let message: WarrenMessage;
@@ -123,12 +165,14 @@ export class QueueConsumer {
       if (decoded.kind === 'unhandled') return 'ignored';
       message = decoded.message;
     } catch (err) {
+      handled();
       return this.fail(ch, msg, err, attempt);
     }
     try {
       const applied = await this.applyOnce(message);
       return applied ? 'applied' : 'duplicate';
     } catch (err) {
+      handled();
       log.warn({ messageId: message.messageId, type: message.type, attempt, err: (err as Error).message }, 'handler failed');
       return this.fail(ch, msg, err, attempt);
     }
@@ -189,22 +233,27 @@ export class QueueConsumer {
 
   /**
    * A retry or park that is not confirmed (returned, nacked, broker away)
-   * leaves the original unacked and is tried again while its channel lives.
+   * leaves the original unacked and is tried again while its channel lives;
+   * until then the consumer reports it cannot retry or park.
    */
   private async publishUntilConfirmed(ch: Channel, request: PublishRequest): Promise<boolean> {
+    const attempt = Symbol(request.properties.messageId);
     let delay = 500;
-    for (;;) {
-      if (this.closedChannels.has(ch)) return false;
-      try {
-        await this.opts.publisher.publish(request);
-        this.parkFailure = '';
-        return true;
-      } catch (err) {
-        this.parkFailure = `${request.exchange}: ${(err as Error).message}`;
-        this.opts.log.error({ exchange: request.exchange, routingKey: request.routingKey, err: (err as Error).message }, 'retry/park publish failed; original kept unacked');
-        await new Promise((r) => setTimeout(r, delay));
-        delay = Math.min(delay * 2, 30_000);
+    try {
+      for (;;) {
+        if (this.closedChannels.has(ch)) return false;
+        try {
+          await this.opts.publisher.publish(request);
+          return true;
+        } catch (err) {
+          this.failingCopies.set(attempt, `${request.exchange}: ${(err as Error).message}`);
+          this.opts.log.error({ exchange: request.exchange, routingKey: request.routingKey, err: (err as Error).message }, 'retry/park publish failed; original kept unacked');
+          await new Promise((r) => setTimeout(r, delay));
+          delay = Math.min(delay * 2, MAX_REPUBLISH_DELAY_MS);
+        }
       }
+    } finally {
+      this.failingCopies.delete(attempt);
     }
   }
 
@@ -227,10 +276,15 @@ export class QueueConsumer {
     if (this.stopping) return;
     this.stopping = true;
     const ch = this.channel.current();
-    const tag = ch && this.consumerTags.get(ch);
-    if (ch && tag) await ch.cancel(tag).catch(() => undefined);
-    const drained = Promise.all([...this.inFlight]);
-    await Promise.race([drained, new Promise((r) => setTimeout(r, timeoutMs))]);
+    const lane = ch && this.lanes.get(ch);
+    await lane?.stop().catch(() => undefined);
+    const drained = (async () => {
+      await lane?.idle();
+      await Promise.all([...this.inFlight]);
+    })();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([drained, new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);
+    clearTimeout(timer);
     await this.channel.close();
   }
 }

@@ -9,6 +9,7 @@ import { pruneInbox } from '../db/inbox';
 import { openDatabase } from '../db/knex';
 import { createLogger } from '../log';
 import { exitWithLine, onShutdown } from '../shutdown';
+import { serveWorkerHealth } from './health';
 import { workers, type WorkerName } from './registry';
 
 const PRUNE_EVERY_MS = 60 * 60 * 1000;
@@ -48,6 +49,8 @@ export async function runWorker(config: Config, name: WorkerName): Promise<void>
     log,
   });
 
+  const health = await serveWorkerHealth({ host: config.http.host, port: config.worker.healthPort, status: () => consumer.status(), log });
+
   const prune = setInterval(() => {
     pruneInbox(db, config.inbox.retentionDays).catch((err) => log.warn({ err: (err as Error).message }, 'inbox prune failed'));
   }, PRUNE_EVERY_MS);
@@ -58,6 +61,7 @@ export async function runWorker(config: Config, name: WorkerName): Promise<void>
     clearInterval(prune);
     await consumer.stop(config.worker.handlerTimeoutMs);
     log.info({ counts: consumer.counts }, 'worker stopped');
+    await health?.close();
     await publisher.close();
     await Promise.all([consumeConnection.close(), publishConnection.close()]);
     await db.destroy();
