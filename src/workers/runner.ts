@@ -1,5 +1,5 @@
 import type { Config } from '../config';
-import { vhostOf } from '../config';
+import { serviceAmqpUrl, vhostOf } from '../config';
 import { connectBroker } from '../broker/connection';
 import { QueueConsumer } from '../broker/consumer';
 import { ConfirmPublisher } from '../broker/publisher';
@@ -33,7 +33,7 @@ export async function runWorker(config: Config, name: WorkerName): Promise<void>
   }
 
   const db = openDatabase(config, worker.name, { statementTimeoutMs: config.worker.handlerTimeoutMs });
-  const common = { url: config.amqp.url, service: `worker ${name}`, heartbeatSeconds: config.amqp.heartbeatSeconds, reconnectSeconds: config.amqp.reconnectSeconds, log };
+  const common = { url: serviceAmqpUrl(config, name), service: `worker ${name}`, heartbeatSeconds: config.amqp.heartbeatSeconds, reconnectSeconds: config.amqp.reconnectSeconds, log };
   const consumeConnection = connectBroker({ ...common, role: 'consume' });
   const publishConnection = connectBroker({ ...common, role: 'publish' });
   const publisher = new ConfirmPublisher(publishConnection, log, config.relay.publishTimeoutMs);
