@@ -42,7 +42,9 @@ program
     const config = loadConfigOrExit();
     if (opts.processes > 1) {
       const { supervise } = await import('./supervisor');
-      const children = Array.from({ length: opts.processes }, (_, i) => ({ name: `worker ${name} #${i + 1}`, args: ['worker', name] }));
+      // Each child serves its health endpoint on a port of its own: the configured one, then the next ones.
+      const healthPort = (i: number) => (config.worker.healthPort > 0 ? { WARREN_WORKER_HEALTH_PORT: String(config.worker.healthPort + i) } : {});
+      const children = Array.from({ length: opts.processes }, (_, i) => ({ name: `worker ${name} #${i + 1}`, args: ['worker', name], env: healthPort(i) }));
       process.exit(await supervise(children, { log: createLogger('supervisor', config.log.level), ...config.supervisor }));
     }
     const { runWorker } = await import('./workers/runner');

@@ -7,6 +7,8 @@ export interface ChildSpec {
   name: string;
   /** Arguments to the warren CLI (`['worker', 'analytics']`). */
   args: string[];
+  /** Environment of this child only (e.g. its own health port). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface SupervisorOptions {
@@ -44,7 +46,7 @@ export function supervise(specs: ChildSpec[], opts: SupervisorOptions): Promise<
       const startedAt = Date.now();
       const child = spawn(process.execPath, ['--enable-source-maps', cliPath, ...spec.args], {
         stdio: 'inherit',
-        env: { ...(opts.env ?? process.env), WARREN_SUPERVISED: '1' },
+        env: { ...(opts.env ?? process.env), ...(spec.env ?? {}), WARREN_SUPERVISED: '1' },
       });
       running.set(spec, child);
       log.info({ child: spec.name, childPid: child.pid }, 'child started');

@@ -10,7 +10,7 @@ import { ManagedChannel } from './channel';
 import type { BrokerConnection } from './connection';
 import { DeliveryLane } from './deliveryLane';
 import type { ConfirmPublisher, PublishRequest } from './publisher';
-import { decideFailure, failureHeaders, previousAttempts, type DelayStep, type ParkKind } from './retry';
+import { decideFailure, errorText, failureHeaders, previousAttempts, type DelayStep, type ParkKind } from './retry';
 import { RETURN_EXCHANGE } from './topology';
 
 export interface QueueConsumerOptions {
@@ -173,7 +173,7 @@ export class QueueConsumer {
       return applied ? 'applied' : 'duplicate';
     } catch (err) {
       handled();
-      log.warn({ messageId: message.messageId, type: message.type, attempt, err: (err as Error).message }, 'handler failed');
+      log.warn({ messageId: message.messageId, type: message.type, attempt, err: errorText(err) }, 'handler failed');
       return this.fail(ch, msg, err, attempt);
     }
   }
@@ -227,7 +227,7 @@ export class QueueConsumer {
       log.info({ messageId: msg.properties.messageId, attempt, delay: decision.step.name }, 'retry scheduled');
       return 'retried';
     }
-    log.warn({ messageId: msg.properties.messageId, attempt, kind, err: (error as Error)?.message }, 'message parked');
+    log.warn({ messageId: msg.properties.messageId, attempt, kind, err: errorText(error) }, 'message parked');
     return 'parked';
   }
 
