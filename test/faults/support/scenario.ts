@@ -11,7 +11,7 @@ export const FAULT_CONFIG = {
   worker: { handlerTimeoutMs: 5000 },
 };
 
-export const DEFAULT_LOAD: LoadOptions = { ratePerSecond: 150, durationMs: 12_000, profileShare: 0.2, users: 10 };
+export const DEFAULT_LOAD: LoadOptions = { ratePerSecond: 150, durationMs: 10_000, profileShare: 0.2, users: 10 };
 
 const results: ScenarioFigures[] = [];
 
