@@ -10,7 +10,7 @@ import { TestSystem, waitFor } from '../support/system';
  * backup holding a write lock): writes answer 503 with a clear error and
  * leave nothing half-written; readiness says so; all is well once released.
  */
-describe('faults: the API database locked', function () {
+describe('faults: the API database locked or gone', function () {
   this.timeout(120_000);
   const sys = new TestSystem();
 
@@ -62,20 +62,6 @@ describe('faults: the API database locked', function () {
       const r = await sys.request('GET', '/readyz');
       return r.json.checks.find((x: { name: string }) => x.name === 'database').ok === true;
     });
-  });
-});
-
-describe('faults: the API database file deleted under the running API', function () {
-  this.timeout(120_000);
-  const sys = new TestSystem();
-
-  before(async () => {
-    await sys.setUp();
-    await sys.startApi();
-  });
-
-  after(async () => {
-    await sys.tearDown();
   });
 
   it('9b. refuses writes with 503 and turns not ready, instead of writing into a file that is gone', async function () {
