@@ -17,7 +17,7 @@ export type { AppDeps, ReadinessCheck } from './context';
 
 /** Builds the HTTP API from middleware and routers; nothing else happens here. */
 export function createApp(deps: AppDeps): Koa<ApiState> {
-  const api: ApiDeps = { ...deps, now: deps.now ?? (() => new Date()), writes: new GroupCommit(deps.db) };
+  const api: ApiDeps = { ...deps, now: deps.now ?? (() => new Date()), writes: new GroupCommit(deps.writeDb ?? deps.db) };
   const app = new Koa<ApiState>();
   app.use(requestId());
   app.use(accessLog(deps.log));

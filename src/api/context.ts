@@ -17,8 +17,10 @@ export interface ReadinessCheck {
 
 export interface AppDeps {
   config: Config;
-  /** The api database, opened with attachReadModels. */
+  /** The api database, opened with attachReadModels: what requests read. */
   db: Knex;
+  /** The connection every write goes through, grouped (src/db/groupCommit.ts); defaults to `db`. */
+  writeDb?: Knex;
   log: Logger;
   /** Called after a commit that wrote outbox events (wakes the relay). */
   onEventsWritten(): void;

@@ -39,7 +39,8 @@ export async function runApi(config: Config): Promise<http.Server> {
   const log = createLogger('api', config.log.level);
   const vhost = vhostOf(config.amqp.url);
   const defs = retargetDefinitions(loadDefinitions(config.amqp.definitionsFile), vhost);
-  const db = openDatabase(config, 'api', { attachReadModels: true });
+  const db = openDatabase(config, 'api', { attachReadModels: true, readers: 4 });
+  const writeDb = openDatabase(config, 'api');
   const connection = connectBroker({
     url: serviceAmqpUrl(config, 'api'),
     service: 'api',
@@ -50,7 +51,7 @@ export async function runApi(config: Config): Promise<http.Server> {
   });
   const publisher = new ConfirmPublisher(connection, log, config.relay.publishTimeoutMs);
   const relay = new OutboxRelay({
-    db,
+    db: writeDb,
     publisher,
     log,
     batchSize: config.relay.batchSize,
@@ -85,6 +86,7 @@ export async function runApi(config: Config): Promise<http.Server> {
   const app = createApp({
     config,
     db,
+    writeDb,
     log,
     onEventsWritten: () => relay.wake(),
     outboxBacklog: () => relay.pending(),
@@ -120,7 +122,7 @@ export async function runApi(config: Config): Promise<http.Server> {
     await relay.stop();
     await publisher.close();
     await connection.close();
-    await db.destroy();
+    await Promise.all([db.destroy(), writeDb.destroy()]);
   });
   return server;
 }

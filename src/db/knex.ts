@@ -22,7 +22,18 @@ export function sqliteFile(config: Config, service: Service): string {
  * `notifications.<table>`: attached files on SQLite, schemas on PostgreSQL,
  * so the same knex `withSchema` query runs on both.
  */
-export function openDatabase(config: Config, service: Service, opts: { attachReadModels?: boolean; statementTimeoutMs?: number } = {}): Db {
+export interface OpenOptions {
+  attachReadModels?: boolean;
+  statementTimeoutMs?: number;
+  /**
+   * SQLite: open this many read-only connections instead of the single
+   * writing one. WAL lets them read while the writer commits, so a request's
+   * reads never queue behind another's fsync.
+   */
+  readers?: number;
+}
+
+export function openDatabase(config: Config, service: Service, opts: OpenOptions = {}): Db {
   if (config.database.client === 'postgres') {
     return knexFactory({
       client: 'pg',
@@ -41,7 +52,7 @@ export function openDatabase(config: Config, service: Service, opts: { attachRea
     useNullAsDefault: true,
     pool: {
       min: 1,
-      max: 1,
+      max: opts.readers ?? 1,
       // Durable means fsynced: WAL with synchronous=FULL. busy_timeout lets the
       // processes of one service on one host take turns writing.
       afterCreate(conn: SqliteConnection, done: (err: Error | null, conn: SqliteConnection) => void) {
@@ -50,6 +61,7 @@ export function openDatabase(config: Config, service: Service, opts: { attachRea
           'PRAGMA synchronous = FULL',
           'PRAGMA busy_timeout = 5000',
           'PRAGMA foreign_keys = ON',
+          ...(opts.readers ? ['PRAGMA query_only = ON'] : []),
           ...attach.map(([name, file]) => `ATTACH DATABASE '${file.replace(/'/g, "''")}' AS ${name}`),
         ];
         conn.exec(statements.join(';\n'), (err) => done(err, conn));

@@ -31,7 +31,7 @@ export function followRoutes(deps: ApiDeps): Router<ApiState> {
   });
 
   router.delete('/users/:id/following/:targetId', ...guards, async (ctx) => {
-    await deleteFollow(deps.db, ctx.params.id!, ctx.params.targetId!);
+    await deps.writes.run((tx) => deleteFollow(tx, ctx.params.id!, ctx.params.targetId!));
     ctx.status = 204;
   });
 

@@ -97,7 +97,7 @@ export function userRoutes(deps: ApiDeps): Router<ApiState> {
   });
 
   router.delete('/users/:id/tokens/current', auth, userId, requireSelf, async (ctx) => {
-    await revokeToken(deps.db, ctx.state.auth!.tokenHash, deps.now().getTime());
+    await deps.writes.run((tx) => revokeToken(tx, ctx.state.auth!.tokenHash, deps.now().getTime()));
     ctx.status = 204;
   });
 
