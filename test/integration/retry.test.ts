@@ -20,7 +20,8 @@ describe(`retries with backoff, then the DLQ (${TEST_DB})`, function () {
   });
 
   before(async () => {
-    // Two attempts (config/test.json), a short handler timeout so a blocked store fails fast.
+    // Two attempts (config/test.json), a short handler timeout so a blocked store fails fast
+    // (on PostgreSQL the statement timeout, equal to it, may fire first).
     await sys.setUp({ worker: { handlerTimeoutMs: 1500 } });
     await sys.startApi();
     worker = await sys.startWorker('analytics', { WARREN_LOG_LEVEL: 'info' });
@@ -42,7 +43,7 @@ describe(`retries with backoff, then the DLQ (${TEST_DB})`, function () {
     const h = parked!.properties.headers ?? {};
     expect(h['x-warren-error-kind']).to.equal('exhausted');
     expect(Number(h['x-warren-attempts'])).to.equal(2);
-    expect(String(h['x-warren-error'])).to.match(/did not finish|SQLITE_BUSY|lock/i);
+    expect(String(h['x-warren-error'])).to.match(/did not finish|SQLITE_BUSY|lock|statement timeout/i);
     expect(h['x-warren-original-queue']).to.equal('analytics.tweets');
     expect(h['x-warren-original-exchange']).to.equal('tweets');
     expect(h['x-warren-original-routing-key']).to.equal('tweet.created');
