@@ -1,8 +1,8 @@
 import Koa from 'koa';
 import { Router } from '@koa/router';
 import { GroupCommit } from '../db/groupCommit';
-import type { ApiDeps, ApiState, AppDeps } from './context';
 import { createRegistry, HttpMetrics } from '../observability/metrics';
+import type { ApiDeps, ApiState, AppDeps } from './context';
 import { accessLog } from './middleware/accessLog';
 import { mapErrors } from './middleware/errors';
 import { httpMetrics } from './middleware/httpMetrics';

@@ -1,5 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { WorkerDefinition } from '../broker/handler';
+import type { PublishFailure } from '../broker/publisher';
 import type { MessageType } from '../domain/messages';
 
 /**
@@ -48,9 +49,6 @@ export class HttpMetrics {
   }
 }
 
-/** Why a publish failed, as src/broker/publisher.ts names it. */
-export type PublishFailureReason = 'returned' | 'nacked' | 'not-connected' | 'channel-closed' | 'timeout';
-
 /** Confirmed publishes by exchange, failures by reason, and how long confirms take. */
 export class PublishMetrics {
   private readonly published: Counter<'exchange'>;
@@ -80,7 +78,7 @@ export class PublishMetrics {
   }
 
   /** The ConfirmPublisher's observer: one call per publish, when it settles. */
-  readonly settled = (exchange: string, seconds: number, failure?: PublishFailureReason): void => {
+  readonly settled = (exchange: string, seconds: number, failure?: PublishFailure): void => {
     if (failure) {
       this.failures.inc({ exchange, reason: failure });
       return;

@@ -162,4 +162,20 @@ describe(`metrics and correlated logs of the real processes (${TEST_DB})`, funct
     expect(lines.map((l) => l.msg)).to.include.members(['handler failed', 'retry scheduled', 'handler finished']);
     for (const line of lines) expect(line.traceId).to.equal(requestId.replace(/-/g, ''));
   });
+
+  it('serves each supervised worker process its own /metrics, on the health port plus its index', async () => {
+    const base = await freePort();
+    const consumersBefore = await sys.consumers('analytics.tweets');
+    const supervisor = sys.start(['worker', 'analytics', '--processes', '2'], { WARREN_WORKER_HEALTH_PORT: String(base) });
+    await waitFor('both processes to consume', async () => (await sys.consumers('analytics.tweets')) === consumersBefore + 2, 30_000);
+    for (const port of [base, base + 1]) {
+      const text = await waitFor(`/metrics on ${port}`, async () => {
+        const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+        return res.ok ? res.text() : undefined;
+      });
+      expect(metricValue(text, 'warren_consumer_consuming', { queue: 'analytics.tweets', service: 'worker-analytics' })).to.equal(1);
+      expect(metricValue(text, 'warren_messages_consumed_total', { queue: 'analytics.tweets', outcome: 'applied' })).to.equal(0);
+    }
+    expect(await supervisor.stop()).to.equal(0);
+  });
 });
