@@ -2,7 +2,74 @@ import pino from 'pino';
 
 export type Logger = pino.Logger;
 
-/** Structured JSON logs on stdout, one logger per process, named after the service. */
-export function createLogger(name: string, level: string = process.env.WARREN_LOG_LEVEL ?? 'info'): Logger {
-  return pino({ name, level, base: { pid: process.pid, service: name } });
+export type LogFormat = 'json' | 'pretty';
+
+/**
+ * JSON for machines (a pipe, a file, a log shipper), pino-pretty for a person
+ * at a terminal or in development. `WARREN_LOG_FORMAT` (`json` | `pretty`)
+ * overrides either way.
+ */
+export function logFormat(env: NodeJS.ProcessEnv = process.env, stdoutIsTTY: boolean = process.stdout.isTTY === true): LogFormat {
+  const forced = env.WARREN_LOG_FORMAT;
+  if (forced === 'json' || forced === 'pretty') return forced;
+  return stdoutIsTTY || env.NODE_ENV === 'development' ? 'pretty' : 'json';
+}
+
+function prettyAvailable(): boolean {
+  try {
+    require.resolve('pino-pretty');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Structured logs on stdout, one logger per process, named after the
+ * service. `destination` is for tests (always JSON).
+ */
+export function createLogger(name: string, level: string = process.env.WARREN_LOG_LEVEL ?? 'info', destination?: pino.DestinationStream): Logger {
+  const options: pino.LoggerOptions = { name, level, base: { pid: process.pid, service: name } };
+  if (destination) return pino(options, destination);
+  if (level !== 'silent' && logFormat() === 'pretty' && prettyAvailable()) {
+    // A transport formats in a worker thread, off the event loop that serves requests and messages.
+    return pino({
+      ...options,
+      transport: {
+        target: 'pino-pretty',
+        options: { destination: 1, colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'hostname,service' },
+      },
+    });
+  }
+  return pino(options);
+}
+
+// The same rule the API applies to a traceparent it receives.
+const TRACEPARENT = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/;
+
+/** What a delivery says of where it came from (AMQP properties, as amqplib gives them). */
+export interface DeliveryOrigin {
+  correlationId?: unknown;
+  headers?: Record<string, unknown> | undefined;
+}
+
+function text(value: unknown): string | undefined {
+  if (typeof value === 'string' && value) return value;
+  if (Buffer.isBuffer(value) && value.length) return value.toString('utf8');
+  return undefined;
+}
+
+/**
+ * The logger for every line about one delivery: it carries the id of the
+ * HTTP request that caused the message (its `correlation_id`, logged as
+ * `requestId` as the API logs it), and the trace of its `traceparent`, so one search for the request id finds the API's line and
+ * the worker's.
+ */
+export function deliveryLogger(log: Logger, origin: DeliveryOrigin): Logger {
+  const bindings: Record<string, string> = {};
+  const requestId = text(origin.correlationId);
+  if (requestId) bindings.requestId = requestId;
+  const trace = TRACEPARENT.exec(text(origin.headers?.traceparent) ?? '');
+  if (trace) bindings.traceId = trace[1]!;
+  return log.child(bindings);
 }

@@ -3,6 +3,8 @@ import type { Knex } from 'knex';
 import type { Config } from '../config';
 import type { GroupCommit } from '../db/groupCommit';
 import type { Logger } from '../log';
+import type { HttpMetrics } from '../observability/metrics';
+import type { Registry } from 'prom-client';
 
 /**
  * What the app is given and what each request carries down the middleware
@@ -28,14 +30,21 @@ export interface AppDeps {
   outboxBacklog(): number;
   /** Broker/consumer checks from the process wiring; the app adds its own database check. */
   readiness(): Promise<ReadinessCheck[]>;
+  /** This process's metrics registry, served at /metrics; a fresh one when absent (tests). */
+  metrics?: ApiMetrics;
   /** For tests. */
   now?: () => Date;
+}
+
+export interface ApiMetrics {
+  registry: Registry;
+  http: HttpMetrics;
 }
 
 /** What the middleware learns about a request and hands down the chain. */
 export interface ApiState {
   requestId: string;
-  /** The trace of an incoming `traceparent`, continued by the events this request emits. */
+  /** The trace of an incoming `traceparent`, else one started here; continued by the events this request emits. */
   traceId?: string;
   /** Set by requireAuth. */
   auth?: { userId: string; tokenHash: string };
@@ -50,4 +59,4 @@ export type ApiContext = RouterContext<ApiState>;
 export type ApiMiddleware = RouterMiddleware<ApiState>;
 
 /** AppDeps with the clock settled and writes grouped, as routes and middleware receive them. */
-export type ApiDeps = AppDeps & { now(): Date; writes: GroupCommit };
+export type ApiDeps = AppDeps & { now(): Date; writes: GroupCommit; metrics: ApiMetrics };

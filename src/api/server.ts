@@ -3,12 +3,13 @@ import type { Config } from '../config';
 import { serviceAmqpUrl, vhostOf } from '../config';
 import { connectBroker } from '../broker/connection';
 import { ConfirmPublisher } from '../broker/publisher';
-import { probeQueues } from '../broker/queueProbe';
+import { probeQueues, type QueueProbe } from '../broker/queueProbe';
 import { OutboxRelay } from '../broker/relay';
 import { apiNeeds, loadDefinitions, retargetDefinitions, workQueues } from '../broker/topology';
 import { awaitTopology } from '../broker/topologyGate';
 import { openDatabase } from '../db/knex';
 import { createLogger } from '../log';
+import { createRegistry, HttpMetrics, PublishMetrics, QueueMetrics, RelayMetrics } from '../observability/metrics';
 import { exitWithLine, onShutdown } from '../shutdown';
 import { createApp, type ReadinessCheck } from './app';
 import { answerUnparsableRequest } from './middleware/errors';
@@ -49,7 +50,9 @@ export async function runApi(config: Config): Promise<http.Server> {
     reconnectSeconds: config.amqp.reconnectSeconds,
     log,
   });
-  const publisher = new ConfirmPublisher(connection, log, config.relay.publishTimeoutMs);
+  const registry = createRegistry('api', { processMetrics: true });
+  const relayMetrics = new RelayMetrics(registry);
+  const publisher = new ConfirmPublisher(connection, log, config.relay.publishTimeoutMs, new PublishMetrics(registry).settled);
   const relay = new OutboxRelay({
     db: writeDb,
     publisher,
@@ -58,7 +61,9 @@ export async function runApi(config: Config): Promise<http.Server> {
     pollIntervalMs: config.relay.pollIntervalMs,
     claimTimeoutMs: config.relay.claimTimeoutMs,
     retainSentMs: config.outbox.retainSentHours * 3_600_000,
+    observe: relayMetrics.published,
   });
+  relayMetrics.watch(relay);
 
   const topology = { verified: false };
   const shutdownSignal = { stopped: false };
@@ -70,7 +75,7 @@ export async function runApi(config: Config): Promise<http.Server> {
     (err) => exitWithLine(`warren api: ${(err as Error).message}`),
   );
 
-  let consumerCache: { at: number; checks: ReadinessCheck[] } | undefined;
+  let consumerCache: { at: number; checks: ReadinessCheck[]; probes: QueueProbe[] } | undefined;
   const consumerChecks = async (): Promise<ReadinessCheck[]> => {
     if (consumerCache && Date.now() - consumerCache.at < CONSUMER_CHECK_TTL_MS) return consumerCache.checks;
     const probes = await probeQueues(connection, workQueues(defs));
@@ -79,15 +84,21 @@ export async function runApi(config: Config): Promise<http.Server> {
         ? { name: `consumers:${p.queue}`, ok: p.consumers > 0, detail: `${p.consumers} consumer(s), ${p.messages} message(s) waiting` }
         : { name: `consumers:${p.queue}`, ok: false, detail: p.error },
     );
-    consumerCache = { at: Date.now(), checks };
+    consumerCache = { at: Date.now(), checks, probes };
     return checks;
   };
+  // The work queues' depth and consumers on /metrics, from the same (cached) probe as readiness.
+  new QueueMetrics(registry, async () => {
+    await consumerChecks();
+    return consumerCache?.probes ?? [];
+  });
 
   const app = createApp({
     config,
     db,
     writeDb,
     log,
+    metrics: { registry, http: new HttpMetrics(registry) },
     onEventsWritten: () => relay.wake(),
     outboxBacklog: () => relay.pending(),
     readiness: async () => {

@@ -4,7 +4,7 @@ import type { Knex } from 'knex';
 import { decodeDelivery, type WarrenMessage } from '../domain/messages';
 import { newId } from '../domain/ids';
 import { claimInboxRecord } from '../db/inbox';
-import type { Logger } from '../log';
+import { deliveryLogger, type Logger } from '../log';
 import type { WorkerDefinition } from './handler';
 import { ManagedChannel } from './channel';
 import type { BrokerConnection } from './connection';
@@ -157,7 +157,8 @@ export class QueueConsumer {
    * may be acked. `handled` is called once the handler is done with it.
    */
   async process(ch: Channel, msg: ConsumeMessage, handled: () => void = () => undefined): Promise<Outcome | undefined> {
-    const { worker, log } = this.opts;
+    const { worker } = this.opts;
+    const log = deliveryLogger(this.opts.log, msg.properties); // lines about this delivery carry its request id
     const attempt = previousAttempts(msg.properties.headers ?? {}) + 1;
     let message: WarrenMessage;
     try {
@@ -169,7 +170,7 @@ export class QueueConsumer {
       return this.fail(ch, msg, err, attempt);
     }
     try {
-      const applied = await this.applyOnce(message);
+      const applied = await this.applyOnce(message, log);
       return applied ? 'applied' : 'duplicate';
     } catch (err) {
       handled();
@@ -179,8 +180,8 @@ export class QueueConsumer {
   }
 
   /** Runs the handler and writes the inbox record in one transaction; false if already applied. */
-  private async applyOnce(message: WarrenMessage): Promise<boolean> {
-    const { db, worker, handlerTimeoutMs, log } = this.opts;
+  private async applyOnce(message: WarrenMessage, log: Logger): Promise<boolean> {
+    const { db, worker, handlerTimeoutMs } = this.opts;
     const trx = await db.transaction();
     let timer: NodeJS.Timeout | undefined;
     try {
@@ -211,7 +212,8 @@ export class QueueConsumer {
 
   /** Retries with backoff or parks; the original stays unacked until the copy is confirmed. */
   private async fail(ch: Channel, msg: ConsumeMessage, error: unknown, attempt: number): Promise<Outcome | undefined> {
-    const { worker, maxAttempts, steps, log } = this.opts;
+    const { worker, maxAttempts, steps } = this.opts;
+    const log = deliveryLogger(this.opts.log, msg.properties);
     const decision = decideFailure(error, attempt, maxAttempts, steps);
     const record = { error, attempt, queue: worker.queue, exchange: msg.fields.exchange, routingKey: msg.fields.routingKey, now: this.now() };
     const kind: ParkKind | undefined = decision.action === 'park' ? decision.kind : undefined;
@@ -247,7 +249,7 @@ export class QueueConsumer {
           return true;
         } catch (err) {
           this.failingCopies.set(attempt, `${request.exchange}: ${(err as Error).message}`);
-          this.opts.log.error({ exchange: request.exchange, routingKey: request.routingKey, err: (err as Error).message }, 'retry/park publish failed; original kept unacked');
+          deliveryLogger(this.opts.log, request.properties).error({ exchange: request.exchange, routingKey: request.routingKey, err: (err as Error).message }, 'retry/park publish failed; original kept unacked');
           await new Promise((r) => setTimeout(r, delay));
           delay = Math.min(delay * 2, MAX_REPUBLISH_DELAY_MS);
         }
@@ -260,14 +262,14 @@ export class QueueConsumer {
   private ack(ch: Channel, msg: ConsumeMessage, outcome: Outcome): void {
     if (this.closedChannels.has(ch)) {
       this.counts.stale++;
-      this.opts.log.warn({ messageId: msg.properties.messageId, outcome }, 'stale delivery: its channel closed, the broker redelivers it');
+      deliveryLogger(this.opts.log, msg.properties).warn({ messageId: msg.properties.messageId, outcome }, 'stale delivery: its channel closed, the broker redelivers it');
       return;
     }
     try {
       ch.ack(msg);
     } catch (err) {
       this.counts.stale++;
-      this.opts.log.warn({ messageId: msg.properties.messageId, err: (err as Error).message }, 'stale delivery: ack failed');
+      deliveryLogger(this.opts.log, msg.properties).warn({ messageId: msg.properties.messageId, err: (err as Error).message }, 'stale delivery: ack failed');
     }
   }
 

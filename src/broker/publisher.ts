@@ -20,6 +20,9 @@ export class PublishError extends Error {
   }
 }
 
+/** Told of every publish when it settles (metrics): its exchange, seconds to settle, and why it failed if it did. */
+export type PublishObserver = (exchange: string, seconds: number, failure?: PublishFailure) => void;
+
 interface ReturnedMessage {
   fields: { replyText: string; exchange: string; routingKey: string };
   properties: { messageId?: string };
@@ -38,7 +41,12 @@ export class ConfirmPublisher {
   private readonly returned = new Map<string, string>();
   private readonly inFlight = new Map<ConfirmChannel, Set<(err: Error) => void>>();
 
-  constructor(private readonly connection: BrokerConnection, log: Logger, private readonly timeoutMs: number) {
+  constructor(
+    private readonly connection: BrokerConnection,
+    log: Logger,
+    private readonly timeoutMs: number,
+    private readonly observe: PublishObserver = () => undefined,
+  ) {
     this.channel = new ManagedChannel<ConfirmChannel>({
       connection,
       confirm: true,
@@ -74,8 +82,12 @@ export class ConfirmPublisher {
   }
 
   publish(req: PublishRequest): Promise<void> {
+    const started = process.hrtime.bigint();
     const channel = this.channel.current();
-    if (!channel) return Promise.reject(new PublishError('not-connected', 'no open channel to the broker'));
+    if (!channel) {
+      this.observe(req.exchange, 0, 'not-connected');
+      return Promise.reject(new PublishError('not-connected', 'no open channel to the broker'));
+    }
     const id = req.properties.messageId;
     const waiters = this.inFlight.get(channel) ?? new Set();
     return new Promise<void>((resolve, reject) => {
@@ -87,8 +99,9 @@ export class ConfirmPublisher {
         waiters.delete(settle);
         const returnedWhy = this.returned.get(id);
         this.returned.delete(id);
-        if (err) reject(err);
-        else if (returnedWhy !== undefined) reject(new PublishError('returned', returnedWhy));
+        const failure = err ?? (returnedWhy !== undefined ? new PublishError('returned', returnedWhy) : null);
+        this.observe(req.exchange, Number(process.hrtime.bigint() - started) / 1e9, failure ? (failure instanceof PublishError ? failure.reason : 'nacked') : undefined);
+        if (failure) reject(failure);
         else resolve();
       };
       waiters.add(settle);

@@ -13,6 +13,8 @@ export interface RelayOptions {
   pollIntervalMs: number;
   claimTimeoutMs: number;
   retainSentMs: number;
+  /** Told of each batch's publish outcomes (null = confirmed) as they settle: relay lag metrics. */
+  observe?: (rows: readonly OutboxRow[], outcomes: readonly (Error | null)[]) => void;
 }
 
 /**
@@ -81,6 +83,7 @@ export class OutboxRelay {
     const rows = await claimBatch(db, this.relayId, batchSize, claimTimeoutMs);
     if (rows.length === 0) return 0;
     const outcomes = await publisher.publishAll(rows.map(toPublishRequest));
+    this.opts.observe?.(rows, outcomes);
     const sent: number[] = [];
     const failed: number[] = [];
     let firstError = '';

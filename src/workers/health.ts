@@ -8,6 +8,8 @@ export interface WorkerHealthOptions {
   /** 0 = no endpoint. */
   port: number;
   status(): ConsumerStatus;
+  /** This process's metrics (a prom-client Registry), served at GET /metrics. */
+  metrics?: { contentType: string; metrics(): Promise<string> };
   log: Logger;
 }
 
@@ -19,7 +21,8 @@ export interface WorkerHealthServer {
 /**
  * A worker's probes (`worker.healthPort`): GET /healthz answers while the
  * process runs; GET /readyz answers 503 with the consumer's reason when it
- * is not consuming its queue or cannot retry or park. Plain node:http: a
+ * is not consuming its queue or cannot retry or park; GET /metrics is the
+ * process's Prometheus metrics. Plain node:http: a
  * worker has no other HTTP to serve.
  */
 export async function serveWorkerHealth(opts: WorkerHealthOptions): Promise<WorkerHealthServer | undefined> {
@@ -35,6 +38,17 @@ export async function serveWorkerHealth(opts: WorkerHealthOptions): Promise<Work
     if (path === '/readyz') {
       const s = opts.status();
       return reply(s.ready ? 200 : 503, { status: s.ready ? 'ok' : 'unavailable', consuming: s.consuming, detail: s.detail });
+    }
+    if (path === '/metrics' && opts.metrics) {
+      const registry = opts.metrics;
+      registry.metrics().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': registry.contentType, 'cache-control': 'no-store' });
+          res.end(req.method === 'HEAD' ? undefined : text);
+        },
+        (err: Error) => reply(500, { error: { code: 'metrics_failed', message: err.message } }),
+      );
+      return;
     }
     return reply(404, { error: { code: 'not_found', message: `no route ${path}` } });
   });

@@ -8,6 +8,7 @@ import { awaitTopology } from '../broker/topologyGate';
 import { pruneInbox } from '../db/inbox';
 import { openDatabase } from '../db/knex';
 import { createLogger } from '../log';
+import { ConsumerMetrics, createRegistry, PublishMetrics } from '../observability/metrics';
 import { exitWithLine, onShutdown } from '../shutdown';
 import { serveWorkerHealth } from './health';
 import { workers, type WorkerName } from './registry';
@@ -36,12 +37,14 @@ export async function runWorker(config: Config, name: WorkerName): Promise<void>
   const common = { url: serviceAmqpUrl(config, name), service: `worker ${name}`, heartbeatSeconds: config.amqp.heartbeatSeconds, reconnectSeconds: config.amqp.reconnectSeconds, log };
   const consumeConnection = connectBroker({ ...common, role: 'consume' });
   const publishConnection = connectBroker({ ...common, role: 'publish' });
-  const publisher = new ConfirmPublisher(publishConnection, log, config.relay.publishTimeoutMs);
+  const registry = createRegistry(`worker-${name}`, { processMetrics: true });
+  const consumerMetrics = new ConsumerMetrics(registry);
+  const publisher = new ConfirmPublisher(publishConnection, log, config.relay.publishTimeoutMs, new PublishMetrics(registry).settled);
   const consumer = new QueueConsumer({
     connection: consumeConnection,
     publisher,
     db,
-    worker,
+    worker: consumerMetrics.timed(worker),
     prefetch: config.worker.prefetch,
     handlerTimeoutMs: config.worker.handlerTimeoutMs,
     maxAttempts: config.retry.attempts[worker.queue] ?? 5,
@@ -49,7 +52,9 @@ export async function runWorker(config: Config, name: WorkerName): Promise<void>
     log,
   });
 
-  const health = await serveWorkerHealth({ host: config.http.host, port: config.worker.healthPort, status: () => consumer.status(), log });
+  consumerMetrics.watch(worker.queue, consumer);
+
+  const health = await serveWorkerHealth({ host: config.http.host, port: config.worker.healthPort, status: () => consumer.status(), metrics: registry, log });
 
   const prune = setInterval(() => {
     pruneInbox(db, config.inbox.retentionDays).catch((err) => log.warn({ err: (err as Error).message }, 'inbox prune failed'));

@@ -1,4 +1,5 @@
 import type { Middleware } from 'koa';
+import crypto from 'node:crypto';
 import { v4 as uuidv4 } from 'uuid';
 import type { ApiState } from '../context';
 
@@ -6,6 +7,18 @@ import type { ApiState } from '../context';
 // short, plain token is trusted; anything else is replaced.
 const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const TRACEPARENT = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * A request that brings no trace starts one. Its trace id is its request id
+ * when that is a UUID (it is whenever Warren generated it), so the
+ * `traceparent` of the events it emits names the same request the
+ * `x-request-id` the client saw does; any other request id gets a random trace.
+ */
+export function traceIdFor(requestId: string): string {
+  const hex = UUID.test(requestId) ? requestId.replace(/-/g, '').toLowerCase() : '';
+  return hex && !/^0+$/.test(hex) ? hex : crypto.randomBytes(16).toString('hex');
+}
 
 /** Every response carries `x-request-id`, set before anything can fail. */
 export function requestId(): Middleware<ApiState> {
@@ -15,7 +28,7 @@ export function requestId(): Middleware<ApiState> {
     ctx.state.requestId = id;
     ctx.set('x-request-id', id);
     const trace = TRACEPARENT.exec(ctx.get('traceparent'));
-    if (trace && !/^0+$/.test(trace[1]!)) ctx.state.traceId = trace[1];
+    ctx.state.traceId = trace && !/^0+$/.test(trace[1]!) ? trace[1] : traceIdFor(id);
     await next();
   };
 }

@@ -1,0 +1,287 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { WorkerDefinition } from '../broker/handler';
+import type { PublishFailure } from '../broker/publisher';
+import type { MessageType } from '../domain/messages';
+
+/**
+ * Warren's Prometheus metrics. Every process (the API, each worker) has its
+ * own registry and serves it at its own `/metrics`; Prometheus adds the
+ * `instance` label, the registry adds `service`. The collaborators keep the
+ * counts they already keep for their own reasons (the consumer's `counts`,
+ * the relay's `pending()`), and the metrics read them when scraped: a scrape
+ * costs the hot paths nothing. Only what has no count of its own (latencies,
+ * per-exchange publishes, relay lag) is observed as it happens.
+ */
+
+/** Seconds since `started` (a process.hrtime.bigint()). */
+export function secondsSince(started: bigint): number {
+  return Number(process.hrtime.bigint() - started) / 1e9;
+}
+
+/** One registry per process, labelled with its service; the process's own figures (CPU, memory, event loop) when asked. */
+export function createRegistry(service: string, opts: { processMetrics?: boolean } = {}): Registry {
+  const registry = new Registry();
+  registry.setDefaultLabels({ service });
+  if (opts.processMetrics) collectDefaultMetrics({ register: registry });
+  return registry;
+}
+
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+// An outage holds events in the outbox for minutes: the lag buckets reach that far.
+const LAG_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900];
+
+/** Request duration by the router's pattern (never the raw path, whose ids would make a series per user). */
+export class HttpMetrics {
+  readonly duration: Histogram<'method' | 'route' | 'status'>;
+
+  constructor(registry: Registry) {
+    this.duration = new Histogram({
+      name: 'warren_http_request_duration_seconds',
+      help: 'HTTP requests answered by the API, by method, route pattern and status',
+      labelNames: ['method', 'route', 'status'],
+      buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    });
+  }
+
+  observe(method: string, route: string, status: number, seconds: number): void {
+    this.duration.observe({ method, route, status: String(status) }, seconds);
+  }
+}
+
+/** Confirmed publishes by exchange, failures by reason, and how long confirms take. */
+export class PublishMetrics {
+  private readonly published: Counter<'exchange'>;
+  private readonly failures: Counter<'exchange' | 'reason'>;
+  private readonly confirmDuration: Histogram<'exchange'>;
+
+  constructor(registry: Registry) {
+    this.published = new Counter({
+      name: 'warren_messages_published_total',
+      help: 'Messages published and confirmed by the broker (not returned), by exchange',
+      labelNames: ['exchange'],
+      registers: [registry],
+    });
+    this.failures = new Counter({
+      name: 'warren_publish_failures_total',
+      help: 'Publishes not confirmed (returned, nacked, not connected, channel closed, timeout), by exchange and reason',
+      labelNames: ['exchange', 'reason'],
+      registers: [registry],
+    });
+    this.confirmDuration = new Histogram({
+      name: 'warren_publish_confirm_duration_seconds',
+      help: 'Time from publish to the broker confirm, by exchange (confirmed publishes only)',
+      labelNames: ['exchange'],
+      buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    });
+  }
+
+  /** The ConfirmPublisher's observer: one call per publish, when it settles. */
+  readonly settled = (exchange: string, seconds: number, failure?: PublishFailure): void => {
+    if (failure) {
+      this.failures.inc({ exchange, reason: failure });
+      return;
+    }
+    this.published.inc({ exchange });
+    this.confirmDuration.observe({ exchange }, seconds);
+  };
+}
+
+/** What the metrics read of the outbox relay (src/broker/relay.ts). */
+export interface RelaySource {
+  readonly counts: { readonly sent: number; readonly failed: number };
+  pending(): number;
+  status(): { ok: boolean };
+}
+
+/** Outbox backlog, relay lag (created -> confirmed), and rows relayed. */
+export class RelayMetrics {
+  private relay: RelaySource | undefined;
+  private readonly lag: Histogram;
+
+  constructor(registry: Registry) {
+    const metrics = this;
+    new Gauge({
+      name: 'warren_outbox_backlog',
+      help: 'Outbox events written but not yet confirmed by the broker, as of the relay\'s last count',
+      registers: [registry],
+      collect() {
+        if (metrics.relay) this.set(metrics.relay.pending());
+      },
+    });
+    new Gauge({
+      name: 'warren_relay_up',
+      help: '1 while the outbox relay\'s last cycle succeeded, 0 while it fails',
+      registers: [registry],
+      collect() {
+        if (metrics.relay) this.set(metrics.relay.status().ok ? 1 : 0);
+      },
+    });
+    new Counter({
+      name: 'warren_relay_rows_total',
+      help: 'Outbox rows the relay published and marked sent (outcome sent), or gave back for another try (outcome failed)',
+      labelNames: ['outcome'],
+      registers: [registry],
+      collect() {
+        if (!metrics.relay) return;
+        this.reset();
+        this.inc({ outcome: 'sent' }, metrics.relay.counts.sent);
+        this.inc({ outcome: 'failed' }, metrics.relay.counts.failed);
+      },
+    });
+    this.lag = new Histogram({
+      name: 'warren_relay_lag_seconds',
+      help: 'Time from an event\'s commit to the outbox to its broker confirm',
+      buckets: LAG_BUCKETS,
+      registers: [registry],
+    });
+  }
+
+  watch(relay: RelaySource): void {
+    this.relay = relay;
+  }
+
+  /** The relay's observer: a batch's rows and their outcomes (null = confirmed), as they settle. */
+  readonly published = (rows: readonly { created_at: number | string }[], outcomes: readonly (Error | null)[], now = Date.now()): void => {
+    rows.forEach((row, i) => {
+      if (outcomes[i] === null) this.lag.observe(Math.max(0, now - Number(row.created_at)) / 1000);
+    });
+  };
+}
+
+/** What the metrics read of a queue consumer (src/broker/consumer.ts). */
+export interface ConsumerSource {
+  readonly counts: Readonly<Record<string, number>>;
+  status(): { consuming: boolean; ready: boolean };
+}
+
+/** The consumer's outcomes, exactly as it counts them. */
+export const CONSUMED_OUTCOMES = ['applied', 'duplicate', 'ignored', 'retried', 'parked', 'stale'] as const;
+
+/** Deliveries by queue and outcome, redeliveries, and whether each consumer consumes; read from the consumers when scraped. */
+export class ConsumerMetrics {
+  private readonly consumers: { queue: string; consumer: ConsumerSource }[] = [];
+  readonly handlerDuration: Histogram<'queue' | 'result'>;
+
+  constructor(registry: Registry) {
+    const consumers = this.consumers;
+    new Counter({
+      name: 'warren_messages_consumed_total',
+      help: 'Deliveries settled by a worker, by queue and outcome (applied, duplicate, ignored, retried, parked; stale: the ack could not be sent, also counted under its outcome)',
+      labelNames: ['queue', 'outcome'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const { queue, consumer } of consumers) {
+          for (const outcome of CONSUMED_OUTCOMES) this.inc({ queue, outcome }, consumer.counts[outcome] ?? 0);
+        }
+      },
+    });
+    new Counter({
+      name: 'warren_messages_redelivered_total',
+      help: 'Deliveries the broker marked redelivered (a crash or a closed channel returned them), by queue',
+      labelNames: ['queue'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const { queue, consumer } of consumers) this.inc({ queue }, consumer.counts.redelivered ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'warren_consumer_consuming',
+      help: '1 while this process is subscribed to the queue, else 0',
+      labelNames: ['queue'],
+      registers: [registry],
+      collect() {
+        for (const { queue, consumer } of consumers) this.set({ queue }, consumer.status().consuming ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'warren_consumer_ready',
+      help: '1 while this process consumes the queue and can retry and park (its /readyz), else 0',
+      labelNames: ['queue'],
+      registers: [registry],
+      collect() {
+        for (const { queue, consumer } of consumers) this.set({ queue }, consumer.status().ready ? 1 : 0);
+      },
+    });
+    this.handlerDuration = new Histogram({
+      name: 'warren_handler_duration_seconds',
+      help: 'Time a worker handler ran for one message, by queue and result (ok, or error: retried or parked)',
+      labelNames: ['queue', 'result'],
+      buckets: [...LATENCY_BUCKETS, 30],
+      registers: [registry],
+    });
+  }
+
+  watch(queue: string, consumer: ConsumerSource): void {
+    this.consumers.push({ queue, consumer });
+  }
+
+  /**
+   * The worker with its handler timed. A wrapper rather than a hook in the
+   * consumer: the handler's contract is the one interface every consumer
+   * keeps. Its debug line is written with the delivery's logger, so it
+   * carries the request id of the HTTP request that caused the message.
+   */
+  timed<T extends MessageType>(worker: WorkerDefinition<T>): WorkerDefinition<T> {
+    const duration = this.handlerDuration;
+    return {
+      ...worker,
+      async handle(message, tx, ctx) {
+        const started = process.hrtime.bigint();
+        let result: 'ok' | 'error' = 'error';
+        try {
+          await worker.handle(message, tx, ctx);
+          result = 'ok';
+        } finally {
+          const seconds = secondsSince(started);
+          duration.observe({ queue: worker.queue, result }, seconds);
+          if (result === 'ok') ctx.log.debug({ messageId: message.messageId, type: message.type, queue: worker.queue, ms: Math.round(seconds * 10_000) / 10 }, 'handler finished');
+        }
+      },
+    };
+  }
+}
+
+export interface QueueFigures {
+  queue: string;
+  ok: boolean;
+  messages?: number;
+  consumers?: number;
+}
+
+/** The broker's own view of the work queues (depth, consumers), as the API's readiness probe sees it. */
+export class QueueMetrics {
+  private last: { at: number; figures: Promise<QueueFigures[]> } | undefined;
+
+  constructor(registry: Registry, private readonly probe: () => Promise<QueueFigures[]>) {
+    const metrics = this;
+    // A scrape collects every metric at once: both gauges share one probe.
+    const collectFrom = (gauge: Gauge<'queue'>, pick: (f: QueueFigures) => number | undefined) => async () => {
+      const figures = await metrics.figures();
+      gauge.reset();
+      for (const f of figures) if (f.ok) gauge.set({ queue: f.queue }, pick(f) ?? 0);
+    };
+    const messages: Gauge<'queue'> = new Gauge({
+      name: 'warren_queue_messages',
+      help: 'Messages ready or unacknowledged in a work queue, as the broker reports it to the API',
+      labelNames: ['queue'],
+      registers: [registry],
+      collect: () => collectFrom(messages, (f) => f.messages)(),
+    });
+    const consumers: Gauge<'queue'> = new Gauge({
+      name: 'warren_queue_consumers',
+      help: 'Consumers subscribed to a work queue (every worker process, on every host), as the broker reports it to the API',
+      labelNames: ['queue'],
+      registers: [registry],
+      collect: () => collectFrom(consumers, (f) => f.consumers)(),
+    });
+  }
+
+  private figures(): Promise<QueueFigures[]> {
+    if (!this.last || Date.now() - this.last.at > 1000) this.last = { at: Date.now(), figures: this.probe().catch(() => []) };
+    return this.last.figures;
+  }
+}
