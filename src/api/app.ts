@@ -6,9 +6,12 @@ import { accessLog } from './middleware/accessLog';
 import { mapErrors } from './middleware/errors';
 import { jsonBody } from './middleware/jsonBody';
 import { requestId } from './middleware/requestId';
+import { NotificationHub } from './notificationHub';
 import { analyticsRoutes } from './routes/analytics';
 import { healthRoutes } from './routes/health';
 import { notificationRoutes } from './routes/notifications';
+import { openApiRoutes } from './routes/openapi';
+import { notificationStreamRoutes } from './routes/stream';
 import { timelineRoutes } from './routes/timeline';
 import { tweetRoutes } from './routes/tweets';
 import { userRoutes } from './routes/users';
@@ -17,7 +20,12 @@ export type { AppDeps, ReadinessCheck } from './context';
 
 /** Builds the HTTP API from middleware and routers; nothing else happens here. */
 export function createApp(deps: AppDeps): Koa<ApiState> {
-  const api: ApiDeps = { ...deps, now: deps.now ?? (() => new Date()), writes: new GroupCommit(deps.writeDb ?? deps.db) };
+  const api: ApiDeps = {
+    ...deps,
+    now: deps.now ?? (() => new Date()),
+    writes: new GroupCommit(deps.writeDb ?? deps.db),
+    liveNotifications: deps.liveNotifications ?? new NotificationHub(),
+  };
   const app = new Koa<ApiState>();
   app.use(requestId());
   app.use(accessLog(deps.log));
@@ -25,7 +33,8 @@ export function createApp(deps: AppDeps): Koa<ApiState> {
   app.use(jsonBody(deps.config.http.bodyLimitBytes));
 
   const router = new Router<ApiState>();
-  for (const routes of [healthRoutes, userRoutes, tweetRoutes, timelineRoutes, notificationRoutes, analyticsRoutes]) {
+  const resources = [healthRoutes, userRoutes, tweetRoutes, timelineRoutes, notificationRoutes, notificationStreamRoutes, analyticsRoutes, openApiRoutes];
+  for (const routes of resources) {
     router.use(routes(api).routes());
   }
   app.use(router.routes());

@@ -3,6 +3,7 @@ import type { Knex } from 'knex';
 import type { Config } from '../config';
 import type { GroupCommit } from '../db/groupCommit';
 import type { Logger } from '../log';
+import type { NotificationHub } from './notificationHub';
 
 /**
  * What the app is given and what each request carries down the middleware
@@ -28,6 +29,10 @@ export interface AppDeps {
   outboxBacklog(): number;
   /** Broker/consumer checks from the process wiring; the app adds its own database check. */
   readiness(): Promise<ReadinessCheck[]>;
+  /** Open notification streams, fed by the broker's live subscription (server.ts); without one, streams serve the store only. */
+  liveNotifications?: NotificationHub;
+  /** How often an idle notification stream sends a heartbeat comment (default 15 s). */
+  streamHeartbeatMs?: number;
   /** For tests. */
   now?: () => Date;
 }
@@ -50,4 +55,4 @@ export type ApiContext = RouterContext<ApiState>;
 export type ApiMiddleware = RouterMiddleware<ApiState>;
 
 /** AppDeps with the clock settled and writes grouped, as routes and middleware receive them. */
-export type ApiDeps = AppDeps & { now(): Date; writes: GroupCommit };
+export type ApiDeps = AppDeps & { now(): Date; writes: GroupCommit; liveNotifications: NotificationHub };

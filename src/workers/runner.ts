@@ -2,6 +2,7 @@ import type { Config } from '../config';
 import { serviceAmqpUrl, vhostOf } from '../config';
 import { connectBroker } from '../broker/connection';
 import { QueueConsumer } from '../broker/consumer';
+import { LiveNotificationPublisher } from '../broker/live';
 import { ConfirmPublisher } from '../broker/publisher';
 import { delaySteps, loadDefinitions, queuesNeededBy, retargetDefinitions } from '../broker/topology';
 import { awaitTopology } from '../broker/topologyGate';
@@ -10,6 +11,7 @@ import { openDatabase } from '../db/knex';
 import { createLogger } from '../log';
 import { exitWithLine, onShutdown } from '../shutdown';
 import { serveWorkerHealth } from './health';
+import { notificationsWorkerWith } from './notifications';
 import { workers, type WorkerName } from './registry';
 
 const PRUNE_EVERY_MS = 60 * 60 * 1000;
@@ -37,11 +39,13 @@ export async function runWorker(config: Config, name: WorkerName): Promise<void>
   const consumeConnection = connectBroker({ ...common, role: 'consume' });
   const publishConnection = connectBroker({ ...common, role: 'publish' });
   const publisher = new ConfirmPublisher(publishConnection, log, config.relay.publishTimeoutMs);
+  // Committed notifications also go to the API processes' live streams (best effort).
+  const live = name === 'notifications' ? new LiveNotificationPublisher(publishConnection, log) : undefined;
   const consumer = new QueueConsumer({
     connection: consumeConnection,
     publisher,
     db,
-    worker,
+    worker: live ? notificationsWorkerWith(live) : worker,
     prefetch: config.worker.prefetch,
     handlerTimeoutMs: config.worker.handlerTimeoutMs,
     maxAttempts: config.retry.attempts[worker.queue] ?? 5,
@@ -63,6 +67,7 @@ export async function runWorker(config: Config, name: WorkerName): Promise<void>
     log.info({ counts: consumer.counts }, 'worker stopped');
     await health?.close();
     await publisher.close();
+    await live?.close();
     await Promise.all([consumeConnection.close(), publishConnection.close()]);
     await db.destroy();
   });
