@@ -27,6 +27,12 @@ export function createApp(deps: AppDeps): Koa<ApiState> {
     liveNotifications: deps.liveNotifications ?? new NotificationHub(),
   };
   const app = new Koa<ApiState>();
+  // What fails after the response started (mapErrors cannot answer it any more) is logged here, not
+  // printed by Koa; a client that leaves a stream is the normal end of one, not an error.
+  app.on('error', (err: Error & { code?: string }, ctx?: { state?: ApiState }) => {
+    if (err.code === 'ERR_STREAM_PREMATURE_CLOSE') return;
+    deps.log.warn({ requestId: ctx?.state?.requestId, err: err.message }, 'response failed after it started');
+  });
   app.use(requestId());
   app.use(accessLog(deps.log));
   app.use(mapErrors(deps.log));

@@ -95,6 +95,11 @@ export class LiveNotificationSubscriber {
     });
   }
 
+  /** Why the last subscription attempt failed ('' when it did not). */
+  failure(): string {
+    return this.channel.failure();
+  }
+
   /** Whether this process receives live notifications right now. */
   subscribed(): boolean {
     return this.channel.current() !== undefined && this.queue !== undefined;
