@@ -144,8 +144,8 @@ export async function runApi(config: Config): Promise<http.Server> {
     notificationHub.close();
     // Stop taking requests and let those in flight finish, then relay what is committed.
     await closeGracefully(server, 10_000);
-    await live.close();
-    await liveConnection.close();
+    // Best effort like everything live: a broker that does not answer the close does not hold the shutdown.
+    await Promise.race([live.close().then(() => liveConnection.close()), new Promise((r) => setTimeout(r, 2000).unref())]);
     await relay.stop();
     await publisher.close();
     await connection.close();

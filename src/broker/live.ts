@@ -1,6 +1,6 @@
 import type { Channel, ConsumeMessage } from 'amqplib';
 import { LIVE_NOTIFICATION_TYPE, liveNotificationSchema, type LiveNotification } from '../domain/liveNotification';
-import { APP_ID } from '../domain/messages';
+import { APP_ID, SCHEMA_VERSION } from '../domain/messages';
 import type { Logger } from '../log';
 import { ManagedChannel } from './channel';
 import type { BrokerConnection } from './connection';
@@ -36,6 +36,7 @@ export class LiveNotificationPublisher {
         type: LIVE_NOTIFICATION_TYPE,
         appId: APP_ID,
         timestamp: Date.now(),
+        headers: { 'x-schema-version': SCHEMA_VERSION },
         persistent: false,
       });
       // false: the socket buffer is full; the frame is queued all the same, and nothing waits on it.

@@ -101,7 +101,7 @@ describe(`Live notifications over SSE across API processes (${TEST_DB})`, functi
     const client = await stream();
     const started = Date.now();
     const code = await second.proc.stop(20_000);
-    expect(code).to.equal(0);
+    expect(code, second.proc.tail(40)).to.equal(0);
     expect(Date.now() - started, 'shutdown does not wait on open streams').to.be.below(5000);
     await client.ended;
   });
