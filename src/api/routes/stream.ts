@@ -4,6 +4,7 @@ import { UnavailableError } from '../../domain/errors';
 import { newId } from '../../domain/ids';
 import type { LiveNotification } from '../../domain/liveNotification';
 import { listNotificationsAfter } from '../../db/repositories/readModels';
+import { findToken } from '../../db/repositories/tokens';
 import type { ApiDeps, ApiState } from '../context';
 import { requireAuth, requireSelf } from '../middleware/auth';
 import { requireUuidParams } from '../middleware/pathIds';
@@ -55,6 +56,10 @@ export function notificationStreamRoutes(deps: ApiDeps): Router<ApiState> {
     const write = (chunk: string) => {
       if (!body.writableEnded) body.write(chunk);
     };
+    // Several things may end a stream (shutdown, a revoked token, a failed read); the first one does.
+    const end = (chunk?: string) => {
+      if (!body.writableEnded) body.end(chunk);
+    };
     const stream = new NotificationStream({
       lastEventId: headers['last-event-id'] ?? query.lastEventId,
       connectedAt: newId(),
@@ -63,14 +68,29 @@ export function notificationStreamRoutes(deps: ApiDeps): Router<ApiState> {
     });
     const failed = (err: unknown) => {
       deps.log.warn({ requestId: ctx.state.requestId, err: (err as Error).message }, 'notification stream ended: reading the store failed');
-      body.end();
+      end();
     };
     const unsubscribe = hub.subscribe(userId, {
       notify: (n) => stream.live(asItem(n)),
       resync: () => void stream.resync().catch(failed),
-      close: () => body.end(),
+      close: () => end(),
     });
-    const heartbeat = setInterval(() => write(formatComment('heartbeat')), heartbeatMs);
+    // A stream outlives the check made when it opened: a token revoked or expired since then ends it
+    // (the client's reconnect then gets its 401).
+    const tokenHash = ctx.state.auth!.tokenHash;
+    const stillAuthorised = async () => {
+      const token = await findToken(deps.db, tokenHash);
+      return token !== undefined && token.revokedAt === null && token.expiresAt > deps.now().getTime();
+    };
+    const heartbeat = setInterval(() => {
+      write(formatComment('heartbeat'));
+      stillAuthorised().then(
+        (ok) => {
+          if (!ok) end(formatComment('token revoked or expired'));
+        },
+        () => undefined, // the database is busy: the next heartbeat asks again
+      );
+    }, heartbeatMs);
     // Koa destroys the body when the response closes (client gone, or ended here).
     body.once('close', () => {
       clearInterval(heartbeat);

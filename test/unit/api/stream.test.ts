@@ -87,6 +87,15 @@ describe('api: GET /users/:id/notifications/stream', () => {
     await client.waitUntil('two heartbeats', (c) => c.comments.filter((x) => x === 'heartbeat').length >= 2, 2000);
   });
 
+  it('ends the stream when its token is revoked', async () => {
+    const client = await open(ada.id, ada.token);
+    await client.waitUntil('connected', (c) => c.comments.includes('connected'));
+    expect((await api.request('DELETE', `/users/${ada.id}/tokens/current`, { token: ada.token })).status).to.equal(204);
+    await client.ended;
+    expect(client.comments).to.include('token revoked or expired');
+    expect((await api.request('GET', `/users/${ada.id}/notifications/stream`, { token: ada.token })).status).to.equal(401);
+  });
+
   it('refuses other users, missing tokens and a Last-Event-ID that is not an id', async () => {
     const bob = await createUser(api);
     expect((await api.request('GET', `/users/${ada.id}/notifications/stream`)).status).to.equal(401);
