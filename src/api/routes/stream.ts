@@ -15,6 +15,11 @@ import { parseRequest, streamHeaders, streamQuery } from '../validation';
 const DEFAULT_HEARTBEAT_MS = 15_000;
 /** A client reconnects after this long (EventSource's `retry`), sending Last-Event-ID. */
 const RECONNECT_AFTER_MS = 2_000;
+/**
+ * A client that stops reading would make its stream buffer without bound;
+ * past this it is cut instead, and its reconnect resumes from the store.
+ */
+const MAX_UNREAD_BYTES = 1024 * 1024;
 
 /** The stream event carries the list item shape, without the user id the client already knows. */
 function asItem({ id, kind, text, data, createdAt }: LiveNotification) {
@@ -54,11 +59,17 @@ export function notificationStreamRoutes(deps: ApiDeps): Router<ApiState> {
     ctx.set('X-Accel-Buffering', 'no');
 
     const write = (chunk: string) => {
-      if (!body.writableEnded) body.write(chunk);
+      if (body.writableEnded || body.destroyed) return;
+      if (body.writableLength > MAX_UNREAD_BYTES) {
+        deps.log.warn({ requestId: ctx.state.requestId, userId }, 'notification stream cut: the client is not reading');
+        body.destroy();
+        return;
+      }
+      body.write(chunk);
     };
     // Several things may end a stream (shutdown, a revoked token, a failed read); the first one does.
     const end = (chunk?: string) => {
-      if (!body.writableEnded) body.end(chunk);
+      if (!body.writableEnded && !body.destroyed) body.end(chunk);
     };
     const stream = new NotificationStream({
       lastEventId: headers['last-event-id'] ?? query.lastEventId,

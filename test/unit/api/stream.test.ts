@@ -1,3 +1,4 @@
+import net from 'node:net';
 import { expect } from 'chai';
 import type { Knex } from 'knex';
 import { openDatabase } from '../../../src/db/knex';
@@ -115,6 +116,23 @@ describe('api: GET /users/:id/notifications/stream', () => {
     const deadline = Date.now() + 2000;
     while (api.hub.size() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     expect(api.hub.size()).to.equal(0);
+  });
+
+  it('cuts a client that stops reading instead of buffering for it without bound', async () => {
+    const { port } = new URL(api.url);
+    const socket = net.connect(Number(port), '127.0.0.1');
+    socket.write(`GET /users/${ada.id}/notifications/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${ada.token}\r\n\r\n`);
+    socket.pause(); // reads nothing from here on
+    const deadline = Date.now() + 2000;
+    while (api.hub.size() === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(api.hub.size()).to.equal(1);
+    const big = 'x'.repeat(64 * 1024);
+    for (let i = 0; i < 400 && api.hub.size() > 0; i++) {
+      api.hub.publish({ id: newId(), userId: ada.id, kind: 'new_follower', text: big, data: null, createdAt: new Date().toISOString() });
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(api.hub.size(), 'the stream was cut').to.equal(0);
+    socket.destroy();
   });
 
   it('ends every stream when the API shuts down, and refuses new ones with 503', async () => {
