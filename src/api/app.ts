@@ -8,10 +8,13 @@ import { mapErrors } from './middleware/errors';
 import { httpMetrics } from './middleware/httpMetrics';
 import { jsonBody } from './middleware/jsonBody';
 import { requestId } from './middleware/requestId';
+import { NotificationHub } from './notificationHub';
 import { analyticsRoutes } from './routes/analytics';
 import { healthRoutes } from './routes/health';
 import { metricsRoutes } from './routes/metrics';
 import { notificationRoutes } from './routes/notifications';
+import { openApiRoutes } from './routes/openapi';
+import { notificationStreamRoutes } from './routes/stream';
 import { timelineRoutes } from './routes/timeline';
 import { tweetRoutes } from './routes/tweets';
 import { userRoutes } from './routes/users';
@@ -20,13 +23,26 @@ export type { AppDeps, ReadinessCheck } from './context';
 
 /** Builds the HTTP API from middleware and routers; nothing else happens here. */
 export function createApp(deps: AppDeps): Koa<ApiState> {
-  const api: ApiDeps = { ...deps, now: deps.now ?? (() => new Date()), writes: new GroupCommit(deps.writeDb ?? deps.db), metrics: deps.metrics ?? defaultMetrics() };
+  const api: ApiDeps = {
+    ...deps,
+    now: deps.now ?? (() => new Date()),
+    writes: new GroupCommit(deps.writeDb ?? deps.db),
+    metrics: deps.metrics ?? defaultMetrics(),
+    liveNotifications: deps.liveNotifications ?? new NotificationHub(),
+  };
   const router = new Router<ApiState>();
-  for (const routes of [healthRoutes, metricsRoutes, userRoutes, tweetRoutes, timelineRoutes, notificationRoutes, analyticsRoutes]) {
+  const resources = [healthRoutes, metricsRoutes, userRoutes, tweetRoutes, timelineRoutes, notificationRoutes, notificationStreamRoutes, analyticsRoutes, openApiRoutes];
+  for (const routes of resources) {
     router.use(routes(api).routes());
   }
 
   const app = new Koa<ApiState>();
+  // What fails after the response started (mapErrors cannot answer it any more) is logged here, not
+  // printed by Koa; a client that leaves a stream is the normal end of one, not an error.
+  app.on('error', (err: Error & { code?: string }, ctx?: { state?: ApiState }) => {
+    if (err.code === 'ERR_STREAM_PREMATURE_CLOSE') return;
+    deps.log.warn({ requestId: ctx?.state?.requestId, err: err.message }, 'response failed after it started');
+  });
   app.use(requestId());
   app.use(httpMetrics(api.metrics.http, router));
   app.use(accessLog(deps.log));

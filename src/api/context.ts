@@ -5,6 +5,7 @@ import type { GroupCommit } from '../db/groupCommit';
 import type { Logger } from '../log';
 import type { HttpMetrics } from '../observability/metrics';
 import type { Registry } from 'prom-client';
+import type { NotificationHub } from './notificationHub';
 
 /**
  * What the app is given and what each request carries down the middleware
@@ -32,6 +33,10 @@ export interface AppDeps {
   readiness(): Promise<ReadinessCheck[]>;
   /** This process's metrics registry, served at /metrics; a fresh one when absent (tests). */
   metrics?: ApiMetrics;
+  /** Open notification streams, fed by the broker's live subscription (server.ts); without one, streams serve the store only. */
+  liveNotifications?: NotificationHub;
+  /** How often an idle notification stream sends a heartbeat comment (default 15 s). */
+  streamHeartbeatMs?: number;
   /** For tests. */
   now?: () => Date;
 }
@@ -59,4 +64,4 @@ export type ApiContext = RouterContext<ApiState>;
 export type ApiMiddleware = RouterMiddleware<ApiState>;
 
 /** AppDeps with the clock settled and writes grouped, as routes and middleware receive them. */
-export type ApiDeps = AppDeps & { now(): Date; writes: GroupCommit; metrics: ApiMetrics };
+export type ApiDeps = AppDeps & { now(): Date; writes: GroupCommit; metrics: ApiMetrics; liveNotifications: NotificationHub };

@@ -2,6 +2,7 @@ import http from 'node:http';
 import type { Config } from '../config';
 import { serviceAmqpUrl, vhostOf } from '../config';
 import { connectBroker } from '../broker/connection';
+import { LiveNotificationSubscriber } from '../broker/live';
 import { ConfirmPublisher } from '../broker/publisher';
 import { probeQueues, type QueueProbe } from '../broker/queueProbe';
 import { OutboxRelay } from '../broker/relay';
@@ -13,6 +14,7 @@ import { createRegistry, HttpMetrics, PublishMetrics, QueueMetrics, RelayMetrics
 import { exitWithLine, onShutdown } from '../shutdown';
 import { createApp, type ReadinessCheck } from './app';
 import { answerUnparsableRequest } from './middleware/errors';
+import { NotificationHub } from './notificationHub';
 
 const CONSUMER_CHECK_TTL_MS = 2000;
 
@@ -53,6 +55,23 @@ export async function runApi(config: Config): Promise<http.Server> {
   const registry = createRegistry('api', { processMetrics: true });
   const relayMetrics = new RelayMetrics(registry);
   const publisher = new ConfirmPublisher(connection, log, config.relay.publishTimeoutMs, new PublishMetrics(registry).settled);
+  // Live notifications for this process's open streams, on a connection of their own (never the publishing one).
+  const liveConnection = connectBroker({
+    url: serviceAmqpUrl(config, 'api'),
+    service: 'api',
+    role: 'consume',
+    heartbeatSeconds: config.amqp.heartbeatSeconds,
+    reconnectSeconds: config.amqp.reconnectSeconds,
+    log,
+  });
+  const notificationHub = new NotificationHub();
+  const live = new LiveNotificationSubscriber({
+    connection: liveConnection,
+    log,
+    onNotification: (n) => notificationHub.publish(n),
+    // Whatever was published while this process had no queue is only in the store.
+    onSubscribed: () => notificationHub.resync(),
+  });
   const relay = new OutboxRelay({
     db: writeDb,
     publisher,
@@ -99,6 +118,7 @@ export async function runApi(config: Config): Promise<http.Server> {
     writeDb,
     log,
     metrics: { registry, http: new HttpMetrics(registry) },
+    liveNotifications: notificationHub,
     onEventsWritten: () => relay.wake(),
     outboxBacklog: () => relay.pending(),
     readiness: async () => {
@@ -112,7 +132,10 @@ export async function runApi(config: Config): Promise<http.Server> {
         ok: backlog <= config.outbox.maxBacklog && relay.status().ok,
         detail: backlog > config.outbox.maxBacklog ? `backlog ${backlog} over outbox.maxBacklog ${config.outbox.maxBacklog}` : relay.status().detail,
       };
-      return [broker, topologyCheck, outbox, ...(await consumerChecks())];
+      const liveCheck: ReadinessCheck = live.subscribed()
+        ? { name: 'live-notifications', ok: true, detail: `${notificationHub.size()} open stream(s)` }
+        : { name: 'live-notifications', ok: false, detail: live.failure() || 'not subscribed to notifications.live' };
+      return [broker, topologyCheck, outbox, liveCheck, ...(await consumerChecks())];
     },
   });
 
@@ -128,8 +151,12 @@ export async function runApi(config: Config): Promise<http.Server> {
 
   onShutdown(log, 30_000, async () => {
     shutdownSignal.stopped = true;
+    // Open streams never finish by themselves: end them, so their connections close like any other.
+    notificationHub.close();
     // Stop taking requests and let those in flight finish, then relay what is committed.
     await closeGracefully(server, 10_000);
+    // Best effort like everything live: a broker that does not answer the close does not hold the shutdown.
+    await Promise.race([live.close().then(() => liveConnection.close()), new Promise((r) => setTimeout(r, 2000).unref())]);
     await relay.stop();
     await publisher.close();
     await connection.close();

@@ -7,7 +7,10 @@ import { HANDLE_PATTERN, unstorableTextReason } from '../domain/text';
  * One zod schema per request body and query. Bodies are strict: a field the
  * API does not know is a client mistake worth a 400, not something to drop.
  */
-const handle = z.string().regex(HANDLE_PATTERN, 'must be 3-30 characters of A-Z, a-z, 0-9 and _');
+const handle = z
+  .string()
+  .regex(HANDLE_PATTERN, 'must be 3-30 characters of A-Z, a-z, 0-9 and _')
+  .meta({ description: '3-30 characters of A-Z, a-z, 0-9 and _, unique regardless of case' });
 // Free text that the database stores exactly as sent (no NUL, no lone surrogate).
 const storableText = z.string().superRefine((s, ctx) => {
   const reason = unstorableTextReason(s);
@@ -16,8 +19,12 @@ const storableText = z.string().superRefine((s, ctx) => {
 // Counted in UTF-16 units, never fewer than the database's characters, so the column always fits.
 const displayName = storableText
   .transform((s) => s.normalize('NFC'))
-  .pipe(z.string().min(1, 'must not be empty').max(100, 'must be at most 100 characters').refine((s) => s.trim() !== '', 'must not be blank'));
-const bio = storableText.transform((s) => s.normalize('NFC')).pipe(z.string().max(500, 'must be at most 500 characters'));
+  .pipe(z.string().min(1, 'must not be empty').max(100, 'must be at most 100 characters').refine((s) => s.trim() !== '', 'must not be blank'))
+  .meta({ description: '1-100 characters (UTF-16 units, after NFC), not blank' });
+const bio = storableText
+  .transform((s) => s.normalize('NFC'))
+  .pipe(z.string().max(500, 'must be at most 500 characters'))
+  .meta({ description: 'at most 500 characters (UTF-16 units, after NFC)' });
 
 export const createUserBody = z.strictObject({ handle, displayName, bio: bio.optional() });
 export type CreateUserBody = z.infer<typeof createUserBody>;
@@ -28,20 +35,39 @@ export const patchUserBody = z
 export type PatchUserBody = z.infer<typeof patchUserBody>;
 
 /** Length and normalisation are checked by checkTweetText (graphemes, bytes), not here. */
-export const createTweetBody = z.strictObject({ text: z.string() });
+export const createTweetBody = z.strictObject({
+  text: z.string().meta({ description: '1-280 characters counted as grapheme clusters (after NFC), at most 8,192 UTF-8 bytes' }),
+});
 export type CreateTweetBody = z.infer<typeof createTweetBody>;
 
 const limit = z
   .string()
   .regex(/^[0-9]{1,3}$/, 'must be an integer from 1 to 100')
   .transform(Number)
-  .pipe(z.number().int().min(1, 'must be an integer from 1 to 100').max(100, 'must be an integer from 1 to 100'));
+  .pipe(z.number().int().min(1, 'must be an integer from 1 to 100').max(100, 'must be an integer from 1 to 100'))
+  .meta({ description: 'an integer from 1 to 100 (default 20)' });
 
-export const listQuery = z.strictObject({ limit: limit.default(20), before: z.string().optional() });
+export const listQuery = z.strictObject({
+  limit: limit.default(20),
+  before: z.string().optional().meta({ description: 'the nextCursor of the previous page' }),
+});
 export type ListQuery = z.infer<typeof listQuery>;
 
 /** Top-N lists are not paged: only `limit`. */
 export const topQuery = z.strictObject({ limit: limit.default(20) });
+
+const notificationId = z
+  .string()
+  .refine(isUuid, 'must be a notification id')
+  .meta({ description: 'the id of the last notification received: the stream first sends the stored ones after it' });
+
+/**
+ * Where a notification stream resumes: the `Last-Event-ID` header a
+ * reconnecting EventSource sends, or the `lastEventId` query parameter for
+ * a first connection (an EventSource cannot set headers).
+ */
+export const streamQuery = z.strictObject({ lastEventId: notificationId.optional() });
+export const streamHeaders = z.object({ 'last-event-id': notificationId.optional() });
 
 function issuesToDetails(issues: z.core.$ZodIssue[]): FieldIssue[] {
   return issues.flatMap((issue): FieldIssue[] => {

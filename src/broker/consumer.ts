@@ -183,11 +183,12 @@ export class QueueConsumer {
   private async applyOnce(message: WarrenMessage, log: Logger): Promise<boolean> {
     const { db, worker, handlerTimeoutMs } = this.opts;
     const trx = await db.transaction();
+    const afterCommit: (() => void | Promise<void>)[] = [];
     let timer: NodeJS.Timeout | undefined;
     try {
       const work = (async () => {
         if (!(await claimInboxRecord(trx, worker.name, message.messageId))) return false;
-        await worker.handle(message as never, trx, { log, now: this.now });
+        await worker.handle(message as never, trx, { log, now: this.now, afterCommit: (fn) => afterCommit.push(fn) });
         return true;
       })();
       work.catch(() => undefined); // an abandoned handler's late failure is expected
@@ -196,6 +197,9 @@ export class QueueConsumer {
       });
       const applied = await Promise.race([work, timeout]);
       await trx.commit();
+      for (const fn of afterCommit) {
+        void Promise.resolve().then(fn).catch((err) => log.warn({ messageId: message.messageId, err: errorText(err) }, 'after-commit callback failed'));
+      }
       return applied;
     } catch (err) {
       // An abandoned handler may still be inside a statement; the database's

@@ -5,6 +5,13 @@ import type { Logger } from '../log';
 export interface HandlerContext {
   log: Logger;
   now(): Date;
+  /**
+   * Runs `fn` once the transaction holding this message has committed (never
+   * if it rolls back or the message was a duplicate). Best effort: the ack
+   * does not wait for it and its failure is only logged, so it suits
+   * side effects that may be lost, such as live notifications.
+   */
+  afterCommit(fn: () => void | Promise<void>): void;
 }
 
 /**

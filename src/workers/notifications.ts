@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import type { MessageBody, WarrenMessage } from '../domain/messages';
 import { newId } from '../domain/ids';
+import type { LiveNotification } from '../domain/liveNotification';
 import type { HandlerContext, WorkerDefinition } from '../broker/handler';
 
 type Change = { from: unknown; to: unknown };
@@ -11,26 +12,37 @@ const SUMMARISED_FIELDS = new Set(['bio']);
 /** Longer values are summarised too, so a notification stays one line. */
 const QUOTE_MAX_CHARS = 40;
 
+/** Where a committed notification goes for the users connected right now (src/broker/live.ts). */
+export interface LiveNotificationSink {
+  publish(notification: LiveNotification): void;
+}
+
 /**
  * Tells users about events that concern them. user.created is deliberately
  * not handled: nobody needs telling that they exist (the consumer acks it
- * and counts it as ignored).
+ * and counts it as ignored). With a `live` sink, each notification is also
+ * sent to connected clients once it is committed (never before: a client
+ * must not see what a rollback takes back).
  */
 export async function notificationsHandler(
   message: WarrenMessage<'user.updated' | 'user.followed'>,
   tx: Knex.Transaction,
   ctx: HandlerContext,
+  live?: LiveNotificationSink,
 ): Promise<void> {
-  const notify = (userId: string, kind: NotificationKind, text: string, data: object) =>
-    tx('notifications').insert({
-      id: newId(),
+  const notify = async (userId: string, kind: NotificationKind, text: string, data: object) => {
+    const notification: LiveNotification = { id: newId(), userId, kind, text, data, createdAt: ctx.now().toISOString() };
+    await tx('notifications').insert({
+      id: notification.id,
       user_id: userId,
       kind,
       text,
       data: JSON.stringify(data),
       message_id: message.messageId,
-      created_at: ctx.now().toISOString(),
+      created_at: notification.createdAt,
     });
+    if (live) ctx.afterCommit(() => live.publish(notification));
+  };
 
   if (message.type === 'user.updated') {
     const changes = realChanges(message.body);
@@ -66,10 +78,15 @@ function isQuotable(value: unknown): value is string {
   return typeof value === 'string' && value.length <= QUOTE_MAX_CHARS;
 }
 
-export const notificationsWorker: WorkerDefinition<'user.updated' | 'user.followed'> = {
-  name: 'notifications',
-  queue: 'notifications.user-events',
-  bindings: [{ exchange: 'user.events', routingKey: '' }],
-  handles: ['user.updated', 'user.followed'],
-  handle: notificationsHandler,
-};
+/** The notifications worker, sending what it commits to `live` when given one. */
+export function notificationsWorkerWith(live: LiveNotificationSink | undefined): WorkerDefinition<'user.updated' | 'user.followed'> {
+  return {
+    name: 'notifications',
+    queue: 'notifications.user-events',
+    bindings: [{ exchange: 'user.events', routingKey: '' }],
+    handles: ['user.updated', 'user.followed'],
+    handle: (message, tx, ctx) => notificationsHandler(message, tx, ctx, live),
+  };
+}
+
+export const notificationsWorker = notificationsWorkerWith(undefined);

@@ -2,6 +2,7 @@ import type { Config } from '../config';
 import { serviceAmqpUrl, vhostOf } from '../config';
 import { connectBroker } from '../broker/connection';
 import { QueueConsumer } from '../broker/consumer';
+import { LiveNotificationPublisher } from '../broker/live';
 import { ConfirmPublisher } from '../broker/publisher';
 import { delaySteps, loadDefinitions, queuesNeededBy, retargetDefinitions } from '../broker/topology';
 import { awaitTopology } from '../broker/topologyGate';
@@ -11,6 +12,7 @@ import { createLogger } from '../log';
 import { ConsumerMetrics, createRegistry, PublishMetrics } from '../observability/metrics';
 import { exitWithLine, onShutdown } from '../shutdown';
 import { serveWorkerHealth } from './health';
+import { notificationsWorkerWith } from './notifications';
 import { workers, type WorkerName } from './registry';
 
 const PRUNE_EVERY_MS = 60 * 60 * 1000;
@@ -40,11 +42,13 @@ export async function runWorker(config: Config, name: WorkerName): Promise<void>
   const registry = createRegistry(`worker-${name}`, { processMetrics: true });
   const consumerMetrics = new ConsumerMetrics(registry);
   const publisher = new ConfirmPublisher(publishConnection, log, config.relay.publishTimeoutMs, new PublishMetrics(registry).settled);
+  // Committed notifications also go to the API processes' live streams (best effort).
+  const live = name === 'notifications' ? new LiveNotificationPublisher(publishConnection, log) : undefined;
   const consumer = new QueueConsumer({
     connection: consumeConnection,
     publisher,
     db,
-    worker: consumerMetrics.timed(worker),
+    worker: consumerMetrics.timed(live ? notificationsWorkerWith(live) : worker),
     prefetch: config.worker.prefetch,
     handlerTimeoutMs: config.worker.handlerTimeoutMs,
     maxAttempts: config.retry.attempts[worker.queue] ?? 5,
@@ -68,6 +72,7 @@ export async function runWorker(config: Config, name: WorkerName): Promise<void>
     log.info({ counts: consumer.counts }, 'worker stopped');
     await health?.close();
     await publisher.close();
+    await live?.close();
     await Promise.all([consumeConnection.close(), publishConnection.close()]);
     await db.destroy();
   });

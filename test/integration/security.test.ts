@@ -5,6 +5,7 @@ import { ManagementClient } from '../../src/broker/management';
 import { applyTopology, loadDefinitions, renameUsers, retargetDefinitions } from '../../src/broker/topology';
 import { loadConfig } from '../../src/config';
 import { createLogger } from '../../src/log';
+import { SseClient } from '../support/sse';
 import { AMQP_BASE, MANAGEMENT_URL, TestSystem, TEST_DB, waitFor } from '../support/system';
 
 /**
@@ -93,6 +94,16 @@ describe(`broker permissions of the service users (${TEST_DB})`, function () {
     }, 10_000).catch(async () => sys.request('GET', '/readyz'));
     expect(ready.status, JSON.stringify(ready.json)).to.equal(200);
     expect(new Set(connections.map((c) => c.user))).to.deep.equal(new Set([userOf('api'), userOf('analytics'), userOf('notifications')]));
+    // The live path too: the worker publishes to notifications.live, the API consumes its own server-named queue.
+    const stream = await SseClient.open(`${sys.baseUrl}/users/${ada.id}/notifications/stream`, { authorization: `Bearer ${ada.token}` });
+    try {
+      await stream.waitUntil('the stream to open', (c) => c.comments.includes('connected'));
+      expect((await sys.request('PATCH', `/users/${ada.id}`, { token: ada.token, body: { displayName: 'Least Privilege' } })).status).to.equal(200);
+      await stream.waitUntil('the live notification', (c) => c.events.length >= 1, 5000);
+      expect(stream.notifications()[0].text).to.include('Least Privilege');
+    } finally {
+      await stream.close();
+    }
   });
 
   it("a worker's credentials can neither read nor publish into another service's queue, nor delete anything", async () => {

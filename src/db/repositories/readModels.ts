@@ -111,3 +111,13 @@ export async function listNotifications(db: Knex, userId: string, page: { limit:
   const rows = (await query) as NotificationRow[];
   return rows.map((r) => ({ id: r.id, kind: r.kind, text: r.text, data: parseData(r.data), createdAt: r.created_at }));
 }
+
+/** Oldest first, strictly after `afterId` (UUIDv7, so id order is creation order): what a resuming stream missed. */
+export async function listNotificationsAfter(db: Knex, userId: string, afterId: string, limit: number): Promise<Notification[]> {
+  const rows = (await db.withSchema(NOTIFICATIONS).from('notifications').select('id', 'kind', 'text', 'data', 'created_at')
+    .where('user_id', userId)
+    .andWhere('id', '>', afterId)
+    .orderBy('id', 'asc')
+    .limit(limit)) as NotificationRow[];
+  return rows.map((r) => ({ id: r.id, kind: r.kind, text: r.text, data: parseData(r.data), createdAt: r.created_at }));
+}

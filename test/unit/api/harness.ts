@@ -9,6 +9,7 @@ import { loadConfig, type Config } from '../../../src/config';
 import { openDatabase } from '../../../src/db/knex';
 import { migrateService } from '../../../src/db/migrate';
 import { createLogger } from '../../../src/log';
+import { NotificationHub } from '../../../src/api/notificationHub';
 
 /**
  * The API in-process on port 0 over a fresh, migrated SQLite directory
@@ -19,6 +20,8 @@ export interface ApiHarness {
   db: Knex;
   config: Config;
   deps: AppDeps;
+  /** Open notification streams; a test publishes live notifications into it as the broker subscription would. */
+  hub: NotificationHub;
   /** Counts onEventsWritten calls. */
   wakeups: number;
   backlog: number;
@@ -62,6 +65,7 @@ export async function startApi(overrides: Partial<Config> = {}): Promise<ApiHarn
     backlog: 0,
     checks: [] as ReadinessCheck[] | Error,
     clock: null as Date | null,
+    hub: new NotificationHub(),
   } as ApiHarness;
   const deps: AppDeps = {
     config,
@@ -76,6 +80,8 @@ export async function startApi(overrides: Partial<Config> = {}): Promise<ApiHarn
       return harness.checks;
     },
     now: () => harness.clock ?? new Date(),
+    liveNotifications: harness.hub,
+    streamHeartbeatMs: 200,
   };
   harness.deps = deps;
   const server: Server = createApp(deps).listen(0, '127.0.0.1');

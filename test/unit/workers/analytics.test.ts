@@ -16,7 +16,7 @@ import type { HandlerContext } from '../../../src/broker/handler';
 
 const ALICE = newId();
 const BOB = newId();
-const ctx: HandlerContext = { log: pino({ level: 'silent' }), now: () => new Date('2026-11-25T12:00:00.000Z') };
+const ctx: HandlerContext = { log: pino({ level: 'silent' }), now: () => new Date('2026-11-25T12:00:00.000Z'), afterCommit: () => undefined };
 
 function tweetCreated(body: Partial<MessageBody<'tweet.created'>>): WarrenMessage<'tweet.created'> {
   return {

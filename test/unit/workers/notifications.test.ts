@@ -9,13 +9,14 @@ import { openDatabase } from '../../../src/db/knex';
 import { migrateService } from '../../../src/db/migrate';
 import { isUuidV7, newId } from '../../../src/domain/ids';
 import type { WarrenMessage } from '../../../src/domain/messages';
-import { notificationsWorker } from '../../../src/workers/notifications';
+import type { LiveNotification } from '../../../src/domain/liveNotification';
+import { notificationsWorker, notificationsWorkerWith } from '../../../src/workers/notifications';
 import type { HandlerContext } from '../../../src/broker/handler';
 
 const ALICE = newId();
 const BOB = newId();
 const NOW = '2026-11-25T12:00:00.000Z';
-const ctx: HandlerContext = { log: pino({ level: 'silent' }), now: () => new Date(NOW) };
+const ctx: HandlerContext = { log: pino({ level: 'silent' }), now: () => new Date(NOW), afterCommit: () => undefined };
 
 function userUpdated(changes: Record<string, { from: unknown; to: unknown }>): WarrenMessage<'user.updated'> {
   return { type: 'user.updated', messageId: newId(), schemaVersion: '1.0', body: { userId: ALICE, changes, updatedAt: '2026-11-25T11:59:00.000Z' } };
@@ -123,5 +124,37 @@ describe('notificationsWorker', () => {
       .catch((e: unknown) => e);
     expect(err).to.have.property('message', 'abort');
     expect(await notifications()).to.deep.equal([]);
+  });
+
+  describe('with a live sink', () => {
+    /** A transaction that runs its after-commit callbacks once committed, as the consumer does. */
+    async function handleLive(message: WarrenMessage<'user.updated' | 'user.followed'>, abort = false) {
+      const sent: LiveNotification[] = [];
+      const worker = notificationsWorkerWith({ publish: (n) => sent.push(n) });
+      const callbacks: (() => void | Promise<void>)[] = [];
+      const liveCtx: HandlerContext = { ...ctx, afterCommit: (fn) => callbacks.push(fn) };
+      const committed = await db
+        .transaction(async (tx) => {
+          await worker.handle(message, tx, liveCtx);
+          expect(sent, 'nothing is sent before the commit').to.deep.equal([]);
+          if (abort) throw new Error('abort');
+        })
+        .then(() => true, () => false);
+      if (committed) for (const fn of callbacks) await fn();
+      return sent;
+    }
+
+    it('sends the notification it stored, once committed', async () => {
+      const sent = await handleLive(userFollowed('bob'));
+      const [row] = await notifications();
+      expect(sent).to.deep.equal([
+        { id: row!.id, userId: ALICE, kind: 'new_follower', text: '@bob followed you', data: JSON.parse(row!.data), createdAt: NOW },
+      ]);
+    });
+
+    it('sends nothing when the transaction rolls back', async () => {
+      expect(await handleLive(userFollowed('bob'), true)).to.deep.equal([]);
+      expect(await notifications()).to.deep.equal([]);
+    });
   });
 });
