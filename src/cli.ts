@@ -70,18 +70,27 @@ topology
   });
 topology
   .command('check')
-  .description('check that every queue, exchange, binding and effective policy matches the definitions')
+  .description('compare the broker with the definitions: every missing or different exchange, queue, binding, policy and permission; exits 1 on any drift')
   .action(async () => {
     const config = loadConfigOrExit();
-    const { checkTopology, loadDefinitions, retargetDefinitions, allNames } = await import('./broker/topology');
+    const { findDrift, loadDefinitions, retargetDefinitions, allNames } = await import('./broker/topology');
+    const { formatDrift } = await import('./broker/drift');
     const vhost = vhostOf(config.amqp.url);
-    const defs = retargetDefinitions(loadDefinitions(config.amqp.definitionsFile), vhost);
+    const file = config.amqp.definitionsFile;
+    const defs = retargetDefinitions(loadDefinitions(file), vhost);
+    let drift;
     try {
-      await checkTopology({ managementUrl: config.amqp.managementUrl, vhost, defs, ...allNames(defs) });
+      drift = await findDrift({ managementUrl: config.amqp.managementUrl, vhost, defs, ...allNames(defs), full: true });
     } catch (err) {
-      exitWithLine(`warren topology check: ${(err as Error).message}`);
+      exitWithLine(`warren topology check: cannot compare: ${(err as Error).message}`, 2);
     }
-    console.log(`topology of vhost ${vhost} matches ${config.amqp.definitionsFile}`);
+    if (drift.length === 0) {
+      console.log(`topology of vhost ${vhost} matches ${file}`);
+      return;
+    }
+    console.log(`topology of vhost ${vhost} differs from ${file} in ${drift.length} place(s) (- missing, ~ different, + not in the definitions):`);
+    console.log(formatDrift(drift));
+    process.exitCode = 1;
   });
 
 async function applyTopologyOrExit(config: ReturnType<typeof loadConfigOrExit>): Promise<void> {

@@ -3,6 +3,7 @@ import amqp from 'amqplib';
 import { z } from 'zod';
 import { vhostOf } from '../config';
 import type { Logger } from '../log';
+import { bindingDrift, destinationKey, differs, exchangeDrift, missing, permissionDrift, policyDrift, queueFlagDrift, sortDrift, type Drift } from './drift';
 import { ManagementClient, withoutPassword, type PolicyDefinition, type PolicyValue, type QueueInfo } from './management';
 
 /**
@@ -346,46 +347,66 @@ export interface CheckTopologyOptions extends TopologyNeeds {
   defs: Definitions;
   /** How long to wait for a queue's stats after a broker restart. */
   statsWaitMs?: number;
+  /**
+   * `warren topology check`: also the users' permissions, the policies
+   * themselves, exchange and queue flags, and bindings or policies on the
+   * broker that the definitions do not have.
+   */
+  full?: boolean;
 }
 
 /** Resolves when everything listed is there as the definitions need it; else throws one line. */
 export async function checkTopology(opts: CheckTopologyOptions): Promise<void> {
+  const drift = await findDrift(opts);
+  if (drift.length > 0) throw new TopologyError(drift.map((d) => d.text), `topology check (vhost ${opts.vhost})`);
+}
+
+/**
+ * Every difference between the broker and the definitions for what is
+ * listed, missing things first. Throws a plain Error (not drift) when the
+ * broker cannot answer yet, so that a start-up gate waits instead of stopping.
+ */
+export async function findDrift(opts: CheckTopologyOptions): Promise<Drift[]> {
   const api = new ManagementClient(opts.managementUrl);
   const { vhost } = opts;
   const defs = retargetDefinitions(opts.defs, vhost);
-  const fail = (problems: string[]) => new TopologyError(problems, `topology check (vhost ${vhost})`);
-  if (opts.amqpUrl && vhostOf(opts.amqpUrl) !== vhost) throw fail([`the AMQP URL names vhost ${vhostOf(opts.amqpUrl)}, not ${vhost}`]);
-  if (!(await api.vhostExists(vhost))) throw fail([`vhost ${vhost} does not exist (run warren topology apply)`]);
+  if (opts.amqpUrl && vhostOf(opts.amqpUrl) !== vhost) return [differs(`the AMQP URL names vhost ${vhostOf(opts.amqpUrl)}, not ${vhost}`)];
+  if (!(await api.vhostExists(vhost))) return [missing(`vhost ${vhost} does not exist (run warren topology apply)`)];
 
-  // Missing things first: they are the likeliest cause and what the one line should show.
-  const missing: string[] = [];
-  const wrong: string[] = [];
+  const drift: Drift[] = [];
+  const problem = (text: string) => drift.push(differs(text));
   for (const name of opts.exchanges) {
     const info = await api.getExchange(vhost, name);
     const def = defs.exchanges.find((e) => e.name === name);
-    if (!info) missing.push(`exchange ${name} is missing`);
-    else if (def && info.type !== def.type) wrong.push(`exchange ${name} is ${info.type}, definitions say ${def.type}`);
+    if (!info) drift.push(missing(`exchange ${name} is missing`));
+    else if (def && opts.full) drift.push(...exchangeDrift(def, info));
+    else if (def && info.type !== def.type) problem(`exchange ${name} is ${info.type}, definitions say ${def.type}`);
   }
+  const present: string[] = [];
   for (const name of opts.queues) {
     const info = await readQueue(api, vhost, name, opts.statsWaitMs ?? 10_000);
     if (!info) {
-      missing.push(`queue ${name} is missing`);
+      drift.push(missing(`queue ${name} is missing`));
       continue;
     }
-    wrong.push(...shapeProblems(info, defs));
-    const bound = await api.queueBindings(vhost, name);
-    for (const b of defs.bindings.filter((b) => b.destination_type === 'queue' && b.destination === name)) {
-      if (!bound.some((x) => x.source === b.source && x.routing_key === b.routing_key && same(x.arguments ?? {}, b.arguments))) {
-        missing.push(`binding ${b.source} -> ${name} (key ${JSON.stringify(b.routing_key)}) is missing`);
-      }
-    }
+    present.push(name);
+    shapeProblems(info, defs).forEach(problem);
+    const def = defs.queues.find((q) => q.name === name);
+    if (def && opts.full) drift.push(...queueFlagDrift(def, info));
     // Missing stats say nothing about the topology; a plain Error lets a start-up gate retry.
     if (info.effective_policy_definition === undefined) throw new Error(`queue ${name}: effective policy not visible yet (no queue stats)`);
-    wrong.push(...policyProblems(name, info, defs));
+    policyProblems(name, info, defs).forEach(problem);
   }
-  if (opts.amqpUrl) wrong.push(...(await amqpProblems(opts.amqpUrl, opts)));
-  const problems = [...missing, ...wrong];
-  if (problems.length > 0) throw fail(problems);
+  // Bindings into every queue and exchange that is there; a missing one is already named.
+  const live = opts.full ? await api.listBindings(vhost) : (await Promise.all(present.map((q) => api.queueBindings(vhost, q)))).flat();
+  drift.push(...bindingDrift(defs, live, new Set([...present.map((q) => destinationKey('queue', q)), ...(opts.full ? opts.exchanges.map((e) => destinationKey('exchange', e)) : [])]), opts.full ?? false));
+  if (opts.full) {
+    drift.push(...policyDrift(defs, await api.listPolicies(vhost)));
+    for (const u of defs.users) if (!(await api.userExists(u.name))) drift.push(missing(`user ${u.name} does not exist`));
+    for (const p of defs.permissions) drift.push(...permissionDrift(p, await api.getPermissions(vhost, p.user)));
+  }
+  if (opts.amqpUrl) (await amqpProblems(opts.amqpUrl, opts)).forEach(problem);
+  return sortDrift(drift);
 }
 
 /** What the service's own credentials see: a passive declare of each name. */
