@@ -1,20 +1,25 @@
-import os from 'node:os';
 import amqp, { type Channel, type ChannelModel, type GetMessage, type MessageProperties } from 'amqplib';
 import { vhostOf } from '../config';
 import { headerString } from '../domain/messages';
 import { createLogger, type Logger } from '../log';
-import { connectBroker } from './connection';
+import { connectBroker, connectionName } from './connection';
 import { withoutPassword } from './management';
 import { ConfirmPublisher, type PublishRequest } from './publisher';
 import { isBrokerHeader, WARREN_HEADERS } from './retry';
 import { dlqOf, RETURN_EXCHANGE } from './topology';
 
 /**
- * Operator tooling behind `warren dlq list|replay|purge <queue>`. One-shot
- * commands on a plain amqplib connection: `basic.get` without ack, so that
- * whatever is not explicitly acked goes back to the DLQ when the channel
- * closes. Nothing parked is deleted except by a replay that was confirmed,
- * or by an explicit purge.
+ * Operator tooling behind `warren dlq list|replay|export|purge <queue>`.
+ * One-shot commands on a plain amqplib connection: `basic.get` without ack,
+ * so that whatever is not explicitly acked goes back to the DLQ when the
+ * channel closes. Nothing parked is deleted except by a replay that was
+ * confirmed, or by an explicit purge.
+ *
+ * A message looked at and left parked is held unacked until the command
+ * ends: a held message is not handed out again, so a scan never meets the
+ * same message twice and ends after the messages that were parked when it
+ * began. Held messages are then returned in the order they were taken; a
+ * quorum queue hands returned messages out first, so the DLQ keeps its order.
  */
 
 export type ParkKind = 'permanent' | 'exhausted' | 'crash-loop' | 'unknown';
@@ -33,10 +38,12 @@ export interface ParkedMessage {
 
 export interface ReplayResult {
   replayed: number;
-  /** Left parked because they cannot be replayed (no message_id, no known original queue). */
+  /** Left parked: not selected, or they cannot be replayed (no message_id, no known original queue). */
   skipped: number;
   /** Still in the DLQ when the replay finished. */
   remaining: number;
+  /** Stopped early (a signal): the rest was left parked, untouched. */
+  interrupted: boolean;
 }
 
 export class DlqError extends Error {
@@ -102,7 +109,7 @@ async function openDlq(url: string, queue: string, purpose: string): Promise<Ope
   const dlq = dlqOf(queue);
   let conn: ChannelModel;
   try {
-    conn = await amqp.connect(url, { clientProperties: { connection_name: `warren dlq ${purpose} ${os.hostname()} pid ${process.pid}` } });
+    conn = await amqp.connect(url, { clientProperties: { connection_name: connectionName(`dlq ${purpose}`, 'inspect') } });
   } catch (err) {
     throw new DlqError(`cannot connect to ${withoutPassword(url)}: ${(err as Error).message}`);
   }
@@ -123,21 +130,65 @@ async function closeQuietly(conn: ChannelModel): Promise<void> {
   await conn.close().catch(() => undefined);
 }
 
-/** Looks at up to `limit` parked messages; all of them stay parked, unchanged. */
+/** Gives held messages back to the DLQ in the order they were taken, so it keeps its order. */
+function returnInOrder(channel: Channel, held: GetMessage[]): void {
+  for (const msg of held) channel.nack(msg, false, true);
+  held.length = 0;
+}
+
+/** Looks at up to `limit` parked messages; all of them stay parked, unchanged and in order. */
 export async function listParked(url: string, queue: string, limit: number): Promise<ParkedMessage[]> {
-  const { conn, channel, dlq } = await openDlq(url, queue, 'list');
-  const out: ParkedMessage[] = [];
+  return (await peekParked(url, queue, limit)).map((m) => describeParked(m.properties));
+}
+
+/** Up to `limit` parked messages as they are; all of them stay parked, in order. */
+async function peekParked(url: string, queue: string, limit: number, purpose = 'list'): Promise<GetMessage[]> {
+  const { conn, channel, dlq, parked } = await openDlq(url, queue, purpose);
+  const held: GetMessage[] = [];
+  const out: GetMessage[] = [];
   try {
-    while (out.length < limit) {
+    while (out.length < Math.min(limit, parked)) {
       const msg = await channel.get(dlq, { noAck: false });
       if (!msg) break;
-      out.push(describeParked(msg.properties));
+      held.push(msg);
+      out.push(msg);
     }
+    returnInOrder(channel, held);
+    await channel.close();
   } finally {
-    // Never acked: closing returns every message we looked at to the DLQ.
+    // Had the nacks not gone out, closing returns every message we looked at to the DLQ.
     await closeQuietly(conn);
   }
   return out;
+}
+
+/** A parked message as `warren dlq export` writes it: enough to inspect it, or to publish it again by hand. */
+export interface ExportedMessage {
+  parked: ParkedMessage;
+  /** The body as UTF-8 text when it is valid UTF-8, else base64. */
+  body: string;
+  bodyEncoding: 'utf8' | 'base64';
+  /** AMQP properties as the broker delivered them, headers included. */
+  properties: MessageProperties;
+  routingKey: string;
+  exchange: string;
+}
+
+function exportBody(content: Buffer): Pick<ExportedMessage, 'body' | 'bodyEncoding'> {
+  const text = content.toString('utf8');
+  return Buffer.from(text, 'utf8').equals(content) ? { body: text, bodyEncoding: 'utf8' } : { body: content.toString('base64'), bodyEncoding: 'base64' };
+}
+
+/** Every message parked now (or the first `limit`), with body, properties and headers; all stay parked. */
+export async function exportParked(url: string, queue: string, limit = Infinity): Promise<ExportedMessage[]> {
+  const msgs = await peekParked(url, queue, limit, 'export');
+  return msgs.map((m) => ({
+    parked: describeParked(m.properties),
+    ...exportBody(m.content),
+    properties: m.properties,
+    routingKey: m.fields.routingKey,
+    exchange: m.fields.exchange,
+  }));
 }
 
 /** The copy sent back: same body and properties, without the parking headers. */
@@ -165,10 +216,36 @@ function replayRequest(msg: GetMessage): PublishRequest | string {
   };
 }
 
-export interface ReplayOptions {
+/** Which parked messages a replay sends back; with none of them set, every message is selected. */
+export interface ReplaySelection {
+  /** Only messages with one of these message ids. */
+  ids?: string[];
+  /** Only messages whose error (x-warren-error, or the broker's x-death reason) contains this, case-insensitively. */
+  errorContains?: string;
+  /** Replay at most this many (of the selected ones). */
   limit?: number;
+}
+
+export interface ReplayProgress {
+  /** Messages looked at so far, of `total` parked when the replay began. */
+  scanned: number;
+  total: number;
+  replayed: number;
+  skipped: number;
+}
+
+export interface ReplayOptions extends ReplaySelection {
   log?: Logger;
   publishTimeoutMs?: number;
+  onProgress?: (p: ReplayProgress) => void;
+  /** Aborting stops after the message in hand; what was not replayed stays parked. */
+  signal?: AbortSignal;
+}
+
+export function isSelected(park: ParkedMessage, sel: ReplaySelection): boolean {
+  if (sel.ids && sel.ids.length > 0 && !(park.messageId && sel.ids.includes(park.messageId))) return false;
+  if (sel.errorContains !== undefined && !(park.reason ?? '').toLowerCase().includes(sel.errorContains.toLowerCase())) return false;
+  return true;
 }
 
 /**
@@ -176,7 +253,8 @@ export interface ReplayOptions {
  * `warren.return`, one at a time. The DLQ copy is acked only after the
  * replayed copy is confirmed and not returned, so an interrupted replay loses
  * nothing (at worst one message is both replayed and still parked; consumers
- * are idempotent by message_id).
+ * are idempotent by message_id). Messages not selected are held, then
+ * returned in order: they stay parked exactly as they were.
  */
 export async function replayParked(url: string, queue: string, opts: ReplayOptions = {}): Promise<ReplayResult> {
   const { conn, channel, dlq, parked } = await openDlq(url, queue, 'replay');
@@ -184,37 +262,49 @@ export async function replayParked(url: string, queue: string, opts: ReplayOptio
   // Publishing gets its own connection: a broker alarm blocks publishers, and must not block our acks.
   const broker = connectBroker({ url, service: 'dlq replay', role: 'publish', heartbeatSeconds: 10, reconnectSeconds: 1, log });
   const publisher = new ConfirmPublisher(broker, log, opts.publishTimeoutMs ?? 10_000);
+  const held: GetMessage[] = [];
   let replayed = 0;
   let skipped = 0;
+  let scanned = 0;
+  const progress = () => opts.onProgress?.({ scanned, total: parked, replayed, skipped });
   try {
     if (!(await publisher.waitForChannel(10_000))) throw new DlqError(`cannot open a publishing channel to ${withoutPassword(url)}`);
+    progress();
     // Only what was parked when the replay began: a message that fails again parks behind us and must not loop.
-    const limit = Math.min(opts.limit ?? Infinity, parked);
-    while (replayed + skipped < limit) {
+    const limit = opts.limit ?? Infinity;
+    while (scanned < parked && replayed < limit && !opts.signal?.aborted) {
       const msg = await channel.get(dlq, { noAck: false });
       if (!msg) break;
-      const req = replayRequest(msg);
+      scanned++;
+      const park = describeParked(msg.properties);
+      const req = isSelected(park, opts) ? replayRequest(msg) : 'not selected';
       if (typeof req === 'string') {
-        // Held unacked until the end, so the next get moves on; the close returns it to the DLQ.
-        log.warn({ dlq, messageId: msg.properties.messageId }, `left parked: ${req}`);
+        if (req !== 'not selected') log.warn({ dlq, messageId: msg.properties.messageId }, `left parked: ${req}`);
+        held.push(msg);
         skipped++;
+        progress();
         continue;
       }
       try {
         await publisher.publish(req);
       } catch (err) {
-        channel.nack(msg, false, true);
+        held.push(msg);
+        returnInOrder(channel, held);
         throw new DlqError(`replay stopped after ${replayed} message(s): message ${req.properties.messageId} to queue ${req.routingKey}: ${(err as Error).message}`, replayed);
       }
       channel.ack(msg);
       replayed++;
+      progress();
     }
+    // Counted before the held messages go back: until then the broker does not count them as ready.
     const { messageCount } = await channel.checkQueue(dlq);
-    // Skipped messages are still held by this channel, so they are not yet counted as ready.
-    return { replayed, skipped, remaining: messageCount + skipped };
+    const remaining = messageCount + held.length;
+    returnInOrder(channel, held);
+    return { replayed, skipped, remaining, interrupted: opts.signal?.aborted ?? false };
   } finally {
     await publisher.close();
     await broker.close();
+    // Whatever is still held (an error on the way) goes back to the DLQ with the connection.
     await closeQuietly(conn);
   }
 }
@@ -228,4 +318,11 @@ export async function purgeParked(url: string, queue: string): Promise<number> {
   } finally {
     await closeQuietly(conn);
   }
+}
+
+/** How many messages are parked (ready) in the queue's DLQ now. */
+export async function countParked(url: string, queue: string): Promise<number> {
+  const { conn, parked } = await openDlq(url, queue, 'count');
+  await closeQuietly(conn);
+  return parked;
 }

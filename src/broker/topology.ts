@@ -3,6 +3,7 @@ import amqp from 'amqplib';
 import { z } from 'zod';
 import { vhostOf } from '../config';
 import type { Logger } from '../log';
+import { connectionName } from './connection';
 import { bindingDrift, destinationKey, differs, exchangeDrift, missing, permissionDrift, policyDrift, queueFlagDrift, sortDrift, type Drift } from './drift';
 import { ManagementClient, withoutPassword, type PolicyDefinition, type PolicyValue, type QueueInfo } from './management';
 
@@ -413,7 +414,7 @@ export async function findDrift(opts: CheckTopologyOptions): Promise<Drift[]> {
 async function amqpProblems(url: string, needs: TopologyNeeds): Promise<string[]> {
   let conn: amqp.ChannelModel;
   try {
-    conn = await amqp.connect(url);
+    conn = await amqp.connect(url, { clientProperties: { connection_name: connectionName('topology check', 'inspect') } });
   } catch (err) {
     const why = `cannot connect to ${withoutPassword(url)}: ${(err as Error).message}`;
     // Refused credentials or vhost access are wrong topology; anything else is an outage to wait out.
