@@ -124,6 +124,18 @@ program
     process.exit(await supervise(children, { log: createLogger('supervisor', config.log.level), ...config.supervisor }));
   });
 
+program
+  .command('status')
+  .description('queues (depth, consumers, rates), parked messages per DLQ, and the outbox backlog')
+  .option('--json', 'the same as one JSON object')
+  .action((opts: { json?: boolean }) =>
+    operatorAction(async (config) => {
+      const { collectStatus, renderStatus } = await import('./ops/status');
+      const report = await collectStatus(config);
+      console.log(opts.json ? JSON.stringify(report, null, 2) : renderStatus(report));
+    }),
+  );
+
 /** Runs an operator command; an OperatorError is one line on stderr and its exit code. */
 async function operatorAction(run: (config: Config) => Promise<void>): Promise<void> {
   const config = loadConfigOrExit();
