@@ -295,6 +295,18 @@ export interface ApplyTopologyOptions {
   passwords?: Record<string, string>;
 }
 
+/**
+ * Permissions of users the definitions declare, and of other users (the
+ * development `guest`) only where they exist: a production broker has no
+ * `guest`, and the broker refuses permissions for a user it does not know.
+ */
+async function grantablePermissions(api: ManagementClient, defs: Definitions): Promise<Definitions['permissions']> {
+  const declared = new Set(defs.users.map((u) => u.name));
+  const out: Definitions['permissions'] = [];
+  for (const p of defs.permissions) if (declared.has(p.user) || (await api.userExists(p.user))) out.push(p);
+  return out;
+}
+
 async function step(what: string, fn: () => Promise<void>): Promise<void> {
   try {
     await fn();
@@ -318,7 +330,7 @@ export async function applyTopology(opts: ApplyTopologyOptions): Promise<void> {
     if (password) await step(`user ${u.name}`, () => api.putUser(u.name, { password, tags: '' }));
     else if (!(await api.userExists(u.name))) await step(`user ${u.name}`, () => api.putUser(u.name, { password_hash: '', tags: '' }));
   }
-  for (const p of defs.permissions) await step(`permissions of ${p.user}`, () => api.setPermissions(vhost, p.user, { configure: p.configure, write: p.write, read: p.read }));
+  for (const p of await grantablePermissions(api, defs)) await step(`permissions of ${p.user}`, () => api.setPermissions(vhost, p.user, { configure: p.configure, write: p.write, read: p.read }));
   for (const e of defs.exchanges) await step(`exchange ${e.name}`, () => api.putExchange(vhost, e.name, { type: e.type, durable: e.durable, auto_delete: e.auto_delete, internal: e.internal, arguments: e.arguments }));
   for (const p of defs.policies) await step(`policy ${p.name}`, () => api.putPolicy(vhost, p.name, { pattern: p.pattern, 'apply-to': p['apply-to'], priority: p.priority, definition: p.definition }));
   for (const q of defs.queues) await step(`queue ${q.name}`, () => api.putQueue(vhost, q.name, { durable: q.durable, auto_delete: q.auto_delete, arguments: q.arguments }));
@@ -404,7 +416,7 @@ export async function findDrift(opts: CheckTopologyOptions): Promise<Drift[]> {
   if (opts.full) {
     drift.push(...policyDrift(defs, await api.listPolicies(vhost)));
     for (const u of defs.users) if (!(await api.userExists(u.name))) drift.push(missing(`user ${u.name} does not exist`));
-    for (const p of defs.permissions) drift.push(...permissionDrift(p, await api.getPermissions(vhost, p.user)));
+    for (const p of await grantablePermissions(api, defs)) drift.push(...permissionDrift(p, await api.getPermissions(vhost, p.user)));
   }
   if (opts.amqpUrl) (await amqpProblems(opts.amqpUrl, opts)).forEach(problem);
   return sortDrift(drift);

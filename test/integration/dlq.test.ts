@@ -4,7 +4,7 @@ import amqp, { type ChannelModel, type ConfirmChannel, type GetMessage } from 'a
 import { expect } from 'chai';
 import { loadConfig, projectRoot } from '../../src/config';
 import { createLogger } from '../../src/log';
-import { listParked, purgeParked, replayParked } from '../../src/broker/dlq';
+import { exportParked, listParked, purgeParked, replayParked, type ReplayProgress } from '../../src/broker/dlq';
 import { ManagementClient } from '../../src/broker/management';
 import { applyTopology, loadDefinitions } from '../../src/broker/topology';
 import { amqpUrlFor, waitFor } from '../support/system';
@@ -31,7 +31,7 @@ describe('dead-letter tooling (integration)', function () {
   const ready = async (queue: string) => (await channel.checkQueue(queue)).messageCount;
 
   /** Parks a message the way Warren's consumer does: Warren's headers, published to warren.dlx. */
-  async function parkLikeWarren(n: number): Promise<TestMessage> {
+  async function parkLikeWarren(n: number, error = `TransientError: database busy ${n}`): Promise<TestMessage> {
     const messageId = crypto.randomUUID();
     const body = Buffer.from(JSON.stringify({ tweetId: `t${n}`, text: `tweet ${n}` }));
     channel.publish('warren.dlx', QUEUE, body, {
@@ -46,7 +46,7 @@ describe('dead-letter tooling (integration)', function () {
       headers: {
         'x-schema-version': '1.0',
         traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
-        'x-warren-error': `TransientError: database busy ${n}`,
+        'x-warren-error': error,
         'x-warren-error-kind': 'exhausted',
         'x-warren-attempts': 5,
         'x-warren-first-failure': '2024-01-01T00:00:00.000Z',
@@ -104,7 +104,7 @@ describe('dead-letter tooling (integration)', function () {
 
   it('replays them to their queue without the parking headers, then the DLQ is empty', async function () {
     const result = await replayParked(url, QUEUE);
-    expect(result).to.deep.equal({ replayed: 3, skipped: 0, remaining: 0 });
+    expect(result).to.deep.equal({ replayed: 3, skipped: 0, remaining: 0, interrupted: false });
     expect(await ready(DLQ)).to.equal(0);
 
     await waitFor('3 replayed in the work queue', async () => (await ready(QUEUE)) === 3);
@@ -124,7 +124,7 @@ describe('dead-letter tooling (integration)', function () {
     await parkLikeWarren(4);
     await parkLikeWarren(5);
     await waitFor('2 parked', async () => (await ready(DLQ)) === 2);
-    expect(await replayParked(url, QUEUE, { limit: 1 })).to.deep.equal({ replayed: 1, skipped: 0, remaining: 1 });
+    expect(await replayParked(url, QUEUE, { limit: 1 })).to.deep.equal({ replayed: 1, skipped: 0, remaining: 1, interrupted: false });
     await waitFor('1 replayed', async () => (await ready(QUEUE)) === 1);
     await drain(QUEUE);
   });
@@ -153,7 +153,7 @@ describe('dead-letter tooling (integration)', function () {
     expect(parked).to.include({ messageId, type: 'tweet.created', kind: 'crash-loop', reason: 'delivery_limit', attempts: null, originalQueue: QUEUE });
     expect(parked!.lastFailure).to.match(/^\d{4}-\d\d-\d\dT/);
 
-    expect(await replayParked(url, QUEUE)).to.deep.equal({ replayed: 1, skipped: 0, remaining: 0 });
+    expect(await replayParked(url, QUEUE)).to.deep.equal({ replayed: 1, skipped: 0, remaining: 0, interrupted: false });
     await waitFor('the crash loop back in its queue', async () => (await ready(QUEUE)) === 1);
     const [back] = await drain(QUEUE);
     expect(back!.properties.messageId).to.equal(messageId);
@@ -165,7 +165,7 @@ describe('dead-letter tooling (integration)', function () {
     channel.publish('warren.dlx', QUEUE, Buffer.from('{}'), { persistent: true, messageId: crypto.randomUUID(), type: 'tweet.created' });
     await channel.waitForConfirms();
     await waitFor('1 parked', async () => (await ready(DLQ)) === 1);
-    expect(await replayParked(url, QUEUE)).to.deep.equal({ replayed: 0, skipped: 1, remaining: 1 });
+    expect(await replayParked(url, QUEUE)).to.deep.equal({ replayed: 0, skipped: 1, remaining: 1, interrupted: false });
     await waitFor('it is back in the DLQ', async () => (await ready(DLQ)) === 1);
   });
 
@@ -184,6 +184,78 @@ describe('dead-letter tooling (integration)', function () {
     await waitFor('both still parked', async () => (await ready(DLQ)) === 2);
     expect(await ready(QUEUE)).to.equal(0);
     expect(await purgeParked(url, QUEUE)).to.equal(2);
+  });
+
+  const parkedIdsInOrder = async () => (await listParked(url, QUEUE, 1000)).map((p) => p.messageId);
+
+  it('replays only messages whose error matches, leaving the others parked in their order', async function () {
+    await purgeParked(url, QUEUE);
+    const errors = ['TransientError: database busy', 'PermanentError: bad body', 'TransientError: DATABASE BUSY again', 'PermanentError: unknown type', 'TransientError: timeout'];
+    const parked = [];
+    for (const [i, e] of errors.entries()) parked.push(await parkLikeWarren(10 + i, e));
+    await waitFor('5 parked', async () => (await ready(DLQ)) === 5);
+    expect(await parkedIdsInOrder()).to.deep.equal(parked.map((p) => p.messageId));
+
+    const result = await replayParked(url, QUEUE, { errorContains: 'database busy' });
+    expect(result).to.deep.equal({ replayed: 2, skipped: 3, remaining: 3, interrupted: false });
+    await waitFor('3 back in the DLQ', async () => (await ready(DLQ)) === 3);
+    expect(await parkedIdsInOrder()).to.deep.equal([parked[1]!, parked[3]!, parked[4]!].map((p) => p.messageId));
+    await waitFor('2 replayed', async () => (await ready(QUEUE)) === 2);
+    expect((await drain(QUEUE)).map((m) => m.properties.messageId)).to.deep.equal([parked[0]!, parked[2]!].map((p) => p.messageId));
+
+    // Run again with a filter nothing matches: every message is looked at once, none loops, order kept.
+    expect(await replayParked(url, QUEUE, { errorContains: 'no such error' })).to.deep.equal({ replayed: 0, skipped: 3, remaining: 3, interrupted: false });
+    await waitFor('3 still parked', async () => (await ready(DLQ)) === 3);
+    expect(await parkedIdsInOrder()).to.deep.equal([parked[1]!, parked[3]!, parked[4]!].map((p) => p.messageId));
+  });
+
+  it('replays one message by id, and -n counts only selected messages', async function () {
+    const ids = await parkedIdsInOrder();
+    expect(await replayParked(url, QUEUE, { ids: [ids[1]!] })).to.deep.equal({ replayed: 1, skipped: 2, remaining: 2, interrupted: false });
+    await waitFor('1 replayed', async () => (await ready(QUEUE)) === 1);
+    expect((await drain(QUEUE)).map((m) => m.properties.messageId)).to.deep.equal([ids[1]]);
+    await waitFor('2 parked', async () => (await ready(DLQ)) === 2);
+    expect(await parkedIdsInOrder()).to.deep.equal([ids[0], ids[2]]);
+
+    expect(await replayParked(url, QUEUE, { errorContains: 'timeout', limit: 1 })).to.deep.equal({ replayed: 1, skipped: 1, remaining: 1, interrupted: false });
+    await waitFor('1 parked', async () => (await ready(DLQ)) === 1);
+    expect(await parkedIdsInOrder()).to.deep.equal([ids[0]]);
+    await drain(QUEUE);
+    await purgeParked(url, QUEUE);
+  });
+
+  it('an interrupted replay loses nothing: what was not replayed stays parked, in order', async function () {
+    const parked = [];
+    for (let i = 0; i < 20; i++) parked.push(await parkLikeWarren(100 + i));
+    await waitFor('20 parked', async () => (await ready(DLQ)) === 20);
+    const ctl = new AbortController();
+    const seen: ReplayProgress[] = [];
+    const result = await replayParked(url, QUEUE, {
+      onProgress: (p) => {
+        seen.push(p);
+        if (p.replayed === 7) ctl.abort();
+      },
+      signal: ctl.signal,
+    });
+    expect(result).to.deep.equal({ replayed: 7, skipped: 0, remaining: 13, interrupted: true });
+    expect(seen[0]).to.deep.equal({ scanned: 0, total: 20, replayed: 0, skipped: 0 });
+    await waitFor('7 replayed', async () => (await ready(QUEUE)) === 7);
+    expect((await drain(QUEUE)).map((m) => m.properties.messageId)).to.deep.equal(parked.slice(0, 7).map((p) => p.messageId));
+    expect(await parkedIdsInOrder()).to.deep.equal(parked.slice(7).map((p) => p.messageId));
+  });
+
+  it('exports body, properties and headers, and leaves every message parked', async function () {
+    const exported = await exportParked(url, QUEUE);
+    expect(exported).to.have.length(13);
+    const first = exported[0]!;
+    expect(first.bodyEncoding).to.equal('utf8');
+    expect(JSON.parse(first.body)).to.deep.equal({ tweetId: 't107', text: 'tweet 107' });
+    expect(first.properties).to.include({ type: 'tweet.created', contentType: 'application/json', correlationId: 'req-107', appId: 'warren-api' });
+    expect(first.properties.headers).to.include({ 'x-warren-error-kind': 'exhausted', 'x-warren-original-queue': QUEUE, 'x-schema-version': '1.0' });
+    expect(first.parked).to.include({ kind: 'exhausted', attempts: 5, originalQueue: QUEUE });
+    expect(first).to.include({ exchange: 'warren.dlx', routingKey: QUEUE });
+    await waitFor('13 still parked', async () => (await ready(DLQ)) === 13);
+    expect(await purgeParked(url, QUEUE)).to.equal(13);
   });
 
   it('names a work queue that has no DLQ', async function () {
