@@ -18,8 +18,8 @@ import { dlqOf, RETURN_EXCHANGE } from './topology';
  * A message looked at and left parked is held unacked until the command
  * ends: a held message is not handed out again, so a scan never meets the
  * same message twice and ends after the messages that were parked when it
- * began. Held messages are then returned in the order they were taken; a
- * quorum queue hands returned messages out first, so the DLQ keeps its order.
+ * began. Held messages go back when their channel closes, which puts them
+ * back where they were, in order (a crash closes it too).
  */
 
 export type ParkKind = 'permanent' | 'exhausted' | 'crash-loop' | 'unknown';
@@ -130,10 +130,34 @@ async function closeQuietly(conn: ChannelModel): Promise<void> {
   await conn.close().catch(() => undefined);
 }
 
-/** Gives held messages back to the DLQ in the order they were taken, so it keeps its order. */
-function returnInOrder(channel: Channel, held: GetMessage[]): void {
-  for (const msg of held) channel.nack(msg, false, true);
-  held.length = 0;
+/**
+ * Holds the next `count` parked messages without using them; returns how
+ * many it took. RabbitMQ 3.10 puts messages a closed channel held back ahead
+ * of the rest of a quorum queue, in order, but behind any it had put back
+ * earlier: so a command that looked at some parked messages looks at all of
+ * them (about 4,000 a second) before it gives them back, and the DLQ keeps
+ * its order. A nack with requeue would be worse: it sends a message to the tail.
+ */
+async function holdRest(channel: Channel, dlq: string, count: number): Promise<number> {
+  let taken = 0;
+  while (taken < count && (await channel.get(dlq, { noAck: false }))) taken++;
+  return taken;
+}
+
+/**
+ * Gives every held message back to the DLQ by closing the channel, and waits
+ * until the broker counts them again: the return is asynchronous, and a
+ * command that ran next could otherwise see the DLQ without them.
+ */
+async function giveBack(conn: ChannelModel, channel: Channel, dlq: string, held: number): Promise<void> {
+  const { messageCount: before } = await channel.checkQueue(dlq);
+  await channel.close().catch(() => undefined);
+  if (held === 0) return;
+  const probe = await conn.createChannel();
+  probe.on('error', () => undefined);
+  const deadline = Date.now() + 5_000;
+  while (Date.now() < deadline && (await probe.checkQueue(dlq)).messageCount < before + held) await new Promise((r) => setTimeout(r, 20));
+  await probe.close().catch(() => undefined);
 }
 
 /** Looks at up to `limit` parked messages; all of them stay parked, unchanged and in order. */
@@ -144,19 +168,17 @@ export async function listParked(url: string, queue: string, limit: number): Pro
 /** Up to `limit` parked messages as they are; all of them stay parked, in order. */
 async function peekParked(url: string, queue: string, limit: number, purpose = 'list'): Promise<GetMessage[]> {
   const { conn, channel, dlq, parked } = await openDlq(url, queue, purpose);
-  const held: GetMessage[] = [];
   const out: GetMessage[] = [];
   try {
     while (out.length < Math.min(limit, parked)) {
       const msg = await channel.get(dlq, { noAck: false });
       if (!msg) break;
-      held.push(msg);
       out.push(msg);
     }
-    returnInOrder(channel, held);
-    await channel.close();
+    // Never acked: every message looked at goes back where it was.
+    const rest = await holdRest(channel, dlq, parked - out.length);
+    await giveBack(conn, channel, dlq, out.length + rest);
   } finally {
-    // Had the nacks not gone out, closing returns every message we looked at to the DLQ.
     await closeQuietly(conn);
   }
   return out;
@@ -238,9 +260,18 @@ export interface ReplayOptions extends ReplaySelection {
   log?: Logger;
   publishTimeoutMs?: number;
   onProgress?: (p: ReplayProgress) => void;
+  /** Replays published before waiting for their confirms (default REPLAY_WINDOW). */
+  window?: number;
   /** Aborting stops after the message in hand; what was not replayed stays parked. */
   signal?: AbortSignal;
 }
+
+/**
+ * One confirm round trip per message (a quorum queue's fsync) holds a
+ * replay to a few dozen messages a second; a window of them in flight at
+ * once does not, and costs nothing in safety: each is acked on its own confirm.
+ */
+export const REPLAY_WINDOW = 100;
 
 export function isSelected(park: ParkedMessage, sel: ReplaySelection): boolean {
   if (sel.ids && sel.ids.length > 0 && !(park.messageId && sel.ids.includes(park.messageId))) return false;
@@ -254,7 +285,9 @@ export function isSelected(park: ParkedMessage, sel: ReplaySelection): boolean {
  * replayed copy is confirmed and not returned, so an interrupted replay loses
  * nothing (at worst one message is both replayed and still parked; consumers
  * are idempotent by message_id). Messages not selected are held, then
- * returned in order: they stay parked exactly as they were.
+ * returned in order: they stay parked exactly as they were. A copy the
+ * broker returns or does not confirm stops the replay; replays already in
+ * flight in the same window finish, and the failed message stays parked.
  */
 export async function replayParked(url: string, queue: string, opts: ReplayOptions = {}): Promise<ReplayResult> {
   const { conn, channel, dlq, parked } = await openDlq(url, queue, 'replay');
@@ -262,44 +295,73 @@ export async function replayParked(url: string, queue: string, opts: ReplayOptio
   // Publishing gets its own connection: a broker alarm blocks publishers, and must not block our acks.
   const broker = connectBroker({ url, service: 'dlq replay', role: 'publish', heartbeatSeconds: 10, reconnectSeconds: 1, log });
   const publisher = new ConfirmPublisher(broker, log, opts.publishTimeoutMs ?? 10_000);
-  const held: GetMessage[] = [];
+  const window = Math.max(1, opts.window ?? REPLAY_WINDOW);
+  // Messages left parked are held unacked until the channel closes (see giveBack).
+  let held = 0;
   let replayed = 0;
   let skipped = 0;
   let scanned = 0;
+  let carry: { msg: GetMessage; req: PublishRequest } | undefined;
   const progress = () => opts.onProgress?.({ scanned, total: parked, replayed, skipped });
   try {
     if (!(await publisher.waitForChannel(10_000))) throw new DlqError(`cannot open a publishing channel to ${withoutPassword(url)}`);
     progress();
     // Only what was parked when the replay began: a message that fails again parks behind us and must not loop.
     const limit = opts.limit ?? Infinity;
-    while (scanned < parked && replayed < limit && !opts.signal?.aborted) {
-      const msg = await channel.get(dlq, { noAck: false });
-      if (!msg) break;
-      scanned++;
-      const park = describeParked(msg.properties);
-      const req = isSelected(park, opts) ? replayRequest(msg) : 'not selected';
-      if (typeof req === 'string') {
-        if (req !== 'not selected') log.warn({ dlq, messageId: msg.properties.messageId }, `left parked: ${req}`);
-        held.push(msg);
-        skipped++;
-        progress();
-        continue;
+    let drained = false;
+    while (!drained && (scanned < parked || carry) && replayed < limit && !opts.signal?.aborted) {
+      const batch: { msg: GetMessage; req: PublishRequest }[] = carry ? [carry] : [];
+      carry = undefined;
+      const ids = new Set(batch.map((b) => b.req.properties.messageId));
+      while (batch.length < window && scanned < parked && replayed + batch.length < limit) {
+        const msg = await channel.get(dlq, { noAck: false });
+        if (!msg) {
+          drained = true;
+          break;
+        }
+        scanned++;
+        const req = isSelected(describeParked(msg.properties), opts) ? replayRequest(msg) : 'not selected';
+        if (typeof req === 'string') {
+          if (req !== 'not selected') log.warn({ dlq, messageId: msg.properties.messageId }, `left parked: ${req}`);
+          held++;
+          skipped++;
+          continue;
+        }
+        // A return is matched to its publish by message id: two copies of one id never share a window.
+        if (ids.has(req.properties.messageId)) {
+          carry = { msg, req };
+          break;
+        }
+        ids.add(req.properties.messageId);
+        batch.push({ msg, req });
       }
-      try {
-        await publisher.publish(req);
-      } catch (err) {
-        held.push(msg);
-        returnInOrder(channel, held);
-        throw new DlqError(`replay stopped after ${replayed} message(s): message ${req.properties.messageId} to queue ${req.routingKey}: ${(err as Error).message}`, replayed);
-      }
-      channel.ack(msg);
-      replayed++;
+      // Confirms pipelined over the window; each DLQ copy is acked only after its own confirm.
+      const outcomes = await publisher.publishAll(batch.map((b) => b.req));
+      let failure: string | undefined;
+      batch.forEach((b, i) => {
+        const err = outcomes[i];
+        if (!err) {
+          channel.ack(b.msg);
+          replayed++;
+          return;
+        }
+        held++;
+        failure ??= `message ${b.req.properties.messageId} to queue ${b.req.routingKey}: ${err.message}`;
+      });
       progress();
+      if (failure) {
+        if (carry) held++;
+        held += await holdRest(channel, dlq, parked - scanned);
+        await giveBack(conn, channel, dlq, held);
+        throw new DlqError(`replay stopped after ${replayed} message(s): ${failure}`, replayed);
+      }
     }
+    if (carry) held++;
+    held += await holdRest(channel, dlq, parked - scanned);
     // Counted before the held messages go back: until then the broker does not count them as ready.
     const { messageCount } = await channel.checkQueue(dlq);
-    const remaining = messageCount + held.length;
-    returnInOrder(channel, held);
+    const remaining = messageCount + held;
+    await giveBack(conn, channel, dlq, held);
     return { replayed, skipped, remaining, interrupted: opts.signal?.aborted ?? false };
   } finally {
     await publisher.close();

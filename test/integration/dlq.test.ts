@@ -60,6 +60,8 @@ describe('dead-letter tooling (integration)', function () {
     return { messageId, body };
   }
 
+  const parkedIdsInOrder = async () => (await listParked(url, QUEUE, 1000)).map((p) => p.messageId);
+
   async function drain(queue: string): Promise<GetMessage[]> {
     const out: GetMessage[] = [];
     for (let msg = await channel.get(queue, { noAck: true }); msg; msg = await channel.get(queue, { noAck: true })) out.push(msg);
@@ -174,19 +176,29 @@ describe('dead-letter tooling (integration)', function () {
     const messageId = crypto.randomUUID();
     // warren.return has no binding for this queue, so the replayed copy is unroutable.
     channel.publish('warren.dlx', QUEUE, Buffer.from('{}'), { persistent: true, messageId, headers: { 'x-warren-original-queue': 'gone.queue' } });
-    await parkLikeWarren(7);
+    const next = await parkLikeWarren(7);
     await waitFor('2 parked', async () => (await ready(DLQ)) === 2);
 
+    // One at a time: nothing after the failed message is touched.
     let error: (Error & { replayed?: number }) | undefined;
-    await replayParked(url, QUEUE).catch((err: Error) => (error = err));
+    await replayParked(url, QUEUE, { window: 1 }).catch((err: Error) => (error = err));
     expect(error?.message).to.match(new RegExp(`^replay stopped after 0 message\\(s\\): message ${messageId} to queue gone\\.queue: publish returned: NO_ROUTE`));
     expect(error?.replayed).to.equal(0);
     await waitFor('both still parked', async () => (await ready(DLQ)) === 2);
     expect(await ready(QUEUE)).to.equal(0);
-    expect(await purgeParked(url, QUEUE)).to.equal(2);
+    expect(await parkedIdsInOrder()).to.deep.equal([messageId, next.messageId]);
+
+    // With a window, the replays already in flight beside it finish; the failed one stays parked.
+    let second: Error | undefined;
+    await replayParked(url, QUEUE).catch((err: Error) => (second = err));
+    expect(second?.message).to.match(new RegExp(`^replay stopped after 1 message\\(s\\): message ${messageId} to queue gone\\.queue: publish returned: NO_ROUTE`));
+    await waitFor('the unroutable one still parked', async () => (await ready(DLQ)) === 1);
+    expect(await parkedIdsInOrder()).to.deep.equal([messageId]);
+    await waitFor('the other replayed', async () => (await ready(QUEUE)) === 1);
+    expect((await drain(QUEUE)).map((m) => m.properties.messageId)).to.deep.equal([next.messageId]);
+    expect(await purgeParked(url, QUEUE)).to.equal(1);
   });
 
-  const parkedIdsInOrder = async () => (await listParked(url, QUEUE, 1000)).map((p) => p.messageId);
 
   it('replays only messages whose error matches, leaving the others parked in their order', async function () {
     await purgeParked(url, QUEUE);
@@ -194,6 +206,9 @@ describe('dead-letter tooling (integration)', function () {
     const parked = [];
     for (const [i, e] of errors.entries()) parked.push(await parkLikeWarren(10 + i, e));
     await waitFor('5 parked', async () => (await ready(DLQ)) === 5);
+    expect(await parkedIdsInOrder()).to.deep.equal(parked.map((p) => p.messageId));
+    // Looking at the first two puts them back where they were, not behind the rest.
+    expect((await listParked(url, QUEUE, 2)).map((p) => p.messageId)).to.deep.equal(parked.slice(0, 2).map((p) => p.messageId));
     expect(await parkedIdsInOrder()).to.deep.equal(parked.map((p) => p.messageId));
 
     const result = await replayParked(url, QUEUE, { errorContains: 'database busy' });
@@ -233,29 +248,31 @@ describe('dead-letter tooling (integration)', function () {
     const result = await replayParked(url, QUEUE, {
       onProgress: (p) => {
         seen.push(p);
-        if (p.replayed === 7) ctl.abort();
+        if (p.replayed === 10) ctl.abort();
       },
       signal: ctl.signal,
+      window: 5,
     });
-    expect(result).to.deep.equal({ replayed: 7, skipped: 0, remaining: 13, interrupted: true });
+    expect(result).to.deep.equal({ replayed: 10, skipped: 0, remaining: 10, interrupted: true });
     expect(seen[0]).to.deep.equal({ scanned: 0, total: 20, replayed: 0, skipped: 0 });
-    await waitFor('7 replayed', async () => (await ready(QUEUE)) === 7);
-    expect((await drain(QUEUE)).map((m) => m.properties.messageId)).to.deep.equal(parked.slice(0, 7).map((p) => p.messageId));
-    expect(await parkedIdsInOrder()).to.deep.equal(parked.slice(7).map((p) => p.messageId));
+    expect(seen.map((p) => p.replayed)).to.deep.equal([0, 5, 10]);
+    await waitFor('10 replayed', async () => (await ready(QUEUE)) === 10);
+    expect((await drain(QUEUE)).map((m) => m.properties.messageId)).to.deep.equal(parked.slice(0, 10).map((p) => p.messageId));
+    expect(await parkedIdsInOrder()).to.deep.equal(parked.slice(10).map((p) => p.messageId));
   });
 
   it('exports body, properties and headers, and leaves every message parked', async function () {
     const exported = await exportParked(url, QUEUE);
-    expect(exported).to.have.length(13);
+    expect(exported).to.have.length(10);
     const first = exported[0]!;
     expect(first.bodyEncoding).to.equal('utf8');
-    expect(JSON.parse(first.body)).to.deep.equal({ tweetId: 't107', text: 'tweet 107' });
-    expect(first.properties).to.include({ type: 'tweet.created', contentType: 'application/json', correlationId: 'req-107', appId: 'warren-api' });
+    expect(JSON.parse(first.body)).to.deep.equal({ tweetId: 't110', text: 'tweet 110' });
+    expect(first.properties).to.include({ type: 'tweet.created', contentType: 'application/json', correlationId: 'req-110', appId: 'warren-api' });
     expect(first.properties.headers).to.include({ 'x-warren-error-kind': 'exhausted', 'x-warren-original-queue': QUEUE, 'x-schema-version': '1.0' });
     expect(first.parked).to.include({ kind: 'exhausted', attempts: 5, originalQueue: QUEUE });
     expect(first).to.include({ exchange: 'warren.dlx', routingKey: QUEUE });
-    await waitFor('13 still parked', async () => (await ready(DLQ)) === 13);
-    expect(await purgeParked(url, QUEUE)).to.equal(13);
+    await waitFor('10 still parked', async () => (await ready(DLQ)) === 10);
+    expect(await purgeParked(url, QUEUE)).to.equal(10);
   });
 
   it('names a work queue that has no DLQ', async function () {
