@@ -31,6 +31,8 @@ export interface QueueStatus {
 export interface DlqStatus {
   queue: string;
   dlq: string;
+  exists: boolean;
+  /** Null until the broker has reported the queue's figures. */
   parked: number | null;
 }
 
@@ -95,8 +97,8 @@ export function attentionFor(report: Omit<StatusReport, 'attention'>): string[] 
     if (q.role === 'work' && q.consumers === 0) out.push(`${q.name} has no consumers: start warren worker for it`);
   }
   for (const d of report.dlqs) {
-    if (d.parked === null) out.push(`${d.dlq} is missing: run warren topology check`);
-    else if (d.parked > 0) out.push(`${d.dlq} holds ${d.parked} parked message(s): warren dlq list ${d.queue}`);
+    if (!d.exists) out.push(`${d.dlq} is missing: run warren topology check`);
+    else if (d.parked !== null && d.parked > 0) out.push(`${d.dlq} holds ${d.parked} parked message(s): warren dlq list ${d.queue}`);
   }
   if ('error' in report.outbox) out.push(`outbox: ${report.outbox.error}`);
   else if (report.outbox.backlog > report.outbox.maxBacklog) out.push(`outbox backlog ${report.outbox.backlog} is over outbox.maxBacklog ${report.outbox.maxBacklog}: the API answers writes with 503`);
@@ -117,7 +119,10 @@ export async function collectStatus(config: Config): Promise<StatusReport> {
   const queues = infos
     .map((q) => queueStatus(q, work))
     .sort((a, b) => ROLE_ORDER.indexOf(a.role) - ROLE_ORDER.indexOf(b.role) || declared(a.name) - declared(b.name) || a.name.localeCompare(b.name));
-  const dlqs = work.map((queue) => ({ queue, dlq: dlqOf(queue), parked: queues.find((q) => q.name === dlqOf(queue))?.messages ?? null }));
+  const dlqs = work.map((queue): DlqStatus => {
+    const q = queues.find((x) => x.name === dlqOf(queue));
+    return { queue, dlq: dlqOf(queue), exists: q !== undefined, parked: q?.messages ?? null };
+  });
   const report = { vhost, at: new Date().toISOString(), queues, dlqs, outbox };
   return { ...report, attention: attentionFor(report) };
 }
@@ -142,7 +147,7 @@ export function renderStatus(r: StatusReport): string {
   );
   const dlqTable = renderTable(
     [{ title: 'DEAD-LETTER QUEUE' }, { title: 'PARKED', align: 'right' }, { title: 'OF WORK QUEUE' }],
-    r.dlqs.map((d) => [d.dlq, d.parked === null ? 'missing' : formatCount(d.parked), d.queue]),
+    r.dlqs.map((d) => [d.dlq, !d.exists ? 'missing' : d.parked === null ? '-' : formatCount(d.parked), d.queue]),
   );
   const outbox = 'error' in r.outbox ? `outbox: ${r.outbox.error}` : `outbox: ${formatCount(r.outbox.backlog)} event(s) waiting to be relayed (writes answer 503 above ${formatCount(r.outbox.maxBacklog)})`;
   const attention = r.attention.length ? ['', 'needs attention:', ...r.attention.map((a) => `  ! ${a}`)] : ['', 'nothing needs attention'];

@@ -136,17 +136,22 @@ describe('operating Warren (integration)', function () {
     const tweet = await sys.request('POST', '/tweets', { token: user.token, body: { text: 'status check' } });
     expect(tweet.status).to.equal(201);
 
-    const report = await waitFor('the outbox to be relayed and the consumers counted', async () => {
+    // The management API's figures arrive every few seconds: wait until they show the running system.
+    let last: StatusReport | undefined;
+    const report = await waitFor('the outbox to be relayed and both consumers counted', async () => {
       const run = await warren('status', '--json');
       expect(run.code, run.stderr).to.equal(0);
-      const r = JSON.parse(run.stdout) as StatusReport;
-      return 'backlog' in r.outbox && r.outbox.backlog === 0 && r.queues.find((q) => q.name === QUEUE)?.consumers === 1 && r;
+      const r = (last = JSON.parse(run.stdout) as StatusReport);
+      const consumers = r.queues.filter((q) => q.role === 'work').map((q) => q.consumers);
+      return 'backlog' in r.outbox && r.outbox.backlog === 0 && consumers.join() === '1,1' && r.dlqs.every((d) => d.parked === 0) && r;
+    }).catch((err: Error) => {
+      throw new Error(`${err.message}; last report: ${JSON.stringify(last)}`);
     });
     expect(report.vhost).to.equal(sys.vhost);
     expect(report.queues.map((q) => `${q.role} ${q.name}`).slice(0, 4)).to.deep.equal([`work ${QUEUE}`, 'work notifications.user-events', `dlq ${DLQ}`, 'dlq notifications.user-events.dlq']);
     expect(report.dlqs).to.deep.equal([
-      { queue: QUEUE, dlq: DLQ, parked: 0 },
-      { queue: 'notifications.user-events', dlq: 'notifications.user-events.dlq', parked: 0 },
+      { queue: QUEUE, dlq: DLQ, exists: true, parked: 0 },
+      { queue: 'notifications.user-events', dlq: 'notifications.user-events.dlq', exists: true, parked: 0 },
     ]);
     expect(report.attention).to.deep.equal([]);
 

@@ -96,13 +96,19 @@ describe('operator output', function () {
       vhost: 'warren',
       at: '2026-01-01T12:00:00.000Z',
       queues,
-      dlqs: [{ queue: 'analytics.tweets', dlq: 'analytics.tweets.dlq', parked: 3 }],
+      dlqs: [
+        { queue: 'analytics.tweets', dlq: 'analytics.tweets.dlq', exists: true, parked: 3 },
+        // Figures not reported yet are not a problem; a missing DLQ is.
+        { queue: 'notifications.user-events', dlq: 'notifications.user-events.dlq', exists: true, parked: null },
+        { queue: 'other.queue', dlq: 'other.queue.dlq', exists: false, parked: null },
+      ],
       outbox: { backlog: 150, maxBacklog: 100 },
     };
     const report = { ...base, attention: attentionFor(base) };
     expect(report.attention).to.deep.equal([
       'analytics.tweets has no consumers: start warren worker for it',
       'analytics.tweets.dlq holds 3 parked message(s): warren dlq list analytics.tweets',
+      'other.queue.dlq is missing: run warren topology check',
       'outbox backlog 150 is over outbox.maxBacklog 100: the API answers writes with 503',
     ]);
     const lines = renderStatus(report).split('\n');
