@@ -6,7 +6,7 @@ import { connectBroker, connectionName } from './connection';
 import { withoutPassword } from './management';
 import { ConfirmPublisher, type PublishRequest } from './publisher';
 import { isBrokerHeader, WARREN_HEADERS } from './retry';
-import { dlqOf, RETURN_EXCHANGE } from './topology';
+import { dlqOf, PARK_EXCHANGE, RETURN_EXCHANGE } from './topology';
 
 /**
  * Operator tooling behind `warren dlq list|replay|export|purge <queue>`.
@@ -18,8 +18,7 @@ import { dlqOf, RETURN_EXCHANGE } from './topology';
  * A message looked at and left parked is held unacked until the command
  * ends: a held message is not handed out again, so a scan never meets the
  * same message twice and ends after the messages that were parked when it
- * began. Held messages go back when their channel closes, which puts them
- * back where they were, in order (a crash closes it too).
+ * began (a crash gives them back too).
  */
 
 export type ParkKind = 'permanent' | 'exhausted' | 'crash-loop' | 'unknown';
@@ -131,32 +130,42 @@ async function closeQuietly(conn: ChannelModel): Promise<void> {
 }
 
 /**
- * Holds the next `count` parked messages without using them; returns how
- * many it took. RabbitMQ 3.10 puts messages a closed channel held back ahead
- * of the rest of a quorum queue, in order, but behind any it had put back
- * earlier: so a command that looked at some parked messages looks at all of
- * them (about 4,000 a second) before it gives them back, and the DLQ keeps
- * its order. A nack with requeue would be worse: it sends a message to the tail.
+ * Parked messages taken and not removed, in the order they were taken. Only
+ * the delivery tag is kept: a DLQ may hold a gigabyte of bodies.
  */
-async function holdRest(channel: Channel, dlq: string, count: number): Promise<number> {
-  let taken = 0;
-  while (taken < count && (await channel.get(dlq, { noAck: false }))) taken++;
-  return taken;
+class HeldMessages {
+  private readonly tags: { seq: number; tag: number }[] = [];
+
+  add(seq: number, msg: GetMessage): void {
+    this.tags.push({ seq, tag: msg.fields.deliveryTag });
+  }
+
+  get size(): number {
+    return this.tags.length;
+  }
+
+  inOrder(): number[] {
+    return this.tags.sort((a, b) => a.seq - b.seq).map((t) => t.tag);
+  }
 }
 
 /**
- * Gives every held message back to the DLQ by closing the channel, and waits
- * until the broker counts them again: the return is asynchronous, and a
- * command that ran next could otherwise see the DLQ without them.
+ * Gives every held message back (nack with requeue, in the order taken) and
+ * waits until the broker counts them again: the return is asynchronous, and
+ * a command that ran next could otherwise see the DLQ without them. RabbitMQ
+ * 3.10 puts requeued messages of a quorum queue at its tail, and past a few
+ * dozen not always in the order given: looking at a DLQ may reorder it.
  */
-async function giveBack(conn: ChannelModel, channel: Channel, dlq: string, held: number): Promise<void> {
+async function giveBack(conn: ChannelModel, channel: Channel, dlq: string, held: HeldMessages): Promise<void> {
   const { messageCount: before } = await channel.checkQueue(dlq);
+  // nack reads only the delivery tag; the bodies are long gone.
+  for (const deliveryTag of held.inOrder()) channel.nack({ fields: { deliveryTag } } as unknown as GetMessage, false, true);
   await channel.close().catch(() => undefined);
-  if (held === 0) return;
+  if (held.size === 0) return;
   const probe = await conn.createChannel();
   probe.on('error', () => undefined);
-  const deadline = Date.now() + 5_000;
-  while (Date.now() < deadline && (await probe.checkQueue(dlq)).messageCount < before + held) await new Promise((r) => setTimeout(r, 20));
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline && (await probe.checkQueue(dlq)).messageCount < before + held.size) await new Promise((r) => setTimeout(r, 20));
   await probe.close().catch(() => undefined);
 }
 
@@ -170,14 +179,15 @@ async function peekParked(url: string, queue: string, limit: number, purpose = '
   const { conn, channel, dlq, parked } = await openDlq(url, queue, purpose);
   const out: GetMessage[] = [];
   try {
+    const held = new HeldMessages();
     while (out.length < Math.min(limit, parked)) {
       const msg = await channel.get(dlq, { noAck: false });
       if (!msg) break;
+      held.add(out.length, msg);
       out.push(msg);
     }
-    // Never acked: every message looked at goes back where it was.
-    const rest = await holdRest(channel, dlq, parked - out.length);
-    await giveBack(conn, channel, dlq, out.length + rest);
+    // Never acked: every message looked at goes back to the DLQ.
+    await giveBack(conn, channel, dlq, held);
   } finally {
     await closeQuietly(conn);
   }
@@ -211,6 +221,40 @@ export async function exportParked(url: string, queue: string, limit = Infinity)
     routingKey: m.fields.routingKey,
     exchange: m.fields.exchange,
   }));
+}
+
+/**
+ * A message a replay did not select goes back to the tail of its DLQ as an
+ * exact copy (confirmed before the original is acked), so that after a full
+ * pass the DLQ holds what it held, in the same order: RabbitMQ 3.10 requeues
+ * in no dependable order. Headers the broker sets itself are left to it; so
+ * are a per-message TTL (a parked message must not expire) and user-id
+ * (the broker checks it against whoever publishes).
+ */
+function reparkRequest(msg: GetMessage, queue: string): PublishRequest | undefined {
+  const p = msg.properties;
+  const messageId = headerString(p.messageId);
+  // A return is matched to its publish by message id: without one, a copy cannot be confirmed as delivered.
+  if (!messageId) return undefined;
+  const headers: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(p.headers ?? {})) if (k !== 'x-delivery-count') headers[k] = v;
+  return {
+    exchange: PARK_EXCHANGE,
+    routingKey: queue,
+    content: msg.content,
+    properties: {
+      messageId,
+      type: p.type,
+      contentType: p.contentType,
+      contentEncoding: p.contentEncoding,
+      correlationId: p.correlationId,
+      timestamp: p.timestamp,
+      appId: p.appId,
+      replyTo: p.replyTo,
+      priority: p.priority,
+      headers,
+    },
+  };
 }
 
 /** The copy sent back: same body and properties, without the parking headers. */
@@ -284,8 +328,9 @@ export function isSelected(park: ParkedMessage, sel: ReplaySelection): boolean {
  * `warren.return`, one at a time. The DLQ copy is acked only after the
  * replayed copy is confirmed and not returned, so an interrupted replay loses
  * nothing (at worst one message is both replayed and still parked; consumers
- * are idempotent by message_id). Messages not selected are held, then
- * returned in order: they stay parked exactly as they were. A copy the
+ * are idempotent by message_id). A message not selected is re-parked: an
+ * exact copy goes to the tail of the DLQ, confirmed before the original is
+ * acked, so a full pass leaves the DLQ in its order. A copy the
  * broker returns or does not confirm stops the replay; replays already in
  * flight in the same window finish, and the failed message stays parked.
  */
@@ -296,71 +341,75 @@ export async function replayParked(url: string, queue: string, opts: ReplayOptio
   const broker = connectBroker({ url, service: 'dlq replay', role: 'publish', heartbeatSeconds: 10, reconnectSeconds: 1, log });
   const publisher = new ConfirmPublisher(broker, log, opts.publishTimeoutMs ?? 10_000);
   const window = Math.max(1, opts.window ?? REPLAY_WINDOW);
-  // Messages left parked are held unacked until the channel closes (see giveBack).
-  let held = 0;
+  // Messages that can be neither replayed nor copied (no message_id) stay held until the end.
+  const held = new HeldMessages();
   let replayed = 0;
   let skipped = 0;
   let scanned = 0;
-  let carry: { msg: GetMessage; req: PublishRequest } | undefined;
+  let carry: InFlight | undefined;
   const progress = () => opts.onProgress?.({ scanned, total: parked, replayed, skipped });
   try {
     if (!(await publisher.waitForChannel(10_000))) throw new DlqError(`cannot open a publishing channel to ${withoutPassword(url)}`);
     progress();
-    // Only what was parked when the replay began: a message that fails again parks behind us and must not loop.
+    // Only what was parked when the replay began: a message that fails again (or a re-parked copy) lands behind us and must not loop.
     const limit = opts.limit ?? Infinity;
     let drained = false;
     while (!drained && (scanned < parked || carry) && replayed < limit && !opts.signal?.aborted) {
-      const batch: { msg: GetMessage; req: PublishRequest }[] = carry ? [carry] : [];
+      const batch: InFlight[] = carry ? [carry] : [];
       carry = undefined;
       const ids = new Set(batch.map((b) => b.req.properties.messageId));
-      while (batch.length < window && scanned < parked && replayed + batch.length < limit) {
+      const selectedInBatch = () => batch.filter((b) => b.replay).length;
+      while (batch.length < window && scanned < parked && replayed + selectedInBatch() < limit) {
         const msg = await channel.get(dlq, { noAck: false });
         if (!msg) {
           drained = true;
           break;
         }
-        scanned++;
-        const req = isSelected(describeParked(msg.properties), opts) ? replayRequest(msg) : 'not selected';
-        if (typeof req === 'string') {
-          if (req !== 'not selected') log.warn({ dlq, messageId: msg.properties.messageId }, `left parked: ${req}`);
-          held++;
+        const seq = scanned++;
+        const selected = isSelected(describeParked(msg.properties), opts);
+        const replay = selected ? replayRequest(msg) : undefined;
+        if (typeof replay === 'string') log.warn({ dlq, messageId: msg.properties.messageId }, `left parked: ${replay}`);
+        const req = typeof replay === 'object' ? replay : reparkRequest(msg, queue);
+        if (!req) {
+          held.add(seq, msg);
           skipped++;
           continue;
         }
+        const item = { seq, msg, req, replay: typeof replay === 'object' };
         // A return is matched to its publish by message id: two copies of one id never share a window.
         if (ids.has(req.properties.messageId)) {
-          carry = { msg, req };
+          carry = item;
           break;
         }
         ids.add(req.properties.messageId);
-        batch.push({ msg, req });
+        batch.push(item);
       }
-      // Confirms pipelined over the window; each DLQ copy is acked only after its own confirm.
+      // Confirms pipelined over the window; each DLQ original is acked only after its own copy's confirm.
       const outcomes = await publisher.publishAll(batch.map((b) => b.req));
       let failure: string | undefined;
       batch.forEach((b, i) => {
         const err = outcomes[i];
-        if (!err) {
-          channel.ack(b.msg);
-          replayed++;
+        if (err) {
+          held.add(b.seq, b.msg);
+          const what = b.replay ? `message ${b.req.properties.messageId} to queue ${b.req.routingKey}` : `copy of unselected message ${b.req.properties.messageId} back to ${dlq}`;
+          failure ??= `${what}: ${err.message}`;
           return;
         }
-        held++;
-        failure ??= `message ${b.req.properties.messageId} to queue ${b.req.routingKey}: ${err.message}`;
+        channel.ack(b.msg);
+        if (b.replay) replayed++;
+        else skipped++;
       });
       progress();
       if (failure) {
-        if (carry) held++;
-        held += await holdRest(channel, dlq, parked - scanned);
+        if (carry) held.add(carry.seq, carry.msg);
         await giveBack(conn, channel, dlq, held);
         throw new DlqError(`replay stopped after ${replayed} message(s): ${failure}`, replayed);
       }
     }
-    if (carry) held++;
-    held += await holdRest(channel, dlq, parked - scanned);
+    if (carry) held.add(carry.seq, carry.msg);
     // Counted before the held messages go back: until then the broker does not count them as ready.
     const { messageCount } = await channel.checkQueue(dlq);
-    const remaining = messageCount + held;
+    const remaining = messageCount + held.size;
     await giveBack(conn, channel, dlq, held);
     return { replayed, skipped, remaining, interrupted: opts.signal?.aborted ?? false };
   } finally {
@@ -369,6 +418,14 @@ export async function replayParked(url: string, queue: string, opts: ReplayOptio
     // Whatever is still held (an error on the way) goes back to the DLQ with the connection.
     await closeQuietly(conn);
   }
+}
+
+/** A message taken from the DLQ whose copy (replayed, or re-parked when not selected) awaits its confirm. */
+interface InFlight {
+  seq: number;
+  msg: GetMessage;
+  req: PublishRequest;
+  replay: boolean;
 }
 
 /** Deletes every parked message of the queue: only on an operator's explicit command. */

@@ -4,7 +4,8 @@ import readline from 'node:readline/promises';
 import type { Config } from '../config';
 import { countParked, DlqError, exportParked, listParked, purgeParked, replayParked, type ParkedMessage, type ReplayResult } from '../broker/dlq';
 import { dlqOf } from '../broker/topology';
-import { createLogger } from '../log';
+import pino from 'pino';
+import type { Logger } from '../log';
 import { bar, ProgressLine } from './progress';
 import { formatAge, renderTable } from './table';
 
@@ -21,6 +22,12 @@ export class OperatorError extends Error {
 }
 
 type Print = (text: string) => void;
+
+/** Warnings of an operator command go to stderr, so that stdout holds only its result. */
+function operatorLog(config: Config): Logger {
+  const level = config.log.level === 'info' ? 'warn' : config.log.level;
+  return pino({ name: 'dlq', level }, pino.destination(2));
+}
 
 export function parkedTable(parked: ParkedMessage[], now = Date.now()): string {
   return renderTable(
@@ -108,7 +115,7 @@ export async function dlqReplay(config: Config, queue: string, args: ReplayArgs,
       errorContains: args.error,
       signal: stop.signal,
       publishTimeoutMs: config.relay.publishTimeoutMs,
-      log: createLogger('dlq', config.log.level === 'info' ? 'warn' : config.log.level),
+      log: operatorLog(config),
       onProgress: (p) => progress.update(`replaying ${dlqOf(queue)} ${bar(p.scanned, p.total)} ${p.scanned}/${p.total} looked at, ${p.replayed} replayed, ${p.skipped} skipped`),
     });
   } catch (err) {
