@@ -80,7 +80,7 @@ export function replaySummary(queue: string, r: ReplayResult): string {
 }
 
 /**
- * A first Ctrl-C stops after the message in hand and prints the summary; a
+ * A first Ctrl-C stops after the messages in flight and prints the summary; a
  * second one exits at once (held messages go back to the DLQ with the
  * connection, and a replayed one is acked only after its confirm).
  */
@@ -88,7 +88,7 @@ function interruptible(): { signal: AbortSignal; release: () => void } {
   const ctl = new AbortController();
   const onSignal = () => {
     if (ctl.signal.aborted) process.exit(130);
-    process.stderr.write('\nstopping after the message in hand (Ctrl-C again to quit now; nothing is lost)\n');
+    process.stderr.write('\nstopping after the messages in flight (Ctrl-C again to quit now; nothing is lost)\n');
     ctl.abort();
   };
   process.on('SIGINT', onSignal);

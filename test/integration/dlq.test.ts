@@ -316,7 +316,7 @@ describe('dead-letter tooling (integration)', function () {
     const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
 
     expect(code, stderr).to.equal(130);
-    expect(stderr).to.contain('stopping after the message in hand');
+    expect(stderr).to.contain('stopping after the messages in flight');
     const m = /^interrupted: replayed (\d+), skipped 0, remaining (\d+) in analytics\.tweets\.dlq/.exec(stdout);
     expect(m, stdout).to.not.equal(null);
     const replayed = Number(m![1]);
