@@ -71,27 +71,11 @@ topology
 topology
   .command('check')
   .description('compare the broker with the definitions: every missing or different exchange, queue, binding, policy and permission; exits 1 on any drift')
-  .action(async () => {
-    const config = loadConfigOrExit();
-    const { findDrift, loadDefinitions, retargetDefinitions, allNames } = await import('./broker/topology');
-    const { formatDrift } = await import('./broker/drift');
-    const vhost = vhostOf(config.amqp.url);
-    const file = config.amqp.definitionsFile;
-    const defs = retargetDefinitions(loadDefinitions(file), vhost);
-    let drift;
-    try {
-      drift = await findDrift({ managementUrl: config.amqp.managementUrl, vhost, defs, ...allNames(defs), full: true });
-    } catch (err) {
-      exitWithLine(`warren topology check: cannot compare: ${(err as Error).message}`, 2);
-    }
-    if (drift.length === 0) {
-      console.log(`topology of vhost ${vhost} matches ${file}`);
-      return;
-    }
-    console.log(`topology of vhost ${vhost} differs from ${file} in ${drift.length} place(s) (- missing, ~ different, + not in the definitions):`);
-    console.log(formatDrift(drift));
-    process.exitCode = 1;
-  });
+  .action(() =>
+    operatorAction(async (config) => {
+      process.exitCode = await (await import('./ops/topologyCommands')).topologyCheck(config);
+    }),
+  );
 
 async function applyTopologyOrExit(config: ReturnType<typeof loadConfigOrExit>): Promise<void> {
   const { brokerPreflight } = await import('./preflight');
@@ -139,7 +123,7 @@ program
 /** Runs an operator command; an OperatorError is one line on stderr and its exit code. */
 async function operatorAction(run: (config: Config) => Promise<void>): Promise<void> {
   const config = loadConfigOrExit();
-  const { OperatorError } = await import('./ops/dlqCommands');
+  const { OperatorError } = await import('./ops/operatorError');
   try {
     await run(config);
   } catch (err) {

@@ -1,11 +1,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline/promises';
+import pino from 'pino';
 import type { Config } from '../config';
 import { countParked, DlqError, exportParked, listParked, purgeParked, replayParked, type ParkedMessage, type ReplayResult } from '../broker/dlq';
 import { dlqOf } from '../broker/topology';
-import pino from 'pino';
 import type { Logger } from '../log';
+import { OperatorError } from './operatorError';
 import { bar, ProgressLine } from './progress';
 import { formatAge, renderTable } from './table';
 
@@ -14,13 +15,6 @@ import { formatAge, renderTable } from './table';
  * stdout, progress on stderr, one line and a non-zero exit on failure. The
  * broker work itself is src/broker/dlq.ts.
  */
-export class OperatorError extends Error {
-  constructor(message: string, readonly exitCode = 1) {
-    super(message);
-    this.name = 'OperatorError';
-  }
-}
-
 type Print = (text: string) => void;
 
 /** Warnings of an operator command go to stderr, so that stdout holds only its result. */

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { loadConfig } from '../../../src/config';
-import { dlqPurge, OperatorError, parkedTable, replaySummary } from '../../../src/ops/dlqCommands';
+import { dlqPurge, parkedTable, replaySummary } from '../../../src/ops/dlqCommands';
+import { OperatorError } from '../../../src/ops/operatorError';
 import { bar, ProgressLine } from '../../../src/ops/progress';
 import { attentionFor, queueStatus, renderStatus, type StatusReport } from '../../../src/ops/status';
 import { formatAge, formatRate, renderTable } from '../../../src/ops/table';
