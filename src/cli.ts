@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { loadConfigOrExit, servicePasswords, vhostOf } from './config';
+import { loadConfigOrExit, servicePasswords, vhostOf, type Config } from './config';
 import { createLogger } from './log';
 import { exitWithLine } from './shutdown';
 
@@ -70,19 +70,12 @@ topology
   });
 topology
   .command('check')
-  .description('check that every queue, exchange, binding and effective policy matches the definitions')
-  .action(async () => {
-    const config = loadConfigOrExit();
-    const { checkTopology, loadDefinitions, retargetDefinitions, allNames } = await import('./broker/topology');
-    const vhost = vhostOf(config.amqp.url);
-    const defs = retargetDefinitions(loadDefinitions(config.amqp.definitionsFile), vhost);
-    try {
-      await checkTopology({ managementUrl: config.amqp.managementUrl, vhost, defs, ...allNames(defs) });
-    } catch (err) {
-      exitWithLine(`warren topology check: ${(err as Error).message}`);
-    }
-    console.log(`topology of vhost ${vhost} matches ${config.amqp.definitionsFile}`);
-  });
+  .description('compare the broker with the definitions: every missing or different exchange, queue, binding, policy and permission; exits 1 on any drift')
+  .action(() =>
+    operatorAction(async (config) => {
+      process.exitCode = await (await import('./ops/topologyCommands')).topologyCheck(config);
+    }),
+  );
 
 async function applyTopologyOrExit(config: ReturnType<typeof loadConfigOrExit>): Promise<void> {
   const { brokerPreflight } = await import('./preflight');
@@ -115,39 +108,73 @@ program
     process.exit(await supervise(children, { log: createLogger('supervisor', config.log.level), ...config.supervisor }));
   });
 
-const dlq = program.command('dlq').description("inspect and replay a work queue's parked messages (<queue>.dlq)");
+program
+  .command('status')
+  .description('queues (depth, consumers, rates), parked messages per DLQ, and the outbox backlog')
+  .option('--json', 'the same as one JSON object')
+  .action((opts: { json?: boolean }) =>
+    operatorAction(async (config) => {
+      const { collectStatus, renderStatus } = await import('./ops/status');
+      const report = await collectStatus(config);
+      console.log(opts.json ? JSON.stringify(report, null, 2) : renderStatus(report));
+    }),
+  );
+
+/** Runs an operator command; an OperatorError is one line on stderr and its exit code. */
+async function operatorAction(run: (config: Config) => Promise<void>): Promise<void> {
+  const config = loadConfigOrExit();
+  const { OperatorError } = await import('./ops/operatorError');
+  try {
+    await run(config);
+  } catch (err) {
+    if (err instanceof OperatorError) exitWithLine(err.message, err.exitCode);
+    throw err;
+  }
+}
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+const dlq = program.command('dlq').description("inspect, replay, export and purge a work queue's parked messages (<queue>.dlq)");
 dlq
   .command('list')
+  .description('parked messages: id, type, kind, attempts, age and reason; they stay parked, in order')
   .argument('<queue>', 'work queue, e.g. analytics.tweets')
   .option('-n, --limit <n>', 'at most this many', positiveInt, 50)
-  .action(async (queue: string, opts: { limit: number }) => {
-    const config = loadConfigOrExit();
-    const { listParked } = await import('./broker/dlq');
-    const parked = await listParked(config.amqp.url, queue, opts.limit);
-    if (parked.length === 0) console.log(`${queue}.dlq is empty`);
-    for (const p of parked) console.log(JSON.stringify(p));
-  });
+  .option('--json', 'one JSON object per line')
+  .action((queue: string, opts: { limit: number; json?: boolean }) =>
+    operatorAction(async (config) => (await import('./ops/dlqCommands')).dlqList(config, queue, opts)),
+  );
 dlq
   .command('replay')
+  .description('send parked messages back to the queue they failed in; each leaves the DLQ only once its copy is confirmed')
   .argument('<queue>', 'work queue, e.g. analytics.tweets')
+  .option('--id <messageId>', 'only this message (repeatable)', collect)
   .option('-n, --limit <n>', 'replay at most this many', positiveInt)
-  .action(async (queue: string, opts: { limit?: number }) => {
-    const config = loadConfigOrExit();
-    const { replayParked } = await import('./broker/dlq');
-    const result = await replayParked(config.amqp.url, queue, { limit: opts.limit });
-    console.log(JSON.stringify(result));
-  });
+  .option('--error <substring>', 'only messages whose error contains this (case-insensitive)')
+  .option('--all', 'every parked message')
+  .option('--json', 'print the summary as JSON')
+  .action((queue: string, opts: { id?: string[]; limit?: number; error?: string; all?: boolean; json?: boolean }) =>
+    operatorAction(async (config) => (await import('./ops/dlqCommands')).dlqReplay(config, queue, opts)),
+  );
+dlq
+  .command('export')
+  .description('write parked messages (body, properties, headers) to a JSON file; they stay parked')
+  .argument('<queue>', 'work queue, e.g. analytics.tweets')
+  .requiredOption('-f, --file <file>', 'where to write the JSON')
+  .option('-n, --limit <n>', 'at most this many', positiveInt)
+  .action((queue: string, opts: { file: string; limit?: number }) =>
+    operatorAction(async (config) => (await import('./ops/dlqCommands')).dlqExport(config, queue, opts)),
+  );
 dlq
   .command('purge')
+  .description('delete every parked message of the queue (asks on a terminal; --yes otherwise)')
   .argument('<queue>', 'work queue, e.g. analytics.tweets')
-  .option('-y, --yes', 'really delete every parked message')
-  .action(async (queue: string, opts: { yes?: boolean }) => {
-    if (!opts.yes) exitWithLine(`warren dlq purge deletes every message parked in ${queue}.dlq; run it again with --yes`);
-    const config = loadConfigOrExit();
-    const { purgeParked } = await import('./broker/dlq');
-    const count = await purgeParked(config.amqp.url, queue);
-    console.log(`purged ${count} message(s) from ${queue}.dlq`);
-  });
+  .option('-y, --yes', 'really delete every parked message, without asking')
+  .action((queue: string, opts: { yes?: boolean }) =>
+    operatorAction(async (config) => (await import('./ops/dlqCommands')).dlqPurge(config, queue, opts)),
+  );
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   exitWithLine(`warren: ${(err as Error).message}`);

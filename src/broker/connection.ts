@@ -2,7 +2,8 @@ import os from 'node:os';
 import amqp, { AmqpConnectionManager } from 'amqp-connection-manager';
 import type { Logger } from '../log';
 
-export type ConnectionRole = 'publish' | 'consume';
+/** What a connection is for: services publish or consume; operator commands and checks only look. */
+export type ConnectionRole = 'publish' | 'consume' | 'inspect';
 
 export interface BrokerConnectionOptions {
   url: string;
@@ -27,8 +28,15 @@ export interface BrokerConnection {
   close(): Promise<void>;
 }
 
+/**
+ * The `connection_name` the management UI lists each connection under: which
+ * service, on which host, which process, and what for, e.g.
+ * `warren worker analytics web-3 pid 4121 consume`. An operator can find the
+ * process behind a connection (and a consumer tag, which names the same
+ * process) without guessing from client ports.
+ */
 export function connectionName(service: string, role: ConnectionRole): string {
-  return `warren ${service} ${role} ${os.hostname()} pid ${process.pid}`;
+  return `warren ${service} ${os.hostname()} pid ${process.pid} ${role}`;
 }
 
 export function connectBroker(opts: BrokerConnectionOptions): BrokerConnection {

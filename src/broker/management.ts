@@ -56,12 +56,32 @@ export interface QueueInfo extends QueueSpec {
   name: string;
   vhost: string;
   type: string;
+  /** Only for a queue one connection owns (the API's live-notification queue). */
+  exclusive?: boolean;
   policy?: string | null;
   effective_policy_definition?: PolicyDefinition;
   consumers?: number;
   messages?: number;
   messages_ready?: number;
   messages_unacknowledged?: number;
+  /** Counters and rates since the queue started; absent until something happened. */
+  message_stats?: MessageStats;
+}
+
+export interface RateDetails {
+  rate: number;
+}
+
+/** What `warren status` reads: publishes into the queue, deliveries out of it (consume and get), acks. */
+export interface MessageStats {
+  publish?: number;
+  publish_details?: RateDetails;
+  deliver_get?: number;
+  deliver_get_details?: RateDetails;
+  ack?: number;
+  ack_details?: RateDetails;
+  redeliver?: number;
+  redeliver_details?: RateDetails;
 }
 
 export interface BindingInfo {
@@ -72,6 +92,16 @@ export interface BindingInfo {
   routing_key: string;
   arguments: Record<string, unknown>;
   properties_key: string;
+}
+
+export interface PolicyInfo extends PolicySpec {
+  name: string;
+  vhost: string;
+}
+
+export interface PermissionInfo extends Permissions {
+  user: string;
+  vhost: string;
 }
 
 export interface ConnectionInfo {
@@ -205,6 +235,10 @@ export class ManagementClient {
     return this.get<ExchangeInfo>(`/exchanges/${seg(vhost)}/${seg(name)}`);
   }
 
+  deleteExchange(vhost: string, name: string): Promise<void> {
+    return this.send('DELETE', `/exchanges/${seg(vhost)}/${seg(name)}`, undefined, true);
+  }
+
   putQueue(vhost: string, name: string, spec: QueueSpec): Promise<void> {
     return this.send('PUT', `/queues/${seg(vhost)}/${seg(name)}`, spec);
   }
@@ -240,6 +274,24 @@ export class ManagementClient {
     const { vhost, source, destination, properties_key } = binding;
     const dest = binding.destination_type === 'queue' ? 'q' : 'e';
     return this.send('DELETE', `/bindings/${seg(vhost)}/e/${seg(source)}/${dest}/${seg(destination)}/${seg(properties_key)}`, undefined, true);
+  }
+
+  /** Every binding of the vhost, the default exchange's included. */
+  listBindings(vhost: string): Promise<BindingInfo[]> {
+    return this.list<BindingInfo>(`/bindings/${seg(vhost)}`);
+  }
+
+  listExchanges(vhost: string): Promise<ExchangeInfo[]> {
+    return this.list<ExchangeInfo>(`/exchanges/${seg(vhost)}`);
+  }
+
+  listPolicies(vhost: string): Promise<PolicyInfo[]> {
+    return this.list<PolicyInfo>(`/policies/${seg(vhost)}`);
+  }
+
+  /** A user's permissions on the vhost; `undefined` when it has none (or does not exist). */
+  getPermissions(vhost: string, user: string): Promise<PermissionInfo | undefined> {
+    return this.get<PermissionInfo>(`/permissions/${seg(vhost)}/${seg(user)}`);
   }
 
   putPolicy(vhost: string, name: string, spec: PolicySpec): Promise<void> {

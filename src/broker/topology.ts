@@ -3,6 +3,9 @@ import amqp from 'amqplib';
 import { z } from 'zod';
 import { vhostOf } from '../config';
 import type { Logger } from '../log';
+import { connectionName } from './connection';
+import { LIVE_EXCHANGE } from './live';
+import { bindingDrift, destinationKey, differs, exchangeDrift, missing, permissionDrift, policyDrift, queueFlagDrift, sortDrift, type Drift } from './drift';
 import { ManagementClient, withoutPassword, type PolicyDefinition, type PolicyValue, type QueueInfo } from './management';
 
 /**
@@ -192,11 +195,14 @@ export function queuesNeededBy(workQueue: string, defs: Definitions): TopologyNe
   };
 }
 
-/** The API publishes events to the exchanges that feed the work queues. */
+/**
+ * The API publishes events to the exchanges that feed the work queues, and
+ * binds its own live-notification queue to `notifications.live`.
+ */
 export function apiNeeds(defs: Definitions): TopologyNeeds {
   const work = new Set(workQueues(defs));
   const exchanges = defs.bindings.filter((b) => work.has(b.destination) && b.source !== RETURN_EXCHANGE).map((b) => b.source);
-  return { queues: [], exchanges: [...new Set(exchanges)] };
+  return { queues: [], exchanges: [...new Set([...exchanges, LIVE_EXCHANGE])] };
 }
 
 type QueueRole = 'work' | 'delay' | 'dlq' | 'other';
@@ -293,6 +299,18 @@ export interface ApplyTopologyOptions {
   passwords?: Record<string, string>;
 }
 
+/**
+ * Permissions of users the definitions declare, and of other users (the
+ * development `guest`) only where they exist: a production broker has no
+ * `guest`, and the broker refuses permissions for a user it does not know.
+ */
+async function grantablePermissions(api: ManagementClient, defs: Definitions): Promise<Definitions['permissions']> {
+  const declared = new Set(defs.users.map((u) => u.name));
+  const out: Definitions['permissions'] = [];
+  for (const p of defs.permissions) if (declared.has(p.user) || (await api.userExists(p.user))) out.push(p);
+  return out;
+}
+
 async function step(what: string, fn: () => Promise<void>): Promise<void> {
   try {
     await fn();
@@ -316,7 +334,7 @@ export async function applyTopology(opts: ApplyTopologyOptions): Promise<void> {
     if (password) await step(`user ${u.name}`, () => api.putUser(u.name, { password, tags: '' }));
     else if (!(await api.userExists(u.name))) await step(`user ${u.name}`, () => api.putUser(u.name, { password_hash: '', tags: '' }));
   }
-  for (const p of defs.permissions) await step(`permissions of ${p.user}`, () => api.setPermissions(vhost, p.user, { configure: p.configure, write: p.write, read: p.read }));
+  for (const p of await grantablePermissions(api, defs)) await step(`permissions of ${p.user}`, () => api.setPermissions(vhost, p.user, { configure: p.configure, write: p.write, read: p.read }));
   for (const e of defs.exchanges) await step(`exchange ${e.name}`, () => api.putExchange(vhost, e.name, { type: e.type, durable: e.durable, auto_delete: e.auto_delete, internal: e.internal, arguments: e.arguments }));
   for (const p of defs.policies) await step(`policy ${p.name}`, () => api.putPolicy(vhost, p.name, { pattern: p.pattern, 'apply-to': p['apply-to'], priority: p.priority, definition: p.definition }));
   for (const q of defs.queues) await step(`queue ${q.name}`, () => api.putQueue(vhost, q.name, { durable: q.durable, auto_delete: q.auto_delete, arguments: q.arguments }));
@@ -346,53 +364,73 @@ export interface CheckTopologyOptions extends TopologyNeeds {
   defs: Definitions;
   /** How long to wait for a queue's stats after a broker restart. */
   statsWaitMs?: number;
+  /**
+   * `warren topology check`: also the users' permissions, the policies
+   * themselves, exchange and queue flags, and bindings or policies on the
+   * broker that the definitions do not have.
+   */
+  full?: boolean;
 }
 
 /** Resolves when everything listed is there as the definitions need it; else throws one line. */
 export async function checkTopology(opts: CheckTopologyOptions): Promise<void> {
+  const drift = await findDrift(opts);
+  if (drift.length > 0) throw new TopologyError(drift.map((d) => d.text), `topology check (vhost ${opts.vhost})`);
+}
+
+/**
+ * Every difference between the broker and the definitions for what is
+ * listed, missing things first. Throws a plain Error (not drift) when the
+ * broker cannot answer yet, so that a start-up gate waits instead of stopping.
+ */
+export async function findDrift(opts: CheckTopologyOptions): Promise<Drift[]> {
   const api = new ManagementClient(opts.managementUrl);
   const { vhost } = opts;
   const defs = retargetDefinitions(opts.defs, vhost);
-  const fail = (problems: string[]) => new TopologyError(problems, `topology check (vhost ${vhost})`);
-  if (opts.amqpUrl && vhostOf(opts.amqpUrl) !== vhost) throw fail([`the AMQP URL names vhost ${vhostOf(opts.amqpUrl)}, not ${vhost}`]);
-  if (!(await api.vhostExists(vhost))) throw fail([`vhost ${vhost} does not exist (run warren topology apply)`]);
+  if (opts.amqpUrl && vhostOf(opts.amqpUrl) !== vhost) return [differs(`the AMQP URL names vhost ${vhostOf(opts.amqpUrl)}, not ${vhost}`)];
+  if (!(await api.vhostExists(vhost))) return [missing(`vhost ${vhost} does not exist (run warren topology apply)`)];
 
-  // Missing things first: they are the likeliest cause and what the one line should show.
-  const missing: string[] = [];
-  const wrong: string[] = [];
+  const drift: Drift[] = [];
+  const problem = (text: string) => drift.push(differs(text));
   for (const name of opts.exchanges) {
     const info = await api.getExchange(vhost, name);
     const def = defs.exchanges.find((e) => e.name === name);
-    if (!info) missing.push(`exchange ${name} is missing`);
-    else if (def && info.type !== def.type) wrong.push(`exchange ${name} is ${info.type}, definitions say ${def.type}`);
+    if (!info) drift.push(missing(`exchange ${name} is missing`));
+    else if (def && opts.full) drift.push(...exchangeDrift(def, info));
+    else if (def && info.type !== def.type) problem(`exchange ${name} is ${info.type}, definitions say ${def.type}`);
   }
+  const present: string[] = [];
   for (const name of opts.queues) {
     const info = await readQueue(api, vhost, name, opts.statsWaitMs ?? 10_000);
     if (!info) {
-      missing.push(`queue ${name} is missing`);
+      drift.push(missing(`queue ${name} is missing`));
       continue;
     }
-    wrong.push(...shapeProblems(info, defs));
-    const bound = await api.queueBindings(vhost, name);
-    for (const b of defs.bindings.filter((b) => b.destination_type === 'queue' && b.destination === name)) {
-      if (!bound.some((x) => x.source === b.source && x.routing_key === b.routing_key && same(x.arguments ?? {}, b.arguments))) {
-        missing.push(`binding ${b.source} -> ${name} (key ${JSON.stringify(b.routing_key)}) is missing`);
-      }
-    }
+    present.push(name);
+    shapeProblems(info, defs).forEach(problem);
+    const def = defs.queues.find((q) => q.name === name);
+    if (def && opts.full) drift.push(...queueFlagDrift(def, info));
     // Missing stats say nothing about the topology; a plain Error lets a start-up gate retry.
     if (info.effective_policy_definition === undefined) throw new Error(`queue ${name}: effective policy not visible yet (no queue stats)`);
-    wrong.push(...policyProblems(name, info, defs));
+    policyProblems(name, info, defs).forEach(problem);
   }
-  if (opts.amqpUrl) wrong.push(...(await amqpProblems(opts.amqpUrl, opts)));
-  const problems = [...missing, ...wrong];
-  if (problems.length > 0) throw fail(problems);
+  // Bindings into every queue and exchange that is there; a missing one is already named.
+  const live = opts.full ? await api.listBindings(vhost) : (await Promise.all(present.map((q) => api.queueBindings(vhost, q)))).flat();
+  drift.push(...bindingDrift(defs, live, new Set([...present.map((q) => destinationKey('queue', q)), ...(opts.full ? opts.exchanges.map((e) => destinationKey('exchange', e)) : [])]), opts.full ?? false));
+  if (opts.full) {
+    drift.push(...policyDrift(defs, await api.listPolicies(vhost)));
+    for (const u of defs.users) if (!(await api.userExists(u.name))) drift.push(missing(`user ${u.name} does not exist`));
+    for (const p of await grantablePermissions(api, defs)) drift.push(...permissionDrift(p, await api.getPermissions(vhost, p.user)));
+  }
+  if (opts.amqpUrl) (await amqpProblems(opts.amqpUrl, opts)).forEach(problem);
+  return sortDrift(drift);
 }
 
 /** What the service's own credentials see: a passive declare of each name. */
 async function amqpProblems(url: string, needs: TopologyNeeds): Promise<string[]> {
   let conn: amqp.ChannelModel;
   try {
-    conn = await amqp.connect(url);
+    conn = await amqp.connect(url, { clientProperties: { connection_name: connectionName('topology check', 'inspect') } });
   } catch (err) {
     const why = `cannot connect to ${withoutPassword(url)}: ${(err as Error).message}`;
     // Refused credentials or vhost access are wrong topology; anything else is an outage to wait out.

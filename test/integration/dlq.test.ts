@@ -1,10 +1,11 @@
+import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import path from 'node:path';
 import amqp, { type ChannelModel, type ConfirmChannel, type GetMessage } from 'amqplib';
 import { expect } from 'chai';
 import { loadConfig, projectRoot } from '../../src/config';
 import { createLogger } from '../../src/log';
-import { listParked, purgeParked, replayParked } from '../../src/broker/dlq';
+import { exportParked, listParked, purgeParked, replayParked, type ReplayProgress } from '../../src/broker/dlq';
 import { ManagementClient } from '../../src/broker/management';
 import { applyTopology, loadDefinitions } from '../../src/broker/topology';
 import { amqpUrlFor, waitFor } from '../support/system';
@@ -31,7 +32,7 @@ describe('dead-letter tooling (integration)', function () {
   const ready = async (queue: string) => (await channel.checkQueue(queue)).messageCount;
 
   /** Parks a message the way Warren's consumer does: Warren's headers, published to warren.dlx. */
-  async function parkLikeWarren(n: number): Promise<TestMessage> {
+  async function parkLikeWarren(n: number, error = `TransientError: database busy ${n}`): Promise<TestMessage> {
     const messageId = crypto.randomUUID();
     const body = Buffer.from(JSON.stringify({ tweetId: `t${n}`, text: `tweet ${n}` }));
     channel.publish('warren.dlx', QUEUE, body, {
@@ -46,7 +47,7 @@ describe('dead-letter tooling (integration)', function () {
       headers: {
         'x-schema-version': '1.0',
         traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
-        'x-warren-error': `TransientError: database busy ${n}`,
+        'x-warren-error': error,
         'x-warren-error-kind': 'exhausted',
         'x-warren-attempts': 5,
         'x-warren-first-failure': '2024-01-01T00:00:00.000Z',
@@ -59,6 +60,8 @@ describe('dead-letter tooling (integration)', function () {
     await channel.waitForConfirms();
     return { messageId, body };
   }
+
+  const parkedIdsInOrder = async () => (await listParked(url, QUEUE, 1000)).map((p) => p.messageId);
 
   async function drain(queue: string): Promise<GetMessage[]> {
     const out: GetMessage[] = [];
@@ -104,7 +107,7 @@ describe('dead-letter tooling (integration)', function () {
 
   it('replays them to their queue without the parking headers, then the DLQ is empty', async function () {
     const result = await replayParked(url, QUEUE);
-    expect(result).to.deep.equal({ replayed: 3, skipped: 0, remaining: 0 });
+    expect(result).to.deep.equal({ replayed: 3, skipped: 0, remaining: 0, interrupted: false });
     expect(await ready(DLQ)).to.equal(0);
 
     await waitFor('3 replayed in the work queue', async () => (await ready(QUEUE)) === 3);
@@ -124,7 +127,7 @@ describe('dead-letter tooling (integration)', function () {
     await parkLikeWarren(4);
     await parkLikeWarren(5);
     await waitFor('2 parked', async () => (await ready(DLQ)) === 2);
-    expect(await replayParked(url, QUEUE, { limit: 1 })).to.deep.equal({ replayed: 1, skipped: 0, remaining: 1 });
+    expect(await replayParked(url, QUEUE, { limit: 1 })).to.deep.equal({ replayed: 1, skipped: 0, remaining: 1, interrupted: false });
     await waitFor('1 replayed', async () => (await ready(QUEUE)) === 1);
     await drain(QUEUE);
   });
@@ -153,7 +156,7 @@ describe('dead-letter tooling (integration)', function () {
     expect(parked).to.include({ messageId, type: 'tweet.created', kind: 'crash-loop', reason: 'delivery_limit', attempts: null, originalQueue: QUEUE });
     expect(parked!.lastFailure).to.match(/^\d{4}-\d\d-\d\dT/);
 
-    expect(await replayParked(url, QUEUE)).to.deep.equal({ replayed: 1, skipped: 0, remaining: 0 });
+    expect(await replayParked(url, QUEUE)).to.deep.equal({ replayed: 1, skipped: 0, remaining: 0, interrupted: false });
     await waitFor('the crash loop back in its queue', async () => (await ready(QUEUE)) === 1);
     const [back] = await drain(QUEUE);
     expect(back!.properties.messageId).to.equal(messageId);
@@ -165,7 +168,7 @@ describe('dead-letter tooling (integration)', function () {
     channel.publish('warren.dlx', QUEUE, Buffer.from('{}'), { persistent: true, messageId: crypto.randomUUID(), type: 'tweet.created' });
     await channel.waitForConfirms();
     await waitFor('1 parked', async () => (await ready(DLQ)) === 1);
-    expect(await replayParked(url, QUEUE)).to.deep.equal({ replayed: 0, skipped: 1, remaining: 1 });
+    expect(await replayParked(url, QUEUE)).to.deep.equal({ replayed: 0, skipped: 1, remaining: 1, interrupted: false });
     await waitFor('it is back in the DLQ', async () => (await ready(DLQ)) === 1);
   });
 
@@ -174,16 +177,158 @@ describe('dead-letter tooling (integration)', function () {
     const messageId = crypto.randomUUID();
     // warren.return has no binding for this queue, so the replayed copy is unroutable.
     channel.publish('warren.dlx', QUEUE, Buffer.from('{}'), { persistent: true, messageId, headers: { 'x-warren-original-queue': 'gone.queue' } });
-    await parkLikeWarren(7);
+    const next = await parkLikeWarren(7);
     await waitFor('2 parked', async () => (await ready(DLQ)) === 2);
 
+    // One at a time: nothing after the failed message is touched.
     let error: (Error & { replayed?: number }) | undefined;
-    await replayParked(url, QUEUE).catch((err: Error) => (error = err));
+    await replayParked(url, QUEUE, { window: 1 }).catch((err: Error) => (error = err));
     expect(error?.message).to.match(new RegExp(`^replay stopped after 0 message\\(s\\): message ${messageId} to queue gone\\.queue: publish returned: NO_ROUTE`));
     expect(error?.replayed).to.equal(0);
     await waitFor('both still parked', async () => (await ready(DLQ)) === 2);
     expect(await ready(QUEUE)).to.equal(0);
-    expect(await purgeParked(url, QUEUE)).to.equal(2);
+    // The failed one goes back with a requeue, which RabbitMQ 3.10 puts at the tail.
+    expect(await parkedIdsInOrder()).to.deep.equal([next.messageId, messageId]);
+
+    // With a window, the replays already in flight beside it finish; the failed one stays parked.
+    let second: Error | undefined;
+    await replayParked(url, QUEUE).catch((err: Error) => (second = err));
+    expect(second?.message).to.match(new RegExp(`^replay stopped after 1 message\\(s\\): message ${messageId} to queue gone\\.queue: publish returned: NO_ROUTE`));
+    await waitFor('the unroutable one still parked', async () => (await ready(DLQ)) === 1);
+    expect(await parkedIdsInOrder()).to.deep.equal([messageId]);
+    await waitFor('the other replayed', async () => (await ready(QUEUE)) === 1);
+    expect((await drain(QUEUE)).map((m) => m.properties.messageId)).to.deep.equal([next.messageId]);
+    expect(await purgeParked(url, QUEUE)).to.equal(1);
+  });
+
+
+  it('replays only messages whose error matches, leaving the others parked in their order', async function () {
+    await purgeParked(url, QUEUE);
+    const errors = ['TransientError: database busy', 'PermanentError: bad body', 'TransientError: DATABASE BUSY again', 'PermanentError: unknown type', 'TransientError: timeout'];
+    const parked = [];
+    for (const [i, e] of errors.entries()) parked.push(await parkLikeWarren(10 + i, e));
+    await waitFor('5 parked', async () => (await ready(DLQ)) === 5);
+    expect(await parkedIdsInOrder()).to.deep.equal(parked.map((p) => p.messageId));
+
+    const result = await replayParked(url, QUEUE, { errorContains: 'database busy' });
+    expect(result).to.deep.equal({ replayed: 2, skipped: 3, remaining: 3, interrupted: false });
+    await waitFor('3 back in the DLQ', async () => (await ready(DLQ)) === 3);
+    expect(await parkedIdsInOrder()).to.deep.equal([parked[1]!, parked[3]!, parked[4]!].map((p) => p.messageId));
+    await waitFor('2 replayed', async () => (await ready(QUEUE)) === 2);
+    expect((await drain(QUEUE)).map((m) => m.properties.messageId)).to.deep.equal([parked[0]!, parked[2]!].map((p) => p.messageId));
+
+    // Run again with a filter nothing matches: every message is looked at once, none loops, order kept.
+    expect(await replayParked(url, QUEUE, { errorContains: 'no such error' })).to.deep.equal({ replayed: 0, skipped: 3, remaining: 3, interrupted: false });
+    await waitFor('3 still parked', async () => (await ready(DLQ)) === 3);
+    expect(await parkedIdsInOrder()).to.deep.equal([parked[1]!, parked[3]!, parked[4]!].map((p) => p.messageId));
+  });
+
+  it('replays one message by id, and -n counts only selected messages', async function () {
+    const ids = await parkedIdsInOrder();
+    expect(await replayParked(url, QUEUE, { ids: [ids[1]!] })).to.deep.equal({ replayed: 1, skipped: 2, remaining: 2, interrupted: false });
+    await waitFor('1 replayed', async () => (await ready(QUEUE)) === 1);
+    expect((await drain(QUEUE)).map((m) => m.properties.messageId)).to.deep.equal([ids[1]]);
+    await waitFor('2 parked', async () => (await ready(DLQ)) === 2);
+    expect(await parkedIdsInOrder()).to.deep.equal([ids[0], ids[2]]);
+
+    expect(await replayParked(url, QUEUE, { errorContains: 'timeout', limit: 1 })).to.deep.equal({ replayed: 1, skipped: 1, remaining: 1, interrupted: false });
+    await waitFor('1 parked', async () => (await ready(DLQ)) === 1);
+    expect(await parkedIdsInOrder()).to.deep.equal([ids[0]]);
+    await drain(QUEUE);
+    await purgeParked(url, QUEUE);
+  });
+
+  it('an interrupted replay loses nothing: what was not replayed stays parked, in order', async function () {
+    const parked = [];
+    for (let i = 0; i < 20; i++) parked.push(await parkLikeWarren(100 + i));
+    await waitFor('20 parked', async () => (await ready(DLQ)) === 20);
+    const ctl = new AbortController();
+    const seen: ReplayProgress[] = [];
+    const result = await replayParked(url, QUEUE, {
+      onProgress: (p) => {
+        seen.push(p);
+        if (p.replayed === 10) ctl.abort();
+      },
+      signal: ctl.signal,
+      window: 5,
+    });
+    expect(result).to.deep.equal({ replayed: 10, skipped: 0, remaining: 10, interrupted: true });
+    expect(seen[0]).to.deep.equal({ scanned: 0, total: 20, replayed: 0, skipped: 0 });
+    expect(seen.map((p) => p.replayed)).to.deep.equal([0, 5, 10]);
+    await waitFor('10 replayed', async () => (await ready(QUEUE)) === 10);
+    expect((await drain(QUEUE)).map((m) => m.properties.messageId)).to.deep.equal(parked.slice(0, 10).map((p) => p.messageId));
+    expect(await parkedIdsInOrder()).to.deep.equal(parked.slice(10).map((p) => p.messageId));
+  });
+
+  it('exports body, properties and headers, and leaves every message parked', async function () {
+    const exported = await exportParked(url, QUEUE);
+    expect(exported).to.have.length(10);
+    const first = exported[0]!;
+    expect(first.bodyEncoding).to.equal('utf8');
+    expect(JSON.parse(first.body)).to.deep.equal({ tweetId: 't110', text: 'tweet 110' });
+    expect(first.properties).to.include({ type: 'tweet.created', contentType: 'application/json', correlationId: 'req-110', appId: 'warren-api' });
+    expect(first.properties.headers).to.include({ 'x-warren-error-kind': 'exhausted', 'x-warren-original-queue': QUEUE, 'x-schema-version': '1.0' });
+    expect(first.parked).to.include({ kind: 'exhausted', attempts: 5, originalQueue: QUEUE });
+    expect(first).to.include({ exchange: 'warren.dlx', routingKey: QUEUE });
+    await waitFor('10 still parked', async () => (await ready(DLQ)) === 10);
+    expect(await purgeParked(url, QUEUE)).to.equal(10);
+  });
+
+  it('a filtered replay over hundreds of messages leaves the rest parked in order, as exact copies', async function () {
+    await purgeParked(url, QUEUE);
+    const parked = [];
+    for (let i = 0; i < 300; i++) parked.push(await parkLikeWarren(1000 + i, i % 3 === 0 ? 'TransientError: database busy' : 'PermanentError: bad body'));
+    await waitFor('300 parked', async () => (await ready(DLQ)) === 300);
+    // Read nothing before the replay: looking at a DLQ requeues, which may reorder it (RabbitMQ 3.10).
+    expect(await replayParked(url, QUEUE, { errorContains: 'database busy' })).to.deep.equal({ replayed: 100, skipped: 200, remaining: 200, interrupted: false });
+    await waitFor('200 parked', async () => (await ready(DLQ)) === 200);
+    const after = await exportParked(url, QUEUE);
+    expect(after.map((m) => m.parked.messageId)).to.deep.equal(parked.filter((_, i) => i % 3 !== 0).map((p) => p.messageId));
+    for (const m of after) {
+      const n = Number(JSON.parse(m.body).tweetId.slice(1));
+      expect(m.body).to.equal(JSON.stringify({ tweetId: `t${n}`, text: `tweet ${n}` }));
+      expect(m.parked).to.include({ kind: 'exhausted', attempts: 5, reason: 'PermanentError: bad body', originalQueue: QUEUE, firstFailure: '2024-01-01T00:00:00.000Z' });
+      expect(m.properties).to.include({ correlationId: `req-${n}`, timestamp: 1_700_000_000 + n, appId: 'warren-api', type: 'tweet.created', contentType: 'application/json' });
+      expect(m.properties.headers).to.include({ 'x-schema-version': '1.0', 'x-warren-original-exchange': 'tweets', 'x-warren-original-routing-key': 'tweet.created' });
+    }
+    await waitFor('100 replayed', async () => (await ready(QUEUE)) === 100);
+    await drain(QUEUE);
+    expect(await purgeParked(url, QUEUE)).to.equal(200);
+  });
+
+  it('`warren dlq replay` stopped with Ctrl-C prints what it did and loses nothing', async function () {
+    await purgeParked(url, QUEUE);
+    const total = 3000;
+    for (let i = 0; i < total; i++) {
+      channel.publish('warren.dlx', QUEUE, Buffer.from(`{"n":${i}}`), { persistent: true, messageId: `bulk-${i}`, type: 'tweet.created', headers: { 'x-warren-original-queue': QUEUE, 'x-warren-error': 'TransientError: bulk' } });
+    }
+    await channel.waitForConfirms();
+    await waitFor(`${total} parked`, async () => (await ready(DLQ)) === total);
+
+    const cli = path.join(projectRoot, 'dist', 'src', 'cli.js');
+    const child = spawn(process.execPath, [cli, 'dlq', 'replay', QUEUE, '--all'], { env: { ...process.env, NODE_ENV: 'test', WARREN_AMQP_URL: url }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    await waitFor('some replays', async () => (await ready(QUEUE)) >= 200, 20_000, 20);
+    child.kill('SIGINT');
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+
+    expect(code, stderr).to.equal(130);
+    expect(stderr).to.contain('stopping after the messages in flight');
+    const m = /^interrupted: replayed (\d+), skipped 0, remaining (\d+) in analytics\.tweets\.dlq/.exec(stdout);
+    expect(m, stdout).to.not.equal(null);
+    const replayed = Number(m![1]);
+    expect(replayed).to.be.within(200, total - 1);
+    expect(Number(m![2])).to.equal(total - replayed);
+    // Every message is in exactly one place: replayed into the work queue, or still parked, in order.
+    await waitFor('the counts to settle', async () => (await ready(QUEUE)) === replayed && (await ready(DLQ)) === total - replayed);
+    const back = await drain(QUEUE);
+    expect(back.map((msg) => msg.properties.messageId)).to.deep.equal(Array.from({ length: replayed }, (_, i) => `bulk-${i}`));
+    const still = await listParked(url, QUEUE, total);
+    expect(still.map((p) => p.messageId)).to.deep.equal(Array.from({ length: total - replayed }, (_, i) => `bulk-${replayed + i}`));
+    expect(await purgeParked(url, QUEUE)).to.equal(total - replayed);
   });
 
   it('names a work queue that has no DLQ', async function () {

@@ -129,7 +129,7 @@ describe(`Warren end to end (${TEST_DB})`, function () {
     const listed = await run(process.execPath, [cli, 'dlq', 'list', 'analytics.tweets'], { env: sys.env });
     expect(listed.stdout).to.include(messageId).and.include('database busy');
     expect(await sys.queueDepth('analytics.tweets.dlq')).to.equal(1);
-    await run(process.execPath, [cli, 'dlq', 'replay', 'analytics.tweets'], { env: sys.env });
+    await run(process.execPath, [cli, 'dlq', 'replay', 'analytics.tweets', '--all'], { env: sys.env });
     await waitFor('the replayed tweet to be counted', async () => (await tweetCount(ada.id)) === before + 1);
     expect(await sys.queueDepth('analytics.tweets.dlq')).to.equal(0);
   });

@@ -56,7 +56,7 @@ describe(`retries with backoff, then the DLQ (${TEST_DB})`, function () {
 
     await release();
     release = undefined;
-    await run(process.execPath, [cli, 'dlq', 'replay', 'analytics.tweets'], { env: sys.env });
+    await run(process.execPath, [cli, 'dlq', 'replay', 'analytics.tweets', '--all'], { env: sys.env });
     await waitFor('the replayed tweet to be counted', async () => (await sys.request('GET', `/analytics/users/${ada.id}`)).json?.tweetCount === 1, 20_000);
     expect(await sys.queueDepth('analytics.tweets.dlq')).to.equal(0);
   });

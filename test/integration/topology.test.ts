@@ -5,6 +5,7 @@ import path from 'node:path';
 import { expect } from 'chai';
 import { loadConfig, projectRoot } from '../../src/config';
 import { createLogger } from '../../src/log';
+import { formatDrift } from '../../src/broker/drift';
 import { ManagementClient } from '../../src/broker/management';
 import {
   allNames,
@@ -12,6 +13,7 @@ import {
   applyTopology,
   checkTopology,
   delaySteps,
+  findDrift,
   loadDefinitions,
   queuesNeededBy,
   TopologyError,
@@ -71,7 +73,7 @@ describe('broker topology (integration)', function () {
     const needs = queuesNeededBy('analytics.tweets', defs);
     expect(needs.queues).to.have.members(['analytics.tweets', 'analytics.tweets.dlq', 'warren.delay.5s', 'warren.delay.30s', 'warren.delay.2m', 'warren.delay.10m']);
     expect(needs.exchanges).to.have.members(['warren.delay.5s', 'warren.delay.30s', 'warren.delay.2m', 'warren.delay.10m', 'warren.return', 'warren.dlx']);
-    expect(apiNeeds(defs)).to.deep.equal({ queues: [], exchanges: ['tweets', 'user.events'] });
+    expect(apiNeeds(defs)).to.deep.equal({ queues: [], exchanges: ['tweets', 'user.events', 'notifications.live'] });
     expect(() => queuesNeededBy('no.such.queue', defs)).to.throw(TopologyError, /no\.such\.queue/);
   });
 
@@ -140,6 +142,33 @@ describe('broker topology (integration)', function () {
     expect(after).to.deep.equal(before);
     expect((await api.listQueues(vhost)).map((q) => q.name)).to.have.members(defs.queues.map((q) => q.name));
     await checkTopology({ ...base, ...allNames(defs) });
+  });
+
+  it('lists every drift at once for `warren topology check`, missing first, and apply repairs what it declares', async function () {
+    const full = { ...base, ...allNames(defs), full: true };
+    expect(await findDrift(full)).to.deep.equal([]);
+    await api.deleteExchange(vhost, 'notifications.live');
+    await api.setPermissions(vhost, 'warren-analytics', { configure: '^$', write: '.*', read: '^(analytics\\.tweets|tweets|warren\\.return)$' });
+    await api.putBinding(vhost, { source: 'tweets', destination: 'analytics.tweets', destination_type: 'queue', routing_key: '#', arguments: {} });
+    await api.putPolicy(vhost, 'test.extra', { pattern: '^nothing$', 'apply-to': 'queues', priority: 0, definition: { 'message-ttl': 1 } });
+    try {
+      const drift = await findDrift(full);
+      expect(drift).to.deep.equal([
+        { kind: 'missing', text: 'exchange notifications.live is missing' },
+        { kind: 'differs', text: 'permissions of warren-analytics: write is ".*", definitions say "^(analytics\\\\.tweets|warren\\\\.delay\\\\..+|warren\\\\.dlx)$"' },
+        { kind: 'extra', text: 'binding tweets -> analytics.tweets (key "#") is not in the definitions' },
+        { kind: 'extra', text: 'policy test.extra (pattern "^nothing$", priority 0, {"message-ttl":1}) is not in the definitions' },
+      ]);
+      expect(formatDrift(drift).split('\n').map((l) => l[0])).to.deep.equal(['-', '~', '+', '+']);
+      // A start-up check of the analytics worker sees none of it: it only needs its own queues.
+      await checkTopology(analytics);
+    } finally {
+      await applyTopology({ ...base, log });
+      const extra = (await api.queueBindings(vhost, 'analytics.tweets')).find((b) => b.routing_key === '#');
+      if (extra) await api.deleteBinding(extra);
+      await api.deletePolicy(vhost, 'test.extra');
+    }
+    expect(await findDrift(full)).to.deep.equal([]);
   });
 
   it('names a vhost that does not exist', async function () {

@@ -1,0 +1,37 @@
+# syntax=docker/dockerfile:1
+# Warren: one image for every process (`warren api`, `warren worker <name>`,
+# `warren topology apply`, `warren migrate`, `warren status`, `warren dlq ...`).
+
+# ---- build: compile TypeScript, then keep only the runtime dependencies ----
+FROM node:20-slim AS build
+WORKDIR /app
+# sqlite3 compiles from source where no prebuilt binary matches the platform.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json ./
+COPY src ./src
+RUN npx tsc -p tsconfig.json \
+ && npm prune --omit=dev --no-audit --no-fund
+
+# ---- runtime: node:20-slim, compiled code, production dependencies, non-root ----
+FROM node:20-slim
+ENV NODE_ENV=production
+WORKDIR /app
+RUN groupadd --system warren \
+ && useradd --system --gid warren --home-dir /app --shell /usr/sbin/nologin warren \
+ && mkdir -p /app/data \
+ && chown warren:warren /app/data
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist/src ./dist/src
+COPY package.json ./
+COPY bin ./bin
+COPY config ./config
+COPY rabbitmq ./rabbitmq
+# Code and configuration stay root-owned and read-only to the process; only data/ (SQLite) is its own.
+USER warren
+EXPOSE 3000
+ENTRYPOINT ["node", "--enable-source-maps", "/app/bin/warren"]
+CMD ["--help"]

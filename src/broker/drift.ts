@@ -1,0 +1,142 @@
+import type { BindingInfo, ExchangeInfo, PermissionInfo, PolicyInfo, QueueInfo } from './management';
+import type { Definitions } from './topology';
+
+/**
+ * How the live broker differs from the definitions file, one line per
+ * difference, so that `warren topology check` can show every problem at
+ * once (a start-up check only needs the first). `missing`: declared in the
+ * definitions, absent from the broker; `differs`: present with other
+ * settings; `extra`: on the broker, not in the definitions.
+ */
+export type DriftKind = 'missing' | 'differs' | 'extra';
+
+export interface Drift {
+  kind: DriftKind;
+  text: string;
+}
+
+const MARK: Record<DriftKind, string> = { missing: '-', differs: '~', extra: '+' };
+const ORDER: DriftKind[] = ['missing', 'differs', 'extra'];
+
+export const missing = (text: string): Drift => ({ kind: 'missing', text });
+export const differs = (text: string): Drift => ({ kind: 'differs', text });
+export const extra = (text: string): Drift => ({ kind: 'extra', text });
+
+const show = (v: unknown) => (v === undefined ? '(unset)' : JSON.stringify(v));
+/** JSON with object keys sorted: the broker does not answer in the definitions' key order. */
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (v && typeof v === 'object') {
+    const entries = Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonical(x)}`).join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
+const same = (a: unknown, b: unknown) => canonical(a) === canonical(b);
+
+/** Missing things first: they are the likeliest cause of the rest. */
+export function sortDrift(drift: Drift[]): Drift[] {
+  return ORDER.flatMap((kind) => drift.filter((d) => d.kind === kind));
+}
+
+/** A diff-style listing: `-` missing, `~` differs, `+` not in the definitions. */
+export function formatDrift(drift: Drift[]): string {
+  return sortDrift(drift)
+    .map((d) => `${MARK[d.kind]} ${d.text}`)
+    .join('\n');
+}
+
+type ExchangeDef = Definitions['exchanges'][number];
+type QueueDef = Definitions['queues'][number];
+type BindingDef = Definitions['bindings'][number];
+type PermissionDef = Definitions['permissions'][number];
+
+/** Type, flags and arguments of a declared exchange. */
+export function exchangeDrift(def: ExchangeDef, info: ExchangeInfo): Drift[] {
+  const out: Drift[] = [];
+  if (info.type !== def.type) out.push(differs(`exchange ${def.name} is ${info.type}, definitions say ${def.type}`));
+  for (const key of ['durable', 'auto_delete', 'internal'] as const) {
+    if (info[key] !== def[key]) out.push(differs(`exchange ${def.name} has ${key}=${show(info[key])}, definitions say ${show(def[key])}`));
+  }
+  if (!same(info.arguments ?? {}, def.arguments)) out.push(differs(`exchange ${def.name} has arguments ${show(info.arguments ?? {})}, definitions say ${show(def.arguments)}`));
+  return out;
+}
+
+/** Durability flags of a declared queue (its type and arguments are checked with its policy). */
+export function queueFlagDrift(def: QueueDef, info: QueueInfo): Drift[] {
+  const out: Drift[] = [];
+  for (const key of ['durable', 'auto_delete'] as const) {
+    if (info[key] !== def[key]) out.push(differs(`queue ${def.name} has ${key}=${show(info[key])}, definitions say ${show(def[key])}`));
+  }
+  return out;
+}
+
+function bindingText(b: Pick<BindingDef, 'source' | 'destination' | 'destination_type' | 'routing_key'>): string {
+  const dest = b.destination_type === 'exchange' ? `exchange ${b.destination}` : b.destination;
+  return `binding ${b.source} -> ${dest} (key ${JSON.stringify(b.routing_key)})`;
+}
+
+const sameBinding = (live: BindingInfo, def: BindingDef) =>
+  live.source === def.source &&
+  live.destination === def.destination &&
+  live.destination_type === def.destination_type &&
+  live.routing_key === def.routing_key &&
+  same(live.arguments ?? {}, def.arguments);
+
+/** How `bindingDrift` names a destination: a queue and an exchange may share a name (the delay steps do). */
+export const destinationKey = (type: 'queue' | 'exchange', name: string) => `${type} ${name}`;
+
+/**
+ * Bindings into the given destinations (`destinationKey`). With `extras`, a binding the
+ * definitions do not declare is drift too (the default exchange's implicit
+ * binding excepted): it routes messages where nobody expects them.
+ */
+export function bindingDrift(defs: Definitions, live: BindingInfo[], destinations: Set<string>, extras: boolean): Drift[] {
+  const out: Drift[] = [];
+  for (const b of defs.bindings) {
+    if (!destinations.has(destinationKey(b.destination_type, b.destination))) continue;
+    if (!live.some((x) => sameBinding(x, b))) out.push(missing(`${bindingText(b)} is missing`));
+  }
+  if (extras) {
+    for (const x of live) {
+      if (x.source === '' || !destinations.has(destinationKey(x.destination_type, x.destination))) continue;
+      if (!defs.bindings.some((b) => sameBinding(x, b))) out.push(extra(`${bindingText(x)} is not in the definitions`));
+    }
+  }
+  return out;
+}
+
+/** A user's permissions on the vhost, regex by regex. */
+export function permissionDrift(def: PermissionDef, live: PermissionInfo | undefined): Drift[] {
+  if (!live) return [missing(`permissions of ${def.user} on vhost ${def.vhost} are missing`)];
+  const out: Drift[] = [];
+  for (const key of ['configure', 'write', 'read'] as const) {
+    if (live[key] !== def[key]) out.push(differs(`permissions of ${def.user}: ${key} is ${show(live[key])}, definitions say ${show(def[key])}`));
+  }
+  return out;
+}
+
+/**
+ * The policies themselves. A policy that is not in the definitions is drift
+ * even when it loses to ours on priority today: the effective-policy check
+ * names the queues it already changes.
+ */
+export function policyDrift(defs: Definitions, live: PolicyInfo[]): Drift[] {
+  const out: Drift[] = [];
+  for (const p of defs.policies) {
+    const info = live.find((x) => x.name === p.name);
+    if (!info) {
+      out.push(missing(`policy ${p.name} is missing`));
+      continue;
+    }
+    for (const key of ['pattern', 'apply-to', 'priority', 'definition'] as const) {
+      if (!same(info[key], p[key])) out.push(differs(`policy ${p.name} has ${key} ${show(info[key])}, definitions say ${show(p[key])}`));
+    }
+  }
+  for (const info of live) {
+    if (!defs.policies.some((p) => p.name === info.name)) {
+      out.push(extra(`policy ${info.name} (pattern ${show(info.pattern)}, priority ${info.priority}, ${show(info.definition)}) is not in the definitions`));
+    }
+  }
+  return out;
+}

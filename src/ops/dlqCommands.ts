@@ -1,0 +1,180 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import readline from 'node:readline/promises';
+import pino from 'pino';
+import type { Config } from '../config';
+import { countParked, DlqError, exportParked, listParked, purgeParked, replayParked, type ParkedMessage, type ReplayResult } from '../broker/dlq';
+import { dlqOf } from '../broker/topology';
+import type { Logger } from '../log';
+import { OperatorError } from './operatorError';
+import { bar, ProgressLine } from './progress';
+import { formatAge, renderTable } from './table';
+
+/**
+ * What `warren dlq list|replay|export|purge` print: tables and summaries on
+ * stdout, progress on stderr, one line and a non-zero exit on failure. The
+ * broker work itself is src/broker/dlq.ts.
+ */
+type Print = (text: string) => void;
+
+/** Warnings of an operator command go to stderr, so that stdout holds only its result. */
+function operatorLog(config: Config): Logger {
+  const level = config.log.level === 'info' ? 'warn' : config.log.level;
+  return pino({ name: 'dlq', level }, pino.destination(2));
+}
+
+export function parkedTable(parked: ParkedMessage[], now = Date.now()): string {
+  return renderTable(
+    [{ title: 'MESSAGE ID' }, { title: 'TYPE' }, { title: 'KIND' }, { title: 'ATTEMPTS', align: 'right' }, { title: 'AGE', align: 'right' }, { title: 'REASON', maxWidth: 70 }],
+    parked.map((p) => [
+      p.messageId ?? '(none)',
+      p.type ?? '(none)',
+      p.kind,
+      p.attempts === null ? '-' : String(p.attempts),
+      p.lastFailure ? formatAge(now - Date.parse(p.lastFailure)) : '-',
+      p.reason ?? '',
+    ]),
+  );
+}
+
+export async function dlqList(config: Config, queue: string, opts: { limit: number; json?: boolean }, print: Print = console.log): Promise<void> {
+  const total = await countParked(config.amqp.url, queue);
+  const parked = await listParked(config.amqp.url, queue, opts.limit);
+  if (opts.json) {
+    for (const p of parked) print(JSON.stringify(p));
+    return;
+  }
+  if (parked.length === 0) {
+    print(`${dlqOf(queue)} is empty`);
+    return;
+  }
+  print(`${dlqOf(queue)}: ${total} parked${total > parked.length ? `, the first ${parked.length} shown (-n to see more)` : ''}`);
+  print(parkedTable(parked));
+}
+
+export interface ReplayArgs {
+  id?: string[];
+  limit?: number;
+  error?: string;
+  all?: boolean;
+  json?: boolean;
+}
+
+export function describeSelection(a: ReplayArgs): string {
+  const parts: string[] = [];
+  if (a.id?.length) parts.push(`message id ${a.id.join(', ')}`);
+  if (a.error !== undefined) parts.push(`error containing ${JSON.stringify(a.error)}`);
+  if (a.limit !== undefined) parts.push(`at most ${a.limit}`);
+  return parts.length ? parts.join(', ') : 'every parked message';
+}
+
+export function replaySummary(queue: string, r: ReplayResult): string {
+  const state = r.interrupted ? 'interrupted: ' : '';
+  return `${state}replayed ${r.replayed}, skipped ${r.skipped}, remaining ${r.remaining} in ${dlqOf(queue)}`;
+}
+
+/**
+ * A first Ctrl-C stops after the messages in flight and prints the summary; a
+ * second one exits at once (held messages go back to the DLQ with the
+ * connection, and a replayed one is acked only after its confirm).
+ */
+function interruptible(): { signal: AbortSignal; release: () => void } {
+  const ctl = new AbortController();
+  const onSignal = () => {
+    if (ctl.signal.aborted) process.exit(130);
+    process.stderr.write('\nstopping after the messages in flight (Ctrl-C again to quit now; nothing is lost)\n');
+    ctl.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    signal: ctl.signal,
+    release: () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}
+
+export async function dlqReplay(config: Config, queue: string, args: ReplayArgs, print: Print = console.log): Promise<void> {
+  const selects = (args.id?.length ?? 0) > 0 || args.limit !== undefined || args.error !== undefined;
+  if (!selects && !args.all) throw new OperatorError(`say which parked messages of ${dlqOf(queue)} to replay: --id <messageId>, -n <count>, --error <substring>, or --all`, 2);
+  const progress = new ProgressLine();
+  const stop = interruptible();
+  let result: ReplayResult;
+  try {
+    result = await replayParked(config.amqp.url, queue, {
+      ids: args.id,
+      limit: args.limit,
+      errorContains: args.error,
+      signal: stop.signal,
+      publishTimeoutMs: config.relay.publishTimeoutMs,
+      log: operatorLog(config),
+      onProgress: (p) => progress.update(`replaying ${dlqOf(queue)} ${bar(p.scanned, p.total)} ${p.scanned}/${p.total} looked at, ${p.replayed} replayed, ${p.skipped} skipped`),
+    });
+  } catch (err) {
+    progress.end();
+    if (err instanceof DlqError) throw new OperatorError(`warren dlq replay: ${err.message}; the rest stays parked`);
+    throw err;
+  } finally {
+    stop.release();
+  }
+  progress.end();
+  print(args.json ? JSON.stringify(result) : `${replaySummary(queue, result)} (selected: ${describeSelection(args)})`);
+  if (result.interrupted) process.exitCode = 130;
+}
+
+/**
+ * Writes the parked messages to `file` without removing them. Written to a
+ * temporary file, then renamed: a half-written export never looks complete.
+ * Owner-only permissions: message bodies may hold users' data.
+ */
+export async function dlqExport(config: Config, queue: string, opts: { file: string; limit?: number }, print: Print = console.log): Promise<void> {
+  const messages = await exportParked(config.amqp.url, queue, opts.limit);
+  const file = path.resolve(opts.file);
+  const doc = { queue, dlq: dlqOf(queue), exportedAt: new Date().toISOString(), count: messages.length, messages };
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, `${JSON.stringify(doc, null, 2)}\n`, { mode: 0o600 });
+  fs.renameSync(tmp, file);
+  print(`exported ${messages.length} message(s) of ${dlqOf(queue)} to ${file}; they stay parked`);
+}
+
+export interface Prompt {
+  isTTY: boolean;
+  ask(question: string): Promise<string>;
+}
+
+export function terminalPrompt(): Prompt {
+  return {
+    isTTY: Boolean(process.stdin.isTTY),
+    async ask(question: string) {
+      const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
+      try {
+        return await rl.question(question);
+      } finally {
+        rl.close();
+      }
+    },
+  };
+}
+
+/**
+ * Deletes every parked message: with --yes, or after the operator types the
+ * queue name on a terminal. Without a terminal and without --yes it refuses
+ * (a script must say so explicitly).
+ */
+export async function dlqPurge(config: Config, queue: string, opts: { yes?: boolean }, prompt: Prompt = terminalPrompt(), print: Print = console.log): Promise<void> {
+  const dlq = dlqOf(queue);
+  if (!opts.yes) {
+    if (!prompt.isTTY) throw new OperatorError(`warren dlq purge deletes every message parked in ${dlq}; not on a terminal, so run it with --yes`, 2);
+    const parked = await countParked(config.amqp.url, queue);
+    if (parked === 0) {
+      print(`${dlq} is empty; nothing to purge`);
+      return;
+    }
+    const answer = await prompt.ask(`Delete all ${parked} message(s) parked in ${dlq}? They cannot be replayed afterwards (warren dlq export saves them). Type ${dlq} to confirm: `);
+    if (answer.trim() !== dlq) throw new OperatorError(`not confirmed; ${dlq} left as it was`);
+  }
+  const count = await purgeParked(config.amqp.url, queue);
+  print(`purged ${count} message(s) from ${dlq}`);
+}

@@ -1,0 +1,155 @@
+import fs from 'node:fs';
+import { vhostOf, type Config } from '../config';
+import { ManagementClient, type QueueInfo } from '../broker/management';
+import { dlqOf, DELAY_PREFIX, loadDefinitions, retargetDefinitions, workQueues } from '../broker/topology';
+import { openDatabase, sqliteFile } from '../db/knex';
+import { countBacklog } from '../db/outbox';
+import { formatCount, formatRate, renderTable } from './table';
+
+/**
+ * `warren status`: one look at the running system. Queue figures come from
+ * the management API (they lag by its stats interval, 5 s by default); the
+ * outbox backlog from the API's own database, read-only.
+ */
+export type QueueRole = 'work' | 'dlq' | 'delay' | 'live' | 'other';
+
+export interface QueueStatus {
+  name: string;
+  role: QueueRole;
+  type: string;
+  messages: number | null;
+  ready: number | null;
+  unacked: number | null;
+  consumers: number | null;
+  /** Messages per second into the queue, out of it (consumers and basic.get), and acked. */
+  publishRate: number | null;
+  deliverRate: number | null;
+  ackRate: number | null;
+  policy: string | null;
+}
+
+export interface DlqStatus {
+  queue: string;
+  dlq: string;
+  exists: boolean;
+  /** Null until the broker has reported the queue's figures. */
+  parked: number | null;
+}
+
+export type OutboxStatus = { backlog: number; maxBacklog: number } | { error: string };
+
+export interface StatusReport {
+  vhost: string;
+  at: string;
+  queues: QueueStatus[];
+  dlqs: DlqStatus[];
+  outbox: OutboxStatus;
+  /** What an operator should look at, in words. */
+  attention: string[];
+}
+
+const ROLE_ORDER: QueueRole[] = ['work', 'dlq', 'delay', 'live', 'other'];
+
+function roleOf(name: string, work: string[]): QueueRole {
+  if (work.includes(name)) return 'work';
+  if (name.endsWith('.dlq')) return 'dlq';
+  if (name.startsWith(DELAY_PREFIX)) return 'delay';
+  // The API's per-process live-notification queues are server-named.
+  if (name.startsWith('amq.gen-')) return 'live';
+  return 'other';
+}
+
+export function queueStatus(info: QueueInfo, work: string[]): QueueStatus {
+  const stats = info.message_stats;
+  return {
+    name: info.name,
+    role: roleOf(info.name, work),
+    type: info.type,
+    messages: info.messages ?? null,
+    ready: info.messages_ready ?? null,
+    unacked: info.messages_unacknowledged ?? null,
+    consumers: info.consumers ?? null,
+    publishRate: stats?.publish_details?.rate ?? (info.messages === undefined ? null : 0),
+    deliverRate: stats?.deliver_get_details?.rate ?? (info.messages === undefined ? null : 0),
+    ackRate: stats?.ack_details?.rate ?? (info.messages === undefined ? null : 0),
+    policy: info.policy ?? null,
+  };
+}
+
+/** The API database's unsent outbox rows; a missing SQLite file is reported, never created. */
+async function outboxStatus(config: Config): Promise<OutboxStatus> {
+  if (config.database.client === 'sqlite' && !fs.existsSync(sqliteFile(config, 'api'))) {
+    return { error: `no api database at ${sqliteFile(config, 'api')} (run warren status where the API runs, or set database.*)` };
+  }
+  const db = openDatabase(config, 'api', { statementTimeoutMs: 5000 });
+  try {
+    return { backlog: await countBacklog(db), maxBacklog: config.outbox.maxBacklog };
+  } catch (err) {
+    return { error: `cannot read the outbox: ${(err as Error).message}` };
+  } finally {
+    await db.destroy();
+  }
+}
+
+export function attentionFor(report: Omit<StatusReport, 'attention'>): string[] {
+  const out: string[] = [];
+  for (const q of report.queues) {
+    if (q.role === 'work' && q.consumers === 0) out.push(`${q.name} has no consumers: start warren worker for it`);
+  }
+  for (const d of report.dlqs) {
+    if (!d.exists) out.push(`${d.dlq} is missing: run warren topology check`);
+    else if (d.parked !== null && d.parked > 0) out.push(`${d.dlq} holds ${d.parked} parked message(s): warren dlq list ${d.queue}`);
+  }
+  if ('error' in report.outbox) out.push(`outbox: ${report.outbox.error}`);
+  else if (report.outbox.backlog > report.outbox.maxBacklog) out.push(`outbox backlog ${report.outbox.backlog} is over outbox.maxBacklog ${report.outbox.maxBacklog}: the API answers writes with 503`);
+  return out;
+}
+
+export async function collectStatus(config: Config): Promise<StatusReport> {
+  const vhost = vhostOf(config.amqp.url);
+  const defs = retargetDefinitions(loadDefinitions(config.amqp.definitionsFile), vhost);
+  const work = workQueues(defs);
+  const api = new ManagementClient(config.amqp.managementUrl);
+  const [infos, outbox] = await Promise.all([api.listQueues(vhost), outboxStatus(config)]);
+  // In the definitions' order within a role: delay steps shortest first, as declared.
+  const declared = (name: string) => {
+    const i = defs.queues.findIndex((q) => q.name === name);
+    return i < 0 ? defs.queues.length : i;
+  };
+  const queues = infos
+    .map((q) => queueStatus(q, work))
+    .sort((a, b) => ROLE_ORDER.indexOf(a.role) - ROLE_ORDER.indexOf(b.role) || declared(a.name) - declared(b.name) || a.name.localeCompare(b.name));
+  const dlqs = work.map((queue): DlqStatus => {
+    const q = queues.find((x) => x.name === dlqOf(queue));
+    return { queue, dlq: dlqOf(queue), exists: q !== undefined, parked: q?.messages ?? null };
+  });
+  const report = { vhost, at: new Date().toISOString(), queues, dlqs, outbox };
+  return { ...report, attention: attentionFor(report) };
+}
+
+const num = (n: number | null) => (n === null ? '-' : formatCount(n));
+const rate = (n: number | null) => (n === null ? '-' : formatRate(n));
+
+export function renderStatus(r: StatusReport): string {
+  const queueTable = renderTable(
+    [
+      { title: 'QUEUE' },
+      { title: 'ROLE' },
+      { title: 'MESSAGES', align: 'right' },
+      { title: 'READY', align: 'right' },
+      { title: 'UNACKED', align: 'right' },
+      { title: 'CONSUMERS', align: 'right' },
+      { title: 'PUBLISH/S', align: 'right' },
+      { title: 'DELIVER/S', align: 'right' },
+      { title: 'ACK/S', align: 'right' },
+    ],
+    r.queues.map((q) => [q.name, q.role, num(q.messages), num(q.ready), num(q.unacked), num(q.consumers), rate(q.publishRate), rate(q.deliverRate), rate(q.ackRate)]),
+  );
+  const dlqTable = renderTable(
+    [{ title: 'DEAD-LETTER QUEUE' }, { title: 'PARKED', align: 'right' }, { title: 'OF WORK QUEUE' }],
+    r.dlqs.map((d) => [d.dlq, !d.exists ? 'missing' : d.parked === null ? '-' : formatCount(d.parked), d.queue]),
+  );
+  const outbox = 'error' in r.outbox ? `outbox: ${r.outbox.error}` : `outbox: ${formatCount(r.outbox.backlog)} event(s) waiting to be relayed (writes answer 503 above ${formatCount(r.outbox.maxBacklog)})`;
+  const attention = r.attention.length ? ['', 'needs attention:', ...r.attention.map((a) => `  ! ${a}`)] : ['', 'nothing needs attention'];
+  return [`vhost ${r.vhost} at ${r.at} (queue figures lag by up to 5 s)`, '', queueTable, '', dlqTable, '', outbox, ...attention].join('\n');
+}
