@@ -42,9 +42,7 @@ program
     const config = loadConfigOrExit();
     if (opts.processes > 1) {
       const { supervise } = await import('./supervisor');
-      // Each child serves its health endpoint on a port of its own: the configured one, then the next ones.
-      const healthPort = (i: number) => (config.worker.healthPort > 0 ? { WARREN_WORKER_HEALTH_PORT: String(config.worker.healthPort + i) } : {});
-      const children = Array.from({ length: opts.processes }, (_, i) => ({ name: `worker ${name} #${i + 1}`, args: ['worker', name], env: healthPort(i) }));
+      const children = Array.from({ length: opts.processes }, (_, i) => ({ name: `worker ${name} #${i + 1}`, args: ['worker', name], env: workerHealthPort(config, i) }));
       process.exit(await supervise(children, { log: createLogger('supervisor', config.log.level), ...config.supervisor }));
     }
     const { runWorker } = await import('./workers/runner');
@@ -92,6 +90,14 @@ async function applyTopologyOrExit(config: ReturnType<typeof loadConfigOrExit>):
   console.log(`topology applied to vhost ${vhost}`);
 }
 
+/**
+ * Each supervised worker serves /healthz, /readyz and /metrics on a port of
+ * its own: the configured one, then the next ones (0 keeps them off).
+ */
+function workerHealthPort(config: ReturnType<typeof loadConfigOrExit>, index: number): Record<string, string> {
+  return config.worker.healthPort > 0 ? { WARREN_WORKER_HEALTH_PORT: String(config.worker.healthPort + index) } : {};
+}
+
 program
   .command('start')
   .description('development supervisor: apply the topology, run migrations, then the API and every worker')
@@ -103,7 +109,7 @@ program
     const { supervise } = await import('./supervisor');
     const children = [
       { name: 'api', args: ['api'] },
-      ...WORKER_NAMES.map((w) => ({ name: `worker ${w}`, args: ['worker', w] })),
+      ...WORKER_NAMES.map((w, i) => ({ name: `worker ${w}`, args: ['worker', w], env: workerHealthPort(config, i) })),
     ];
     process.exit(await supervise(children, { log: createLogger('supervisor', config.log.level), ...config.supervisor }));
   });
