@@ -5,7 +5,7 @@ import { expect } from 'chai';
 import knexFactory, { type Knex } from 'knex';
 import { GroupCommit } from '../../../src/db/groupCommit';
 
-describe('group commit', () => {
+for (const driver of ['sqlite3', 'better-sqlite3'] as const) describe(`group commit (${driver})`, () => {
   let dir: string;
   let db: Knex;
   let reader: Knex;
@@ -13,12 +13,12 @@ describe('group commit', () => {
   beforeEach(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'warren-gc-'));
     const filename = path.join(dir, 'gc.sqlite');
-    db = knexFactory({ client: 'sqlite3', connection: { filename }, useNullAsDefault: true, pool: { min: 1, max: 1 } });
+    db = knexFactory({ client: driver, connection: { filename }, useNullAsDefault: true, pool: { min: 1, max: 1 } });
     await db.raw('PRAGMA journal_mode = WAL');
     await db.schema.createTable('notes', (t) => {
       t.string('id').primary();
     });
-    reader = knexFactory({ client: 'sqlite3', connection: { filename }, useNullAsDefault: true, pool: { min: 1, max: 1 } });
+    reader = knexFactory({ client: driver, connection: { filename }, useNullAsDefault: true, pool: { min: 1, max: 1 } });
   });
 
   afterEach(async () => {
