@@ -1,7 +1,7 @@
 import os from 'node:os';
 import type { Knex } from 'knex';
 import { APP_ID } from '../domain/messages';
-import { claimBatch, countBacklog, markSent, pruneSent, releaseClaims, type OutboxRow } from '../db/outbox';
+import { claimBatch, countBacklog, markSent, pruneSent, releaseClaims, unclaim, type OutboxRow } from '../db/outbox';
 import type { Logger } from '../log';
 import type { ConfirmPublisher, PublishRequest } from './publisher';
 
@@ -13,6 +13,15 @@ export interface RelayOptions {
   pollIntervalMs: number;
   claimTimeoutMs: number;
   retainSentMs: number;
+  /** How often the backlog is counted; in between it is the last count less what was sent since. */
+  countEveryMs?: number;
+}
+
+const COUNT_EVERY_MS = 1000;
+
+interface BatchOutcome {
+  sent: number;
+  failed: number;
 }
 
 /**
@@ -21,6 +30,8 @@ export interface RelayOptions {
  * published twice in normal operation. A row is marked sent only after its
  * confirm arrived and no return did; otherwise its claim is released and it
  * is tried again (the broker's outage delays events, it never drops them).
+ * While a batch's confirms are on their way the next batch is claimed, so
+ * the database and the broker work at the same time.
  */
 export class OutboxRelay {
   readonly relayId = `${os.hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`;
@@ -31,6 +42,7 @@ export class OutboxRelay {
   private backlog = 0;
   private lastError = '';
   private lastPrune = 0;
+  private lastCount = 0;
   readonly counts = { sent: 0, failed: 0 };
 
   constructor(private readonly opts: RelayOptions) {}
@@ -47,7 +59,7 @@ export class OutboxRelay {
     this.wakeUp?.();
   }
 
-  /** Unsent rows as of the last count (refreshed every cycle). */
+  /** Unsent rows as of the last count (at most `countEveryMs` old), less those sent since. */
   pending(): number {
     return this.backlog;
   }
@@ -57,13 +69,12 @@ export class OutboxRelay {
   }
 
   private async run(): Promise<void> {
-    const { db, log, pollIntervalMs } = this.opts;
+    const { log, pollIntervalMs } = this.opts;
     while (this.running) {
       let relayed = 0;
       try {
-        this.backlog = await countBacklog(db);
-        if (this.backlog === 0) this.lastError = '';
-        if (this.backlog > 0 && this.opts.publisher.isReady()) relayed = await this.relayBatch();
+        await this.countNow();
+        if (this.opts.publisher.isReady()) relayed = await this.relayWhileFull();
         await this.pruneNow();
       } catch (err) {
         const message = (err as Error).message;
@@ -75,11 +86,53 @@ export class OutboxRelay {
     }
   }
 
-  /** Publishes one claimed batch with pipelined confirms; returns how many were sent. */
-  private async relayBatch(): Promise<number> {
-    const { db, publisher, log, batchSize, claimTimeoutMs } = this.opts;
-    const rows = await claimBatch(db, this.relayId, batchSize, claimTimeoutMs);
-    if (rows.length === 0) return 0;
+  /**
+   * Counting the backlog scans every unsent row: it is done at most once per
+   * `countEveryMs`, not once per batch.
+   */
+  private async countNow(): Promise<void> {
+    if (Date.now() - this.lastCount < (this.opts.countEveryMs ?? COUNT_EVERY_MS)) return;
+    this.lastCount = Date.now();
+    this.backlog = await countBacklog(this.opts.db);
+    if (this.backlog === 0) this.lastError = '';
+  }
+
+  /**
+   * Claims and publishes batches while they come full. The next batch is
+   * claimed while the current one waits for its confirms, and published
+   * once they are settled. Returns how many rows were sent, 0 when a
+   * publish failed (the broker is in trouble: wait for the next cycle).
+   */
+  private async relayWhileFull(): Promise<number> {
+    const { db, batchSize } = this.opts;
+    let rows = await this.claim();
+    let total = 0;
+    while (rows.length > 0) {
+      const settling = this.publishBatch(rows);
+      const claiming = rows.length === batchSize && this.running ? this.claim() : Promise.resolve([]);
+      const [settled, claimed] = await Promise.allSettled([settling, claiming]);
+      const next = claimed.status === 'fulfilled' ? claimed.value : [];
+      if (settled.status === 'rejected' || settled.value.failed > 0 || !this.running) {
+        // Not published: give the rows back now rather than after the claim timeout.
+        if (next.length) await unclaim(db, this.relayId, next.map((r) => r.seq));
+        if (settled.status === 'rejected') throw settled.reason;
+        return settled.value.failed > 0 ? 0 : total + settled.value.sent;
+      }
+      if (claimed.status === 'rejected') throw claimed.reason;
+      total += settled.value.sent;
+      rows = next;
+    }
+    return total;
+  }
+
+  private claim(): Promise<OutboxRow[]> {
+    const { db, batchSize, claimTimeoutMs } = this.opts;
+    return claimBatch(db, this.relayId, batchSize, claimTimeoutMs);
+  }
+
+  /** Publishes one claimed batch with pipelined confirms, then marks what was confirmed. */
+  private async publishBatch(rows: OutboxRow[]): Promise<BatchOutcome> {
+    const { db, publisher, log } = this.opts;
     const outcomes = await publisher.publishAll(rows.map(toPublishRequest));
     const sent: number[] = [];
     const failed: number[] = [];
@@ -101,7 +154,7 @@ export class OutboxRelay {
     this.counts.sent += sent.length;
     this.counts.failed += failed.length;
     this.backlog = Math.max(0, this.backlog - sent.length);
-    return failed.length ? 0 : sent.length;
+    return { sent: sent.length, failed: failed.length };
   }
 
   private async pruneNow(): Promise<void> {
