@@ -40,7 +40,7 @@ export function requireAuth(deps: ApiDeps): Middleware<ApiState> {
     if (record.expiresAt <= deps.now().getTime()) {
       throw new UnauthorizedError('the token has expired; sign in again for a new one', 'token_expired');
     }
-    ctx.state.auth = { userId: record.userId, tokenHash };
+    ctx.state.auth = { userId: record.userId, tokenHash, handle: record.handle };
     await next();
   };
 }

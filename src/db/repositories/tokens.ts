@@ -26,12 +26,18 @@ export async function insertToken(tx: Knex.Transaction, token: Omit<TokenRecord,
   });
 }
 
-export async function findToken(db: Knex, tokenHash: string): Promise<TokenRecord | undefined> {
-  const row = await db<TokenRow>('tokens').where({ token_hash: tokenHash }).first();
+/** A token with its user's current handle (one lookup serves auth and the author of a tweet). */
+export async function findToken(db: Knex, tokenHash: string): Promise<(TokenRecord & { handle: string }) | undefined> {
+  const row = (await db('tokens as t')
+    .join('users as u', 'u.id', 't.user_id')
+    .select('t.token_hash', 't.user_id', 't.created_at', 't.expires_at', 't.revoked_at', 'u.handle')
+    .where('t.token_hash', tokenHash)
+    .first()) as (TokenRow & { handle: string }) | undefined;
   if (!row) return undefined;
   return {
     tokenHash: row.token_hash,
     userId: row.user_id,
+    handle: row.handle,
     createdAt: Number(row.created_at),
     expiresAt: Number(row.expires_at),
     revokedAt: row.revoked_at === null ? null : Number(row.revoked_at),
