@@ -1,7 +1,7 @@
 import os from 'node:os';
 import type { Knex } from 'knex';
 import { APP_ID } from '../domain/messages';
-import { claimBatch, countBacklog, markSent, pruneSent, releaseClaims, unclaim, type OutboxRow } from '../db/outbox';
+import { claimBatch, countBacklog, markSent, pruneSent, releaseClaims, type OutboxRow } from '../db/outbox';
 import type { Logger } from '../log';
 import type { ConfirmPublisher, PublishRequest } from './publisher';
 
@@ -30,8 +30,8 @@ interface BatchOutcome {
  * published twice in normal operation. A row is marked sent only after its
  * confirm arrived and no return did; otherwise its claim is released and it
  * is tried again (the broker's outage delays events, it never drops them).
- * While a batch's confirms are on their way the next batch is claimed, so
- * the database and the broker work at the same time.
+ * While a batch's confirms are on their way the next batch is claimed and
+ * published, so the database and the broker work at the same time.
  */
 export class OutboxRelay {
   readonly relayId = `${os.hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`;
@@ -99,30 +99,41 @@ export class OutboxRelay {
 
   /**
    * Claims and publishes batches while they come full. The next batch is
-   * claimed while the current one waits for its confirms, and published
-   * once they are settled. Returns how many rows were sent, 0 when a
+   * claimed and published while the current one waits for its confirms (at
+   * most two batches unconfirmed). Returns how many rows were sent, 0 when a
    * publish failed (the broker is in trouble: wait for the next cycle).
    */
   private async relayWhileFull(): Promise<number> {
-    const { db, batchSize } = this.opts;
-    let rows = await this.claim();
+    const { batchSize } = this.opts;
+    const inFlight: Promise<BatchOutcome>[] = [];
     let total = 0;
-    while (rows.length > 0) {
-      const settling = this.publishBatch(rows);
-      const claiming = rows.length === batchSize && this.running ? this.claim() : Promise.resolve([]);
-      const [settled, claimed] = await Promise.allSettled([settling, claiming]);
-      const next = claimed.status === 'fulfilled' ? claimed.value : [];
-      if (settled.status === 'rejected' || settled.value.failed > 0 || !this.running) {
-        // Not published: give the rows back now rather than after the claim timeout.
-        if (next.length) await unclaim(db, this.relayId, next.map((r) => r.seq));
-        if (settled.status === 'rejected') throw settled.reason;
-        return settled.value.failed > 0 ? 0 : total + settled.value.sent;
+    let failed = false;
+    const count = (outcome: BatchOutcome) => {
+      total += outcome.sent;
+      if (outcome.failed > 0) failed = true;
+    };
+    let error: unknown;
+    try {
+      let rows = await this.claim();
+      while (rows.length > 0) {
+        const settling = this.publishBatch(rows);
+        settling.catch(() => undefined); // awaited below; this only keeps it from counting as unhandled meanwhile
+        inFlight.push(settling);
+        const full = rows.length === batchSize;
+        if (inFlight.length > 1) count(await inFlight.shift()!);
+        if (failed || !full || !this.running) break;
+        rows = await this.claim();
       }
-      if (claimed.status === 'rejected') throw claimed.reason;
-      total += settled.value.sent;
-      rows = next;
+    } catch (err) {
+      error = err;
     }
-    return total;
+    // Every batch published is settled (marked sent or released) before the cycle ends.
+    for (const outcome of await Promise.allSettled(inFlight)) {
+      if (outcome.status === 'fulfilled') count(outcome.value);
+      else error ??= outcome.reason;
+    }
+    if (error) throw error;
+    return failed ? 0 : total;
   }
 
   private claim(): Promise<OutboxRow[]> {

@@ -40,8 +40,8 @@ const MAX_BOUND_VALUES = 10_000;
  * durable; a write that fails rolls back to its savepoint and fails alone.
  * Insert-only writes of a batch go in one savepoint with one statement per
  * table; if that fails, each is tried again in a savepoint of its own.
- * There is no timer: a lone write starts at once, so light traffic pays no
- * latency for batching.
+ * There is no timer: a lone write starts at the end of the event loop's
+ * current turn, so light traffic pays no latency for batching.
  */
 export class GroupCommit {
   private readonly queue: PendingWrite[] = [];
@@ -61,12 +61,17 @@ export class GroupCommit {
   private enqueue<T>(write: Pick<PendingWrite, 'work' | 'insert'>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ ...write, resolve: resolve as (value: unknown) => void, reject });
-      if (!this.draining) void this.drain();
+      if (this.draining) return;
+      this.draining = true;
+      // At the end of this turn of the event loop, not at once: every request
+      // read in the same turn joins the batch. With a synchronous driver
+      // (better-sqlite3) a transaction started at once would run, fsync
+      // included, before the others got here, and batches would stay small.
+      setImmediate(() => void this.drain());
     });
   }
 
   private async drain(): Promise<void> {
-    this.draining = true;
     try {
       while (this.queue.length > 0) await this.commitBatch(this.queue.splice(0, this.maxBatch));
     } finally {
