@@ -108,13 +108,6 @@ export async function markSent(db: Knex, relayId: string, seqs: number[], now = 
   }
 }
 
-/** Gives back rows claimed but never published (the relay is stopping): no attempt is counted. */
-export async function unclaim(db: Knex, relayId: string, seqs: number[]): Promise<void> {
-  for (const chunk of chunks(seqs, 1000)) {
-    await db(OUTBOX_TABLE).whereIn('seq', chunk).andWhere({ claimed_by: relayId }).whereNull('sent_at').update({ claimed_by: null, claimed_at: null });
-  }
-}
-
 /** Gives rows back to the pool after a failed publish, recording why. */
 export async function releaseClaims(db: Knex, relayId: string, seqs: number[], error: string): Promise<void> {
   for (const chunk of chunks(seqs, 1000)) {

@@ -7,7 +7,7 @@ import { loadConfig } from '../../../src/config';
 import { openDatabase } from '../../../src/db/knex';
 import { migrateService } from '../../../src/db/migrate';
 import { apiMigrations } from '../../../src/db/migrations/api';
-import { claimBatch, countBacklog, enqueueEvents, markSent, releaseClaims, unclaim } from '../../../src/db/outbox';
+import { claimBatch, countBacklog, enqueueEvents, markSent, releaseClaims } from '../../../src/db/outbox';
 import { buildEvent } from '../../../src/domain/messages';
 import { newId } from '../../../src/domain/ids';
 
@@ -121,14 +121,13 @@ for (const backend of backends) {
       expect(await claimBatch(db, 'relay-c', 10, TIMEOUT, now + 10 * TIMEOUT)).to.have.length(0);
     });
 
-    it('gives rows back: released ones with the error and an attempt counted, unclaimed ones as they were', async () => {
-      await write(4);
-      const rows = await claimBatch(db, 'relay-a', 4, TIMEOUT);
+    it('gives a row back after a failed publish, with the error and an attempt counted', async () => {
+      await write(2);
+      const rows = await claimBatch(db, 'relay-a', 2, TIMEOUT);
       await releaseClaims(db, 'relay-a', [rows[0]!.seq], 'publish returned: NO_ROUTE');
-      await unclaim(db, 'relay-a', [rows[1]!.seq]);
-      const again = await claimBatch(db, 'relay-b', 4, TIMEOUT);
-      expect(again.map((r) => r.seq)).to.deep.equal([rows[0]!.seq, rows[1]!.seq]);
-      expect(again.map((r) => Number(r.attempts))).to.deep.equal([1, 0]);
+      const again = await claimBatch(db, 'relay-b', 2, TIMEOUT);
+      expect(again.map((r) => r.seq)).to.deep.equal([rows[0]!.seq]);
+      expect(Number(again[0]!.attempts)).to.equal(1);
       const released = await db('outbox').where({ seq: rows[0]!.seq }).first();
       expect(released.last_error).to.equal('publish returned: NO_ROUTE');
     });
