@@ -38,8 +38,9 @@ const MAX_BOUND_VALUES = 10_000;
  * fsync instead of one per request). A write is resolved only after the
  * transaction holding it committed, so nothing is acknowledged before it is
  * durable; a write that fails rolls back to its savepoint and fails alone.
- * Insert-only writes of a batch go in one savepoint with one statement per
- * table; if that fails, each is tried again in a savepoint of its own.
+ * Insert-only writes of a batch go in one statement per table (in a
+ * savepoint when the batch has other writes); if that fails, each is tried
+ * again in a savepoint of its own.
  * There is no timer: a lone write starts at the end of the event loop's
  * current turn, so light traffic pays no latency for batching.
  */
@@ -80,6 +81,18 @@ export class GroupCommit {
   }
 
   private async commitBatch(batch: PendingWrite[]): Promise<void> {
+    if (batch.length > 1 && batch.every((w) => w.insert)) {
+      // Only inserts: the merged statements alone, without a savepoint. If
+      // one is refused, the whole transaction rolls back and the batch is
+      // done again the careful way below.
+      try {
+        await this.db.transaction((tx) => insertMerged(tx, batch.map((w) => w.insert!)));
+        this.settle(batch, new Map(batch.map((w) => [w, { ok: true, value: w.insert!.value }])));
+        return;
+      } catch {
+        // fall through
+      }
+    }
     const outcomes = new Map<PendingWrite, Outcome>();
     try {
       await this.db.transaction(async (tx) => {
@@ -113,6 +126,11 @@ export class GroupCommit {
       for (const write of batch) write.reject(err);
       return;
     }
+    this.settle(batch, outcomes);
+  }
+
+  /** Answers the writes of a committed transaction. */
+  private settle(batch: PendingWrite[], outcomes: Map<PendingWrite, Outcome>): void {
     this.stats.transactions++;
     this.stats.writes += batch.length;
     for (const write of batch) {

@@ -90,6 +90,16 @@ for (const driver of ['sqlite3', 'better-sqlite3'] as const) describe(`group com
     expect(ids).to.deep.equal(['fn', 'taken', 'x', 'y']);
   });
 
+  it('fails an insert write alone in a batch of inserts only', async () => {
+    const gc = new GroupCommit(db);
+    await gc.run((tx) => tx('notes').insert({ id: 'taken' }));
+    const write = (id: string) => gc.insert({ inserts: [{ table: 'notes', rows: [{ id }] }], value: id, alone: async (tx) => (await tx('notes').insert({ id }), id) });
+    const results = await Promise.allSettled([write('p'), write('taken'), write('q')]);
+    expect(results.map((r) => r.status)).to.deep.equal(['fulfilled', 'rejected', 'fulfilled']);
+    const ids = (await reader('notes').select('id').orderBy('id')).map((r: { id: string }) => r.id);
+    expect(ids).to.deep.equal(['p', 'q', 'taken']);
+  });
+
   it('answers an insert write only after its commit, with what alone would have done', async () => {
     const gc = new GroupCommit(db);
     // The merged insert is refused for "stale"; alone, the write clears it first.
