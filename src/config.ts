@@ -29,6 +29,8 @@ export const configSchema = z.object({
   }),
   database: z.object({
     client: z.enum(['sqlite', 'postgres']),
+    /** knex's SQLite client: node-sqlite3 (asynchronous, on libuv's thread pool) or better-sqlite3 (synchronous, in-thread). */
+    sqliteDriver: z.enum(['sqlite3', 'better-sqlite3']),
     dir: z.string().min(1),
     url: z.string(),
     statementTimeoutMs: positiveInt,

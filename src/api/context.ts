@@ -51,8 +51,8 @@ export interface ApiState {
   requestId: string;
   /** The trace of an incoming `traceparent`, else one started here; continued by the events this request emits. */
   traceId?: string;
-  /** Set by requireAuth. */
-  auth?: { userId: string; tokenHash: string };
+  /** Set by requireAuth; `handle` is the user's as of the token lookup. */
+  auth?: { userId: string; tokenHash: string; handle: string };
   /** The request body as received (for the Idempotency-Key request hash) and parsed. */
   rawBody?: string;
   body?: unknown;

@@ -15,6 +15,15 @@ export interface RelayOptions {
   retainSentMs: number;
   /** Told of each batch's publish outcomes (null = confirmed) as they settle: relay lag metrics. */
   observe?: (rows: readonly OutboxRow[], outcomes: readonly (Error | null)[]) => void;
+  /** How often the backlog is counted; in between it is the last count less what was sent since. */
+  countEveryMs?: number;
+}
+
+const COUNT_EVERY_MS = 1000;
+
+interface BatchOutcome {
+  sent: number;
+  failed: number;
 }
 
 /**
@@ -23,6 +32,8 @@ export interface RelayOptions {
  * published twice in normal operation. A row is marked sent only after its
  * confirm arrived and no return did; otherwise its claim is released and it
  * is tried again (the broker's outage delays events, it never drops them).
+ * While a batch's confirms are on their way the next batch is claimed and
+ * published, so the database and the broker work at the same time.
  */
 export class OutboxRelay {
   readonly relayId = `${os.hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`;
@@ -33,6 +44,7 @@ export class OutboxRelay {
   private backlog = 0;
   private lastError = '';
   private lastPrune = 0;
+  private lastCount = 0;
   readonly counts = { sent: 0, failed: 0 };
 
   constructor(private readonly opts: RelayOptions) {}
@@ -49,7 +61,7 @@ export class OutboxRelay {
     this.wakeUp?.();
   }
 
-  /** Unsent rows as of the last count (refreshed every cycle). */
+  /** Unsent rows as of the last count (at most `countEveryMs` old), less those sent since. */
   pending(): number {
     return this.backlog;
   }
@@ -59,13 +71,12 @@ export class OutboxRelay {
   }
 
   private async run(): Promise<void> {
-    const { db, log, pollIntervalMs } = this.opts;
+    const { log, pollIntervalMs } = this.opts;
     while (this.running) {
       let relayed = 0;
       try {
-        this.backlog = await countBacklog(db);
-        if (this.backlog === 0) this.lastError = '';
-        if (this.backlog > 0 && this.opts.publisher.isReady()) relayed = await this.relayBatch();
+        await this.countNow();
+        if (this.opts.publisher.isReady()) relayed = await this.relayWhileFull();
         await this.pruneNow();
       } catch (err) {
         const message = (err as Error).message;
@@ -77,11 +88,64 @@ export class OutboxRelay {
     }
   }
 
-  /** Publishes one claimed batch with pipelined confirms; returns how many were sent. */
-  private async relayBatch(): Promise<number> {
-    const { db, publisher, log, batchSize, claimTimeoutMs } = this.opts;
-    const rows = await claimBatch(db, this.relayId, batchSize, claimTimeoutMs);
-    if (rows.length === 0) return 0;
+  /**
+   * Counting the backlog scans every unsent row: it is done at most once per
+   * `countEveryMs`, not once per batch.
+   */
+  private async countNow(): Promise<void> {
+    if (Date.now() - this.lastCount < (this.opts.countEveryMs ?? COUNT_EVERY_MS)) return;
+    this.lastCount = Date.now();
+    this.backlog = await countBacklog(this.opts.db);
+    if (this.backlog === 0) this.lastError = '';
+  }
+
+  /**
+   * Claims and publishes batches while they come full. The next batch is
+   * claimed and published while the current one waits for its confirms (at
+   * most two batches unconfirmed). Returns how many rows were sent, 0 when a
+   * publish failed (the broker is in trouble: wait for the next cycle).
+   */
+  private async relayWhileFull(): Promise<number> {
+    const { batchSize } = this.opts;
+    const inFlight: Promise<BatchOutcome>[] = [];
+    let total = 0;
+    let failed = false;
+    const count = (outcome: BatchOutcome) => {
+      total += outcome.sent;
+      if (outcome.failed > 0) failed = true;
+    };
+    let error: unknown;
+    try {
+      let rows = await this.claim();
+      while (rows.length > 0) {
+        const settling = this.publishBatch(rows);
+        settling.catch(() => undefined); // awaited below; this only keeps it from counting as unhandled meanwhile
+        inFlight.push(settling);
+        const full = rows.length === batchSize;
+        if (inFlight.length > 1) count(await inFlight.shift()!);
+        if (failed || !full || !this.running) break;
+        rows = await this.claim();
+      }
+    } catch (err) {
+      error = err;
+    }
+    // Every batch published is settled (marked sent or released) before the cycle ends.
+    for (const outcome of await Promise.allSettled(inFlight)) {
+      if (outcome.status === 'fulfilled') count(outcome.value);
+      else error ??= outcome.reason;
+    }
+    if (error) throw error;
+    return failed ? 0 : total;
+  }
+
+  private claim(): Promise<OutboxRow[]> {
+    const { db, batchSize, claimTimeoutMs } = this.opts;
+    return claimBatch(db, this.relayId, batchSize, claimTimeoutMs);
+  }
+
+  /** Publishes one claimed batch with pipelined confirms, then marks what was confirmed. */
+  private async publishBatch(rows: OutboxRow[]): Promise<BatchOutcome> {
+    const { db, publisher, log } = this.opts;
     const outcomes = await publisher.publishAll(rows.map(toPublishRequest));
     this.opts.observe?.(rows, outcomes);
     const sent: number[] = [];
@@ -104,7 +168,7 @@ export class OutboxRelay {
     this.counts.sent += sent.length;
     this.counts.failed += failed.length;
     this.backlog = Math.max(0, this.backlog - sent.length);
-    return failed.length ? 0 : sent.length;
+    return { sent: sent.length, failed: failed.length };
   }
 
   private async pruneNow(): Promise<void> {

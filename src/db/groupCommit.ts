@@ -1,19 +1,48 @@
 import type { Knex } from 'knex';
 
+/** Rows one write adds to one table. */
+export interface TableRows {
+  table: string;
+  rows: Record<string, unknown>[];
+}
+
+/**
+ * A write that only inserts rows it knows before the transaction starts
+ * (a tweet and its outbox event). Within a batch such writes are merged
+ * into one multi-row INSERT per table; `alone` is the same write done by
+ * itself, used when the merged insert fails, so that a failing write
+ * still fails alone.
+ */
+export interface InsertWrite<T> {
+  inserts: TableRows[];
+  /** What the write resolves to once committed. */
+  value: T;
+  alone(tx: Knex.Transaction): Promise<T>;
+}
+
 interface PendingWrite {
-  work: (tx: Knex.Transaction) => Promise<unknown>;
+  work?: (tx: Knex.Transaction) => Promise<unknown>;
+  insert?: InsertWrite<unknown>;
   resolve(value: unknown): void;
   reject(err: unknown): void;
 }
 
+type Outcome = { ok: true; value: unknown } | { ok: false; err: unknown };
+
+// Bound variables per INSERT stay far below SQLite's 32,766 and PostgreSQL's 65,535.
+const MAX_BOUND_VALUES = 10_000;
+
 /**
  * Group commit: writes that arrive while a transaction is committing are
- * run together in the next one, each in a savepoint of its own, and share
- * its single durable commit (one fsync instead of one per request). A write
- * is resolved only after the transaction holding it committed, so nothing is
- * acknowledged before it is durable; a write that fails rolls back to its
- * savepoint and fails alone. There is no timer: a lone write starts at once,
- * so light traffic pays no latency for batching.
+ * run together in the next one and share its single durable commit (one
+ * fsync instead of one per request). A write is resolved only after the
+ * transaction holding it committed, so nothing is acknowledged before it is
+ * durable; a write that fails rolls back to its savepoint and fails alone.
+ * Insert-only writes of a batch go in one statement per table (in a
+ * savepoint when the batch has other writes); if that fails, each is tried
+ * again in a savepoint of its own.
+ * There is no timer: a lone write starts at the end of the event loop's
+ * current turn, so light traffic pays no latency for batching.
  */
 export class GroupCommit {
   private readonly queue: PendingWrite[] = [];
@@ -23,14 +52,27 @@ export class GroupCommit {
   constructor(private readonly db: Knex, private readonly maxBatch = 256) {}
 
   run<T>(work: (tx: Knex.Transaction) => Promise<T>): Promise<T> {
+    return this.enqueue<T>({ work });
+  }
+
+  insert<T>(write: InsertWrite<T>): Promise<T> {
+    return this.enqueue<T>({ insert: write as InsertWrite<unknown> });
+  }
+
+  private enqueue<T>(write: Pick<PendingWrite, 'work' | 'insert'>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ work, resolve: resolve as (value: unknown) => void, reject });
-      if (!this.draining) void this.drain();
+      this.queue.push({ ...write, resolve: resolve as (value: unknown) => void, reject });
+      if (this.draining) return;
+      this.draining = true;
+      // At the end of this turn of the event loop, not at once: every request
+      // read in the same turn joins the batch. With a synchronous driver
+      // (better-sqlite3) a transaction started at once would run, fsync
+      // included, before the others got here, and batches would stay small.
+      setImmediate(() => void this.drain());
     });
   }
 
   private async drain(): Promise<void> {
-    this.draining = true;
     try {
       while (this.queue.length > 0) await this.commitBatch(this.queue.splice(0, this.maxBatch));
     } finally {
@@ -39,19 +81,43 @@ export class GroupCommit {
   }
 
   private async commitBatch(batch: PendingWrite[]): Promise<void> {
-    const outcomes: ({ ok: true; value: unknown } | { ok: false; err: unknown })[] = [];
+    if (batch.length > 1 && batch.every((w) => w.insert)) {
+      // Only inserts: the merged statements alone, without a savepoint. If
+      // one is refused, the whole transaction rolls back and the batch is
+      // done again the careful way below.
+      try {
+        await this.db.transaction((tx) => insertMerged(tx, batch.map((w) => w.insert!)));
+        this.settle(batch, new Map(batch.map((w) => [w, { ok: true, value: w.insert!.value }])));
+        return;
+      } catch {
+        // fall through
+      }
+    }
+    const outcomes = new Map<PendingWrite, Outcome>();
     try {
       await this.db.transaction(async (tx) => {
         if (batch.length === 1) {
           // Alone, a write needs no savepoint: its failure rolls back the transaction it owns.
-          outcomes.push({ ok: true, value: await batch[0]!.work(tx) });
+          const write = batch[0]!;
+          outcomes.set(write, { ok: true, value: write.insert ? await write.insert.alone(tx) : await write.work!(tx) });
           return;
         }
-        for (const write of batch) {
+        const inserts = batch.filter((w) => w.insert);
+        if (inserts.length > 1) {
           try {
-            outcomes.push({ ok: true, value: await tx.transaction((savepoint) => write.work(savepoint)) });
+            await tx.transaction((savepoint) => insertMerged(savepoint, inserts.map((w) => w.insert!)));
+            for (const write of inserts) outcomes.set(write, { ok: true, value: write.insert!.value });
+          } catch {
+            // One of them is refused (a unique key taken, a row gone): find which, alone.
+          }
+        }
+        for (const write of batch) {
+          if (outcomes.has(write)) continue;
+          const work = write.work ?? ((t: Knex.Transaction) => write.insert!.alone(t));
+          try {
+            outcomes.set(write, { ok: true, value: await tx.transaction((savepoint) => work(savepoint)) });
           } catch (err) {
-            outcomes.push({ ok: false, err });
+            outcomes.set(write, { ok: false, err });
           }
         }
       });
@@ -60,12 +126,34 @@ export class GroupCommit {
       for (const write of batch) write.reject(err);
       return;
     }
+    this.settle(batch, outcomes);
+  }
+
+  /** Answers the writes of a committed transaction. */
+  private settle(batch: PendingWrite[], outcomes: Map<PendingWrite, Outcome>): void {
     this.stats.transactions++;
     this.stats.writes += batch.length;
-    batch.forEach((write, i) => {
-      const outcome = outcomes[i]!;
+    for (const write of batch) {
+      const outcome = outcomes.get(write)!;
       if (outcome.ok) write.resolve(outcome.value);
       else write.reject(outcome.err);
-    });
+    }
+  }
+}
+
+/** One multi-row INSERT per table, in the order the tables first appear (chunked when very large). */
+async function insertMerged(tx: Knex.Transaction, writes: InsertWrite<unknown>[]): Promise<void> {
+  const byTable = new Map<string, Record<string, unknown>[]>();
+  for (const write of writes) {
+    for (const { table, rows } of write.inserts) {
+      const all = byTable.get(table) ?? [];
+      if (!byTable.has(table)) byTable.set(table, all);
+      all.push(...rows);
+    }
+  }
+  for (const [table, rows] of byTable) {
+    if (rows.length === 0) continue;
+    const perInsert = Math.max(1, Math.floor(MAX_BOUND_VALUES / Object.keys(rows[0]!).length));
+    for (let i = 0; i < rows.length; i += perInsert) await tx(table).insert(rows.slice(i, i + perInsert));
   }
 }

@@ -46,32 +46,61 @@ export function openDatabase(config: Config, service: Service, opts: OpenOptions
   }
   fs.mkdirSync(config.database.dir, { recursive: true });
   const attach = opts.attachReadModels ? READ_MODELS.map((s) => [s, sqliteFile(config, s)] as const) : [];
+  // Durable means fsynced: WAL with synchronous=FULL. busy_timeout lets the
+  // processes of one service on one host take turns writing.
+  const pragmas = [
+    'PRAGMA journal_mode = WAL',
+    'PRAGMA synchronous = FULL',
+    'PRAGMA busy_timeout = 5000',
+    'PRAGMA foreign_keys = ON',
+    ...(opts.readers ? ['PRAGMA query_only = ON'] : []),
+    ...attach.map(([name, file]) => `ATTACH DATABASE '${file.replace(/'/g, "''")}' AS ${name}`),
+  ].join(';\n');
+  const driver = config.database.sqliteDriver;
   return knexFactory({
-    client: 'sqlite3',
+    client: driver,
     connection: { filename: sqliteFile(config, service) },
     useNullAsDefault: true,
     pool: {
       min: 1,
       max: opts.readers ?? 1,
-      // Durable means fsynced: WAL with synchronous=FULL. busy_timeout lets the
-      // processes of one service on one host take turns writing.
       afterCreate(conn: SqliteConnection, done: (err: Error | null, conn: SqliteConnection) => void) {
-        const statements = [
-          'PRAGMA journal_mode = WAL',
-          'PRAGMA synchronous = FULL',
-          'PRAGMA busy_timeout = 5000',
-          'PRAGMA foreign_keys = ON',
-          ...(opts.readers ? ['PRAGMA query_only = ON'] : []),
-          ...attach.map(([name, file]) => `ATTACH DATABASE '${file.replace(/'/g, "''")}' AS ${name}`),
-        ];
-        conn.exec(statements.join(';\n'), (err) => done(err, conn));
+        if (driver === 'sqlite3') {
+          (conn as NodeSqliteConnection).exec(pragmas, (err) => done(err, conn));
+          return;
+        }
+        // better-sqlite3 runs statements synchronously on the calling thread.
+        try {
+          (conn as BetterSqliteConnection).exec(pragmas);
+          done(null, conn);
+        } catch (err) {
+          done(err as Error, conn);
+        }
       },
     },
   });
 }
 
-interface SqliteConnection {
+/** node-sqlite3's Database: asynchronous, with callbacks. */
+interface NodeSqliteConnection {
   exec(sql: string, cb: (err: Error | null) => void): void;
+}
+
+/** better-sqlite3's Database: synchronous, throws. */
+interface BetterSqliteConnection {
+  exec(sql: string): unknown;
+}
+
+type SqliteConnection = NodeSqliteConnection | BetterSqliteConnection;
+
+/**
+ * Whether this database's statements run synchronously in the calling
+ * thread (better-sqlite3). Such a connection must be the only one of its
+ * process that writes a file: SQLite's busy wait would block the thread
+ * that has to finish the other connection's transaction.
+ */
+export function isSynchronousSqlite(db: Db): boolean {
+  return (db.client as { driverName?: string }).driverName === 'better-sqlite3';
 }
 
 /**

@@ -23,22 +23,25 @@ export interface OutboxRow {
   attempts: number;
 }
 
+/** The outbox rows of events, as written (for a caller that merges inserts, src/db/groupCommit.ts). */
+export function outboxRows(events: OutgoingEvent[]): Record<string, unknown>[] {
+  return events.map((e) => ({
+    message_id: e.messageId,
+    type: e.type,
+    exchange: e.exchange,
+    routing_key: e.routingKey,
+    payload: e.payload,
+    correlation_id: e.correlationId,
+    traceparent: e.traceparent,
+    schema_version: e.schemaVersion,
+    created_at: e.createdAt.getTime(),
+  }));
+}
+
 /** Writes events inside the caller's transaction. */
 export async function enqueueEvents(tx: Knex.Transaction, events: OutgoingEvent[]): Promise<void> {
   if (events.length === 0) return;
-  await tx(OUTBOX_TABLE).insert(
-    events.map((e) => ({
-      message_id: e.messageId,
-      type: e.type,
-      exchange: e.exchange,
-      routing_key: e.routingKey,
-      payload: e.payload,
-      correlation_id: e.correlationId,
-      traceparent: e.traceparent,
-      schema_version: e.schemaVersion,
-      created_at: e.createdAt.getTime(),
-    })),
-  );
+  await tx(OUTBOX_TABLE).insert(outboxRows(events));
 }
 
 /** Rows written but not yet confirmed by the broker. */
@@ -47,37 +50,67 @@ export async function countBacklog(db: Knex): Promise<number> {
   return Number(row?.n ?? 0);
 }
 
+const CLAIMED_COLUMNS = [
+  'seq',
+  'message_id',
+  'type',
+  'exchange',
+  'routing_key',
+  'payload',
+  'correlation_id',
+  'traceparent',
+  'schema_version',
+  'created_at',
+  'attempts',
+];
+
+// Rows never sent, unclaimed or held by a claim older than the timeout (a relay that died).
+const CLAIMABLE = 'sent_at IS NULL AND (claimed_by IS NULL OR claimed_at < ?)';
+
+function isPostgres(db: Knex): boolean {
+  return db.client.config.client === 'pg';
+}
+
 /**
- * Claims up to `limit` unsent rows for `relayId` with one conditional UPDATE
- * that both SQLite and PostgreSQL understand. A claim older than
- * `claimTimeoutMs` (a relay that died) may be taken over. Returns the rows
- * this relay now holds.
+ * Claims up to `limit` unsent rows for `relayId` with one conditional
+ * `UPDATE ... RETURNING` (SQLite 3.35+ and PostgreSQL): the claim and the
+ * rows it took are one statement, so two relays never hold the same row. A
+ * claim older than `claimTimeoutMs` (a relay that died) may be taken over.
+ * Returns the rows this relay now holds, by seq.
  */
 export async function claimBatch(db: Knex, relayId: string, limit: number, claimTimeoutMs: number, now = Date.now()): Promise<OutboxRow[]> {
   const staleBefore = now - claimTimeoutMs;
-  const claimable = (q: Knex.QueryBuilder) =>
-    q.whereNull('sent_at').andWhere((w) => w.whereNull('claimed_by').orWhere('claimed_at', '<', staleBefore));
-  const candidates = await claimable(db(OUTBOX_TABLE).select('seq')).orderBy('seq').limit(limit);
-  if (candidates.length === 0) return [];
-  const seqs = candidates.map((r: { seq: number }) => r.seq);
-  await claimable(db(OUTBOX_TABLE).whereIn('seq', seqs)).update({ claimed_by: relayId, claimed_at: now });
-  return db(OUTBOX_TABLE)
-    .select('seq', 'message_id', 'type', 'exchange', 'routing_key', 'payload', 'correlation_id', 'traceparent', 'schema_version', 'created_at', 'attempts')
-    .whereIn('seq', seqs)
-    .andWhere({ claimed_by: relayId, claimed_at: now })
-    .whereNull('sent_at')
-    .orderBy('seq');
+  let rows: OutboxRow[];
+  if (isPostgres(db)) {
+    // The choice is made once (a materialized CTE: an IN subquery may be run
+    // again per row, and with SKIP LOCKED choose other rows each time); rows
+    // another relay is claiming at that moment are skipped, not waited for.
+    const sql =
+      `WITH picked AS MATERIALIZED (SELECT seq FROM ${OUTBOX_TABLE} WHERE ${CLAIMABLE} ORDER BY seq LIMIT ? FOR UPDATE SKIP LOCKED) ` +
+      `UPDATE ${OUTBOX_TABLE} AS o SET claimed_by = ?, claimed_at = ? FROM picked WHERE o.seq = picked.seq ` +
+      `RETURNING ${CLAIMED_COLUMNS.map((c) => `o.${c}`).join(', ')}`;
+    rows = ((await db.raw(sql, [staleBefore, limit, relayId, now])) as { rows: OutboxRow[] }).rows;
+  } else {
+    // SQLite has one writer at a time: the UPDATE's own condition is the whole race.
+    const sql =
+      `UPDATE ${OUTBOX_TABLE} SET claimed_by = ?, claimed_at = ? ` +
+      `WHERE seq IN (SELECT seq FROM ${OUTBOX_TABLE} WHERE ${CLAIMABLE} ORDER BY seq LIMIT ?) AND ${CLAIMABLE} ` +
+      `RETURNING ${CLAIMED_COLUMNS.join(', ')}`;
+    rows = (await db.raw(sql, [relayId, now, staleBefore, limit, staleBefore])) as OutboxRow[];
+  }
+  // RETURNING promises no order; publish in the order the rows were written.
+  return rows.map((r) => ({ ...r, seq: Number(r.seq) })).sort((a, b) => a.seq - b.seq);
 }
 
 export async function markSent(db: Knex, relayId: string, seqs: number[], now = Date.now()): Promise<void> {
-  for (const chunk of chunks(seqs, 500)) {
+  for (const chunk of chunks(seqs, 1000)) {
     await db(OUTBOX_TABLE).whereIn('seq', chunk).andWhere({ claimed_by: relayId }).update({ sent_at: now, claimed_by: null, claimed_at: null });
   }
 }
 
 /** Gives rows back to the pool after a failed publish, recording why. */
 export async function releaseClaims(db: Knex, relayId: string, seqs: number[], error: string): Promise<void> {
-  for (const chunk of chunks(seqs, 500)) {
+  for (const chunk of chunks(seqs, 1000)) {
     await db(OUTBOX_TABLE)
       .whereIn('seq', chunk)
       .andWhere({ claimed_by: relayId })

@@ -16,6 +16,12 @@ describe('configuration', () => {
     expect(() => loadConfig({ WARREN_CONFIG: '{oops' })).to.throw(ConfigError, /WARREN_CONFIG/);
   });
 
+  it('chooses the SQLite driver, and names the key of an unknown one', () => {
+    expect(loadConfig({ WARREN_DATABASE_SQLITE_DRIVER: 'better-sqlite3' }).database.sqliteDriver).to.equal('better-sqlite3');
+    expect(loadConfig({ WARREN_DATABASE_SQLITE_DRIVER: 'sqlite3' }).database.sqliteDriver).to.equal('sqlite3');
+    expect(() => loadConfig({ WARREN_DATABASE_SQLITE_DRIVER: 'sqlite4' })).to.throw(ConfigError, /database\.sqliteDriver \(WARREN_DATABASE_SQLITE_DRIVER\)/);
+  });
+
   it('refuses a handler timeout that would reach the broker consumer timeout', () => {
     expect(() => loadConfig({ WARREN_WORKER_HANDLER_TIMEOUT_MS: String(30 * 60 * 1000) })).to.throw(/worker\.handlerTimeoutMs/);
   });

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import type { Knex } from 'knex';
 import type { Middleware } from 'koa';
 import { ForbiddenError, UnauthorizedError } from '../../domain/errors';
-import { findToken, insertToken } from '../../db/repositories/tokens';
+import { insertToken, TokenLookups } from '../../db/repositories/tokens';
 import type { ApiDeps, ApiMiddleware, ApiState } from '../context';
 
 const TOKEN_PREFIX = 'wrn_';
@@ -30,19 +30,28 @@ export async function issueToken(
 
 /** `Authorization: Bearer wrn_...`: 401 when missing, unknown or revoked; 401 `token_expired` past its expiry. */
 export function requireAuth(deps: ApiDeps): Middleware<ApiState> {
+  const tokens = lookupsOf(deps.db);
   return async (ctx, next) => {
     const match = /^Bearer +(\S+) *$/i.exec(ctx.get('authorization'));
     const token = match?.[1];
     if (!token || !TOKEN_PATTERN.test(token)) throw new UnauthorizedError();
     const tokenHash = hashToken(token);
-    const record = await findToken(deps.db, tokenHash);
+    const record = await tokens.find(tokenHash);
     if (!record || record.revokedAt !== null) throw new UnauthorizedError();
     if (record.expiresAt <= deps.now().getTime()) {
       throw new UnauthorizedError('the token has expired; sign in again for a new one', 'token_expired');
     }
-    ctx.state.auth = { userId: record.userId, tokenHash };
+    ctx.state.auth = { userId: record.userId, tokenHash, handle: record.handle };
     await next();
   };
+}
+
+// One batcher per database, shared by every route's requireAuth.
+const lookups = new WeakMap<Knex, TokenLookups>();
+function lookupsOf(db: Knex): TokenLookups {
+  let found = lookups.get(db);
+  if (!found) lookups.set(db, (found = new TokenLookups(db)));
+  return found;
 }
 
 /** Only the user named by `:id` may act on it (after requireAuth). */

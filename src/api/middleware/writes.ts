@@ -3,8 +3,9 @@ import type { Middleware } from 'koa';
 import { UnavailableError } from '../../domain/errors';
 import { buildEvent, type MessageBody, type MessageType, type OutgoingEvent } from '../../domain/messages';
 import { missingDatabaseFile } from '../../db/knex';
-import { enqueueEvents } from '../../db/outbox';
-import { saveIdempotencyRecord } from '../../db/repositories/idempotency';
+import type { TableRows } from '../../db/groupCommit';
+import { enqueueEvents, OUTBOX_TABLE, outboxRows } from '../../db/outbox';
+import { IDEMPOTENCY_TABLE, idempotencyRow, saveIdempotencyRecord, type IdempotencyRecord } from '../../db/repositories/idempotency';
 import type { ApiContext, ApiDeps, ApiState } from '../context';
 
 const RETRY_AFTER_SECONDS = 5;
@@ -32,6 +33,42 @@ export interface WriteResult {
 /** Records an event to be written to the outbox with the change that caused it. */
 export type Emit = <T extends MessageType>(type: T, body: MessageBody<T>) => void;
 
+/** What every write of a request shares: its clock, the events it emits, its Idempotency-Key record. */
+function prepareWrite(ctx: ApiContext, deps: ApiDeps) {
+  const now = deps.now();
+  const events: OutgoingEvent[] = [];
+  const emit: Emit = (type, body) => {
+    events.push(buildEvent(type, body, { correlationId: ctx.state.requestId, traceId: ctx.state.traceId, now }));
+  };
+  const idempotency = ctx.state.idempotency;
+  const recordOf = (outcome: WriteResult): IdempotencyRecord | undefined =>
+    idempotency && {
+      caller: idempotency.caller,
+      key: idempotency.key,
+      requestHash: idempotency.requestHash,
+      status: outcome.status,
+      response: JSON.stringify(outcome.body ?? null),
+      createdAt: now.getTime(),
+    };
+  const missing = missingDatabaseFile(deps.db);
+  if (missing) throw new UnavailableError(`the database file ${missing} is missing; nothing was written`, RETRY_AFTER_SECONDS, 'database_unavailable');
+  return { now, events, emit, recordOf, notBefore: idempotency?.notBefore ?? 0 };
+}
+
+/** After the commit: wake the relay for the events, answer with the result. */
+function answer(ctx: ApiContext, deps: ApiDeps, events: OutgoingEvent[], result: WriteResult): void {
+  if (events.length > 0) {
+    try {
+      deps.onEventsWritten();
+    } catch (err) {
+      // The change is committed and the relay polls anyway: a failed wake-up must not fail the request.
+      deps.log.warn({ err, requestId: ctx.state.requestId }, 'waking the outbox relay failed');
+    }
+  }
+  ctx.status = result.status;
+  if (result.body !== undefined) ctx.body = result.body;
+}
+
 /**
  * Runs one write: the change, its outbox events and the Idempotency-Key
  * record (when the request has one) commit together or not at all, so an
@@ -44,38 +81,43 @@ export async function commitWrite(
   deps: ApiDeps,
   work: (tx: Knex.Transaction, emit: Emit, now: Date) => Promise<WriteResult>,
 ): Promise<void> {
-  const now = deps.now();
-  const events: OutgoingEvent[] = [];
-  const emit: Emit = (type, body) => {
-    events.push(buildEvent(type, body, { correlationId: ctx.state.requestId, traceId: ctx.state.traceId, now }));
-  };
-  const idempotency = ctx.state.idempotency;
-  const missing = missingDatabaseFile(deps.db);
-  if (missing) throw new UnavailableError(`the database file ${missing} is missing; nothing was written`, RETRY_AFTER_SECONDS, 'database_unavailable');
+  const { now, events, emit, recordOf, notBefore } = prepareWrite(ctx, deps);
   const result = await deps.writes.run(async (tx) => {
     const outcome = await work(tx, emit, now);
     await enqueueEvents(tx, events);
-    if (idempotency) {
-      const record = {
-        caller: idempotency.caller,
-        key: idempotency.key,
-        requestHash: idempotency.requestHash,
-        status: outcome.status,
-        response: JSON.stringify(outcome.body ?? null),
-        createdAt: now.getTime(),
-      };
-      await saveIdempotencyRecord(tx, record, idempotency.notBefore);
-    }
+    const record = recordOf(outcome);
+    if (record) await saveIdempotencyRecord(tx, record, notBefore);
     return outcome;
   });
-  if (events.length > 0) {
-    try {
-      deps.onEventsWritten();
-    } catch (err) {
-      // The change is committed and the relay polls anyway: a failed wake-up must not fail the request.
-      deps.log.warn({ err, requestId: ctx.state.requestId }, 'waking the outbox relay failed');
-    }
-  }
-  ctx.status = result.status;
-  if (result.body !== undefined) ctx.body = result.body;
+  answer(ctx, deps, events, result);
+}
+
+/**
+ * commitWrite for a write that only inserts rows known before it starts
+ * (no reads): its rows, events and Idempotency-Key record are merged with
+ * the other such writes of its group commit into one INSERT per table, and
+ * it is done alone only if that merged insert fails. Same guarantees.
+ */
+export async function commitInserts(
+  ctx: ApiContext,
+  deps: ApiDeps,
+  plan: (emit: Emit, now: Date) => { inserts: TableRows[]; result: WriteResult },
+): Promise<void> {
+  const { now, events, emit, recordOf, notBefore } = prepareWrite(ctx, deps);
+  const { inserts, result } = plan(emit, now);
+  const record = recordOf(result);
+  const all: TableRows[] = [...inserts];
+  if (events.length > 0) all.push({ table: OUTBOX_TABLE, rows: outboxRows(events) });
+  if (record) all.push({ table: IDEMPOTENCY_TABLE, rows: [idempotencyRow(record)] });
+  await deps.writes.insert({
+    inserts: all,
+    value: result,
+    alone: async (tx) => {
+      for (const { table, rows } of inserts) await tx(table).insert(rows);
+      await enqueueEvents(tx, events);
+      if (record) await saveIdempotencyRecord(tx, record, notBefore);
+      return result;
+    },
+  });
+  answer(ctx, deps, events, result);
 }

@@ -17,7 +17,17 @@ export function isUniqueViolation(err: unknown): boolean {
   const e = asDriverError(err);
   if (!e) return false;
   if (e.code === '23505') return true; // PostgreSQL unique_violation
-  return e.code === 'SQLITE_CONSTRAINT' && typeof e.message === 'string' && e.message.includes('UNIQUE constraint failed');
+  return sqliteBaseCode(e.code) === 'SQLITE_CONSTRAINT' && typeof e.message === 'string' && e.message.includes('UNIQUE constraint failed');
+}
+
+/**
+ * node-sqlite3 reports primary result codes (`SQLITE_BUSY`), better-sqlite3
+ * extended ones (`SQLITE_BUSY_SNAPSHOT`, `SQLITE_CONSTRAINT_UNIQUE`): both
+ * are read as the primary code.
+ */
+function sqliteBaseCode(code: unknown): string | undefined {
+  if (typeof code !== 'string') return undefined;
+  return /^SQLITE_[A-Z]+/.exec(code)?.[0];
 }
 
 // Busy or locked by another writer, the file unreadable or full: retrying later can succeed.
@@ -36,7 +46,7 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   if (!e) return false;
   if (e.name === 'KnexTimeoutError') return true; // no pooled connection in time
   if (typeof e.code === 'string') {
-    if (SQLITE_UNAVAILABLE.has(e.code) || NETWORK_UNAVAILABLE.has(e.code) || PG_RETRYABLE.has(e.code)) return true;
+    if (SQLITE_UNAVAILABLE.has(sqliteBaseCode(e.code) ?? '') || NETWORK_UNAVAILABLE.has(e.code) || PG_RETRYABLE.has(e.code)) return true;
     // PostgreSQL classes 08 (connection), 53 (insufficient resources), 57P (shutting down, cannot connect now).
     if (/^(08|53)[0-9A-Z]{3}$/.test(e.code) || /^57P0[1-4]$/.test(e.code)) return true;
   }

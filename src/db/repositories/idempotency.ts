@@ -39,15 +39,26 @@ export async function findIdempotencyRecord(db: Knex, caller: string, key: strin
  * makes the insert fail with a unique violation, which rolls the effect back.
  */
 export async function saveIdempotencyRecord(tx: Knex.Transaction, record: IdempotencyRecord, notBefore: number): Promise<void> {
-  await tx('idempotency_keys').where({ caller: record.caller, key: record.key }).andWhere('created_at', '<', notBefore).delete();
-  await tx('idempotency_keys').insert({
+  await tx(IDEMPOTENCY_TABLE).where({ caller: record.caller, key: record.key }).andWhere('created_at', '<', notBefore).delete();
+  await tx(IDEMPOTENCY_TABLE).insert(idempotencyRow(record));
+}
+
+export const IDEMPOTENCY_TABLE = 'idempotency_keys';
+
+/**
+ * The record as a row, for a write that inserts it merged with others: the
+ * insert fails on any record under the key, live or expired, and the write
+ * is then done alone with saveIdempotencyRecord.
+ */
+export function idempotencyRow(record: IdempotencyRecord): Record<string, unknown> {
+  return {
     caller: record.caller,
     key: record.key,
     request_hash: record.requestHash,
     status: record.status,
     response: record.response,
     created_at: record.createdAt,
-  });
+  };
 }
 
 export async function pruneIdempotencyRecords(db: Knex, notBefore: number): Promise<number> {

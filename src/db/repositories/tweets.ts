@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import type { TableRows } from '../groupCommit';
 
 export interface TweetRow {
   id: string;
@@ -32,6 +33,11 @@ function tweetsWithHandles(db: Knex): Knex.QueryBuilder {
 
 export async function insertTweet(tx: Knex.Transaction, row: TweetRow): Promise<void> {
   await tx('tweets').insert(row);
+}
+
+/** Tweet rows for a write that merges its inserts with others (src/db/groupCommit.ts). */
+export function tweetRows(rows: TweetRow[]): TableRows {
+  return { table: 'tweets', rows: rows.map((r) => ({ ...r })) };
 }
 
 export async function findTweetById(db: Knex, id: string): Promise<Tweet | undefined> {

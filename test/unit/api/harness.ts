@@ -46,7 +46,9 @@ export interface ApiResponse {
 
 export async function startApi(overrides: Partial<Config> = {}): Promise<ApiHarness> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'warren-api-'));
-  const loaded = loadConfig({ NODE_ENV: 'test', WARREN_DATABASE_DIR: dir });
+  // The SQLite driver may be chosen for the whole run (scripts/test.sh runs these tests on each).
+  const driver = process.env.WARREN_DATABASE_SQLITE_DRIVER;
+  const loaded = loadConfig({ NODE_ENV: 'test', WARREN_DATABASE_DIR: dir, ...(driver ? { WARREN_DATABASE_SQLITE_DRIVER: driver } : {}) });
   const config: Config = { ...loaded, ...overrides };
   // The read models first, so the api connection attaches files that already have their tables.
   for (const service of ['analytics', 'notifications'] as const) {

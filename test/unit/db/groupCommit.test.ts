@@ -5,7 +5,7 @@ import { expect } from 'chai';
 import knexFactory, { type Knex } from 'knex';
 import { GroupCommit } from '../../../src/db/groupCommit';
 
-describe('group commit', () => {
+for (const driver of ['sqlite3', 'better-sqlite3'] as const) describe(`group commit (${driver})`, () => {
   let dir: string;
   let db: Knex;
   let reader: Knex;
@@ -13,12 +13,12 @@ describe('group commit', () => {
   beforeEach(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'warren-gc-'));
     const filename = path.join(dir, 'gc.sqlite');
-    db = knexFactory({ client: 'sqlite3', connection: { filename }, useNullAsDefault: true, pool: { min: 1, max: 1 } });
+    db = knexFactory({ client: driver, connection: { filename }, useNullAsDefault: true, pool: { min: 1, max: 1 } });
     await db.raw('PRAGMA journal_mode = WAL');
     await db.schema.createTable('notes', (t) => {
       t.string('id').primary();
     });
-    reader = knexFactory({ client: 'sqlite3', connection: { filename }, useNullAsDefault: true, pool: { min: 1, max: 1 } });
+    reader = knexFactory({ client: driver, connection: { filename }, useNullAsDefault: true, pool: { min: 1, max: 1 } });
   });
 
   afterEach(async () => {
@@ -62,5 +62,59 @@ describe('group commit', () => {
     expect(results.map((r) => r.status)).to.deep.equal(['fulfilled', 'rejected', 'fulfilled']);
     const ids = (await reader('notes').select('id').orderBy('id')).map((r: { id: string }) => r.id);
     expect(ids).to.deep.equal(['a', 'b', 'taken']);
+  });
+  it('merges the inserts of writes that arrive together into one statement per table', async () => {
+    const gc = new GroupCommit(db);
+    const statements: string[] = [];
+    db.on('query', (q: { sql: string }) => statements.push(q.sql));
+    await gc.run((tx) => tx('notes').insert({ id: 'first' })); // holds the next ones together
+    statements.length = 0;
+    const values = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        gc.insert({ inserts: [{ table: 'notes', rows: [{ id: `m${i}` }] }], value: i, alone: async (tx) => (await tx('notes').insert({ id: `m${i}` }), i) }),
+      ),
+    );
+    expect(values).to.deep.equal(Array.from({ length: 20 }, (_, i) => i));
+    expect(await reader('notes').count<{ n: number }[]>({ n: '*' }).first()).to.deep.equal({ n: 21 });
+    const inserts = statements.filter((sql) => /^insert/i.test(sql));
+    expect(inserts.length, inserts.join('\n')).to.be.below(4);
+  });
+
+  it('fails an insert write alone when the merged insert is refused', async () => {
+    const gc = new GroupCommit(db);
+    await gc.run((tx) => tx('notes').insert({ id: 'taken' }));
+    const write = (id: string) => gc.insert({ inserts: [{ table: 'notes', rows: [{ id }] }], value: id, alone: async (tx) => (await tx('notes').insert({ id }), id) });
+    const results = await Promise.allSettled([gc.run((tx) => tx('notes').insert({ id: 'fn' })), write('x'), write('taken'), write('y')]);
+    expect(results.map((r) => r.status)).to.deep.equal(['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
+    const ids = (await reader('notes').select('id').orderBy('id')).map((r: { id: string }) => r.id);
+    expect(ids).to.deep.equal(['fn', 'taken', 'x', 'y']);
+  });
+
+  it('fails an insert write alone in a batch of inserts only', async () => {
+    const gc = new GroupCommit(db);
+    await gc.run((tx) => tx('notes').insert({ id: 'taken' }));
+    const write = (id: string) => gc.insert({ inserts: [{ table: 'notes', rows: [{ id }] }], value: id, alone: async (tx) => (await tx('notes').insert({ id }), id) });
+    const results = await Promise.allSettled([write('p'), write('taken'), write('q')]);
+    expect(results.map((r) => r.status)).to.deep.equal(['fulfilled', 'rejected', 'fulfilled']);
+    const ids = (await reader('notes').select('id').orderBy('id')).map((r: { id: string }) => r.id);
+    expect(ids).to.deep.equal(['p', 'q', 'taken']);
+  });
+
+  it('answers an insert write only after its commit, with what alone would have done', async () => {
+    const gc = new GroupCommit(db);
+    // The merged insert is refused for "stale"; alone, the write clears it first.
+    await gc.run((tx) => tx('notes').insert({ id: 'stale' }));
+    const alone = async (tx: Knex.Transaction) => {
+      await tx('notes').where({ id: 'stale' }).delete();
+      await tx('notes').insert({ id: 'stale' });
+      return 'replaced';
+    };
+    const [, a, b] = await Promise.all([
+      gc.run((tx) => tx('notes').insert({ id: 'ahead' })), // the next two wait for it, then go together
+      gc.insert({ inserts: [{ table: 'notes', rows: [{ id: 'stale' }] }], value: 'merged', alone }),
+      gc.insert({ inserts: [{ table: 'notes', rows: [{ id: 'other' }] }], value: 'merged', alone: async (tx) => (await tx('notes').insert({ id: 'other' }), 'alone') }),
+    ]);
+    expect([a, b]).to.deep.equal(['replaced', 'alone']);
+    expect(await reader('notes').whereIn('id', ['stale', 'other']).count<{ n: number }[]>({ n: '*' }).first()).to.deep.equal({ n: 2 });
   });
 });

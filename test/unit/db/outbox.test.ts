@@ -1,0 +1,135 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { expect } from 'chai';
+import knexFactory, { type Knex } from 'knex';
+import { loadConfig } from '../../../src/config';
+import { openDatabase } from '../../../src/db/knex';
+import { migrateService } from '../../../src/db/migrate';
+import { apiMigrations } from '../../../src/db/migrations/api';
+import { claimBatch, countBacklog, enqueueEvents, markSent, releaseClaims } from '../../../src/db/outbox';
+import { buildEvent } from '../../../src/domain/messages';
+import { newId } from '../../../src/domain/ids';
+
+interface TestDatabase {
+  db: Knex;
+  close(): Promise<void>;
+}
+
+function sqliteDatabase(driver: 'sqlite3' | 'better-sqlite3') {
+  return async (): Promise<TestDatabase> => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'warren-outbox-'));
+    const config = loadConfig({ WARREN_DATABASE_DIR: dir, WARREN_DATABASE_SQLITE_DRIVER: driver });
+    const db = openDatabase(config, 'api');
+    await migrateService(db, 'api', config);
+    return {
+      db,
+      async close() {
+        await db.destroy();
+        fs.rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  };
+}
+
+/** A schema of its own on the shared server, migrated on the search path (as analytics.test.ts explains). */
+async function postgresDatabase(url: string): Promise<TestDatabase> {
+  const schema = `warren_test_${newId().replace(/-/g, '').slice(-12)}`;
+  const admin = knexFactory({ client: 'pg', connection: url });
+  await admin.raw('CREATE SCHEMA ??', [schema]);
+  const db = knexFactory({ client: 'pg', connection: url, searchPath: [schema], pool: { min: 0, max: 4 } });
+  await db.migrate.latest({
+    migrationSource: {
+      getMigrations: async () => Object.keys(apiMigrations).sort(),
+      getMigrationName: (name: string) => name,
+      getMigration: async (name: string) => apiMigrations[name]!,
+    },
+  });
+  return {
+    db,
+    async close() {
+      await db.destroy();
+      await admin.raw('DROP SCHEMA ?? CASCADE', [schema]);
+      await admin.destroy();
+    },
+  };
+}
+
+const backends: { name: string; open: () => Promise<TestDatabase> }[] = [
+  { name: 'SQLite (sqlite3)', open: sqliteDatabase('sqlite3') },
+  { name: 'SQLite (better-sqlite3)', open: sqliteDatabase('better-sqlite3') },
+];
+const pgUrl = process.env.WARREN_TEST_PG_URL;
+if (pgUrl) backends.push({ name: 'PostgreSQL', open: () => postgresDatabase(pgUrl) });
+
+const TIMEOUT = 30_000;
+
+for (const backend of backends) {
+  describe(`outbox claims on ${backend.name}`, () => {
+    let testDb: TestDatabase;
+    let db: Knex;
+
+    before(async () => {
+      testDb = await backend.open();
+      db = testDb.db;
+    });
+    after(async () => {
+      await testDb?.close();
+    });
+    beforeEach(async () => {
+      await db('outbox').delete();
+    });
+
+    async function write(n: number): Promise<string[]> {
+      const events = Array.from({ length: n }, (_, i) =>
+        buildEvent('user.created', { userId: newId(), handle: `h${i}`, displayName: `H ${i}`, createdAt: new Date().toISOString() }, { now: new Date() }),
+      );
+      await db.transaction((tx) => enqueueEvents(tx, events));
+      return events.map((e) => e.messageId);
+    }
+
+    it('claims the oldest unsent rows in one statement, in the order they were written', async () => {
+      const ids = await write(5);
+      const rows = await claimBatch(db, 'relay-a', 3, TIMEOUT);
+      expect(rows.map((r) => r.message_id)).to.deep.equal(ids.slice(0, 3));
+      expect(rows.map((r) => r.seq)).to.deep.equal([...rows.map((r) => r.seq)].sort((a, b) => a - b));
+      expect(rows[0]).to.include({ type: 'user.created', exchange: 'user.events', attempts: 0 });
+      expect(JSON.parse(rows[0]!.payload)).to.have.property('handle', 'h0');
+    });
+
+    it('never gives two relays the same row, even claiming at once', async () => {
+      await write(40);
+      const [a, b] = await Promise.all([claimBatch(db, 'relay-a', 25, TIMEOUT), claimBatch(db, 'relay-b', 25, TIMEOUT)]);
+      const seqsA = a.map((r) => r.seq);
+      const seqsB = b.map((r) => r.seq);
+      expect(seqsA.filter((s) => seqsB.includes(s))).to.deep.equal([]);
+      expect(seqsA.length + seqsB.length).to.equal(40);
+    });
+
+    it('lets a claim older than the timeout be taken over, and only then', async () => {
+      await write(2);
+      const now = Date.now();
+      expect(await claimBatch(db, 'dead-relay', 10, TIMEOUT, now)).to.have.length(2);
+      expect(await claimBatch(db, 'relay-b', 10, TIMEOUT, now + TIMEOUT - 1)).to.have.length(0);
+      const taken = await claimBatch(db, 'relay-b', 10, TIMEOUT, now + TIMEOUT + 1);
+      expect(taken).to.have.length(2);
+      // The dead relay's late mark changes nothing: the rows are no longer its own.
+      await markSent(db, 'dead-relay', taken.map((r) => r.seq));
+      expect(await countBacklog(db)).to.equal(2);
+      await markSent(db, 'relay-b', taken.map((r) => r.seq));
+      expect(await countBacklog(db)).to.equal(0);
+      expect(await claimBatch(db, 'relay-c', 10, TIMEOUT, now + 10 * TIMEOUT)).to.have.length(0);
+    });
+
+    it('gives a row back after a failed publish, with the error and an attempt counted', async () => {
+      await write(2);
+      const rows = await claimBatch(db, 'relay-a', 2, TIMEOUT);
+      await releaseClaims(db, 'relay-a', [rows[0]!.seq], 'publish returned: NO_ROUTE');
+      const again = await claimBatch(db, 'relay-b', 2, TIMEOUT);
+      expect(again.map((r) => r.seq)).to.deep.equal([rows[0]!.seq]);
+      expect(Number(again[0]!.attempts)).to.equal(1);
+      const released = await db('outbox').where({ seq: rows[0]!.seq }).first();
+      expect(released.last_error).to.equal('publish returned: NO_ROUTE');
+    });
+  });
+}

@@ -1,0 +1,52 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { expect } from 'chai';
+import type { Knex } from 'knex';
+import { loadConfig } from '../../../src/config';
+import { openDatabase } from '../../../src/db/knex';
+import { migrateService } from '../../../src/db/migrate';
+import { insertToken, revokeToken, TokenLookups } from '../../../src/db/repositories/tokens';
+import { newId } from '../../../src/domain/ids';
+
+describe('token lookups', () => {
+  let dir: string;
+  let db: Knex;
+  const userId = newId();
+
+  beforeEach(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'warren-tokens-'));
+    const config = loadConfig({ WARREN_DATABASE_DIR: dir });
+    db = openDatabase(config, 'api');
+    await migrateService(db, 'api', config);
+    const at = new Date().toISOString();
+    await db('users').insert({ id: userId, handle: 'Ada', handle_key: 'ada', display_name: 'Ada', bio: null, created_at: at, updated_at: at });
+    await db.transaction(async (tx) => {
+      for (const hash of ['a', 'b', 'c']) await insertToken(tx, { tokenHash: hash, userId, createdAt: 1, expiresAt: 2 });
+    });
+  });
+
+  afterEach(async () => {
+    await db.destroy();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('answers the lookups of one turn with one query, each with its own token and the user handle', async () => {
+    const lookups = new TokenLookups(db);
+    const queries: string[] = [];
+    db.on('query', (q: { sql: string }) => queries.push(q.sql));
+    const [a, b, again, unknown] = await Promise.all([lookups.find('a'), lookups.find('b'), lookups.find('a'), lookups.find('nope')]);
+    expect(queries).to.have.length(1);
+    expect(a).to.deep.equal({ tokenHash: 'a', userId, handle: 'Ada', createdAt: 1, expiresAt: 2, revokedAt: null });
+    expect(b?.tokenHash).to.equal('b');
+    expect(again).to.deep.equal(a);
+    expect(unknown).to.equal(undefined);
+  });
+
+  it('caches nothing: a revocation shows in the next lookup', async () => {
+    const lookups = new TokenLookups(db);
+    expect((await lookups.find('c'))?.revokedAt).to.equal(null);
+    await revokeToken(db, 'c', 5);
+    expect((await lookups.find('c'))?.revokedAt).to.equal(5);
+  });
+});
