@@ -195,9 +195,10 @@ export class QueueConsumer {
    * First deliveries that arrived together. Those that cannot be decoded are
    * parked one by one as before; the others are applied in ONE transaction
    * and acked together after it committed. If it fails, nothing of it is
-   * acked: a message whose own handler failed is retried or parked with
-   * that error, the others run again one at a time (`process`), so they
-   * are applied exactly once and a poison message fails alone.
+   * acked: a message whose own handler failed (or the only one) is retried
+   * or parked with that error, the others run again one at a time
+   * (`process`), so they are applied exactly once and a poison message
+   * fails alone.
    */
   async processBatch(ch: Channel, batch: BatchDelivery[]): Promise<void> {
     const alone: Promise<void>[] = [];
@@ -225,20 +226,30 @@ export class QueueConsumer {
         failure = err;
       }
       if (effects) {
+        this.opts.log.debug({ messages: valid.length, applied: effects.applied.size }, 'batch committed');
         this.runAfterCommit(effects);
         // The first delivery of an id applied it; a second one in the same batch is a duplicate.
         const outcomes = valid.map((v) => ({ delivery: v.delivery, outcome: effects.applied.delete(v.message.messageId) ? ('applied' as const) : ('duplicate' as const) }));
         this.settle(ch, outcomes);
       } else {
-        const culprit = failure instanceof MessageFailedError ? failure.culprit : undefined;
-        this.opts.log.warn({ messages: valid.length, culprit: culprit?.messageId, err: errorText(failure) }, 'batch failed; its messages run again one at a time');
+        // A batch of one already ran alone.
+        const culprit = failure instanceof MessageFailedError ? failure.culprit : valid.length === 1 ? valid[0]!.message : undefined;
+        if (valid.length > 1) this.opts.log.warn({ messages: valid.length, culprit: culprit?.messageId, err: errorText(failure) }, 'batch failed; its messages run again one at a time');
+        // One after another (not waiting for retry or park copies): alone in the store too, so no two of them contend for a row.
         for (const { delivery, message } of valid) {
           if (message === culprit) {
             delivery.handled();
             alone.push(this.settleAlone(ch, delivery, this.handlerFailed(ch, delivery.msg, message, failure)));
-          } else {
-            alone.push(this.settleAlone(ch, delivery, this.process(ch, delivery.msg, delivery.handled)));
+            continue;
           }
+          let handlerDone!: () => void;
+          const handled = new Promise<void>((resolve) => (handlerDone = resolve));
+          const run = this.settleAlone(ch, delivery, this.process(ch, delivery.msg, () => {
+            delivery.handled();
+            handlerDone();
+          }));
+          alone.push(run);
+          await Promise.race([handled, run]);
         }
       }
     }

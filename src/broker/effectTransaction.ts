@@ -55,45 +55,61 @@ export async function applyInOneTransaction(messages: readonly WarrenMessage[], 
   const callbacks: (() => void | Promise<void>)[] = [];
   const ctx: HandlerContext = { log: opts.log, now: opts.now, afterCommit: (fn) => callbacks.push(fn) };
   let running: WarrenMessage | undefined;
-  const trx = await db.transaction();
+  let committing = false;
   let timer: NodeJS.Timeout | undefined;
+  // Held by us, not by knex, so that a failed COMMIT can be cleaned up before
+  // anyone else gets the connection (see below).
+  // any: knex's own type for a driver connection
+  const connection: unknown = await db.client.acquireConnection();
   try {
-    const work = (async () => {
-      const applied = await claimInboxRecords(trx, worker.name, messages.map((m) => m.messageId), opts.now().getTime());
-      // In delivery order, each id once: a message the relay sent twice may arrive twice in one batch.
-      const fresh = messages.filter((m) => applied.delete(m.messageId));
-      if (opts.batched && worker.handleBatch) {
-        if (fresh.length > 0) await worker.handleBatch(fresh as never[], trx, ctx);
-      } else {
-        for (const m of fresh) {
-          running = m;
-          try {
-            await worker.handle(m as never, trx, ctx);
-          } catch (err) {
-            throw new MessageFailedError(m, err);
+    // The callback form: knex's `trx.commit()` resolves even when COMMIT
+    // fails (it rejects only the transaction's own promise), and a commit
+    // that failed must never be acked.
+    const applied = await db.transaction(async (trx) => {
+      const work = (async () => {
+        const claimed = await claimInboxRecords(trx, worker.name, messages.map((m) => m.messageId), opts.now().getTime());
+        // In delivery order, each id once: a message the relay sent twice may arrive twice in one batch.
+        const fresh = messages.filter((m) => claimed.delete(m.messageId));
+        if (opts.batched && worker.handleBatch) {
+          if (fresh.length > 0) await worker.handleBatch(fresh as never[], trx, ctx);
+        } else {
+          for (const m of fresh) {
+            running = m;
+            try {
+              await worker.handle(m as never, trx, ctx);
+            } catch (err) {
+              throw new MessageFailedError(m, err);
+            }
+            running = undefined;
           }
-          running = undefined;
         }
-      }
-      return new Set(fresh.map((m) => m.messageId));
-    })();
-    work.catch(() => undefined); // an abandoned handler's late failure is expected
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        const err = new HandlerTimeoutError(timeoutMs);
-        reject(running ? new MessageFailedError(running, err) : err);
-      }, timeoutMs);
-    });
-    const applied = await Promise.race([work, timeout]);
-    await trx.commit();
+        return new Set(fresh.map((m) => m.messageId));
+      })();
+      work.catch(() => undefined); // an abandoned handler's late failure is expected
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          const err = new HandlerTimeoutError(timeoutMs);
+          reject(running ? new MessageFailedError(running, err) : err);
+        }, timeoutMs);
+      });
+      // On failure knex rolls back. An abandoned handler may still be inside
+      // a statement; the database's own statement timeout (src/db/knex.ts)
+      // bounds how long the rollback waits, so the connection goes back to
+      // the pool idle, never mid-query.
+      const result = await Promise.race([work, timeout]);
+      committing = true;
+      return result;
+    }, { connection });
     return { applied, afterCommit: callbacks };
   } catch (err) {
-    // An abandoned handler may still be inside a statement; the database's
-    // own statement timeout (src/db/knex.ts) bounds how long this waits, so
-    // the connection goes back to the pool idle, never mid-query.
-    if (!trx.isCompleted()) await trx.rollback().catch(() => undefined);
+    // A COMMIT that failed (a deferred constraint, a full disk, an I/O
+    // error) leaves SQLite's transaction open, and every later BEGIN on this
+    // connection would fail. PostgreSQL has ended it already (its ROLLBACK
+    // only warns that no transaction is in progress).
+    if (committing) await db.raw('ROLLBACK').connection(connection).catch(() => undefined);
     throw err;
   } finally {
     clearTimeout(timer);
+    await db.client.releaseConnection(connection);
   }
 }
