@@ -58,8 +58,8 @@ export async function applyInOneTransaction(messages: readonly WarrenMessage[], 
   let committing = false;
   let timer: NodeJS.Timeout | undefined;
   // Held by us, not by knex, so that a failed COMMIT can be cleaned up before
-  // anyone else gets the connection (see below).
-  // any: knex's own type for a driver connection
+  // anyone else gets the connection (see below). The driver's connection,
+  // opaque here (knex types it `any`).
   const connection: unknown = await db.client.acquireConnection();
   try {
     // The callback form: knex's `trx.commit()` resolves even when COMMIT

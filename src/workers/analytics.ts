@@ -146,8 +146,9 @@ function addOne<R extends { count: number }>(map: Map<string, R>, key: string, c
 /**
  * The batch form of `analyticsHandler`: the same effect for many tweets in
  * one upsert per table (their sums, computed in memory), instead of about
- * six statements per tweet. Rows go in key order, so two workers' batches
- * take the row locks they share in the same order and never deadlock.
+ * six statements per tweet. Rows go in key order, and tables in one order,
+ * so two workers' batches take the row locks they share in the same order
+ * and never deadlock.
  */
 export async function analyticsBatchHandler(messages: WarrenMessage<'tweet.created'>[], tx: Knex.Transaction): Promise<void> {
   const tally = tallyTweets(messages);
@@ -157,8 +158,10 @@ export async function analyticsBatchHandler(messages: WarrenMessage<'tweet.creat
     handle: tx.raw(`CASE WHEN ${isNewest} THEN excluded.handle ELSE user_stats.handle END`),
   });
   await upsertAll(tx, 'user_hashtags', tally.userHashtags, ['user_id', 'tag'], { count: plusExcluded(tx, 'user_hashtags') });
-  await upsertAll(tx, 'hashtags', tally.hashtags, ['tag'], { count: plusExcluded(tx, 'hashtags') });
   await upsertAll(tx, 'user_mentions', tally.userMentions, ['user_id', 'handle'], { count: plusExcluded(tx, 'user_mentions') });
+  // The rows every batch touches (popular tags, the current hour) last: a
+  // concurrent batch waits for their locks only from here to COMMIT.
+  await upsertAll(tx, 'hashtags', tally.hashtags, ['tag'], { count: plusExcluded(tx, 'hashtags') });
   await upsertAll(tx, 'tweets_per_hour', tally.tweetsPerHour, ['hour'], { count: plusExcluded(tx, 'tweets_per_hour') });
 }
 
