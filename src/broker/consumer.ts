@@ -3,12 +3,13 @@ import type { Channel, ConsumeMessage, MessageProperties } from 'amqplib';
 import type { Knex } from 'knex';
 import { decodeDelivery, type WarrenMessage } from '../domain/messages';
 import { newId } from '../domain/ids';
-import { claimInboxRecord } from '../db/inbox';
 import { deliveryLogger, type Logger } from '../log';
 import type { WorkerDefinition } from './handler';
+import { ChannelAcks } from './acks';
 import { ManagedChannel } from './channel';
 import type { BrokerConnection } from './connection';
-import { DeliveryLane } from './deliveryLane';
+import { DeliveryLane, type BatchDelivery } from './deliveryLane';
+import { applyInOneTransaction, MessageFailedError, type CommittedEffects } from './effectTransaction';
 import type { ConfirmPublisher, PublishRequest } from './publisher';
 import { decideFailure, errorText, failureHeaders, previousAttempts, type DelayStep, type ParkKind } from './retry';
 import { RETURN_EXCHANGE } from './topology';
@@ -20,6 +21,9 @@ export interface QueueConsumerOptions {
   db: Knex;
   worker: WorkerDefinition;
   prefetch: number;
+  /** Most deliveries applied in one transaction; the prefetch by default. */
+  batchSize?: number;
+  /** Bounds one transaction, whether it holds one message or a batch. */
   handlerTimeoutMs: number;
   maxAttempts: number;
   steps: DelayStep[];
@@ -36,12 +40,7 @@ export interface ConsumerStatus {
   detail: string;
 }
 
-export class HandlerTimeoutError extends Error {
-  constructor(ms: number) {
-    super(`handler did not finish within ${ms} ms; abandoned`);
-    this.name = 'HandlerTimeoutError';
-  }
-}
+export { HandlerTimeoutError } from './effectTransaction';
 
 let consumerSeq = 0;
 
@@ -53,6 +52,10 @@ const MAX_REPUBLISH_DELAY_MS = 10_000;
  * worker. Invariants:
  * - the ack is sent only after the effect (and its inbox record) committed,
  *   or after the retry/park copy was confirmed by the broker;
+ * - first deliveries that arrive together are applied together, in one
+ *   transaction, and acked together once it committed; if it fails, nothing
+ *   of it is acked and each message runs again alone, in its own
+ *   transaction, so a poison message is retried or parked by itself;
  * - the ack goes to the channel the delivery arrived on; if that channel has
  *   closed, nothing is acked (the broker has requeued the message): delivery
  *   tags restart at 1 on every channel, so a stale tag would ack another message;
@@ -64,6 +67,7 @@ export class QueueConsumer {
   private readonly channel: ManagedChannel<Channel>;
   private readonly closedChannels = new WeakSet<Channel>();
   private readonly lanes = new Map<Channel, DeliveryLane>();
+  private readonly acks = new WeakMap<Channel, ChannelAcks>();
   private readonly inFlight = new Set<Promise<void>>();
   /** Retry/park copies not confirmed yet, each holding its original unacked: why each failed last. */
   private readonly failingCopies = new Map<symbol, string>();
@@ -87,12 +91,17 @@ export class QueueConsumer {
         // operator's re-created queue, so the subscriber re-binds its own
         // queue on every (re)connect.
         for (const b of bindings) await ch.bindQueue(worker.queue, b.exchange, b.routingKey);
+        const acks = new ChannelAcks(ch);
+        this.acks.set(ch, acks);
         const lane = new DeliveryLane({
           channel: ch,
           queue: worker.queue,
           prefetch: opts.prefetch,
+          batchSize: opts.batchSize ?? opts.prefetch,
           consumerTag: () => `warren ${worker.name} ${os.hostname()} pid ${process.pid} #${++consumerSeq}`,
+          received: (msg) => acks.received(msg),
           run: (msg, handled) => this.track(ch, msg, handled),
+          runBatch: (batch) => this.trackBatch(ch, batch),
           onCancelled: () => this.onCancelled(ch),
           log: opts.log,
         });
@@ -137,9 +146,17 @@ export class QueueConsumer {
 
   private track(ch: Channel, msg: ConsumeMessage, handled: () => void): Promise<void> {
     if (msg.fields.redelivered) this.counts.redelivered++;
-    const job = this.handleDelivery(ch, msg, handled).catch((err) =>
-      this.opts.log.error({ err: (err as Error).message, queue: this.opts.worker.queue }, 'delivery left unacked'),
-    );
+    return this.keep(this.handleDelivery(ch, msg, handled));
+  }
+
+  private trackBatch(ch: Channel, batch: BatchDelivery[]): Promise<void> {
+    for (const { msg } of batch) if (msg.fields.redelivered) this.counts.redelivered++;
+    return this.keep(this.processBatch(ch, batch));
+  }
+
+  /** Until it is over, `stop` waits for it; it never rejects. */
+  private keep(work: Promise<void>): Promise<void> {
+    const job = work.catch((err) => this.opts.log.error({ err: (err as Error).message, queue: this.opts.worker.queue }, 'delivery left unacked'));
     this.inFlight.add(job);
     void job.finally(() => this.inFlight.delete(job));
     return job;
@@ -149,66 +166,148 @@ export class QueueConsumer {
     const outcome = await this.process(ch, msg, handled);
     if (outcome === undefined) return; // the channel closed while a park was pending: the broker requeued it
     this.counts[outcome]++;
-    this.ack(ch, msg, outcome);
+    this.ack(ch, [msg], outcome);
   }
 
   /**
-   * Decides and carries out what happens to one delivery; resolves when it
-   * may be acked. `handled` is called once the handler is done with it.
+   * Decides and carries out what happens to one delivery, in a transaction
+   * of its own; resolves when it may be acked. `handled` is called once the
+   * handler is done with it.
    */
   async process(ch: Channel, msg: ConsumeMessage, handled: () => void = () => undefined): Promise<Outcome | undefined> {
-    const { worker } = this.opts;
-    const log = deliveryLogger(this.opts.log, msg.properties); // lines about this delivery carry its request id
-    const attempt = previousAttempts(msg.properties.headers ?? {}) + 1;
-    let message: WarrenMessage;
-    try {
-      const decoded = decodeDelivery(rawDelivery(msg), worker.handles);
-      if (decoded.kind === 'unhandled') return 'ignored';
-      message = decoded.message;
-    } catch (err) {
+    const decoded = this.decode(ch, msg);
+    if (decoded instanceof Promise) {
       handled();
-      return this.fail(ch, msg, err, attempt);
+      return decoded;
     }
+    if (decoded === 'ignored') return 'ignored';
     try {
-      const applied = await this.applyOnce(message, log);
-      return applied ? 'applied' : 'duplicate';
+      const effects = await this.apply([decoded], false);
+      this.runAfterCommit(effects);
+      return effects.applied.has(decoded.messageId) ? 'applied' : 'duplicate';
     } catch (err) {
       handled();
-      log.warn({ messageId: message.messageId, type: message.type, attempt, err: errorText(err) }, 'handler failed');
-      return this.fail(ch, msg, err, attempt);
+      return this.handlerFailed(ch, msg, decoded, err);
     }
   }
 
-  /** Runs the handler and writes the inbox record in one transaction; false if already applied. */
-  private async applyOnce(message: WarrenMessage, log: Logger): Promise<boolean> {
-    const { db, worker, handlerTimeoutMs } = this.opts;
-    const trx = await db.transaction();
-    const afterCommit: (() => void | Promise<void>)[] = [];
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      const work = (async () => {
-        if (!(await claimInboxRecord(trx, worker.name, message.messageId))) return false;
-        await worker.handle(message as never, trx, { log, now: this.now, afterCommit: (fn) => afterCommit.push(fn) });
-        return true;
-      })();
-      work.catch(() => undefined); // an abandoned handler's late failure is expected
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new HandlerTimeoutError(handlerTimeoutMs)), handlerTimeoutMs);
-      });
-      const applied = await Promise.race([work, timeout]);
-      await trx.commit();
-      for (const fn of afterCommit) {
-        void Promise.resolve().then(fn).catch((err) => log.warn({ messageId: message.messageId, err: errorText(err) }, 'after-commit callback failed'));
+  /**
+   * First deliveries that arrived together. Those that cannot be decoded are
+   * parked one by one as before; the others are applied in ONE transaction
+   * and acked together after it committed. If it fails, nothing of it is
+   * acked: a message whose own handler failed (or the only one) is retried
+   * or parked with that error, the others run again one at a time
+   * (`process`), so they are applied exactly once and a poison message
+   * fails alone.
+   */
+  async processBatch(ch: Channel, batch: BatchDelivery[]): Promise<void> {
+    const alone: Promise<void>[] = [];
+    const ignored: BatchDelivery[] = [];
+    const valid: { delivery: BatchDelivery; message: WarrenMessage }[] = [];
+    for (const delivery of batch) {
+      const decoded = this.decode(ch, delivery.msg);
+      if (decoded instanceof Promise) {
+        delivery.handled();
+        alone.push(this.settleAlone(ch, delivery, decoded));
+      } else if (decoded === 'ignored') {
+        ignored.push(delivery);
+      } else {
+        valid.push({ delivery, message: decoded });
       }
-      return applied;
+    }
+    // Ignored messages change nothing: they wait for no transaction.
+    this.settle(ch, ignored.map((d) => ({ delivery: d, outcome: 'ignored' as const })));
+    if (valid.length > 0) {
+      let effects: CommittedEffects | undefined;
+      let failure: unknown;
+      try {
+        effects = await this.apply(valid.map((v) => v.message), true);
+      } catch (err) {
+        failure = err;
+      }
+      if (effects) {
+        this.opts.log.debug({ messages: valid.length, applied: effects.applied.size }, 'batch committed');
+        this.runAfterCommit(effects);
+        // The first delivery of an id applied it; a second one in the same batch is a duplicate.
+        const outcomes = valid.map((v) => ({ delivery: v.delivery, outcome: effects.applied.delete(v.message.messageId) ? ('applied' as const) : ('duplicate' as const) }));
+        this.settle(ch, outcomes);
+      } else {
+        // A batch of one already ran alone.
+        const culprit = failure instanceof MessageFailedError ? failure.culprit : valid.length === 1 ? valid[0]!.message : undefined;
+        if (valid.length > 1) this.opts.log.warn({ messages: valid.length, culprit: culprit?.messageId, err: errorText(failure) }, 'batch failed; its messages run again one at a time');
+        // One after another (not waiting for retry or park copies): alone in the store too, so no two of them contend for a row.
+        for (const { delivery, message } of valid) {
+          if (message === culprit) {
+            delivery.handled();
+            alone.push(this.settleAlone(ch, delivery, this.handlerFailed(ch, delivery.msg, message, failure)));
+            continue;
+          }
+          let handlerDone!: () => void;
+          const handled = new Promise<void>((resolve) => (handlerDone = resolve));
+          const run = this.settleAlone(ch, delivery, this.process(ch, delivery.msg, () => {
+            delivery.handled();
+            handlerDone();
+          }));
+          alone.push(run);
+          await Promise.race([handled, run]);
+        }
+      }
+    }
+    await Promise.all(alone);
+  }
+
+  /** A message decoded for this worker, 'ignored' (a type it does not handle), or its park under way. */
+  private decode(ch: Channel, msg: ConsumeMessage): WarrenMessage | 'ignored' | Promise<Outcome | undefined> {
+    try {
+      const decoded = decodeDelivery(rawDelivery(msg), this.opts.worker.handles);
+      return decoded.kind === 'unhandled' ? 'ignored' : decoded.message;
     } catch (err) {
-      // An abandoned handler may still be inside a statement; the database's
-      // own statement timeout (src/db/knex.ts) bounds how long this waits, so
-      // the connection goes back to the pool idle, never mid-query.
-      if (!trx.isCompleted()) await trx.rollback().catch(() => undefined);
-      throw err;
+      return this.fail(ch, msg, err, attemptOf(msg));
+    }
+  }
+
+  private handlerFailed(ch: Channel, msg: ConsumeMessage, message: WarrenMessage, failure: unknown): Promise<Outcome | undefined> {
+    const err = failure instanceof MessageFailedError ? failure.error : failure;
+    const attempt = attemptOf(msg);
+    deliveryLogger(this.opts.log, msg.properties).warn({ messageId: message.messageId, type: message.type, attempt, err: errorText(err) }, 'handler failed');
+    return this.fail(ch, msg, err, attempt);
+  }
+
+  private async settleAlone(ch: Channel, delivery: BatchDelivery, outcome: Promise<Outcome | undefined>): Promise<void> {
+    try {
+      const decided = await outcome;
+      if (decided !== undefined) this.settle(ch, [{ delivery, outcome: decided }]);
     } finally {
-      clearTimeout(timer);
+      delivery.finished();
+      delivery.handled();
+    }
+  }
+
+  /** Counts and acks deliveries whose outcome is final (effects committed, or copies confirmed). */
+  private settle(ch: Channel, decided: { delivery: BatchDelivery; outcome: Outcome }[]): void {
+    if (decided.length === 0) return;
+    for (const { outcome } of decided) this.counts[outcome]++;
+    this.ack(
+      ch,
+      decided.map((d) => d.delivery.msg),
+      decided.length === 1 ? decided[0]!.outcome : 'batch',
+    );
+    for (const { delivery } of decided) {
+      delivery.finished();
+      delivery.handled();
+    }
+  }
+
+  /** One transaction for `messages`: the batch form of the handler when `batched` and the worker has one. */
+  private apply(messages: WarrenMessage[], batched: boolean): Promise<CommittedEffects> {
+    const { db, worker, handlerTimeoutMs, log } = this.opts;
+    return applyInOneTransaction(messages, { db, worker, timeoutMs: handlerTimeoutMs, log, now: this.now, batched });
+  }
+
+  /** Best effort, after the commit and apart from the ack: a failing callback is logged, nothing else. */
+  private runAfterCommit(effects: CommittedEffects): void {
+    for (const fn of effects.afterCommit) {
+      void (async () => fn())().catch((err) => this.opts.log.warn({ err: errorText(err), queue: this.opts.worker.queue }, 'after-commit callback failed'));
     }
   }
 
@@ -263,17 +362,18 @@ export class QueueConsumer {
     }
   }
 
-  private ack(ch: Channel, msg: ConsumeMessage, outcome: Outcome): void {
+  private ack(ch: Channel, msgs: ConsumeMessage[], outcome: Outcome | 'batch'): void {
+    const messageId = msgs.length === 1 ? msgs[0]!.properties.messageId : undefined;
     if (this.closedChannels.has(ch)) {
-      this.counts.stale++;
-      deliveryLogger(this.opts.log, msg.properties).warn({ messageId: msg.properties.messageId, outcome }, 'stale delivery: its channel closed, the broker redelivers it');
+      this.counts.stale += msgs.length;
+      this.opts.log.warn({ messageId, messages: msgs.length, outcome }, 'stale delivery: its channel closed, the broker redelivers it');
       return;
     }
     try {
-      ch.ack(msg);
+      this.acks.get(ch)!.ack(msgs);
     } catch (err) {
-      this.counts.stale++;
-      deliveryLogger(this.opts.log, msg.properties).warn({ messageId: msg.properties.messageId, err: (err as Error).message }, 'stale delivery: ack failed');
+      this.counts.stale += msgs.length;
+      this.opts.log.warn({ messageId, messages: msgs.length, err: (err as Error).message }, 'stale delivery: ack failed');
     }
   }
 
@@ -293,6 +393,10 @@ export class QueueConsumer {
     clearTimeout(timer);
     await this.channel.close();
   }
+}
+
+function attemptOf(msg: ConsumeMessage): number {
+  return previousAttempts(msg.properties.headers ?? {}) + 1;
 }
 
 function rawDelivery(msg: ConsumeMessage) {

@@ -11,12 +11,25 @@ export type Subscription = 'cautious' | 'open' | 'none';
 /** How long a handled delivery may wait for its retry/park copy before it counts as stuck. */
 const STUCK_AFTER_MS = 1000;
 
+/** One delivery of a batch, with what the lane needs to hear about it. */
+export interface BatchDelivery {
+  msg: ConsumeMessage;
+  /** The handler is done with it (see DeliveryLaneOptions.run). */
+  handled(): void;
+  /** It is acked, or given up (its channel closed). */
+  finished(): void;
+}
+
 export interface DeliveryLaneOptions {
   channel: Channel;
   queue: string;
   /** The open subscription's prefetch; the cautious one holds 1. */
   prefetch: number;
+  /** Most first deliveries handed to `runBatch` at once. */
+  batchSize: number;
   consumerTag(): string;
+  /** Every delivery, as it arrives, before the lane decides when it runs. */
+  received(msg: ConsumeMessage): void;
   /**
    * Handles and acknowledges one delivery on this channel; never rejects.
    * Calls `handled` once the handler is done with it (what is left, a retry
@@ -24,6 +37,11 @@ export interface DeliveryLaneOptions {
    * a broker that refuses the copy).
    */
   run(msg: ConsumeMessage, handled: () => void): Promise<void>;
+  /**
+   * Handles and acknowledges first deliveries of this channel together;
+   * never rejects. Calls each one's `handled` and `finished` as `run` would.
+   */
+  runBatch(batch: BatchDelivery[]): Promise<void>;
   /** The broker cancelled the subscription (its queue was deleted). */
   onCancelled(): void;
   log: Logger;
@@ -54,6 +72,11 @@ export function deliveryCount(msg: ConsumeMessage): number {
  * messages are served before the rest, so by then none are left ahead). A
  * new channel starts cautious for the same reason.
  *
+ * First deliveries run in batches (the worker applies a batch in one
+ * transaction): whatever has arrived when the lane gets to it, up to
+ * `batchSize`, goes together; while a batch runs, what arrives waits and
+ * forms the next. There is no batch timer: a lone delivery starts at once.
+ *
  * Deliveries are never nacked to make room: a requeue counts like a crash.
  */
 export class DeliveryLane {
@@ -69,6 +92,10 @@ export class DeliveryLane {
   private readonly suspects: ConsumeMessage[] = [];
   /** First deliveries that arrived while suspects run: they wait their turn. */
   private readonly deferred: ConsumeMessage[] = [];
+  /** First deliveries waiting for the next batch. */
+  private readonly ready: Held[] = [];
+  private batchRunning = false;
+  private batchScheduled = false;
   /** Handled deliveries whose retry or park copy the broker keeps refusing. */
   private stuck = 0;
   private isolating = false;
@@ -102,6 +129,7 @@ export class DeliveryLane {
       return;
     }
     if (this.closed) return; // the broker has requeued it
+    this.opts.received(msg);
     if (deliveryCount(msg) > 0) {
       this.suspects.push(msg);
       if (!this.isolating) {
@@ -116,10 +144,58 @@ export class DeliveryLane {
   }
 
   private runFirstDelivery(msg: ConsumeMessage): void {
-    void this.runOne(msg);
+    this.ready.push(this.hold(msg));
+    this.scheduleBatch();
     // Not a redelivery: nothing returned is left ahead of it in the queue.
     if (this.subscription === 'cautious' && !this.isolating && !this.stopping && this.opts.prefetch > 1) {
       this.subscribe('open').catch((err) => this.subscriptionLost(err));
+    }
+  }
+
+  /**
+   * Starts the next batch once the one running is done with its handlers.
+   * Not a timer: setImmediate lets every delivery already read from the
+   * socket (amqplib hands them over one by one in the same tick) join this
+   * batch, and costs a lone delivery microseconds, not milliseconds.
+   */
+  private scheduleBatch(): void {
+    if (this.batchRunning || this.batchScheduled || this.ready.length === 0) return;
+    this.batchScheduled = true;
+    setImmediate(() => {
+      this.batchScheduled = false;
+      this.startBatch();
+    });
+  }
+
+  private startBatch(): void {
+    if (this.batchRunning) return;
+    if (this.closed) {
+      this.dropReady();
+      return;
+    }
+    const batch = this.ready.splice(0, Math.max(1, this.opts.batchSize));
+    if (batch.length === 0) return;
+    this.batchRunning = true;
+    const job = this.opts.runBatch(batch.map((h) => ({ msg: h.msg, handled: h.handled, finished: h.finished })));
+    // Whatever the consumer did, nothing of this batch is left pending once its job is over.
+    const release = () => {
+      for (const h of batch) {
+        h.finished();
+        h.handled();
+      }
+    };
+    job.then(release, release);
+    void Promise.all(batch.map((h) => h.handlerDone)).then(() => {
+      this.batchRunning = false;
+      this.scheduleBatch();
+    });
+  }
+
+  /** The channel closed: the broker requeued what waited for a batch. */
+  private dropReady(): void {
+    for (const h of this.ready.splice(0)) {
+      h.finished();
+      h.handled();
     }
   }
 
@@ -148,22 +224,34 @@ export class DeliveryLane {
 
   /** Starts one delivery; resolves when its handler is done (its copy and ack may still be under way). */
   private runOne(msg: ConsumeMessage): Promise<void> {
+    const held = this.hold(msg);
+    this.opts.run(msg, held.handled).then(held.finished, held.finished);
+    return held.handlerDone;
+  }
+
+  /**
+   * Counts a delivery as held from now until `finished`, and as being
+   * handled (what a suspect must not run beside) until `handled`: a first
+   * delivery waiting for its batch already counts.
+   */
+  private hold(msg: ConsumeMessage): Held {
     let handled!: () => void;
+    let finished!: () => void;
     const handlerDone = new Promise<void>((resolve) => (handled = resolve));
-    const job = this.opts.run(msg, handled);
-    let finished = false;
-    void job.finally(() => (finished = true));
+    const job = new Promise<void>((resolve) => (finished = resolve));
+    let isFinished = false;
+    void job.finally(() => (isFinished = true));
     void job.finally(handled);
     this.handling.add(handlerDone);
     void handlerDone.finally(() => this.handling.delete(handlerDone));
     this.jobs.add(job);
     void job.finally(() => this.jobs.delete(job));
     void handlerDone.then(() => {
-      if (finished) return;
+      if (isFinished) return;
       const timer = setTimeout(() => this.copyStuck(job), STUCK_AFTER_MS);
       void job.finally(() => clearTimeout(timer));
     });
-    return handlerDone;
+    return { msg, handled, finished, handlerDone };
   }
 
   /**
@@ -260,6 +348,7 @@ export class DeliveryLane {
     this.tag = undefined;
     this.suspects.length = 0;
     this.deferred.length = 0;
+    this.dropReady();
   }
 
   /** Stops taking deliveries; what is held still runs (see idle). */
@@ -268,8 +357,15 @@ export class DeliveryLane {
     await this.subscribe('none');
   }
 
-  /** Resolves when nothing of this channel runs or waits to run. */
+  /** Resolves when nothing of this channel runs or waits to run (a batch waiting to start is held, so counted). */
   async idle(): Promise<void> {
     while (this.jobs.size > 0 || this.isolating) await Promise.all([...this.jobs, this.isolation]);
   }
+}
+
+interface Held {
+  msg: ConsumeMessage;
+  handled: () => void;
+  finished: () => void;
+  handlerDone: Promise<void>;
 }

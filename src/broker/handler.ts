@@ -7,9 +7,9 @@ export interface HandlerContext {
   now(): Date;
   /**
    * Runs `fn` once the transaction holding this message has committed (never
-   * if it rolls back or the message was a duplicate). Best effort: the ack
-   * does not wait for it and its failure is only logged, so it suits
-   * side effects that may be lost, such as live notifications.
+   * if it rolls back). Best effort, for what may be lost but must never run
+   * for an effect that did not happen (a live push): an error is logged and
+   * changes nothing about the message, which is acked either way.
    */
   afterCommit(fn: () => void | Promise<void>): void;
 }
@@ -32,4 +32,13 @@ export interface WorkerDefinition<T extends MessageType = MessageType> {
   /** The types it handles; other known types are acked and counted as ignored. */
   handles: readonly T[];
   handle(message: WarrenMessage<T>, tx: Knex.Transaction, ctx: HandlerContext): Promise<void>;
+  /**
+   * Optional: the effect of several messages at once, with the same result
+   * as `handle` on each of them in the order given (set-based: a few
+   * statements for the whole batch instead of a few per message). It gets
+   * only messages not applied before, each once. If it throws, nothing of
+   * the batch is kept and every message is handled again alone with
+   * `handle`, so an error need not say which message caused it.
+   */
+  handleBatch?(messages: WarrenMessage<T>[], tx: Knex.Transaction, ctx: HandlerContext): Promise<void>;
 }

@@ -21,12 +21,33 @@ export function createInboxTable(knex: Knex): Knex.SchemaBuilder {
  * already processed (its effect is committed; only the ack is missing).
  */
 export async function claimInboxRecord(tx: Knex.Transaction, consumer: string, messageId: string, now = Date.now()): Promise<boolean> {
-  const inserted = await tx(INBOX_TABLE)
-    .insert({ consumer, message_id: messageId, processed_at: now })
-    .onConflict(['consumer', 'message_id'])
-    .ignore()
-    .returning('message_id');
-  return inserted.length > 0;
+  return (await claimInboxRecords(tx, consumer, [messageId], now)).has(messageId);
+}
+
+/**
+ * Rows per INSERT: knex writes a multi-row insert for SQLite as a compound
+ * SELECT, which may have at most 500 terms (SQLITE_MAX_COMPOUND_SELECT).
+ */
+const CLAIM_CHUNK = 500;
+
+/**
+ * Claims several messages at once inside `tx`, one multi-row
+ * `INSERT ... ON CONFLICT DO NOTHING RETURNING message_id` (SQLite >= 3.35
+ * and PostgreSQL alike): the ids it returns are the ones new to this
+ * consumer, the others were applied before. An id given twice is claimed once.
+ */
+export async function claimInboxRecords(tx: Knex.Transaction, consumer: string, messageIds: readonly string[], now = Date.now()): Promise<Set<string>> {
+  const ids = [...new Set(messageIds)];
+  const claimed = new Set<string>();
+  for (let i = 0; i < ids.length; i += CLAIM_CHUNK) {
+    const rows: { message_id: string }[] = await tx(INBOX_TABLE)
+      .insert(ids.slice(i, i + CLAIM_CHUNK).map((id) => ({ consumer, message_id: id, processed_at: now })))
+      .onConflict(['consumer', 'message_id'])
+      .ignore()
+      .returning('message_id');
+    for (const row of rows) claimed.add(row.message_id);
+  }
+  return claimed;
 }
 
 /** Prunes records older than the retention window (longer than any replay window). */

@@ -2,6 +2,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { WorkerDefinition } from '../broker/handler';
 import type { PublishFailure } from '../broker/publisher';
 import type { MessageType } from '../domain/messages';
+import { deliveryLogger } from '../log';
 
 /**
  * Warren's Prometheus metrics. Every process (the API, each worker) has its
@@ -208,7 +209,7 @@ export class ConsumerMetrics {
     });
     this.handlerDuration = new Histogram({
       name: 'warren_handler_duration_seconds',
-      help: 'Time a worker handler ran for one message, by queue and result (ok, or error: retried or parked)',
+      help: 'Time a worker handler ran for one message, or for one batch of messages applied together, by queue and result (ok, or error: retried or parked)',
       labelNames: ['queue', 'result'],
       buckets: [...LATENCY_BUCKETS, 30],
       registers: [registry],
@@ -241,6 +242,24 @@ export class ConsumerMetrics {
           if (result === 'ok') ctx.log.debug({ messageId: message.messageId, type: message.type, queue: worker.queue, ms: Math.round(seconds * 10_000) / 10 }, 'handler finished');
         }
       },
+      ...(worker.handleBatch && {
+        async handleBatch(messages, tx, ctx) {
+          const started = process.hrtime.bigint();
+          let result: 'ok' | 'error' = 'error';
+          try {
+            await worker.handleBatch!(messages, tx, ctx);
+            result = 'ok';
+          } finally {
+            const seconds = secondsSince(started);
+            duration.observe({ queue: worker.queue, result }, seconds);
+            if (result === 'ok' && ctx.log.isLevelEnabled('debug')) {
+              const ms = Math.round(seconds * 10_000) / 10;
+              // One line per message, under its own request id, so one grep still follows it.
+              for (const m of messages) deliveryLogger(ctx.log, m).debug({ messageId: m.messageId, type: m.type, queue: worker.queue, batch: messages.length, ms }, 'handler finished');
+            }
+          }
+        },
+      }),
     };
   }
 }
