@@ -47,10 +47,14 @@ export function createLogger(name: string, level: string = process.env.WARREN_LO
 // The same rule the API applies to a traceparent it receives.
 const TRACEPARENT = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
-/** What a delivery says of where it came from (AMQP properties, as amqplib gives them). */
+/**
+ * What a delivery says of where it came from: AMQP properties as amqplib
+ * gives them (traceparent among the headers), or a decoded message.
+ */
 export interface DeliveryOrigin {
   correlationId?: unknown;
   headers?: Record<string, unknown> | undefined;
+  traceparent?: unknown;
 }
 
 function text(value: unknown): string | undefined {
@@ -69,7 +73,7 @@ export function deliveryLogger(log: Logger, origin: DeliveryOrigin): Logger {
   const bindings: Record<string, string> = {};
   const requestId = text(origin.correlationId);
   if (requestId) bindings.requestId = requestId;
-  const trace = TRACEPARENT.exec(text(origin.headers?.traceparent) ?? '');
+  const trace = TRACEPARENT.exec(text(origin.traceparent ?? origin.headers?.traceparent) ?? '');
   if (trace) bindings.traceId = trace[1]!;
   return log.child(bindings);
 }

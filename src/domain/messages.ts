@@ -74,6 +74,8 @@ export type WarrenMessage<T extends MessageType = MessageType> = {
     messageId: string;
     body: MessageBody<K>;
     correlationId?: string;
+    /** The W3C trace it belongs to (its `traceparent` header), for log correlation. */
+    traceparent?: string;
     timestamp?: number;
     schemaVersion: string;
   };
@@ -177,6 +179,7 @@ export function decodeDelivery(raw: RawDelivery, handled: readonly MessageType[]
       messageId: raw.messageId,
       body: parsed.data,
       correlationId: raw.correlationId,
+      traceparent: headerString(raw.headers.traceparent),
       timestamp: raw.timestamp,
       schemaVersion: version,
     } as WarrenMessage,
