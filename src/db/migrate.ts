@@ -12,7 +12,7 @@ const migrationsOf: Record<Service, Record<string, Knex.Migration>> = {
 };
 
 /** Migrations live in code, so the compiled CLI needs no migration directory. */
-function sourceFor(service: Service): Knex.MigrationSource<string> {
+export function migrationSourceFor(service: Service): Knex.MigrationSource<string> {
   const migrations = migrationsOf[service];
   return {
     getMigrations: async () => Object.keys(migrations).sort(),
@@ -27,7 +27,7 @@ export async function migrateService(db: Knex, service: Service, config: Config)
     await db.schema.createSchemaIfNotExists(service);
   }
   const [, ran] = (await db.migrate.latest({
-    migrationSource: sourceFor(service),
+    migrationSource: migrationSourceFor(service),
     tableName: 'knex_migrations',
     ...(config.database.client === 'postgres' ? { schemaName: service } : {}),
   })) as [number, string[]];

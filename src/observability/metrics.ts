@@ -1,7 +1,8 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { WorkerDefinition } from '../broker/handler';
+import type { Knex } from 'knex';
+import type { HandlerContext, WorkerDefinition } from '../broker/handler';
 import type { PublishFailure } from '../broker/publisher';
-import type { MessageType } from '../domain/messages';
+import type { MessageType, WarrenMessage } from '../domain/messages';
 import { deliveryLogger } from '../log';
 
 /**
@@ -228,38 +229,30 @@ export class ConsumerMetrics {
    */
   timed<T extends MessageType>(worker: WorkerDefinition<T>): WorkerDefinition<T> {
     const duration = this.handlerDuration;
+    /** Runs one handler call (a message, or a batch), observes its duration, and logs each message it finished. */
+    const time = async (messages: readonly WarrenMessage<T>[], ctx: HandlerContext, batched: boolean, call: () => Promise<void>) => {
+      const started = process.hrtime.bigint();
+      let result: 'ok' | 'error' = 'error';
+      try {
+        await call();
+        result = 'ok';
+      } finally {
+        const seconds = secondsSince(started);
+        duration.observe({ queue: worker.queue, result }, seconds);
+        if (result === 'ok' && ctx.log.isLevelEnabled('debug')) {
+          const ms = Math.round(seconds * 10_000) / 10;
+          const batch = batched ? { batch: messages.length } : {};
+          // One line per message, under its own request id, so one grep follows it
+          // (a lone message's ctx.log carries it already; a batch's cannot).
+          for (const m of messages) (batched ? deliveryLogger(ctx.log, m) : ctx.log).debug({ messageId: m.messageId, type: m.type, queue: worker.queue, ...batch, ms }, 'handler finished');
+        }
+      }
+    };
+    const { handleBatch } = worker;
     return {
       ...worker,
-      async handle(message, tx, ctx) {
-        const started = process.hrtime.bigint();
-        let result: 'ok' | 'error' = 'error';
-        try {
-          await worker.handle(message, tx, ctx);
-          result = 'ok';
-        } finally {
-          const seconds = secondsSince(started);
-          duration.observe({ queue: worker.queue, result }, seconds);
-          if (result === 'ok') ctx.log.debug({ messageId: message.messageId, type: message.type, queue: worker.queue, ms: Math.round(seconds * 10_000) / 10 }, 'handler finished');
-        }
-      },
-      ...(worker.handleBatch && {
-        async handleBatch(messages, tx, ctx) {
-          const started = process.hrtime.bigint();
-          let result: 'ok' | 'error' = 'error';
-          try {
-            await worker.handleBatch!(messages, tx, ctx);
-            result = 'ok';
-          } finally {
-            const seconds = secondsSince(started);
-            duration.observe({ queue: worker.queue, result }, seconds);
-            if (result === 'ok' && ctx.log.isLevelEnabled('debug')) {
-              const ms = Math.round(seconds * 10_000) / 10;
-              // One line per message, under its own request id, so one grep still follows it.
-              for (const m of messages) deliveryLogger(ctx.log, m).debug({ messageId: m.messageId, type: m.type, queue: worker.queue, batch: messages.length, ms }, 'handler finished');
-            }
-          }
-        },
-      }),
+      handle: (message, tx, ctx) => time([message], ctx, false, () => worker.handle(message, tx, ctx)),
+      ...(handleBatch && { handleBatch: (messages: WarrenMessage<T>[], tx: Knex.Transaction, ctx: HandlerContext) => time(messages, ctx, true, () => handleBatch(messages, tx, ctx)) }),
     };
   }
 }

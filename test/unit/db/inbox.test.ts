@@ -1,51 +1,9 @@
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { expect } from 'chai';
-import knexFactory, { type Knex } from 'knex';
-import { loadConfig } from '../../../src/config';
-import { claimInboxRecords, createInboxTable, INBOX_TABLE } from '../../../src/db/inbox';
-import { openDatabase } from '../../../src/db/knex';
 import { newId } from '../../../src/domain/ids';
+import { claimInboxRecords, createInboxTable, INBOX_TABLE } from '../../../src/db/inbox';
+import { testBackends, type TestDatabase } from '../../support/databases';
 
-interface TestDatabase {
-  db: Knex;
-  close(): Promise<void>;
-}
-
-async function sqliteDatabase(): Promise<TestDatabase> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'warren-inbox-'));
-  const db = openDatabase(loadConfig({ WARREN_DATABASE_DIR: dir }), 'analytics');
-  await createInboxTable(db);
-  return {
-    db,
-    async close() {
-      await db.destroy();
-      fs.rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-/** A schema of its own on the shared server. */
-async function postgresDatabase(url: string): Promise<TestDatabase> {
-  const schema = `warren_test_${newId().replace(/-/g, '').slice(-12)}`;
-  const admin = knexFactory({ client: 'pg', connection: url });
-  await admin.raw('CREATE SCHEMA ??', [schema]);
-  const db = knexFactory({ client: 'pg', connection: url, searchPath: [schema] });
-  await createInboxTable(db);
-  return {
-    db,
-    async close() {
-      await db.destroy();
-      await admin.raw('DROP SCHEMA ?? CASCADE', [schema]);
-      await admin.destroy();
-    },
-  };
-}
-
-const backends: { name: string; open: () => Promise<TestDatabase> }[] = [{ name: 'SQLite', open: sqliteDatabase }];
-const pgUrl = process.env.WARREN_TEST_PG_URL;
-if (pgUrl) backends.push({ name: 'PostgreSQL', open: () => postgresDatabase(pgUrl) });
+const backends = testBackends('analytics', { create: createInboxTable });
 
 describe('claimInboxRecords', () => {
   for (const backend of backends) {

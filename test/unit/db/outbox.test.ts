@@ -1,66 +1,11 @@
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { expect } from 'chai';
-import knexFactory, { type Knex } from 'knex';
-import { loadConfig } from '../../../src/config';
-import { openDatabase } from '../../../src/db/knex';
-import { migrateService } from '../../../src/db/migrate';
-import { apiMigrations } from '../../../src/db/migrations/api';
+import type { Knex } from 'knex';
 import { claimBatch, countBacklog, enqueueEvents, markSent, releaseClaims } from '../../../src/db/outbox';
 import { buildEvent } from '../../../src/domain/messages';
 import { newId } from '../../../src/domain/ids';
+import { testBackends, type TestDatabase } from '../../support/databases';
 
-interface TestDatabase {
-  db: Knex;
-  close(): Promise<void>;
-}
-
-function sqliteDatabase(driver: 'sqlite3' | 'better-sqlite3') {
-  return async (): Promise<TestDatabase> => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'warren-outbox-'));
-    const config = loadConfig({ WARREN_DATABASE_DIR: dir, WARREN_DATABASE_SQLITE_DRIVER: driver });
-    const db = openDatabase(config, 'api');
-    await migrateService(db, 'api', config);
-    return {
-      db,
-      async close() {
-        await db.destroy();
-        fs.rmSync(dir, { recursive: true, force: true });
-      },
-    };
-  };
-}
-
-/** A schema of its own on the shared server, migrated on the search path (as analytics.test.ts explains). */
-async function postgresDatabase(url: string): Promise<TestDatabase> {
-  const schema = `warren_test_${newId().replace(/-/g, '').slice(-12)}`;
-  const admin = knexFactory({ client: 'pg', connection: url });
-  await admin.raw('CREATE SCHEMA ??', [schema]);
-  const db = knexFactory({ client: 'pg', connection: url, searchPath: [schema], pool: { min: 0, max: 4 } });
-  await db.migrate.latest({
-    migrationSource: {
-      getMigrations: async () => Object.keys(apiMigrations).sort(),
-      getMigrationName: (name: string) => name,
-      getMigration: async (name: string) => apiMigrations[name]!,
-    },
-  });
-  return {
-    db,
-    async close() {
-      await db.destroy();
-      await admin.raw('DROP SCHEMA ?? CASCADE', [schema]);
-      await admin.destroy();
-    },
-  };
-}
-
-const backends: { name: string; open: () => Promise<TestDatabase> }[] = [
-  { name: 'SQLite (sqlite3)', open: sqliteDatabase('sqlite3') },
-  { name: 'SQLite (better-sqlite3)', open: sqliteDatabase('better-sqlite3') },
-];
-const pgUrl = process.env.WARREN_TEST_PG_URL;
-if (pgUrl) backends.push({ name: 'PostgreSQL', open: () => postgresDatabase(pgUrl) });
+const backends = testBackends('api', { service: 'api' }, ['sqlite3', 'better-sqlite3']);
 
 const TIMEOUT = 30_000;
 

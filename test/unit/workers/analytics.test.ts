@@ -1,18 +1,12 @@
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { expect } from 'chai';
-import knexFactory, { Knex } from 'knex';
+import type { Knex } from 'knex';
 import pino from 'pino';
-import { loadConfig } from '../../../src/config';
-import { openDatabase } from '../../../src/db/knex';
-import { migrateService } from '../../../src/db/migrate';
-import { analyticsMigrations } from '../../../src/db/migrations/analytics';
 import { PermanentError } from '../../../src/domain/errors';
 import { newId } from '../../../src/domain/ids';
 import type { MessageBody, WarrenMessage } from '../../../src/domain/messages';
 import { analyticsWorker, tallyTweets } from '../../../src/workers/analytics';
 import type { HandlerContext } from '../../../src/broker/handler';
+import { testBackends, type TestDatabase } from '../../support/databases';
 
 const ALICE = newId();
 const BOB = newId();
@@ -31,57 +25,8 @@ function tweetCreated(body: Partial<MessageBody<'tweet.created'>>): WarrenMessag
   };
 }
 
-/** A database the suite owns, emptied before each test. */
-interface TestDatabase {
-  db: Knex;
-  close(): Promise<void>;
-}
-
-async function sqliteDatabase(): Promise<TestDatabase> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'warren-analytics-'));
-  const config = loadConfig({ WARREN_DATABASE_DIR: dir });
-  const db = openDatabase(config, 'analytics');
-  await migrateService(db, 'analytics', config);
-  return {
-    db,
-    async close() {
-      await db.destroy();
-      fs.rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-/**
- * A schema of its own on the shared server. Not migrateService: with a
- * postgres config it keeps knex_migrations in the fixed `analytics` schema
- * while the tables follow the search path, so a second run would find
- * 001_initial "done" and create nothing in its fresh schema.
- */
-async function postgresDatabase(url: string): Promise<TestDatabase> {
-  const schema = `warren_test_${newId().replace(/-/g, '').slice(-12)}`;
-  const admin = knexFactory({ client: 'pg', connection: url });
-  await admin.raw('CREATE SCHEMA ??', [schema]);
-  const db = knexFactory({ client: 'pg', connection: url, searchPath: [schema] });
-  await db.migrate.latest({
-    migrationSource: {
-      getMigrations: async () => Object.keys(analyticsMigrations).sort(),
-      getMigrationName: (name: string) => name,
-      getMigration: async (name: string) => analyticsMigrations[name]!,
-    },
-  });
-  return {
-    db,
-    async close() {
-      await db.destroy();
-      await admin.raw('DROP SCHEMA ?? CASCADE', [schema]);
-      await admin.destroy();
-    },
-  };
-}
-
-const backends: { name: string; open: () => Promise<TestDatabase> }[] = [{ name: 'SQLite', open: sqliteDatabase }];
-const pgUrl = process.env.WARREN_TEST_PG_URL;
-if (pgUrl) backends.push({ name: 'PostgreSQL', open: () => postgresDatabase(pgUrl) });
+/** Databases the suite owns, emptied before each test. */
+const backends = testBackends('analytics', { service: 'analytics' });
 
 /**
  * Tweets of three users over a few hours, out of order, with ties, changed
