@@ -13,6 +13,16 @@ describe('tweet text', () => {
     expect(checkTweetText('🇫🇷'.repeat(281)).ok).to.equal(false);
   });
 
+  it('counts at the boundary of 280 code units exactly as it counts beyond it', () => {
+    expect(checkTweetText('a'.repeat(280)).ok).to.equal(true);
+    expect(checkTweetText('a'.repeat(281)).ok).to.equal(false);
+    // 281 code units, 141 characters (a letter and a combining accent each, no NFC form for x + U+0301).
+    expect(checkTweetText('x\u0301'.repeat(140) + 'x').ok).to.equal(true);
+    // 279 letters and an emoji of two units: 281 units, 280 characters.
+    expect(checkTweetText('a'.repeat(279) + '👋').ok).to.equal(true);
+    expect(checkTweetText('a'.repeat(280) + '👋').ok).to.equal(false);
+  });
+
   it('normalises to NFC', () => {
     const r = checkTweetText('e\u0301');
     expect(r.ok && r.text).to.equal('\u00e9');
