@@ -1,5 +1,5 @@
 import os from 'node:os';
-import type { Channel, ConsumeMessage, MessageProperties } from 'amqplib';
+import type { Channel, ConsumeMessage } from 'amqplib';
 import type { Knex } from 'knex';
 import { decodeDelivery, type WarrenMessage } from '../domain/messages';
 import { newId } from '../domain/ids';
@@ -10,7 +10,7 @@ import { ManagedChannel } from './channel';
 import type { BrokerConnection } from './connection';
 import { DeliveryLane, type BatchDelivery } from './deliveryLane';
 import { applyInOneTransaction, MessageFailedError, type CommittedEffects } from './effectTransaction';
-import type { ConfirmPublisher, PublishRequest } from './publisher';
+import { copiedProperties, type ConfirmPublisher, type PublishRequest } from './publisher';
 import { decideFailure, errorText, failureHeaders, previousAttempts, type DelayStep, type ParkKind } from './retry';
 import { RETURN_EXCHANGE } from './topology';
 
@@ -324,7 +324,8 @@ export class QueueConsumer {
       exchange: decision.action === 'retry' ? decision.step.exchange : 'warren.dlx',
       routingKey: worker.queue,
       content: msg.content,
-      properties: copyProperties(msg.properties, failureHeaders(msg.properties.headers ?? {}, record, kind)),
+      // A message parked for lacking a message_id gets one, so its park can be confirmed.
+      properties: copiedProperties(msg.properties, (msg.properties.messageId as string | undefined) ?? `missing-${newId()}`, failureHeaders(msg.properties.headers ?? {}, record, kind)),
     };
     const delivered = await this.publishUntilConfirmed(ch, request);
     if (!delivered) return undefined;
@@ -411,21 +412,4 @@ function rawDelivery(msg: ConsumeMessage) {
     timestamp: p.timestamp as number | undefined,
     headers: (p.headers ?? {}) as Record<string, unknown>,
   };
-}
-
-/** The original's properties on its retry or park copy (never user_id or a per-message TTL). */
-function copyProperties(p: MessageProperties, headers: Record<string, unknown>): PublishRequest['properties'] {
-  const props: PublishRequest['properties'] = {
-    // A message parked for lacking a message_id gets one, so its park can be confirmed.
-    messageId: (p.messageId as string | undefined) ?? `missing-${newId()}`,
-    headers,
-  };
-  if (p.contentType) props.contentType = p.contentType as string;
-  if (p.contentEncoding) props.contentEncoding = p.contentEncoding as string;
-  if (p.type) props.type = p.type as string;
-  if (p.correlationId) props.correlationId = p.correlationId as string;
-  if (p.timestamp) props.timestamp = p.timestamp as number;
-  if (p.appId) props.appId = p.appId as string;
-  if (p.replyTo) props.replyTo = p.replyTo as string;
-  return props;
 }

@@ -4,7 +4,7 @@ import { headerString } from '../domain/messages';
 import { createLogger, type Logger } from '../log';
 import { connectBroker, connectionName } from './connection';
 import { withoutPassword } from './management';
-import { ConfirmPublisher, type PublishRequest } from './publisher';
+import { ConfirmPublisher, copiedProperties, type PublishRequest } from './publisher';
 import { isBrokerHeader, WARREN_HEADERS } from './retry';
 import { dlqOf, PARK_EXCHANGE, RETURN_EXCHANGE } from './topology';
 
@@ -249,18 +249,7 @@ function reparkRequest(msg: GetMessage, queue: string): PublishRequest | undefin
     exchange: PARK_EXCHANGE,
     routingKey: queue,
     content: msg.content,
-    properties: {
-      messageId,
-      type: p.type,
-      contentType: p.contentType,
-      contentEncoding: p.contentEncoding,
-      correlationId: p.correlationId,
-      timestamp: p.timestamp,
-      appId: p.appId,
-      replyTo: p.replyTo,
-      priority: p.priority,
-      headers,
-    },
+    properties: copiedProperties(p, messageId, headers),
   };
 }
 
@@ -276,16 +265,7 @@ function replayRequest(msg: GetMessage): PublishRequest | string {
     exchange: RETURN_EXCHANGE,
     routingKey: park.originalQueue,
     content: msg.content,
-    properties: {
-      messageId: park.messageId,
-      type: p.type,
-      contentType: p.contentType,
-      contentEncoding: p.contentEncoding,
-      correlationId: p.correlationId,
-      timestamp: p.timestamp,
-      appId: p.appId,
-      headers,
-    },
+    properties: copiedProperties(p, park.messageId, headers),
   };
 }
 

@@ -1,4 +1,4 @@
-import type { ConfirmChannel, Options } from 'amqplib';
+import type { ConfirmChannel, MessageProperties, Options } from 'amqplib';
 import type { Logger } from '../log';
 import { ManagedChannel } from './channel';
 import type { BrokerConnection } from './connection';
@@ -9,6 +9,24 @@ export interface PublishRequest {
   content: Buffer;
   /** `messageId` is required: returns are matched to publishes by it. */
   properties: Options.Publish & { messageId: string };
+}
+
+/**
+ * An original's AMQP properties on a copy of it (retry, park, re-park,
+ * replay): never user-id (the broker checks it against whoever publishes)
+ * nor a per-message TTL (a parked message must not expire).
+ */
+export function copiedProperties(p: MessageProperties, messageId: string, headers: Record<string, unknown>): PublishRequest['properties'] {
+  const props: PublishRequest['properties'] = { messageId, headers };
+  if (p.contentType) props.contentType = p.contentType as string;
+  if (p.contentEncoding) props.contentEncoding = p.contentEncoding as string;
+  if (p.type) props.type = p.type as string;
+  if (p.correlationId) props.correlationId = p.correlationId as string;
+  if (p.timestamp) props.timestamp = p.timestamp as number;
+  if (p.appId) props.appId = p.appId as string;
+  if (p.replyTo) props.replyTo = p.replyTo as string;
+  if (p.priority !== undefined) props.priority = p.priority as number;
+  return props;
 }
 
 export type PublishFailure = 'returned' | 'nacked' | 'not-connected' | 'channel-closed' | 'timeout';
