@@ -173,11 +173,24 @@ export class TestSystem {
     return api;
   }
 
+  /**
+   * Starts a worker and waits until it says it consumes (its own /readyz, on
+   * a health port of its own). The queue's consumer count cannot tell: a
+   * worker opening up from one delivery at a time to its full prefetch
+   * subscribes anew before it cancels, so the count moves on its own.
+   */
   async startWorker(name: 'analytics' | 'notifications', extraEnv: NodeJS.ProcessEnv = {}): Promise<WarrenProcess> {
     const queue = name === 'analytics' ? 'analytics.tweets' : 'notifications.user-events';
-    const before = await this.consumers(queue);
-    const worker = this.start(['worker', name], extraEnv);
-    await waitFor(`worker ${name} to consume`, async () => (await this.consumers(queue)) > before, 20_000).catch((err) => {
+    const healthPort = await freePort();
+    const env = { WARREN_WORKER_HEALTH_PORT: String(healthPort), ...extraEnv };
+    // A test that configures the port itself (WARREN_CONFIG wins over the variable) is waited for by the count.
+    const own = loadConfig({ ...this.env, ...env }).worker.healthPort === healthPort;
+    const before = own ? 0 : await this.consumers(queue);
+    const worker = this.start(['worker', name], env);
+    const consuming = own
+      ? async () => ((await (await fetch(`http://127.0.0.1:${healthPort}/readyz`)).json()) as { consuming?: boolean }).consuming === true
+      : async () => (await this.consumers(queue)) > before;
+    await waitFor(`worker ${name} to consume`, consuming, 20_000).catch((err) => {
       throw new Error(`${(err as Error).message}\n${worker.tail()}`);
     });
     return worker;
