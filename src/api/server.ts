@@ -72,6 +72,8 @@ export async function runApi(config: Config): Promise<http.Server> {
     // Whatever was published while this process had no queue is only in the store.
     onSubscribed: () => notificationHub.resync(),
   });
+  const topology = { verified: false };
+  const shutdownSignal = { stopped: false };
   const relay = new OutboxRelay({
     db: writeDb,
     publisher,
@@ -81,15 +83,15 @@ export async function runApi(config: Config): Promise<http.Server> {
     claimTimeoutMs: config.relay.claimTimeoutMs,
     retainSentMs: config.outbox.retainSentHours * 3_600_000,
     observe: relayMetrics.published,
+    mayPublish: () => topology.verified,
   });
   relayMetrics.watch(relay);
+  relay.start();
 
-  const topology = { verified: false };
-  const shutdownSignal = { stopped: false };
   awaitTopology({ managementUrl: config.amqp.managementUrl, vhost, defs, ...apiNeeds(defs), log }, 1000, shutdownSignal).then(
     () => {
       topology.verified = true;
-      relay.start();
+      relay.wake();
     },
     (err) => exitWithLine(`warren api: ${(err as Error).message}`),
   );

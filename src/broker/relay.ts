@@ -17,6 +17,12 @@ export interface RelayOptions {
   observe?: (rows: readonly OutboxRow[], outcomes: readonly (Error | null)[]) => void;
   /** How often the backlog is counted; in between it is the last count less what was sent since. */
   countEveryMs?: number;
+  /**
+   * Publishing also waits for this (the API's start-up topology check); the
+   * backlog is counted from the start all the same, so `outbox.maxBacklog`
+   * holds while the broker has not been reached yet.
+   */
+  mayPublish?: () => boolean;
 }
 
 const COUNT_EVERY_MS = 1000;
@@ -76,7 +82,7 @@ export class OutboxRelay {
       let relayed = 0;
       try {
         await this.countNow();
-        if (this.opts.publisher.isReady()) relayed = await this.relayWhileFull();
+        if (this.opts.publisher.isReady() && (this.opts.mayPublish?.() ?? true)) relayed = await this.relayWhileFull();
         await this.pruneNow();
       } catch (err) {
         const message = (err as Error).message;

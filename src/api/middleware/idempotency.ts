@@ -66,7 +66,8 @@ export function idempotencyKey(deps: ApiDeps, callerOf: (state: ApiState) => str
 
     if (now - lastPrunedAt > PRUNE_EVERY_MS) {
       lastPrunedAt = now;
-      await pruneIdempotencyRecords(deps.db, notBefore).catch((err: unknown) => deps.log.warn({ err }, 'pruning idempotency keys failed'));
+      // Through the writer: deps.db is the read-only pool requests read from.
+      await deps.writes.run((tx) => pruneIdempotencyRecords(tx, notBefore)).catch((err: unknown) => deps.log.warn({ err }, 'pruning idempotency keys failed'));
     }
   };
 }

@@ -69,9 +69,12 @@ export async function startApi(overrides: Partial<Config> = {}): Promise<ApiHarn
     clock: null as Date | null,
     hub: new NotificationHub(),
   } as ApiHarness;
+  // As `warren api` opens them: requests read through a read-only pool, every write goes through the writer.
+  const readers = openDatabase(config, 'api', { attachReadModels: true, readers: 2 });
   const deps: AppDeps = {
     config,
-    db,
+    db: readers,
+    writeDb: db,
     log: createLogger('api-test', 'silent'),
     onEventsWritten: () => {
       harness.wakeups++;
@@ -105,6 +108,7 @@ export async function startApi(overrides: Partial<Config> = {}): Promise<ApiHarn
   harness.close = async () => {
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
+    await readers.destroy();
     await db.destroy();
     fs.rmSync(dir, { recursive: true, force: true });
   };

@@ -43,10 +43,10 @@ describe('api: health and readiness', () => {
     expect(broken.body.checks).to.deep.include({ name: 'readiness', ok: false, detail: 'wiring broke' });
 
     api.checks = [];
-    await api.db.destroy();
+    await api.deps.db.destroy();
     const noDb = await api.request('GET', '/readyz');
     expect(noDb.status).to.equal(503);
     expect(noDb.body.checks[0]).to.include({ name: 'database', ok: false });
-    api.db.initialize(); // so close() can destroy it again
+    api.deps.db.initialize(); // so close() can destroy it again
   });
 });

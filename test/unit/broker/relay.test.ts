@@ -1,0 +1,77 @@
+import { expect } from 'chai';
+import sinon from 'sinon';
+import type { Knex } from 'knex';
+import pino from 'pino';
+import { OutboxRelay } from '../../../src/broker/relay';
+import type { ConfirmPublisher } from '../../../src/broker/publisher';
+import { countBacklog, enqueueEvents } from '../../../src/db/outbox';
+import { buildEvent } from '../../../src/domain/messages';
+import { newId } from '../../../src/domain/ids';
+import { sqliteTestDatabase, type TestDatabase } from '../../support/databases';
+
+async function until(what: string, probe: () => boolean | Promise<boolean>, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('outbox relay', () => {
+  let testDb: TestDatabase;
+  let db: Knex;
+  let relay: OutboxRelay | undefined;
+
+  beforeEach(async () => {
+    testDb = await sqliteTestDatabase('api', { service: 'api' })();
+    db = testDb.db;
+  });
+  afterEach(async () => {
+    await relay?.stop();
+    relay = undefined;
+    await testDb.close();
+  });
+
+  async function write(n: number): Promise<void> {
+    const events = Array.from({ length: n }, (_, i) =>
+      buildEvent('user.created', { userId: newId(), handle: `h${i}`, displayName: `H ${i}`, createdAt: new Date().toISOString() }, { now: new Date() }),
+    );
+    await db.transaction((tx) => enqueueEvents(tx, events));
+  }
+
+  function fakePublisher(): { publisher: ConfirmPublisher; publishAll: sinon.SinonStub } {
+    const publishAll = sinon.stub().callsFake(async (reqs: unknown[]) => reqs.map(() => null));
+    // Only the two members the relay uses; the rest of ConfirmPublisher is the broker's business.
+    const publisher = { isReady: () => true, publishAll } as unknown as ConfirmPublisher;
+    return { publisher, publishAll };
+  }
+
+  it('counts the backlog while it may not publish yet (topology unverified), and publishes once allowed', async () => {
+    await write(7);
+    const { publisher, publishAll } = fakePublisher();
+    let allowed = false;
+    relay = new OutboxRelay({
+      db,
+      publisher,
+      log: pino({ level: 'silent' }),
+      batchSize: 100,
+      pollIntervalMs: 20,
+      claimTimeoutMs: 30_000,
+      retainSentMs: 3_600_000,
+      countEveryMs: 0,
+      mayPublish: () => allowed,
+    });
+    relay.start();
+    // outbox.maxBacklog is judged on this count: it must be there before the broker is.
+    await until('the backlog to be counted', () => relay!.pending() === 7);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(publishAll.called, 'published before it was allowed').to.equal(false);
+
+    allowed = true;
+    relay.wake();
+    await until('the rows to be sent', async () => (await countBacklog(db)) === 0);
+    expect(publishAll.callCount).to.equal(1);
+    expect(publishAll.firstCall.args[0]).to.have.length(7);
+    expect(relay.pending()).to.equal(0);
+  });
+});
