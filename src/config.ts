@@ -10,6 +10,9 @@ import { z } from 'zod';
 const positiveInt = z.coerce.number().int().positive();
 const brokerUser = z.object({ username: z.string().min(1), password: z.string() });
 
+/** How long a stopping worker may take beyond its handler timeout to close its connections and database. */
+export const WORKER_STOP_MARGIN_MS = 10_000;
+
 export const configSchema = z.object({
   http: z.object({
     host: z.string().min(1),
@@ -58,6 +61,18 @@ export const configSchema = z.object({
 }).superRefine((c, ctx) => {
   if (c.database.client === 'postgres' && !/^postgres(ql)?:\/\//.test(c.database.url)) {
     ctx.addIssue({ code: 'custom', path: ['database', 'url'], message: 'must be a postgres:// URL when database.client is postgres' });
+  }
+  // A worker's SIGTERM waits out its handlers, then closes: a supervisor that kills it sooner turns a clean stop into a crash.
+  if (c.supervisor.stopTimeoutMs <= c.worker.handlerTimeoutMs + WORKER_STOP_MARGIN_MS) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['supervisor', 'stopTimeoutMs'],
+      message: `must be more than worker.handlerTimeoutMs + ${WORKER_STOP_MARGIN_MS} ms (${c.worker.handlerTimeoutMs + WORKER_STOP_MARGIN_MS}), the time a worker may take to stop`,
+    });
+  }
+  // A URL alone would otherwise be ignored, and every host would quietly write a SQLite file of its own.
+  if (c.database.client === 'sqlite' && c.database.url !== '') {
+    ctx.addIssue({ code: 'custom', path: ['database', 'client'], message: 'is sqlite, but database.url is set: set the client to postgres to use that URL, or clear the URL' });
   }
 });
 

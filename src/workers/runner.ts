@@ -1,5 +1,5 @@
 import type { Config } from '../config';
-import { serviceAmqpUrl, vhostOf } from '../config';
+import { serviceAmqpUrl, vhostOf, WORKER_STOP_MARGIN_MS } from '../config';
 import { connectBroker } from '../broker/connection';
 import { QueueConsumer } from '../broker/consumer';
 import { LiveNotificationPublisher } from '../broker/live';
@@ -66,7 +66,7 @@ export async function runWorker(config: Config, name: WorkerName): Promise<void>
   prune.unref();
 
   log.info({ queue: worker.queue, prefetch: config.worker.prefetch }, 'worker started');
-  onShutdown(log, config.worker.handlerTimeoutMs + 10_000, async () => {
+  onShutdown(log, config.worker.handlerTimeoutMs + WORKER_STOP_MARGIN_MS, async () => {
     clearInterval(prune);
     await consumer.stop(config.worker.handlerTimeoutMs);
     log.info({ counts: consumer.counts }, 'worker stopped');

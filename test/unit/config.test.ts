@@ -26,6 +26,16 @@ describe('configuration', () => {
     expect(() => loadConfig({ WARREN_WORKER_HANDLER_TIMEOUT_MS: String(30 * 60 * 1000) })).to.throw(/worker\.handlerTimeoutMs/);
   });
 
+  it('refuses a supervisor that would kill a worker still stopping within its handler timeout', () => {
+    expect(() => loadConfig({ WARREN_WORKER_HANDLER_TIMEOUT_MS: '60000' })).to.throw(ConfigError, /^config: supervisor\.stopTimeoutMs \(WARREN_SUPERVISOR_STOP_TIMEOUT_MS\): must be more than worker\.handlerTimeoutMs/);
+    expect(loadConfig({ WARREN_WORKER_HANDLER_TIMEOUT_MS: '60000', WARREN_SUPERVISOR_STOP_TIMEOUT_MS: '75000' }).supervisor.stopTimeoutMs).to.equal(75000);
+  });
+
+  it('refuses a database.url that the sqlite client would ignore, naming database.client', () => {
+    expect(() => loadConfig({ WARREN_DATABASE_URL: 'postgres://db/warren' })).to.throw(ConfigError, /^config: database\.client \(WARREN_DATABASE_CLIENT\): is sqlite, but database\.url is set/);
+    expect(loadConfig({ WARREN_DATABASE_CLIENT: 'postgres', WARREN_DATABASE_URL: 'postgres://db/warren' }).database.client).to.equal('postgres');
+  });
+
   it('derives environment names and the vhost', () => {
     expect(envName(['amqp', 'managementUrl'])).to.equal('WARREN_AMQP_MANAGEMENT_URL');
     expect(vhostOf('amqp://guest:guest@127.0.0.1:5672/warren')).to.equal('warren');

@@ -26,7 +26,7 @@ function requestHash(method: string, path: string, rawBody: string): string {
  * the other fails on a unique constraint, rolls back, and is answered here
  * with the winner's response.
  */
-export function idempotencyKey(deps: ApiDeps, callerOf: (state: ApiState) => string): Middleware<ApiState> {
+export function idempotencyKey(deps: ApiDeps, callerOf: (ctx: { state: ApiState; ip: string }) => string): Middleware<ApiState> {
   let lastPrunedAt = 0;
   return async (ctx, next) => {
     const key = ctx.headers['idempotency-key'];
@@ -38,7 +38,7 @@ export function idempotencyKey(deps: ApiDeps, callerOf: (state: ApiState) => str
     }
     const now = deps.now().getTime();
     const notBefore = now - deps.config.idempotency.ttlHours * 3_600_000;
-    const caller = callerOf(ctx.state);
+    const caller = callerOf(ctx);
     const hash = requestHash(ctx.method, ctx.path, ctx.state.rawBody ?? '');
 
     const replay = (record: IdempotencyRecord) => {

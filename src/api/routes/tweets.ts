@@ -17,7 +17,7 @@ export function tweetRoutes(deps: ApiDeps): Router<ApiState> {
   router.post(
     '/tweets',
     requireAuth(deps),
-    idempotencyKey(deps, (state) => state.auth!.userId),
+    idempotencyKey(deps, ({ state }) => state.auth!.userId),
     guardOutboxBacklog(deps),
     async (ctx) => {
       const authorId = authUserId(ctx);

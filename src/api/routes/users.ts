@@ -29,7 +29,9 @@ export function userRoutes(deps: ApiDeps): Router<ApiState> {
   const userId = requireUuidParams({ id: 'user' });
   const backlog = guardOutboxBacklog(deps);
 
-  router.post('/users', idempotencyKey(deps, () => 'anonymous'), backlog, async (ctx) => {
+  // Sign-up has no caller to name but its address: a replay holds the new user's
+  // token, so another client that happens on the same key must never get it.
+  router.post('/users', idempotencyKey(deps, (ctx) => `address ${ctx.ip}`), backlog, async (ctx) => {
     const input = parseRequest(createUserBody, ctx.state.body);
     await commitWrite(ctx, deps, async (tx, emit, now) => {
       const at = now.toISOString();

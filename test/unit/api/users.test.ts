@@ -1,5 +1,6 @@
+import http from 'node:http';
 import { expect } from 'chai';
-import { createUser, freshHandle, outboxRows, startApi, type ApiHarness } from './harness';
+import { createUser, freshHandle, outboxRows, startApi, type ApiHarness, type ApiResponse } from './harness';
 
 describe('api: users and tokens', () => {
   let api: ApiHarness;
@@ -144,5 +145,25 @@ describe('api: users and tokens', () => {
     const other = await api.request('POST', '/users', { body: { ...body, displayName: 'Other' }, headers: { 'idempotency-key': 'signup-1' } });
     expect(other.status).to.equal(409);
     expect(other.body.error.code).to.equal('idempotency_key_reused');
+  });
+
+  it('keeps a sign-up Idempotency-Key per client address: another client on the same key never gets the first token', async () => {
+    const body = JSON.stringify({ handle: freshHandle('addr'), displayName: 'Addr' });
+    const headers = { 'idempotency-key': 'signup-shared' };
+    const first = await api.request('POST', '/users', { body, headers });
+    expect(first.status).to.equal(201);
+    // The same key and body from another loopback address: a caller of its own.
+    const other = await new Promise<{ status: number; body: ApiResponse['body'] }>((resolve, reject) => {
+      const req = http.request(`${api.url}/users`, { method: 'POST', localAddress: '127.0.0.2', headers: { ...headers, 'content-type': 'application/json' } }, (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c.toString('utf8')));
+        res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) }));
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+    expect(other.status, 'the handle is taken: a new sign-up, not a replay').to.equal(409);
+    expect(other.body.error.code).to.equal('handle_taken');
+    expect(JSON.stringify(other.body)).to.not.include(first.body.token);
   });
 });
