@@ -67,13 +67,16 @@ describe('api: HTTP conventions', () => {
     expect(wrongType.body.error.details[0].path).to.equal('displayName');
   });
 
-  it('answers unknown routes 404 and wrong methods 405 in the error shape', async () => {
+  it('answers unknown routes 404, wrong methods 405 and unknown methods 501 in the error shape', async () => {
     const missing = await api.request('GET', '/nowhere');
     expect(missing.status).to.equal(404);
     expect(missing.body.error.code).to.equal('not_found');
     const wrongMethod = await api.request('DELETE', '/healthz');
     expect(wrongMethod.status).to.equal(405);
     expect(wrongMethod.body.error.code).to.equal('method_not_allowed');
+    const unknownMethod = await api.request('PROPFIND', '/healthz');
+    expect(unknownMethod.status).to.equal(501);
+    expect(unknownMethod.body.error.code).to.equal('not_implemented');
   });
 
   it('accepts a body-less POST without a content type', async () => {
