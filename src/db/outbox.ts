@@ -67,37 +67,24 @@ const CLAIMED_COLUMNS = [
 // Rows never sent, unclaimed or held by a claim older than the timeout (a relay that died).
 const CLAIMABLE = 'sent_at IS NULL AND (claimed_by IS NULL OR claimed_at < ?)';
 
-function isPostgres(db: Knex): boolean {
-  return db.client.config.client === 'pg';
-}
-
 /**
  * Claims up to `limit` unsent rows for `relayId` with one conditional
- * `UPDATE ... RETURNING` (SQLite 3.35+ and PostgreSQL): the claim and the
- * rows it took are one statement, so two relays never hold the same row. A
- * claim older than `claimTimeoutMs` (a relay that died) may be taken over.
+ * `UPDATE ... RETURNING` that SQLite (3.35+) and PostgreSQL both run as it
+ * is: the claim and the rows it took are one statement, and the outer
+ * condition is checked again on each row as it is updated, so of two relays
+ * picking the same rows at once one takes them and the other takes none
+ * (PostgreSQL re-reads a row it waited for; SQLite has one writer at a time).
+ * A claim older than `claimTimeoutMs` (a relay that died) may be taken over.
  * Returns the rows this relay now holds, by seq.
  */
 export async function claimBatch(db: Knex, relayId: string, limit: number, claimTimeoutMs: number, now = Date.now()): Promise<OutboxRow[]> {
   const staleBefore = now - claimTimeoutMs;
-  let rows: OutboxRow[];
-  if (isPostgres(db)) {
-    // The choice is made once (a materialized CTE: an IN subquery may be run
-    // again per row, and with SKIP LOCKED choose other rows each time); rows
-    // another relay is claiming at that moment are skipped, not waited for.
-    const sql =
-      `WITH picked AS MATERIALIZED (SELECT seq FROM ${OUTBOX_TABLE} WHERE ${CLAIMABLE} ORDER BY seq LIMIT ? FOR UPDATE SKIP LOCKED) ` +
-      `UPDATE ${OUTBOX_TABLE} AS o SET claimed_by = ?, claimed_at = ? FROM picked WHERE o.seq = picked.seq ` +
-      `RETURNING ${CLAIMED_COLUMNS.map((c) => `o.${c}`).join(', ')}`;
-    rows = ((await db.raw(sql, [staleBefore, limit, relayId, now])) as { rows: OutboxRow[] }).rows;
-  } else {
-    // SQLite has one writer at a time: the UPDATE's own condition is the whole race.
-    const sql =
-      `UPDATE ${OUTBOX_TABLE} SET claimed_by = ?, claimed_at = ? ` +
-      `WHERE seq IN (SELECT seq FROM ${OUTBOX_TABLE} WHERE ${CLAIMABLE} ORDER BY seq LIMIT ?) AND ${CLAIMABLE} ` +
-      `RETURNING ${CLAIMED_COLUMNS.join(', ')}`;
-    rows = (await db.raw(sql, [relayId, now, staleBefore, limit, staleBefore])) as OutboxRow[];
-  }
+  const picked = db(OUTBOX_TABLE).select('seq').whereRaw(CLAIMABLE, [staleBefore]).orderBy('seq').limit(limit);
+  const rows = (await db(OUTBOX_TABLE)
+    .update({ claimed_by: relayId, claimed_at: now })
+    .whereIn('seq', picked)
+    .andWhereRaw(CLAIMABLE, [staleBefore])
+    .returning(CLAIMED_COLUMNS)) as OutboxRow[];
   // RETURNING promises no order; publish in the order the rows were written.
   return rows.map((r) => ({ ...r, seq: Number(r.seq) })).sort((a, b) => a.seq - b.seq);
 }
