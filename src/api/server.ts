@@ -99,7 +99,8 @@ export async function runApi(config: Config): Promise<http.Server> {
   let consumerCache: { at: number; checks: ReadinessCheck[]; probes: QueueProbe[] } | undefined;
   const consumerChecks = async (): Promise<ReadinessCheck[]> => {
     if (consumerCache && Date.now() - consumerCache.at < CONSUMER_CHECK_TTL_MS) return consumerCache.checks;
-    const probes = await probeQueues(connection, workQueues(defs));
+    // Never over the publishing connection: an alarm blocks it, and the probes with it.
+    const probes = await probeQueues(liveConnection, workQueues(defs));
     const checks = probes.map((p): ReadinessCheck =>
       p.ok
         ? { name: `consumers:${p.queue}`, ok: p.consumers > 0, detail: `${p.consumers} consumer(s), ${p.messages} message(s) waiting` }
