@@ -23,7 +23,7 @@ export class LiveNotificationPublisher {
     this.channel = new ManagedChannel<Channel>({ connection, confirm: false, name: 'live publisher', log, setup: async () => undefined });
   }
 
-  publish(notification: LiveNotification): void {
+  publish(notification: LiveNotification, cause: { correlationId?: string; traceparent?: string } = {}): void {
     const channel = this.channel.current();
     if (!channel) {
       this.drop(notification, 'no open channel');
@@ -35,8 +35,11 @@ export class LiveNotificationPublisher {
         messageId: notification.id,
         type: LIVE_NOTIFICATION_TYPE,
         appId: APP_ID,
-        timestamp: Date.now(),
-        headers: { 'x-schema-version': SCHEMA_VERSION },
+        // AMQP timestamps are seconds.
+        timestamp: Math.floor(Date.now() / 1000),
+        ...(cause.correlationId ? { correlationId: cause.correlationId } : {}),
+        headers: { 'x-schema-version': SCHEMA_VERSION, ...(cause.traceparent ? { traceparent: cause.traceparent } : {}) },
+        // Transient on purpose (see above): the store is the durable copy.
         persistent: false,
       });
       // false: the socket buffer is full; the frame is queued all the same, and nothing waits on it.

@@ -14,7 +14,8 @@ const QUOTE_MAX_CHARS = 40;
 
 /** Where a committed notification goes for the users connected right now (src/broker/live.ts). */
 export interface LiveNotificationSink {
-  publish(notification: LiveNotification): void;
+  /** `cause`: the message the notification came from, whose request and trace the live copy carries on. */
+  publish(notification: LiveNotification, cause?: { correlationId?: string; traceparent?: string }): void;
 }
 
 /**
@@ -41,7 +42,7 @@ export async function notificationsHandler(
       message_id: message.messageId,
       created_at: notification.createdAt,
     });
-    if (live) ctx.afterCommit(() => live.publish(notification));
+    if (live) ctx.afterCommit(() => live.publish(notification, { correlationId: message.correlationId, traceparent: message.traceparent }));
   };
 
   if (message.type === 'user.updated') {

@@ -130,7 +130,13 @@ describe('notificationsWorker', () => {
     /** A transaction that runs its after-commit callbacks once committed, as the consumer does. */
     async function handleLive(message: WarrenMessage<'user.updated' | 'user.followed'>, abort = false) {
       const sent: LiveNotification[] = [];
-      const worker = notificationsWorkerWith({ publish: (n) => sent.push(n) });
+      const causes: unknown[] = [];
+      const worker = notificationsWorkerWith({
+        publish: (n, cause) => {
+          sent.push(n);
+          causes.push(cause);
+        },
+      });
       const callbacks: (() => void | Promise<void>)[] = [];
       const liveCtx: HandlerContext = { ...ctx, afterCommit: (fn) => callbacks.push(fn) };
       const committed = await db
@@ -141,7 +147,7 @@ describe('notificationsWorker', () => {
         })
         .then(() => true, () => false);
       if (committed) for (const fn of callbacks) await fn();
-      return sent;
+      return Object.assign(sent, { causes });
     }
 
     it('sends the notification it stored, once committed', async () => {
@@ -150,6 +156,12 @@ describe('notificationsWorker', () => {
       expect(sent).to.deep.equal([
         { id: row!.id, userId: ALICE, kind: 'new_follower', text: '@bob followed you', data: JSON.parse(row!.data), createdAt: NOW },
       ]);
+    });
+
+    it("carries the request and trace of the message it came from, so the live copy's logs join the rest", async () => {
+      const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+      const sent = await handleLive({ ...userFollowed('bob'), correlationId: 'req-follow-1', traceparent });
+      expect(sent.causes).to.deep.equal([{ correlationId: 'req-follow-1', traceparent }]);
     });
 
     it('sends nothing when the transaction rolls back', async () => {
