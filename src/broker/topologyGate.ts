@@ -1,5 +1,6 @@
 import type { Logger } from '../log';
-import { checkTopology, TopologyError, type Definitions } from './topology';
+import { TopologyError, type Definitions } from './topology';
+import { checkTopology } from './topologyCheck';
 
 export interface TopologyNeeds {
   managementUrl: string;

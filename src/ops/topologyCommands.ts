@@ -1,6 +1,7 @@
 import { vhostOf, type Config } from '../config';
 import { formatDrift } from '../broker/drift';
-import { allNames, findDrift, loadDefinitions, retargetDefinitions } from '../broker/topology';
+import { allNames, loadDefinitions, retargetDefinitions } from '../broker/topology';
+import { findDrift } from '../broker/topologyCheck';
 import { OperatorError } from './operatorError';
 
 /**

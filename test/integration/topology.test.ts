@@ -7,18 +7,8 @@ import { loadConfig, projectRoot } from '../../src/config';
 import { createLogger } from '../../src/log';
 import { formatDrift } from '../../src/broker/drift';
 import { ManagementClient } from '../../src/broker/management';
-import {
-  allNames,
-  apiNeeds,
-  applyTopology,
-  checkTopology,
-  delaySteps,
-  findDrift,
-  loadDefinitions,
-  queuesNeededBy,
-  TopologyError,
-  type CheckTopologyOptions,
-} from '../../src/broker/topology';
+import { allNames, apiNeeds, applyTopology, delaySteps, loadDefinitions, queuesNeededBy, TopologyError } from '../../src/broker/topology';
+import { checkTopology, findDrift, type CheckTopologyOptions } from '../../src/broker/topologyCheck';
 import { amqpUrlFor, waitFor } from '../support/system';
 
 const config = loadConfig({ ...process.env, NODE_ENV: 'test' });
