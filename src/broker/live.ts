@@ -1,5 +1,5 @@
 import type { Channel, ConsumeMessage } from 'amqplib';
-import { LIVE_NOTIFICATION_TYPE, liveNotificationSchema, type LiveNotification } from '../domain/liveNotification';
+import { LIVE_NOTIFICATION_TYPE, liveNotificationSchema, type LiveNotification, type LiveNotificationCause } from '../domain/liveNotification';
 import { APP_ID, SCHEMA_VERSION } from '../domain/messages';
 import type { Logger } from '../log';
 import { ManagedChannel } from './channel';
@@ -23,7 +23,7 @@ export class LiveNotificationPublisher {
     this.channel = new ManagedChannel<Channel>({ connection, confirm: false, name: 'live publisher', log, setup: async () => undefined });
   }
 
-  publish(notification: LiveNotification, cause: { correlationId?: string; traceparent?: string } = {}): void {
+  publish(notification: LiveNotification, cause: LiveNotificationCause = {}): void {
     const channel = this.channel.current();
     if (!channel) {
       this.drop(notification, 'no open channel');

@@ -19,3 +19,9 @@ export const liveNotificationSchema = z.object({
 });
 
 export type LiveNotification = z.infer<typeof liveNotificationSchema>;
+
+/** The message a notification came from: its live copy carries on that message's request id and trace. */
+export interface LiveNotificationCause {
+  correlationId?: string;
+  traceparent?: string;
+}

@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import type { MessageBody, WarrenMessage } from '../domain/messages';
 import { newId } from '../domain/ids';
-import type { LiveNotification } from '../domain/liveNotification';
+import type { LiveNotification, LiveNotificationCause } from '../domain/liveNotification';
 import type { HandlerContext, WorkerDefinition } from '../broker/handler';
 
 type Change = { from: unknown; to: unknown };
@@ -14,8 +14,7 @@ const QUOTE_MAX_CHARS = 40;
 
 /** Where a committed notification goes for the users connected right now (src/broker/live.ts). */
 export interface LiveNotificationSink {
-  /** `cause`: the message the notification came from, whose request and trace the live copy carries on. */
-  publish(notification: LiveNotification, cause?: { correlationId?: string; traceparent?: string }): void;
+  publish(notification: LiveNotification, cause?: LiveNotificationCause): void;
 }
 
 /**

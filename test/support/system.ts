@@ -11,6 +11,9 @@ import { applyTopology, loadDefinitions, retargetDefinitions } from '../../src/b
 import { migrateAll } from '../../src/db/migrate';
 import { queueStats } from './amqp';
 import { createLogger } from '../../src/log';
+import { waitFor } from './wait';
+
+export { waitFor };
 
 /**
  * An isolated Warren for one integration suite: its own vhost (topology
@@ -38,21 +41,6 @@ export function freePort(): Promise<number> {
     });
     srv.on('error', reject);
   });
-}
-
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 20_000, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastErr: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await probe();
-      if (value !== undefined && value !== false) return value;
-    } catch (err) {
-      lastErr = err;
-    }
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? ` (last error: ${(lastErr as Error).message})` : ''}`);
 }
 
 /** Children die with the test run, even when a suite is interrupted. */

@@ -8,14 +8,7 @@ import { countBacklog, enqueueEvents } from '../../../src/db/outbox';
 import { buildEvent } from '../../../src/domain/messages';
 import { newId } from '../../../src/domain/ids';
 import { sqliteTestDatabase, type TestDatabase } from '../../support/databases';
-
-async function until(what: string, probe: () => boolean | Promise<boolean>, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+import { waitFor } from '../../support/wait';
 
 describe('outbox relay', () => {
   let testDb: TestDatabase;
@@ -63,13 +56,13 @@ describe('outbox relay', () => {
     });
     relay.start();
     // outbox.maxBacklog is judged on this count: it must be there before the broker is.
-    await until('the backlog to be counted', () => relay!.pending() === 7);
+    await waitFor('the backlog to be counted', () => relay!.pending() === 7, 3000, 10);
     await new Promise((r) => setTimeout(r, 100));
     expect(publishAll.called, 'published before it was allowed').to.equal(false);
 
     allowed = true;
     relay.wake();
-    await until('the rows to be sent', async () => (await countBacklog(db)) === 0);
+    await waitFor('the rows to be sent', async () => (await countBacklog(db)) === 0, 3000, 10);
     expect(publishAll.callCount).to.equal(1);
     expect(publishAll.firstCall.args[0]).to.have.length(7);
     expect(relay.pending()).to.equal(0);
