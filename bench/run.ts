@@ -110,6 +110,7 @@ async function main(): Promise<void> {
     },
     async closeDeployment() {
       await deployment?.stop();
+      deployment = undefined;
     },
   };
 

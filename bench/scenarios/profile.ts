@@ -20,6 +20,8 @@ export async function profile(ctx: BenchContext): Promise<ScenarioResult> {
   const workerDir = path.join(dir, 'worker');
   fs.mkdirSync(apiDir, { recursive: true });
   fs.mkdirSync(workerDir, { recursive: true });
+  // The shared deployment's workers would consume the queue this fills; it is closed by memory in a full run.
+  await ctx.closeDeployment();
   const store = await ctx.sys.sqliteStore('profile');
 
   const port = await freePort();

@@ -26,7 +26,7 @@ export function createApp(deps: AppDeps): Koa<ApiState> {
   const api: ApiDeps = {
     ...deps,
     now: deps.now ?? (() => new Date()),
-    writes: new GroupCommit(deps.writeDb ?? deps.db),
+    writes: deps.writes ?? new GroupCommit(deps.writeDb ?? deps.db),
     metrics: deps.metrics ?? defaultMetrics(),
     liveNotifications: deps.liveNotifications ?? new NotificationHub(),
   };

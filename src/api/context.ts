@@ -24,6 +24,8 @@ export interface AppDeps {
   db: Knex;
   /** The connection every write goes through, grouped (src/db/groupCommit.ts); defaults to `db`. */
   writeDb?: Knex;
+  /** The group commit over `writeDb`, when the process shares it with the outbox relay; else the app makes its own. */
+  writes?: GroupCommit;
   log: Logger;
   /** Called after a commit that wrote outbox events (wakes the relay). */
   onEventsWritten(): void;

@@ -8,6 +8,7 @@ import { probeQueues, type QueueProbe } from '../broker/queueProbe';
 import { OutboxRelay } from '../broker/relay';
 import { apiNeeds, loadDefinitions, retargetDefinitions, workQueues } from '../broker/topology';
 import { awaitTopology } from '../broker/topologyGate';
+import { GroupCommit } from '../db/groupCommit';
 import { openDatabase } from '../db/knex';
 import { createLogger } from '../log';
 import { createRegistry, HttpMetrics, PublishMetrics, QueueMetrics, RelayMetrics } from '../observability/metrics';
@@ -74,8 +75,11 @@ export async function runApi(config: Config): Promise<http.Server> {
   });
   const topology = { verified: false };
   const shutdownSignal = { stopped: false };
+  // One group commit for the requests' writes and the relay's: they share its durable commits.
+  const writes = new GroupCommit(writeDb);
   const relay = new OutboxRelay({
     db: writeDb,
+    writes: (work) => writes.run(work),
     publisher,
     log,
     batchSize: config.relay.batchSize,
@@ -119,6 +123,7 @@ export async function runApi(config: Config): Promise<http.Server> {
     config,
     db,
     writeDb,
+    writes,
     log,
     metrics: { registry, http: new HttpMetrics(registry) },
     liveNotifications: notificationHub,

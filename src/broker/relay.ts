@@ -5,8 +5,18 @@ import { claimBatch, countBacklog, markSent, pruneSent, releaseClaims, type Outb
 import type { Logger } from '../log';
 import type { ConfirmPublisher, PublishRequest } from './publisher';
 
+/** Runs a write in a transaction and resolves once it is committed. */
+export type WriteRunner = <T>(work: (tx: Knex.Transaction) => Promise<T>) => Promise<T>;
+
 export interface RelayOptions {
   db: Knex;
+  /**
+   * How the relay's writes (claims, marks, releases, prunes) are committed:
+   * the API's group commit, so that they share the requests' durable commits
+   * instead of each paying its own on the store's one writer. Default: a
+   * transaction of their own on `db`.
+   */
+  writes?: WriteRunner;
   publisher: ConfirmPublisher;
   log: Logger;
   batchSize: number;
@@ -53,7 +63,11 @@ export class OutboxRelay {
   private lastCount = 0;
   readonly counts = { sent: 0, failed: 0 };
 
-  constructor(private readonly opts: RelayOptions) {}
+  private readonly write: WriteRunner;
+
+  constructor(private readonly opts: RelayOptions) {
+    this.write = opts.writes ?? ((work) => opts.db.transaction(work));
+  }
 
   start(): void {
     if (this.running) return;
@@ -145,13 +159,14 @@ export class OutboxRelay {
   }
 
   private claim(): Promise<OutboxRow[]> {
-    const { db, batchSize, claimTimeoutMs } = this.opts;
-    return claimBatch(db, this.relayId, batchSize, claimTimeoutMs);
+    const { batchSize, claimTimeoutMs } = this.opts;
+    // The rows come back once the claim is committed: only then are they published.
+    return this.write((tx) => claimBatch(tx, this.relayId, batchSize, claimTimeoutMs));
   }
 
   /** Publishes one claimed batch with pipelined confirms, then marks what was confirmed. */
   private async publishBatch(rows: OutboxRow[]): Promise<BatchOutcome> {
-    const { db, publisher, log } = this.opts;
+    const { publisher, log } = this.opts;
     const outcomes = await publisher.publishAll(rows.map(toPublishRequest));
     this.opts.observe?.(rows, outcomes);
     const sent: number[] = [];
@@ -163,9 +178,11 @@ export class OutboxRelay {
         firstError ||= err.message;
       } else sent.push(rows[i]!.seq);
     });
-    await markSent(db, this.relayId, sent);
+    await this.write(async (tx) => {
+      await markSent(tx, this.relayId, sent);
+      if (failed.length) await releaseClaims(tx, this.relayId, failed, firstError);
+    });
     if (failed.length) {
-      await releaseClaims(db, this.relayId, failed, firstError);
       log.warn({ failed: failed.length, sent: sent.length, err: firstError }, 'outbox rows not delivered; kept for another try');
       this.lastError = firstError;
     } else {
@@ -180,7 +197,7 @@ export class OutboxRelay {
   private async pruneNow(): Promise<void> {
     if (Date.now() - this.lastPrune < 60_000) return;
     this.lastPrune = Date.now();
-    const pruned = await pruneSent(this.opts.db, this.opts.retainSentMs);
+    const pruned = await this.write((tx) => pruneSent(tx, this.opts.retainSentMs));
     if (pruned) this.opts.log.debug({ pruned }, 'pruned sent outbox rows');
   }
 

@@ -38,9 +38,10 @@ const MAX_BOUND_VALUES = 10_000;
  * fsync instead of one per request). A write is resolved only after the
  * transaction holding it committed, so nothing is acknowledged before it is
  * durable; a write that fails rolls back to its savepoint and fails alone.
- * Insert-only writes of a batch go in one statement per table (in a
- * savepoint when the batch has other writes); if that fails, each is tried
- * again in a savepoint of its own.
+ * Insert-only writes of a batch go first, in one statement per table; the
+ * other writes follow, each in a savepoint. If a merged insert is refused,
+ * the transaction rolls back and every write of the batch is tried again
+ * in a savepoint of its own.
  * There is no timer: a lone write starts at the end of the event loop's
  * current turn, so light traffic pays no latency for batching.
  */
@@ -81,16 +82,36 @@ export class GroupCommit {
   }
 
   private async commitBatch(batch: PendingWrite[]): Promise<void> {
-    if (batch.length > 1 && batch.every((w) => w.insert)) {
-      // Only inserts: the merged statements alone, without a savepoint. If
-      // one is refused, the whole transaction rolls back and the batch is
-      // done again the careful way below.
+    const inserts = batch.filter((w) => w.insert);
+    let mergedRefused = false;
+    if (batch.length > 1 && inserts.length > 0) {
+      // The merged statements first, without a savepoint; the other writes
+      // (the relay's claims and marks, a read-then-write) after them, each in
+      // a savepoint of its own. If a merged insert is refused, the whole
+      // transaction rolls back and the batch is done again the careful way
+      // below; nothing else has run by then.
+      const outcomes = new Map<PendingWrite, Outcome>();
       try {
-        await this.db.transaction((tx) => insertMerged(tx, batch.map((w) => w.insert!)));
-        this.settle(batch, new Map(batch.map((w) => [w, { ok: true, value: w.insert!.value }])));
+        await this.db.transaction(async (tx) => {
+          try {
+            await insertMerged(tx, inserts.map((w) => w.insert!));
+          } catch (err) {
+            mergedRefused = true;
+            throw err;
+          }
+          for (const write of batch) if (write.work) outcomes.set(write, await inSavepoint(tx, write.work));
+        });
+      } catch (err) {
+        if (!mergedRefused) {
+          // The commit itself failed: nothing of this batch is durable.
+          for (const write of batch) write.reject(err);
+          return;
+        }
+      }
+      if (!mergedRefused) {
+        for (const write of inserts) outcomes.set(write, { ok: true, value: write.insert!.value });
+        this.settle(batch, outcomes);
         return;
-      } catch {
-        // fall through
       }
     }
     const outcomes = new Map<PendingWrite, Outcome>();
@@ -102,23 +123,9 @@ export class GroupCommit {
           outcomes.set(write, { ok: true, value: write.insert ? await write.insert.alone(tx) : await write.work!(tx) });
           return;
         }
-        const inserts = batch.filter((w) => w.insert);
-        if (inserts.length > 1) {
-          try {
-            await tx.transaction((savepoint) => insertMerged(savepoint, inserts.map((w) => w.insert!)));
-            for (const write of inserts) outcomes.set(write, { ok: true, value: write.insert!.value });
-          } catch {
-            // One of them is refused (a unique key taken, a row gone): find which, alone.
-          }
-        }
+        // One of the merged inserts was refused (a unique key taken, a row gone): find which, each alone.
         for (const write of batch) {
-          if (outcomes.has(write)) continue;
-          const work = write.work ?? ((t: Knex.Transaction) => write.insert!.alone(t));
-          try {
-            outcomes.set(write, { ok: true, value: await tx.transaction((savepoint) => work(savepoint)) });
-          } catch (err) {
-            outcomes.set(write, { ok: false, err });
-          }
+          outcomes.set(write, await inSavepoint(tx, write.work ?? ((t: Knex.Transaction) => write.insert!.alone(t))));
         }
       });
     } catch (err) {
@@ -138,6 +145,15 @@ export class GroupCommit {
       if (outcome.ok) write.resolve(outcome.value);
       else write.reject(outcome.err);
     }
+  }
+}
+
+/** One write in a savepoint of its own: its failure undoes it alone. */
+async function inSavepoint(tx: Knex.Transaction, work: (tx: Knex.Transaction) => Promise<unknown>): Promise<Outcome> {
+  try {
+    return { ok: true, value: await tx.transaction((savepoint) => work(savepoint)) };
+  } catch (err) {
+    return { ok: false, err };
   }
 }
 

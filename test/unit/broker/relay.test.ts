@@ -4,7 +4,8 @@ import type { Knex } from 'knex';
 import pino from 'pino';
 import { OutboxRelay } from '../../../src/broker/relay';
 import type { ConfirmPublisher } from '../../../src/broker/publisher';
-import { countBacklog, enqueueEvents } from '../../../src/db/outbox';
+import { GroupCommit } from '../../../src/db/groupCommit';
+import { countBacklog, enqueueEvents, OUTBOX_TABLE } from '../../../src/db/outbox';
 import { buildEvent } from '../../../src/domain/messages';
 import { newId } from '../../../src/domain/ids';
 import { sqliteTestDatabase, type TestDatabase } from '../../support/databases';
@@ -66,5 +67,35 @@ describe('outbox relay', () => {
     expect(publishAll.callCount).to.equal(1);
     expect(publishAll.firstCall.args[0]).to.have.length(7);
     expect(relay.pending()).to.equal(0);
+  });
+
+  it('claims and marks rows through the group commit it is given, publishing only what that committed', async () => {
+    await write(5);
+    const { publisher, publishAll } = fakePublisher();
+    const writes = new GroupCommit(db);
+    const claimedBeforePublish: number[] = [];
+    publishAll.callsFake(async (reqs: unknown[]) => {
+      // The claim is durable by the time the rows are published.
+      const claimed = await db(OUTBOX_TABLE).whereNotNull('claimed_by').count<{ n: number }[]>({ n: '*' }).first();
+      claimedBeforePublish.push(Number(claimed?.n));
+      return reqs.map(() => null);
+    });
+    relay = new OutboxRelay({
+      db,
+      writes: (work) => writes.run(work),
+      publisher,
+      log: pino({ level: 'silent' }),
+      batchSize: 100,
+      pollIntervalMs: 20,
+      claimTimeoutMs: 30_000,
+      retainSentMs: 3_600_000,
+      countEveryMs: 0,
+    });
+    relay.start();
+    await waitFor('the rows to be sent', async () => (await countBacklog(db)) === 0, 3000, 10);
+    expect(claimedBeforePublish).to.deep.equal([5]);
+    // A claim and a mark (and the first cycle's prune), each a write of the group commit.
+    expect(writes.stats.writes).to.be.at.least(2);
+    expect(await db(OUTBOX_TABLE).whereNotNull('claimed_by').count<{ n: number }[]>({ n: '*' }).first()).to.deep.equal({ n: 0 });
   });
 });

@@ -100,6 +100,45 @@ for (const driver of ['sqlite3', 'better-sqlite3'] as const) describe(`group com
     expect(ids).to.deep.equal(['p', 'q', 'taken']);
   });
 
+  it('runs merged inserts and other writes in one transaction; a failing other write fails alone', async () => {
+    const gc = new GroupCommit(db);
+    await gc.run((tx) => tx('notes').insert({ id: 'taken' }));
+    const write = (id: string) => gc.insert({ inserts: [{ table: 'notes', rows: [{ id }] }], value: id, alone: async (tx) => (await tx('notes').insert({ id }), id) });
+    const before = gc.stats.transactions;
+    const results = await Promise.allSettled([
+      write('i1'),
+      gc.run(async (tx) => {
+        await tx('notes').insert({ id: 'w-half' });
+        await tx('notes').insert({ id: 'taken' }); // unique violation: this write alone rolls back
+      }),
+      write('i2'),
+      gc.run((tx) => tx('notes').insert({ id: 'w-ok' })),
+    ]);
+    expect(results.map((r) => r.status)).to.deep.equal(['fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
+    expect(gc.stats.transactions - before, 'one shared commit').to.equal(1);
+    const ids = (await reader('notes').select('id').orderBy('id')).map((r: { id: string }) => r.id);
+    expect(ids).to.deep.equal(['i1', 'i2', 'taken', 'w-ok']);
+  });
+
+  it('runs another write once when the merged insert beside it is refused', async () => {
+    const gc = new GroupCommit(db);
+    await gc.run((tx) => tx('notes').insert({ id: 'taken' }));
+    const write = (id: string) => gc.insert({ inserts: [{ table: 'notes', rows: [{ id }] }], value: id, alone: async (tx) => (await tx('notes').insert({ id }), id) });
+    let runs = 0;
+    const results = await Promise.allSettled([
+      write('taken'),
+      gc.run(async (tx) => {
+        runs++;
+        await tx('notes').insert({ id: `w${runs}` });
+      }),
+      write('k'),
+    ]);
+    expect(results.map((r) => r.status)).to.deep.equal(['rejected', 'fulfilled', 'fulfilled']);
+    expect(runs).to.equal(1);
+    const ids = (await reader('notes').select('id').orderBy('id')).map((r: { id: string }) => r.id);
+    expect(ids).to.deep.equal(['k', 'taken', 'w1']);
+  });
+
   it('answers an insert write only after its commit, with what alone would have done', async () => {
     const gc = new GroupCommit(db);
     // The merged insert is refused for "stale"; alone, the write clears it first.
