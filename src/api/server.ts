@@ -76,10 +76,11 @@ export async function runApi(config: Config): Promise<http.Server> {
   const topology = { verified: false };
   const shutdownSignal = { stopped: false };
   // One group commit for the requests' writes and the relay's: they share its durable commits.
+  // The relay's writes only touch the outbox, so they go beside the requests' inserts (rerunnable).
   const writes = new GroupCommit(writeDb);
   const relay = new OutboxRelay({
     db: writeDb,
-    writes: (work) => writes.run(work),
+    writes: (work) => writes.run(work, { rerunnable: true }),
     publisher,
     log,
     batchSize: config.relay.batchSize,

@@ -20,8 +20,19 @@ export interface InsertWrite<T> {
   alone(tx: Knex.Transaction): Promise<T>;
 }
 
+export interface RunOptions {
+  /**
+   * The work has no effect outside the transaction (no events emitted, no
+   * state kept), so it may run again after a rollback: it is sent together
+   * with the batch's merged inserts, without a savepoint of its own, and if
+   * any of them fails the batch is done again the careful way.
+   */
+  rerunnable?: boolean;
+}
+
 interface PendingWrite {
   work?: (tx: Knex.Transaction) => Promise<unknown>;
+  rerunnable?: boolean;
   insert?: InsertWrite<unknown>;
   resolve(value: unknown): void;
   reject(err: unknown): void;
@@ -38,10 +49,11 @@ const MAX_BOUND_VALUES = 10_000;
  * fsync instead of one per request). A write is resolved only after the
  * transaction holding it committed, so nothing is acknowledged before it is
  * durable; a write that fails rolls back to its savepoint and fails alone.
- * Insert-only writes of a batch go first, in one statement per table; the
- * other writes follow, each in a savepoint. If a merged insert is refused,
- * the transaction rolls back and every write of the batch is tried again
- * in a savepoint of its own.
+ * Insert-only writes of a batch go first, in one statement per table, sent
+ * together with the rerunnable writes (the relay's); the other writes
+ * follow, each in a savepoint. If one of the first is refused, the
+ * transaction rolls back and every write of the batch is tried again in a
+ * savepoint of its own.
  * There is no timer: a lone write starts at the end of the event loop's
  * current turn, so light traffic pays no latency for batching.
  */
@@ -52,15 +64,15 @@ export class GroupCommit {
 
   constructor(private readonly db: Knex, private readonly maxBatch = 256) {}
 
-  run<T>(work: (tx: Knex.Transaction) => Promise<T>): Promise<T> {
-    return this.enqueue<T>({ work });
+  run<T>(work: (tx: Knex.Transaction) => Promise<T>, opts: RunOptions = {}): Promise<T> {
+    return this.enqueue<T>({ work, rerunnable: opts.rerunnable === true });
   }
 
   insert<T>(write: InsertWrite<T>): Promise<T> {
     return this.enqueue<T>({ insert: write as InsertWrite<unknown> });
   }
 
-  private enqueue<T>(write: Pick<PendingWrite, 'work' | 'insert'>): Promise<T> {
+  private enqueue<T>(write: Pick<PendingWrite, 'work' | 'insert' | 'rerunnable'>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ ...write, resolve: resolve as (value: unknown) => void, reject });
       if (this.draining) return;
@@ -83,32 +95,37 @@ export class GroupCommit {
 
   private async commitBatch(batch: PendingWrite[]): Promise<void> {
     const inserts = batch.filter((w) => w.insert);
-    let mergedRefused = false;
-    if (batch.length > 1 && inserts.length > 0) {
-      // The merged statements first, without a savepoint; the other writes
-      // (the relay's claims and marks, a read-then-write) after them, each in
-      // a savepoint of its own. If a merged insert is refused, the whole
-      // transaction rolls back and the batch is done again the careful way
-      // below; nothing else has run by then.
+    const together = batch.filter((w) => w.work && w.rerunnable);
+    let togetherFailed = false;
+    if (batch.length > 1 && inserts.length + together.length > 0) {
+      // The merged inserts and the rerunnable writes first, sent together
+      // without savepoints (the driver runs them one after another with no
+      // round trip to this thread in between); the other writes after them,
+      // each in a savepoint of its own. If one of the first is refused, the
+      // whole transaction rolls back and the batch is done again the careful
+      // way below; none of the others has run by then.
       const outcomes = new Map<PendingWrite, Outcome>();
       try {
         await this.db.transaction(async (tx) => {
-          try {
-            await insertMerged(tx, inserts.map((w) => w.insert!));
-          } catch (err) {
-            mergedRefused = true;
-            throw err;
+          // Settled, not raced: nothing may still be running when the transaction ends.
+          const settled = await Promise.allSettled([...insertMerged(tx, inserts.map((w) => w.insert!)), ...together.map((w) => w.work!(tx))]);
+          const refused = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+          if (refused) {
+            togetherFailed = true;
+            throw refused.reason;
           }
-          for (const write of batch) if (write.work) outcomes.set(write, await inSavepoint(tx, write.work));
+          const values = settled.slice(settled.length - together.length);
+          together.forEach((w, i) => outcomes.set(w, { ok: true, value: (values[i] as PromiseFulfilledResult<unknown>).value }));
+          for (const write of batch) if (write.work && !write.rerunnable) outcomes.set(write, await inSavepoint(tx, write.work));
         });
       } catch (err) {
-        if (!mergedRefused) {
+        if (!togetherFailed) {
           // The commit itself failed: nothing of this batch is durable.
           for (const write of batch) write.reject(err);
           return;
         }
       }
-      if (!mergedRefused) {
+      if (!togetherFailed) {
         for (const write of inserts) outcomes.set(write, { ok: true, value: write.insert!.value });
         this.settle(batch, outcomes);
         return;
@@ -123,7 +140,7 @@ export class GroupCommit {
           outcomes.set(write, { ok: true, value: write.insert ? await write.insert.alone(tx) : await write.work!(tx) });
           return;
         }
-        // One of the merged inserts was refused (a unique key taken, a row gone): find which, each alone.
+        // One of the writes sent together was refused (a unique key taken, a row gone): find which, each alone.
         for (const write of batch) {
           outcomes.set(write, await inSavepoint(tx, write.work ?? ((t: Knex.Transaction) => write.insert!.alone(t))));
         }
@@ -157,8 +174,8 @@ async function inSavepoint(tx: Knex.Transaction, work: (tx: Knex.Transaction) =>
   }
 }
 
-/** One multi-row INSERT per table, in the order the tables first appear (chunked when very large). */
-async function insertMerged(tx: Knex.Transaction, writes: InsertWrite<unknown>[]): Promise<void> {
+/** One multi-row INSERT per table (chunked when very large), all sent at once; they touch no row in common. */
+function insertMerged(tx: Knex.Transaction, writes: InsertWrite<unknown>[]): Promise<unknown>[] {
   const byTable = new Map<string, Record<string, unknown>[]>();
   for (const write of writes) {
     for (const { table, rows } of write.inserts) {
@@ -167,9 +184,11 @@ async function insertMerged(tx: Knex.Transaction, writes: InsertWrite<unknown>[]
       all.push(...rows);
     }
   }
+  const statements: Promise<unknown>[] = [];
   for (const [table, rows] of byTable) {
     if (rows.length === 0) continue;
     const perInsert = Math.max(1, Math.floor(MAX_BOUND_VALUES / Object.keys(rows[0]!).length));
-    for (let i = 0; i < rows.length; i += perInsert) await tx(table).insert(rows.slice(i, i + perInsert));
+    for (let i = 0; i < rows.length; i += perInsert) statements.push(Promise.resolve(tx(table).insert(rows.slice(i, i + perInsert))));
   }
+  return statements;
 }

@@ -82,7 +82,7 @@ describe('outbox relay', () => {
     });
     relay = new OutboxRelay({
       db,
-      writes: (work) => writes.run(work),
+      writes: (work) => writes.run(work, { rerunnable: true }),
       publisher,
       log: pino({ level: 'silent' }),
       batchSize: 100,

@@ -139,6 +139,22 @@ for (const driver of ['sqlite3', 'better-sqlite3'] as const) describe(`group com
     expect(ids).to.deep.equal(['k', 'taken', 'w1']);
   });
 
+  it('sends rerunnable writes with the merged inserts, and does them again alone when one is refused', async () => {
+    const gc = new GroupCommit(db);
+    await gc.run((tx) => tx('notes').insert({ id: 'taken' }));
+    const write = (id: string) => gc.insert({ inserts: [{ table: 'notes', rows: [{ id }] }], value: id, alone: async (tx) => (await tx('notes').insert({ id }), id) });
+    const statements: string[] = [];
+    db.on('query', (q: { sql: string }) => statements.push(q.sql));
+    const together = await Promise.all([write('r1'), gc.run((tx) => tx('notes').insert({ id: 'r-work' }).then(() => 'done'), { rerunnable: true }), write('r2')]);
+    expect(together).to.deep.equal(['r1', 'done', 'r2']);
+    expect(statements.filter((sql) => /savepoint/i.test(sql)), 'no savepoint when nothing is refused').to.deep.equal([]);
+
+    const results = await Promise.allSettled([write('r3'), gc.run((tx) => tx('notes').insert({ id: 'taken' }), { rerunnable: true }), write('r4')]);
+    expect(results.map((r) => r.status)).to.deep.equal(['fulfilled', 'rejected', 'fulfilled']);
+    const ids = (await reader('notes').select('id').orderBy('id')).map((r: { id: string }) => r.id);
+    expect(ids).to.deep.equal(['r-work', 'r1', 'r2', 'r3', 'r4', 'taken']);
+  });
+
   it('answers an insert write only after its commit, with what alone would have done', async () => {
     const gc = new GroupCommit(db);
     // The merged insert is refused for "stale"; alone, the write clears it first.
