@@ -61,6 +61,8 @@ export class OutboxRelay {
   private lastError = '';
   private lastPrune = 0;
   private lastCount = 0;
+  /** Marks of published batches not committed yet. */
+  private readonly marking = new Set<Promise<void>>();
   readonly counts = { sent: 0, failed: 0 };
 
   private readonly write: WriteRunner;
@@ -164,7 +166,12 @@ export class OutboxRelay {
     return this.write((tx) => claimBatch(tx, this.relayId, batchSize, claimTimeoutMs));
   }
 
-  /** Publishes one claimed batch with pipelined confirms, then marks what was confirmed. */
+  /**
+   * Publishes one claimed batch with pipelined confirms and resolves once
+   * they are in; marking what was confirmed (and releasing what was not) is
+   * committed after that without holding the relay up: the rows stay
+   * claimed meanwhile, so no claim takes them again.
+   */
   private async publishBatch(rows: OutboxRow[]): Promise<BatchOutcome> {
     const { publisher, log } = this.opts;
     const outcomes = await publisher.publishAll(rows.map(toPublishRequest));
@@ -178,19 +185,29 @@ export class OutboxRelay {
         firstError ||= err.message;
       } else sent.push(rows[i]!.seq);
     });
-    await this.write(async (tx) => {
-      await markSent(tx, this.relayId, sent);
-      if (failed.length) await releaseClaims(tx, this.relayId, failed, firstError);
-    });
     if (failed.length) {
       log.warn({ failed: failed.length, sent: sent.length, err: firstError }, 'outbox rows not delivered; kept for another try');
       this.lastError = firstError;
     } else {
       this.lastError = '';
     }
-    this.counts.sent += sent.length;
-    this.counts.failed += failed.length;
     this.backlog = Math.max(0, this.backlog - sent.length);
+    const marking = this.write(async (tx) => {
+      await markSent(tx, this.relayId, sent);
+      if (failed.length) await releaseClaims(tx, this.relayId, failed, firstError);
+    }).then(
+      () => {
+        this.counts.sent += sent.length;
+        this.counts.failed += failed.length;
+      },
+      (err: Error) => {
+        // Published but not marked: the claim times out and the rows go again (consumers drop the duplicates).
+        log.error({ err: err.message, rows: rows.length }, 'marking relayed outbox rows failed');
+        this.lastError = err.message;
+      },
+    );
+    this.marking.add(marking);
+    void marking.finally(() => this.marking.delete(marking));
     return { sent: sent.length, failed: failed.length };
   }
 
@@ -220,11 +237,12 @@ export class OutboxRelay {
     });
   }
 
-  /** Stops after the batch in hand is settled. */
+  /** Stops after the batch in hand is settled and every mark committed. */
   async stop(): Promise<void> {
     this.running = false;
     this.wakeUp?.();
     await this.loop;
+    await Promise.all(this.marking);
   }
 }
 
