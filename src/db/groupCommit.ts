@@ -140,7 +140,8 @@ export class GroupCommit {
           outcomes.set(write, { ok: true, value: write.insert ? await write.insert.alone(tx) : await write.work!(tx) });
           return;
         }
-        // One of the writes sent together was refused (a unique key taken, a row gone): find which, each alone.
+        // Each write in a savepoint of its own: a batch of other writes only, or one whose writes sent
+        // together were refused (a unique key taken, a row gone), so that the refused one fails alone.
         for (const write of batch) {
           outcomes.set(write, await inSavepoint(tx, write.work ?? ((t: Knex.Transaction) => write.insert!.alone(t))));
         }
