@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import sinon from 'sinon';
 import type { Knex } from 'knex';
 import pino from 'pino';
-import { OutboxRelay } from '../../../src/broker/relay';
+import { OutboxRelay, type RelayOptions } from '../../../src/broker/relay';
 import type { ConfirmPublisher } from '../../../src/broker/publisher';
 import { GroupCommit } from '../../../src/db/groupCommit';
 import { countBacklog, enqueueEvents, OUTBOX_TABLE } from '../../../src/db/outbox';
@@ -40,11 +40,9 @@ describe('outbox relay', () => {
     return { publisher, publishAll };
   }
 
-  it('counts the backlog while it may not publish yet (topology unverified), and publishes once allowed', async () => {
-    await write(7);
-    const { publisher, publishAll } = fakePublisher();
-    let allowed = false;
-    relay = new OutboxRelay({
+  /** A relay on the test outbox with small batches, a fast poll and a backlog counted every cycle, started. */
+  function startRelay(publisher: ConfirmPublisher, opts: Pick<RelayOptions, 'mayPublish' | 'writes'> = {}): OutboxRelay {
+    const started = new OutboxRelay({
       db,
       publisher,
       log: pino({ level: 'silent' }),
@@ -53,9 +51,17 @@ describe('outbox relay', () => {
       claimTimeoutMs: 30_000,
       retainSentMs: 3_600_000,
       countEveryMs: 0,
-      mayPublish: () => allowed,
+      ...opts,
     });
-    relay.start();
+    started.start();
+    return started;
+  }
+
+  it('counts the backlog while it may not publish yet (topology unverified), and publishes once allowed', async () => {
+    await write(7);
+    const { publisher, publishAll } = fakePublisher();
+    let allowed = false;
+    relay = startRelay(publisher, { mayPublish: () => allowed });
     // outbox.maxBacklog is judged on this count: it must be there before the broker is.
     await waitFor('the backlog to be counted', () => relay!.pending() === 7, 3000, 10);
     await new Promise((r) => setTimeout(r, 100));
@@ -80,18 +86,7 @@ describe('outbox relay', () => {
       claimedBeforePublish.push(Number(claimed?.n));
       return reqs.map(() => null);
     });
-    relay = new OutboxRelay({
-      db,
-      writes: (work) => writes.run(work, { rerunnable: true }),
-      publisher,
-      log: pino({ level: 'silent' }),
-      batchSize: 100,
-      pollIntervalMs: 20,
-      claimTimeoutMs: 30_000,
-      retainSentMs: 3_600_000,
-      countEveryMs: 0,
-    });
-    relay.start();
+    relay = startRelay(publisher, { writes: (work) => writes.run(work, { rerunnable: true }) });
     await waitFor('the rows to be sent', async () => (await countBacklog(db)) === 0, 3000, 10);
     expect(claimedBeforePublish).to.deep.equal([5]);
     // A claim and a mark (and the first cycle's prune), each a write of the group commit.

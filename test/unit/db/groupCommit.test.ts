@@ -21,6 +21,11 @@ for (const driver of ['sqlite3', 'better-sqlite3'] as const) describe(`group com
     reader = knexFactory({ client: driver, connection: { filename }, useNullAsDefault: true, pool: { min: 1, max: 1 } });
   });
 
+  /** An insert-only write of one note, merged with its batch's others. */
+  const insertNote = (gc: GroupCommit, id: string) =>
+    gc.insert({ inserts: [{ table: 'notes', rows: [{ id }] }], value: id, alone: async (tx) => (await tx('notes').insert({ id }), id) });
+  const noteIds = async () => (await reader('notes').select('id').orderBy('id')).map((r: { id: string }) => r.id);
+
   afterEach(async () => {
     await db.destroy();
     await reader.destroy();
@@ -60,7 +65,7 @@ for (const driver of ['sqlite3', 'better-sqlite3'] as const) describe(`group com
       gc.run((tx) => tx('notes').insert({ id: 'b' })),
     ]);
     expect(results.map((r) => r.status)).to.deep.equal(['fulfilled', 'rejected', 'fulfilled']);
-    const ids = (await reader('notes').select('id').orderBy('id')).map((r: { id: string }) => r.id);
+    const ids = await noteIds();
     expect(ids).to.deep.equal(['a', 'b', 'taken']);
   });
   it('merges the inserts of writes that arrive together into one statement per table', async () => {
@@ -83,27 +88,27 @@ for (const driver of ['sqlite3', 'better-sqlite3'] as const) describe(`group com
   it('fails an insert write alone when the merged insert is refused', async () => {
     const gc = new GroupCommit(db);
     await gc.run((tx) => tx('notes').insert({ id: 'taken' }));
-    const write = (id: string) => gc.insert({ inserts: [{ table: 'notes', rows: [{ id }] }], value: id, alone: async (tx) => (await tx('notes').insert({ id }), id) });
+    const write = (id: string) => insertNote(gc, id);
     const results = await Promise.allSettled([gc.run((tx) => tx('notes').insert({ id: 'fn' })), write('x'), write('taken'), write('y')]);
     expect(results.map((r) => r.status)).to.deep.equal(['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
-    const ids = (await reader('notes').select('id').orderBy('id')).map((r: { id: string }) => r.id);
+    const ids = await noteIds();
     expect(ids).to.deep.equal(['fn', 'taken', 'x', 'y']);
   });
 
   it('fails an insert write alone in a batch of inserts only', async () => {
     const gc = new GroupCommit(db);
     await gc.run((tx) => tx('notes').insert({ id: 'taken' }));
-    const write = (id: string) => gc.insert({ inserts: [{ table: 'notes', rows: [{ id }] }], value: id, alone: async (tx) => (await tx('notes').insert({ id }), id) });
+    const write = (id: string) => insertNote(gc, id);
     const results = await Promise.allSettled([write('p'), write('taken'), write('q')]);
     expect(results.map((r) => r.status)).to.deep.equal(['fulfilled', 'rejected', 'fulfilled']);
-    const ids = (await reader('notes').select('id').orderBy('id')).map((r: { id: string }) => r.id);
+    const ids = await noteIds();
     expect(ids).to.deep.equal(['p', 'q', 'taken']);
   });
 
   it('runs merged inserts and other writes in one transaction; a failing other write fails alone', async () => {
     const gc = new GroupCommit(db);
     await gc.run((tx) => tx('notes').insert({ id: 'taken' }));
-    const write = (id: string) => gc.insert({ inserts: [{ table: 'notes', rows: [{ id }] }], value: id, alone: async (tx) => (await tx('notes').insert({ id }), id) });
+    const write = (id: string) => insertNote(gc, id);
     const before = gc.stats.transactions;
     const results = await Promise.allSettled([
       write('i1'),
@@ -116,14 +121,14 @@ for (const driver of ['sqlite3', 'better-sqlite3'] as const) describe(`group com
     ]);
     expect(results.map((r) => r.status)).to.deep.equal(['fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
     expect(gc.stats.transactions - before, 'one shared commit').to.equal(1);
-    const ids = (await reader('notes').select('id').orderBy('id')).map((r: { id: string }) => r.id);
+    const ids = await noteIds();
     expect(ids).to.deep.equal(['i1', 'i2', 'taken', 'w-ok']);
   });
 
   it('runs another write once when the merged insert beside it is refused', async () => {
     const gc = new GroupCommit(db);
     await gc.run((tx) => tx('notes').insert({ id: 'taken' }));
-    const write = (id: string) => gc.insert({ inserts: [{ table: 'notes', rows: [{ id }] }], value: id, alone: async (tx) => (await tx('notes').insert({ id }), id) });
+    const write = (id: string) => insertNote(gc, id);
     let runs = 0;
     const results = await Promise.allSettled([
       write('taken'),
@@ -135,14 +140,14 @@ for (const driver of ['sqlite3', 'better-sqlite3'] as const) describe(`group com
     ]);
     expect(results.map((r) => r.status)).to.deep.equal(['rejected', 'fulfilled', 'fulfilled']);
     expect(runs).to.equal(1);
-    const ids = (await reader('notes').select('id').orderBy('id')).map((r: { id: string }) => r.id);
+    const ids = await noteIds();
     expect(ids).to.deep.equal(['k', 'taken', 'w1']);
   });
 
   it('sends rerunnable writes with the merged inserts, and does them again alone when one is refused', async () => {
     const gc = new GroupCommit(db);
     await gc.run((tx) => tx('notes').insert({ id: 'taken' }));
-    const write = (id: string) => gc.insert({ inserts: [{ table: 'notes', rows: [{ id }] }], value: id, alone: async (tx) => (await tx('notes').insert({ id }), id) });
+    const write = (id: string) => insertNote(gc, id);
     const statements: string[] = [];
     db.on('query', (q: { sql: string }) => statements.push(q.sql));
     const together = await Promise.all([write('r1'), gc.run((tx) => tx('notes').insert({ id: 'r-work' }).then(() => 'done'), { rerunnable: true }), write('r2')]);
@@ -151,7 +156,7 @@ for (const driver of ['sqlite3', 'better-sqlite3'] as const) describe(`group com
 
     const results = await Promise.allSettled([write('r3'), gc.run((tx) => tx('notes').insert({ id: 'taken' }), { rerunnable: true }), write('r4')]);
     expect(results.map((r) => r.status)).to.deep.equal(['fulfilled', 'rejected', 'fulfilled']);
-    const ids = (await reader('notes').select('id').orderBy('id')).map((r: { id: string }) => r.id);
+    const ids = await noteIds();
     expect(ids).to.deep.equal(['r-work', 'r1', 'r2', 'r3', 'r4', 'taken']);
   });
 
