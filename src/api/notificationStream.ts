@@ -1,91 +1,82 @@
-import type { Notification } from '../db/repositories/readModels';
+import type { StreamedNotification } from '../db/repositories/readModels';
 import { formatEvent } from './sse';
 
-/** What a stream sends for each notification: the list item shape, `event: notification`, `id:` = the notification id. */
+/** What a stream sends for each notification: the list item shape, `event: notification`, `id:` = its stream position. */
 export const NOTIFICATION_EVENT = 'notification';
-/** Stored notifications are read this many at a time while catching up. */
+/** Stored notifications are read this many at a time. */
 export const CATCH_UP_PAGE = 100;
-/** Ids remembered to drop the second copy of a notification (store and live path both deliver it). */
-const REMEMBERED_IDS = 2000;
 
 export interface NotificationStreamOptions {
-  /** The client's Last-Event-ID: stored notifications after it are sent first. */
-  lastEventId?: string;
-  /** A UUIDv7 made when the client connected: where a resync reads from if nothing was sent yet. */
-  connectedAt?: string;
-  /** Stored notifications of this user strictly after `afterId`, oldest first. */
-  loadAfter(afterId: string, limit: number): Promise<Notification[]>;
+  /** Where the stream starts: it sends the stored notifications after this position. */
+  startAfter(): Promise<number>;
+  /** Stored notifications of this user strictly after `position`, in position order. */
+  loadAfter(position: number, limit: number): Promise<StreamedNotification[]>;
   write(chunk: string): void;
 }
 
 /**
- * One client's stream: the stored notifications it missed, then the live
- * ones, each id sent once. Live notifications that arrive while the store
- * is being read are held back and sent after it, so the client sees the
- * backlog in order and the two sources never interleave. Ids are UUIDv7, so
- * "after the last id the client saw" is "newer than what it has".
+ * One client's stream. Everything it sends comes from the store, in stream
+ * position order, each position once; `id:` is the position, so the
+ * client's Last-Event-ID says exactly how far it got. Positions follow
+ * commit order per user, so reading "after the last one sent" never passes
+ * over one committed later. A live notification is only a wake-up: the
+ * stream then reads the store, and what the live message said is never
+ * sent (anyone who may publish to `notifications.live` could say anything,
+ * and a forged id would become the client's Last-Event-ID).
  */
 export class NotificationStream {
-  private readonly sent = new Set<string>();
-  private held: Notification[] | undefined = [];
-  private cursor: string | undefined;
-  private catchingUp: Promise<void> = Promise.resolve();
+  private position: number | undefined;
+  /** The reads, one after another. */
+  private reading: Promise<void> = Promise.resolve();
+  /** A read queued behind the running one and not started yet: a wake-up now is answered by it. */
+  private queued: Promise<void> | undefined;
   private stopped = false;
 
-  constructor(private readonly opts: NotificationStreamOptions) {
-    this.cursor = opts.lastEventId;
-  }
+  constructor(private readonly opts: NotificationStreamOptions) {}
 
-  /** Sends what the store holds after Last-Event-ID, then whatever arrived live meanwhile. */
+  /** Finds where to start, then sends what the store holds after it. */
   start(): Promise<void> {
-    return this.catchUp();
+    const started = this.reading.then(async () => {
+      this.position = await this.opts.startAfter();
+    });
+    this.reading = started.catch(() => undefined);
+    return started.then(() => this.wake());
   }
 
   /**
-   * After the live path was interrupted (the API's subscription was
-   * re-established), reads the store again from the newest id sent: what
-   * was published while nobody listened is only there.
+   * Something may have been stored for this user (a live notification, the
+   * live subscription re-established, a heartbeat): sends what the store
+   * holds after the last position sent. Wake-ups that come while a read is
+   * waiting to start share it, so a burst costs at most two reads.
    */
-  resync(): Promise<void> {
-    if (this.held === undefined) this.held = [];
-    this.cursor ??= this.opts.connectedAt;
-    return this.catchUp();
-  }
-
-  /** A live notification for this user. */
-  live(notification: Notification): void {
-    if (this.held) this.held.push(notification);
-    else this.send(notification);
+  wake(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    if (this.queued) return this.queued;
+    const read = this.reading.then(() => {
+      this.queued = undefined;
+      return this.sendNew();
+    });
+    this.queued = read;
+    this.reading = read.catch(() => undefined);
+    return read;
   }
 
   stop(): void {
     this.stopped = true;
-    this.held = undefined;
   }
 
-  private catchUp(): Promise<void> {
-    this.catchingUp = this.catchingUp.then(async () => {
-      try {
-        // With no Last-Event-ID and nothing sent yet, there is nothing the client missed: it starts live.
-        while (!this.stopped && this.cursor !== undefined) {
-          const page = await this.opts.loadAfter(this.cursor, CATCH_UP_PAGE);
-          for (const n of page) this.send(n);
-          if (page.length < CATCH_UP_PAGE) break;
-        }
-      } finally {
-        const held = this.held ?? [];
-        this.held = undefined;
-        for (const n of held) this.send(n);
-      }
-    });
-    return this.catchingUp;
+  private async sendNew(): Promise<void> {
+    // Not started (or its start failed): there is no position to read after.
+    while (!this.stopped && this.position !== undefined) {
+      const page = await this.opts.loadAfter(this.position, CATCH_UP_PAGE);
+      for (const n of page) this.send(n);
+      if (page.length < CATCH_UP_PAGE) return;
+    }
   }
 
-  private send(n: Notification): void {
-    if (this.stopped || this.sent.has(n.id)) return;
-    this.sent.add(n.id);
-    if (this.sent.size > REMEMBERED_IDS) this.sent.delete(this.sent.values().next().value!);
-    if (this.cursor === undefined || n.id > this.cursor) this.cursor = n.id;
-    this.opts.write(formatEvent({ id: n.id, event: NOTIFICATION_EVENT, data: JSON.stringify(n) }));
+  private send({ position, ...item }: StreamedNotification): void {
+    if (this.stopped || this.position === undefined || position <= this.position) return;
+    this.position = position;
+    this.opts.write(formatEvent({ id: String(position), event: NOTIFICATION_EVENT, data: JSON.stringify(item) }));
   }
 }

@@ -69,9 +69,9 @@ export async function runApi(config: Config): Promise<http.Server> {
   const live = new LiveNotificationSubscriber({
     connection: liveConnection,
     log,
-    onNotification: (n) => notificationHub.publish(n),
+    onNotified: (userId) => notificationHub.wake(userId),
     // Whatever was published while this process had no queue is only in the store.
-    onSubscribed: () => notificationHub.resync(),
+    onSubscribed: () => notificationHub.wakeAll(),
   });
   const topology = { verified: false };
   const shutdownSignal = { stopped: false };

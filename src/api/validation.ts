@@ -56,10 +56,16 @@ export type ListQuery = z.infer<typeof listQuery>;
 /** Top-N lists are not paged: only `limit`. */
 export const topQuery = z.strictObject({ limit: limit.default(20) });
 
+/**
+ * The `id:` of the last event a client received: a stream position (digits),
+ * or a notification id (a UUID) from before streams sent positions.
+ */
+export const STREAM_POSITION_PATTERN = /^(?:[0-9]{1,15}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$/;
+
 const notificationId = z
   .string()
-  .refine(isUuid, 'must be a notification id')
-  .meta({ description: 'the id of the last notification received: the stream first sends the stored ones after it' });
+  .regex(STREAM_POSITION_PATTERN, 'must be the id of an event this stream sent')
+  .meta({ description: 'the `id:` of the last event received: the stream first sends the stored notifications after it' });
 
 /**
  * Where a notification stream resumes: the `Last-Event-ID` header a

@@ -1,5 +1,5 @@
 import type { Channel, ConsumeMessage } from 'amqplib';
-import { LIVE_NOTIFICATION_TYPE, liveNotificationSchema, type LiveNotification, type LiveNotificationCause } from '../domain/liveNotification';
+import { LIVE_NOTIFICATION_TYPE, liveNotificationHint, type LiveNotification, type LiveNotificationCause } from '../domain/liveNotification';
 import { APP_ID, SCHEMA_VERSION } from '../domain/messages';
 import type { Logger } from '../log';
 import { ManagedChannel } from './channel';
@@ -63,7 +63,12 @@ export interface LiveSubscriberOptions {
   /** A consume-only connection. */
   connection: BrokerConnection;
   log: Logger;
-  onNotification(notification: LiveNotification): void;
+  /**
+   * A live message said a notification was stored for this user. Only a
+   * hint: anyone who may publish to the exchange can say so, so the API
+   * reads the store rather than trusting what the message carries.
+   */
+  onNotified(userId: string): void;
   /** After every (re)subscription: what arrived while unsubscribed is only in the store. */
   onSubscribed?(): void;
 }
@@ -115,16 +120,16 @@ export class LiveNotificationSubscriber {
       this.channel.current()?.close().catch(() => undefined);
       return;
     }
-    let parsed: LiveNotification;
+    let userId: string;
     try {
-      parsed = liveNotificationSchema.parse(JSON.parse(msg.content.toString('utf8')));
+      ({ userId } = liveNotificationHint.parse(JSON.parse(msg.content.toString('utf8'))));
     } catch (err) {
       this.rejected++;
       this.opts.log.warn({ err: (err as Error).message }, 'live notification ignored: not a notification');
       return;
     }
     this.received++;
-    this.opts.onNotification(parsed);
+    this.opts.onNotified(userId);
   }
 
   close(): Promise<void> {

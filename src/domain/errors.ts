@@ -46,6 +46,13 @@ export class UnavailableError extends DomainError {
   }
 }
 
+/** A configured limit is reached (429): the client may try again after `retryAfterSeconds`. */
+export class TooManyRequestsError extends DomainError {
+  constructor(message: string, readonly retryAfterSeconds: number, code = 'too_many_requests') {
+    super(code, message);
+  }
+}
+
 /** A message that can never be processed, however often it is retried: park it at once. */
 export class PermanentError extends Error {
   constructor(message: string) {

@@ -3,6 +3,7 @@ import type { MessageBody, WarrenMessage } from '../domain/messages';
 import { newId } from '../domain/ids';
 import type { LiveNotification, LiveNotificationCause } from '../domain/liveNotification';
 import type { HandlerContext, WorkerDefinition } from '../broker/handler';
+import { STREAM_COUNTERS_TABLE } from '../db/migrations/notifications';
 
 type Change = { from: unknown; to: unknown };
 type NotificationKind = 'profile_updated' | 'new_follower';
@@ -34,6 +35,7 @@ export async function notificationsHandler(
     const notification: LiveNotification = { id: newId(), userId, kind, text, data, createdAt: ctx.now().toISOString() };
     await tx('notifications').insert({
       id: notification.id,
+      seq: await nextStreamPosition(tx, userId),
       user_id: userId,
       kind,
       text,
@@ -55,6 +57,26 @@ export async function notificationsHandler(
 
   const { followerId, followerHandle, followeeId, at } = message.body;
   await notify(followeeId, 'new_follower', `${followerHandle ? `@${followerHandle}` : followerId} followed you`, { followerId, followerHandle, at });
+}
+
+/**
+ * The next position in this user's notification stream, taken in the
+ * transaction that stores the notification. Its counter row stays locked
+ * until that transaction ends (PostgreSQL's row lock; SQLite has one writer
+ * at a time), so another worker's notification for the same user waits, and
+ * takes the next number only once this one is committed or rolled back:
+ * position order is commit order, and a reader that sees position n has
+ * every position below it. Ids cannot give that: they are made before the
+ * commit, on whichever worker's clock.
+ */
+export async function nextStreamPosition(tx: Knex.Transaction, userId: string): Promise<number> {
+  const bump = async () => (await tx(STREAM_COUNTERS_TABLE).where({ user_id: userId }).increment('last_seq', 1).returning('last_seq')) as { last_seq: number | string }[];
+  let [row] = await bump();
+  // A user's first notification; a concurrent first one makes the insert do nothing, and then the row is there to bump.
+  if (!row) [row] = (await tx(STREAM_COUNTERS_TABLE).insert({ user_id: userId, last_seq: 1 }).onConflict('user_id').ignore().returning('last_seq')) as { last_seq: number | string }[];
+  if (!row) [row] = await bump();
+  if (!row) throw new Error(`no stream position for user ${userId}`);
+  return Number(row.last_seq);
 }
 
 /** Drops entries whose value did not actually change. */

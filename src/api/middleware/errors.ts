@@ -7,6 +7,7 @@ import {
   DomainError,
   ForbiddenError,
   NotFoundError,
+  TooManyRequestsError,
   UnauthorizedError,
   UnavailableError,
   ValidationError,
@@ -41,6 +42,7 @@ const STATUS_OF: [new (...args: never[]) => DomainError, number][] = [
   [ConflictError, 409],
   [PayloadTooLargeError, 413],
   [UnsupportedMediaTypeError, 415],
+  [TooManyRequestsError, 429],
   [UnavailableError, 503],
 ];
 
@@ -89,7 +91,7 @@ export function mapErrors(log: Logger): Middleware<ApiState> {
         log.error({ requestId: ctx.state.requestId, err }, 'unhandled error');
         body = { error: { code: 'internal', message: 'internal error' } };
       }
-      if (err instanceof UnavailableError) ctx.set('Retry-After', String(err.retryAfterSeconds));
+      if (err instanceof UnavailableError || err instanceof TooManyRequestsError) ctx.set('Retry-After', String(err.retryAfterSeconds));
       if (err instanceof UnauthorizedError) ctx.set('WWW-Authenticate', 'Bearer realm="warren"');
       if (err instanceof PayloadTooLargeError) ctx.set('Connection', 'close'); // the unread rest of the body is not wanted
       ctx.status = status;

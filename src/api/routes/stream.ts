@@ -1,9 +1,7 @@
 import { PassThrough } from 'node:stream';
 import { Router } from '@koa/router';
-import { UnavailableError } from '../../domain/errors';
-import { newId } from '../../domain/ids';
-import type { LiveNotification } from '../../domain/liveNotification';
-import { listNotificationsAfter } from '../../db/repositories/readModels';
+import { TooManyRequestsError, UnavailableError } from '../../domain/errors';
+import { listNotificationsAfter, streamStartPosition } from '../../db/repositories/readModels';
 import { findToken } from '../../db/repositories/tokens';
 import type { ApiDeps, ApiState } from '../context';
 import { requireAuth, requireSelf } from '../middleware/auth';
@@ -21,29 +19,37 @@ const RECONNECT_AFTER_MS = 2_000;
  */
 const MAX_UNREAD_BYTES = 1024 * 1024;
 
-/** The stream event carries the list item shape, without the user id the client already knows. */
-function asItem({ id, kind, text, data, createdAt }: LiveNotification) {
-  return { id, kind, text, data, createdAt };
-}
-
 /**
  * `GET /users/:id/notifications/stream`: the user's notifications as
  * Server-Sent Events. It first sends the stored notifications after the
- * client's Last-Event-ID (what it missed while away), then live ones from
- * this process's `notifications.live` subscription, each id once. The live
- * path is best effort; the store is the record, so a reconnect never loses
- * anything that was committed.
+ * client's Last-Event-ID (what it missed while away), then each one stored
+ * later, as this process's `notifications.live` subscription (or, should a
+ * live message be lost, the next heartbeat) wakes it to read the store.
+ * Everything sent comes from the store, in commit order, so a reconnect
+ * never loses anything that was committed and never sees anything twice.
+ * Streams are capped per user and per process (`streams.*`), since each
+ * holds a socket and a heartbeat's reads for as long as the client likes.
  */
 export function notificationStreamRoutes(deps: ApiDeps): Router<ApiState> {
   const router = new Router<ApiState>();
   const hub = deps.liveNotifications;
   const heartbeatMs = deps.streamHeartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+  const { maxPerUser, maxPerProcess } = deps.config.streams;
+  // No queue to wait in: a slot frees when some stream closes, so try again about a heartbeat later.
+  const retryAfterSeconds = Math.max(1, Math.ceil(heartbeatMs / 1000));
 
   router.get('/users/:id/notifications/stream', requireAuth(deps), requireUuidParams({ id: 'user' }), requireSelf, async (ctx) => {
     const query = parseRequest(streamQuery, ctx.query, 'query');
     const headers = parseRequest(streamHeaders, { 'last-event-id': ctx.get('last-event-id') || undefined }, 'headers');
     if (hub.isClosed()) throw new UnavailableError('the API is shutting down; reconnect to another instance', 1, 'shutting_down');
     const userId = ctx.params.id!;
+    // Checked here and taken by hub.subscribe below with no await between: no other request can take the slot meanwhile.
+    if (hub.sizeOf(userId) >= maxPerUser) {
+      throw new TooManyRequestsError(`at most ${maxPerUser} notification streams per user are open at once (streams.maxPerUser); close one first`, retryAfterSeconds, 'too_many_streams');
+    }
+    if (hub.size() >= maxPerProcess) {
+      throw new TooManyRequestsError(`this API instance has ${maxPerProcess} notification streams open (streams.maxPerProcess); try again later or elsewhere`, retryAfterSeconds, 'streams_full');
+    }
 
     // A stream outlives any idle timeout; Nagle would hold back small events.
     ctx.req.socket.setTimeout(0);
@@ -71,10 +77,10 @@ export function notificationStreamRoutes(deps: ApiDeps): Router<ApiState> {
     const end = (chunk?: string) => {
       if (!body.writableEnded && !body.destroyed) body.end(chunk);
     };
+    const lastEventId = headers['last-event-id'] ?? query.lastEventId;
     const stream = new NotificationStream({
-      lastEventId: headers['last-event-id'] ?? query.lastEventId,
-      connectedAt: newId(),
-      loadAfter: (afterId, limit) => listNotificationsAfter(deps.db, userId, afterId, limit),
+      startAfter: () => streamStartPosition(deps.db, userId, lastEventId),
+      loadAfter: (position, limit) => listNotificationsAfter(deps.db, userId, position, limit),
       write,
     });
     const failed = (err: unknown) => {
@@ -82,8 +88,7 @@ export function notificationStreamRoutes(deps: ApiDeps): Router<ApiState> {
       end();
     };
     const unsubscribe = hub.subscribe(userId, {
-      notify: (n) => stream.live(asItem(n)),
-      resync: () => void stream.resync().catch(failed),
+      wake: () => void stream.wake().catch(failed),
       close: () => end(),
     });
     // A stream outlives the check made when it opened: a token revoked or expired since then ends it
@@ -95,6 +100,9 @@ export function notificationStreamRoutes(deps: ApiDeps): Router<ApiState> {
     };
     const heartbeat = setInterval(() => {
       write(formatComment('heartbeat'));
+      // The live path is best effort: a notification whose live message was lost arrives by the next heartbeat.
+      // A busy database here is no reason to end the stream: the next wake-up reads from the same position.
+      stream.wake().catch(() => undefined);
       stillAuthorised().then(
         (ok) => {
           if (!ok) end(formatComment('token revoked or expired'));

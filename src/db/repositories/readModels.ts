@@ -112,12 +112,59 @@ export async function listNotifications(db: Knex, userId: string, page: { limit:
   return rows.map((r) => ({ id: r.id, kind: r.kind, text: r.text, data: parseData(r.data), createdAt: r.created_at }));
 }
 
-/** Oldest first, strictly after `afterId` (UUIDv7, so id order is creation order): what a resuming stream missed. */
-export async function listNotificationsAfter(db: Knex, userId: string, afterId: string, limit: number): Promise<Notification[]> {
-  const rows = (await db.withSchema(NOTIFICATIONS).from('notifications').select('id', 'kind', 'text', 'data', 'created_at')
+/** A notification with its place in the user's stream (the SSE `id:`). */
+export interface StreamedNotification extends Notification {
+  position: number;
+}
+
+/**
+ * Oldest first, strictly after `position` in the user's stream: what a
+ * stream has not sent yet. Positions follow commit order (see
+ * nextStreamPosition in src/workers/notifications.ts), so once a reader
+ * has seen one, nothing below it can still appear.
+ */
+export async function listNotificationsAfter(db: Knex, userId: string, position: number, limit: number): Promise<StreamedNotification[]> {
+  const rows = (await db.withSchema(NOTIFICATIONS).from('notifications').select('id', 'kind', 'text', 'data', 'created_at', 'seq')
     .where('user_id', userId)
-    .andWhere('id', '>', afterId)
-    .orderBy('id', 'asc')
-    .limit(limit)) as NotificationRow[];
-  return rows.map((r) => ({ id: r.id, kind: r.kind, text: r.text, data: parseData(r.data), createdAt: r.created_at }));
+    .andWhere('seq', '>', position)
+    .orderBy('seq', 'asc')
+    .limit(limit)) as (NotificationRow & { seq: number | string })[];
+  return rows.map((r) => ({ id: r.id, kind: r.kind, text: r.text, data: parseData(r.data), createdAt: r.created_at, position: Number(r.seq) }));
+}
+
+/** The position of the user's newest stored notification (0: none yet). */
+export async function latestStreamPosition(db: Knex, userId: string): Promise<number> {
+  const row = (await db.withSchema(NOTIFICATIONS).from('notifications').where('user_id', userId).max({ seq: 'seq' }).first()) as { seq: number | string | null } | undefined;
+  return Number(row?.seq ?? 0);
+}
+
+/**
+ * The position a notification id stands for, for a client that still holds
+ * an id from before streams sent positions: that notification's own, else
+ * (an id this user has no notification under) the newest at or before it
+ * in id order, which is where the id-ordered stream would have resumed.
+ */
+export async function streamPositionOfId(db: Knex, userId: string, notificationId: string): Promise<number> {
+  const own = (await db.withSchema(NOTIFICATIONS).from('notifications').select('seq').where({ user_id: userId, id: notificationId }).first()) as
+    | { seq: number | string | null }
+    | undefined;
+  if (own?.seq != null) return Number(own.seq);
+  const row = (await db.withSchema(NOTIFICATIONS).from('notifications').where('user_id', userId).andWhere('id', '<=', notificationId).max({ seq: 'seq' }).first()) as
+    | { seq: number | string | null }
+    | undefined;
+  return Number(row?.seq ?? 0);
+}
+
+/**
+ * Where a stream starts for the `id:` a client last received: without one,
+ * at the newest stored notification (what came before is not news). A
+ * position past everything stored was never sent, by this API or any other
+ * (one that was sent is committed): it is taken as the newest, so that a
+ * made-up Last-Event-ID cannot make the client skip what is stored next.
+ */
+export async function streamStartPosition(db: Knex, userId: string, lastEventId?: string): Promise<number> {
+  const latest = await latestStreamPosition(db, userId);
+  if (lastEventId === undefined) return latest;
+  const claimed = /^[0-9]+$/.test(lastEventId) ? Number(lastEventId) : await streamPositionOfId(db, userId, lastEventId);
+  return Math.min(claimed, latest);
 }

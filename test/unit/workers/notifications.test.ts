@@ -10,6 +10,7 @@ import { migrateService } from '../../../src/db/migrate';
 import { isUuidV7, newId } from '../../../src/domain/ids';
 import type { WarrenMessage } from '../../../src/domain/messages';
 import type { LiveNotification } from '../../../src/domain/liveNotification';
+import { STREAM_COUNTERS_TABLE } from '../../../src/db/migrations/notifications';
 import { notificationsWorker, notificationsWorkerWith } from '../../../src/workers/notifications';
 import type { HandlerContext } from '../../../src/broker/handler';
 
@@ -57,6 +58,7 @@ describe('notificationsWorker', () => {
   });
   beforeEach(async () => {
     await db('notifications').delete();
+    await db(STREAM_COUNTERS_TABLE).delete();
   });
 
   const handle = (message: WarrenMessage<'user.updated' | 'user.followed'>) =>
@@ -124,6 +126,32 @@ describe('notificationsWorker', () => {
       .catch((e: unknown) => e);
     expect(err).to.have.property('message', 'abort');
     expect(await notifications()).to.deep.equal([]);
+  });
+
+  it("numbers each user's notifications 1, 2, 3 ... in the transaction that stores them; a rolled-back one takes no number", async () => {
+    await handle(userFollowed('bob'));
+    await db
+      .transaction(async (tx) => {
+        await notificationsWorker.handle(userFollowed('carol'), tx, ctx);
+        throw new Error('abort');
+      })
+      .catch(() => undefined);
+    await handle(userUpdated({ displayName: { from: 'A', to: 'B' } }));
+    // Another user's stream counts on its own.
+    await handle({ ...userFollowed('alice'), body: { followerId: ALICE, followeeId: BOB, at: '2026-11-25T11:58:00.000Z', followerHandle: 'alice' } });
+    await db.transaction(async (tx) => {
+      // Two in one transaction (a batch) take consecutive numbers.
+      await notificationsWorker.handle(userFollowed('dave'), tx, ctx);
+      await notificationsWorker.handle(userFollowed('erin'), tx, ctx);
+    });
+    const rows = (await db('notifications').select('user_id', 'text', 'seq').orderBy(['user_id', 'seq'])) as { user_id: string; text: string; seq: number }[];
+    expect(rows.filter((r) => r.user_id === ALICE).map((r) => [Number(r.seq), r.text])).to.deep.equal([
+      [1, '@bob followed you'],
+      [2, 'Your displayName changed from "A" to "B"'],
+      [3, '@dave followed you'],
+      [4, '@erin followed you'],
+    ]);
+    expect(rows.filter((r) => r.user_id === BOB).map((r) => Number(r.seq))).to.deep.equal([1]);
   });
 
   describe('with a live sink', () => {
