@@ -13,7 +13,7 @@ import {
   userAnalytics,
   userResponse,
 } from './responses';
-import { createTweetBody, createUserBody, listQuery, patchUserBody, streamQuery, topQuery } from './validation';
+import { createTweetBody, createUserBody, listQuery, patchUserBody, STREAM_POSITION_PATTERN, streamQuery, topQuery } from './validation';
 
 /**
  * The OpenAPI 3.1 document, generated from the zod schemas that validate
@@ -105,13 +105,13 @@ export const operations: OperationSpec[] = [
   },
   {
     method: 'get', path: '/users/:id/notifications/stream', summary: 'The user’s notifications as Server-Sent Events', tag: 'notifications',
-    auth: true, params: user, query: streamQuery, resumable: true, errors: [503],
+    auth: true, params: user, query: streamQuery, resumable: true, errors: [429, 503],
     ok: {
       200: {
         description:
-          'An event stream that stays open. Each notification is one event: `id:` the notification id, `event: notification`, ' +
-          '`data:` the notification as JSON (the Notification schema). It first sends the stored notifications after ' +
-          '`Last-Event-ID` (or `lastEventId`), then live ones, each once; comment lines are heartbeats.',
+          'An event stream that stays open. Each notification is one event: `id:` its position in the user’s stream (commit order), ' +
+          '`event: notification`, `data:` the notification as JSON (the Notification schema). It first sends the stored notifications after ' +
+          '`Last-Event-ID` (or `lastEventId`), then each one stored later, each once; comment lines are heartbeats.',
         contentType: 'text/event-stream',
         schema: z.string(),
       },
@@ -158,6 +158,7 @@ const STATUS_TEXT: Record<number, string> = {
   409: 'conflict: handle taken, or an Idempotency-Key reused with another body',
   413: 'the body is larger than http.bodyLimitBytes',
   415: 'the body is not application/json',
+  429: 'too many open streams (streams.maxPerUser, streams.maxPerProcess); see Retry-After',
   503: 'unavailable for now; see Retry-After',
 };
 
@@ -197,6 +198,8 @@ function schemaOf(schema: z.ZodType, inline: Map<z.ZodType, JsonSchema>): JsonSc
 
 const requestIdHeader = { 'x-request-id': { description: 'the request id (the caller’s if sane, else generated)', schema: { type: 'string' } } };
 
+const retryAfterHeader = { 'retry-after': { description: 'seconds to wait before trying again', schema: { type: 'integer', minimum: 1 } } };
+
 function errorStatuses(op: OperationSpec): number[] {
   const statuses = new Set(op.errors ?? []);
   if (op.query || op.body || op.params) statuses.add(400);
@@ -230,8 +233,8 @@ function parametersOf(op: OperationSpec, inline: Map<z.ZodType, JsonSchema>): Js
   }
   if (op.resumable) {
     out.push({
-      name: 'Last-Event-ID', in: 'header', required: false, schema: { type: 'string', format: 'uuid' },
-      description: 'sent by a reconnecting EventSource: the stored notifications after this id are sent first',
+      name: 'Last-Event-ID', in: 'header', required: false, schema: { type: 'string', pattern: STREAM_POSITION_PATTERN.source },
+      description: 'sent by a reconnecting EventSource: the stored notifications after this event are sent first',
     });
   }
   return out;
@@ -249,7 +252,7 @@ function operationObject(op: OperationSpec, inline: Map<z.ZodType, JsonSchema>):
   for (const status of errorStatuses(op)) {
     responses[String(status)] ??= {
       description: STATUS_TEXT[status] ?? 'error',
-      headers: requestIdHeader,
+      headers: status === 429 ? { ...requestIdHeader, ...retryAfterHeader } : requestIdHeader,
       content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
     };
   }

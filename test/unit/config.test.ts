@@ -16,6 +16,13 @@ describe('configuration', () => {
     expect(() => loadConfig({ WARREN_CONFIG: '{oops' })).to.throw(ConfigError, /WARREN_CONFIG/);
   });
 
+  it('caps open notification streams at 5 per user by default, and refuses a cap that is not a positive integer', () => {
+    expect(loadConfig({}).streams.maxPerUser).to.equal(5);
+    expect(loadConfig({ WARREN_STREAMS_MAX_PER_PROCESS: '50' }).streams.maxPerProcess).to.equal(50);
+    expect(() => loadConfig({ WARREN_STREAMS_MAX_PER_USER: '0' })).to.throw(ConfigError, /^config: streams\.maxPerUser \(WARREN_STREAMS_MAX_PER_USER\): /);
+    expect(() => loadConfig({ WARREN_STREAMS_MAX_PER_PROCESS: 'lots' })).to.throw(ConfigError, /^config: streams\.maxPerProcess \(WARREN_STREAMS_MAX_PER_PROCESS\): /);
+  });
+
   it('chooses the SQLite driver, and names the key of an unknown one', () => {
     expect(loadConfig({ WARREN_DATABASE_SQLITE_DRIVER: 'better-sqlite3' }).database.sqliteDriver).to.equal('better-sqlite3');
     expect(loadConfig({ WARREN_DATABASE_SQLITE_DRIVER: 'sqlite3' }).database.sqliteDriver).to.equal('sqlite3');

@@ -6,6 +6,7 @@ import { createApp } from '../../../src/api/app';
 import type { ApiState } from '../../../src/api/context';
 import { openApiPath, operations } from '../../../src/api/openapi';
 import { errorBody } from '../../../src/api/responses';
+import { STREAM_POSITION_PATTERN } from '../../../src/api/validation';
 import { HANDLE_PATTERN } from '../../../src/domain/text';
 import { createUser, startApi, type ApiHarness } from './harness';
 
@@ -71,6 +72,10 @@ describe('api: GET /openapi.json', () => {
     const stream = doc.paths['/users/{id}/notifications/stream'].get;
     expect(stream.parameters.map((p: Json) => `${p.in}:${p.name}`)).to.deep.equal(['path:id', 'query:lastEventId', 'header:Last-Event-ID']);
     expect(Object.keys(stream.responses['200'].content)).to.deep.equal(['text/event-stream']);
+    // Past streams.maxPerUser or streams.maxPerProcess: the error shape, with Retry-After.
+    expect(stream.responses['429'].content['application/json'].schema).to.deep.equal({ $ref: '#/components/schemas/Error' });
+    expect(Object.keys(stream.responses['429'].headers)).to.include('retry-after');
+    expect(stream.parameters.find((p: Json) => p.name === 'Last-Event-ID').schema.pattern).to.equal(STREAM_POSITION_PATTERN.source);
   });
 
   it('declares bearer auth, the error shape and the list shape', () => {
