@@ -1,4 +1,8 @@
 import { expect } from 'chai';
+import { LIVE_EXCHANGE } from '../../src/broker/live';
+import { LIVE_NOTIFICATION_TYPE } from '../../src/domain/liveNotification';
+import { APP_ID } from '../../src/domain/messages';
+import { rawPublish } from '../support/amqp';
 import { SseClient } from '../support/sse';
 import { freePort, TestSystem, TEST_DB, waitFor, type WarrenProcess } from '../support/system';
 
@@ -71,7 +75,8 @@ describe(`Live notifications over SSE across API processes (${TEST_DB})`, functi
     const [n] = client.notifications();
     expect(n).to.include({ kind: 'new_follower' });
     expect(n.text).to.include('followed you');
-    expect(client.events[0]!.id).to.equal(n.id);
+    // `id:` is the notification's stream position, not its id (see the resume test in stream-order.test.ts).
+    expect(client.events[0]!.id).to.match(/^[0-9]+$/);
     // The same notification is stored, under the same id.
     const list = await sys.request('GET', `/users/${ada.id}/notifications`, { token: ada.token });
     expect(list.json.items.map((i: { id: string }) => i.id)).to.include(n.id);
@@ -125,6 +130,43 @@ describe(`Live notifications over SSE across API processes (${TEST_DB})`, functi
     expect(ids).to.have.length(3);
     expect(ids).to.not.include(lastSeen);
     expect(resumed.notifications()[2].text).to.include('"Ada four"');
+  });
+
+  it('never sends a client what arrives on notifications.live without being stored (a forged message, raw amqplib)', async () => {
+    const client = await stream();
+    const before = client.events.length;
+    // Well-formed, addressed to ada, marked as Warren's own, with an id from far in the future:
+    // sent on, its id would become the client's Last-Event-ID and make it skip real ones.
+    const forged = {
+      id: 'fffffff0-0000-7000-8000-000000000000',
+      userId: ada.id,
+      kind: 'new_follower',
+      text: 'forged: @mallory followed you',
+      data: null,
+      createdAt: new Date().toISOString(),
+    };
+    await rawPublish(sys.amqpUrl, LIVE_EXCHANGE, '', JSON.stringify(forged), {
+      contentType: 'application/json', type: LIVE_NOTIFICATION_TYPE, appId: APP_ID, messageId: forged.id, persistent: false,
+    });
+    // Then a real one: it arrives, and the forged one never did, before or after it.
+    expect((await change('PATCH', `/users/${ada.id}`, ada.token, { displayName: 'Ada real' })).status).to.equal(200);
+    await client.waitUntil('the real change', (c) => c.notifications().some((n) => n.text.includes('"Ada real"')), 5000);
+    await new Promise((r) => setTimeout(r, 500));
+    const got = client.notifications().slice(before);
+    expect(got.map((n) => n.text)).to.deep.equal(['Your displayName changed from "Ada four" to "Ada real"']);
+    const stored = await sys.request('GET', `/users/${ada.id}/notifications?limit=100`, { token: ada.token });
+    const storedIds = stored.json.items.map((i: { id: string }) => i.id);
+    expect(storedIds).to.not.include(forged.id);
+    expect(got.map((n) => n.id).every((id) => storedIds.includes(id)), 'everything sent is stored').to.equal(true);
+    const lastSeen = client.events.at(-1)!.id!;
+    await client.close();
+
+    // Resuming from what the client last got misses nothing stored after it.
+    expect((await change('PATCH', `/users/${ada.id}`, ada.token, { displayName: 'Ada after' })).status).to.equal(200);
+    const resumed = await stream({ 'last-event-id': lastSeen });
+    await resumed.waitUntil('the change made while away', (c) => c.events.length >= 1, 5000);
+    expect(resumed.notifications().map((n) => n.text)).to.deep.equal(['Your displayName changed from "Ada real" to "Ada after"']);
+    await resumed.close();
   });
 
   it('shuts the second API down promptly with a stream open, ending the stream', async () => {
