@@ -1,6 +1,7 @@
 import os from 'node:os';
 import type { Channel, ConsumeMessage } from 'amqplib';
 import type { Knex } from 'knex';
+import { PermanentError } from '../domain/errors';
 import { decodeDelivery, type WarrenMessage } from '../domain/messages';
 import { newId } from '../domain/ids';
 import { deliveryLogger, type Logger } from '../log';
@@ -10,6 +11,7 @@ import { ManagedChannel } from './channel';
 import type { BrokerConnection } from './connection';
 import { DeliveryLane, type BatchDelivery } from './deliveryLane';
 import { applyInOneTransaction, MessageFailedError, type CommittedEffects } from './effectTransaction';
+import { foreignHeaderProblem, trustedHeaders } from './foreignHeaders';
 import { copiedProperties, type ConfirmPublisher, type PublishRequest } from './publisher';
 import { decideFailure, errorText, failureHeaders, previousAttempts, type DelayStep, type ParkKind } from './retry';
 import { RETURN_EXCHANGE } from './topology';
@@ -260,7 +262,11 @@ export class QueueConsumer {
   private decode(ch: Channel, msg: ConsumeMessage): WarrenMessage | 'ignored' | Promise<Outcome | undefined> {
     try {
       const decoded = decodeDelivery(rawDelivery(msg), this.opts.worker.handles);
-      return decoded.kind === 'unhandled' ? 'ignored' : decoded.message;
+      if (decoded.kind === 'unhandled') return 'ignored';
+      // Its retry or park copy could not carry such headers: parked now, with them left out.
+      const headerProblem = foreignHeaderProblem(msg.properties.headers ?? {});
+      if (headerProblem) throw new PermanentError(headerProblem);
+      return decoded.message;
     } catch (err) {
       return this.fail(ch, msg, err, attemptOf(msg));
     }
@@ -325,7 +331,7 @@ export class QueueConsumer {
       routingKey: worker.queue,
       content: msg.content,
       // A message parked for lacking a message_id gets one, so its park can be confirmed.
-      properties: copiedProperties(msg.properties, (msg.properties.messageId as string | undefined) ?? `missing-${newId()}`, failureHeaders(msg.properties.headers ?? {}, record, kind)),
+      properties: copiedProperties(msg.properties, (msg.properties.messageId as string | undefined) ?? `missing-${newId()}`, failureHeaders(headersOf(msg), record, kind)),
     };
     const delivered = await this.publishUntilConfirmed(ch, request);
     if (!delivered) return undefined;
@@ -353,7 +359,8 @@ export class QueueConsumer {
           return true;
         } catch (err) {
           this.failingCopies.set(attempt, `${request.exchange}: ${(err as Error).message}`);
-          deliveryLogger(this.opts.log, request.properties).error({ exchange: request.exchange, routingKey: request.routingKey, err: (err as Error).message }, 'retry/park publish failed; original kept unacked');
+          const { messageId } = request.properties;
+          deliveryLogger(this.opts.log, request.properties).error({ messageId, exchange: request.exchange, routingKey: request.routingKey, err: (err as Error).message }, 'retry/park publish failed; original kept unacked');
           await new Promise((r) => setTimeout(r, delay));
           delay = Math.min(delay * 2, MAX_REPUBLISH_DELAY_MS);
         }
@@ -396,8 +403,13 @@ export class QueueConsumer {
   }
 }
 
+/** Its headers, x-warren-* ones only when Warren wrote them (src/broker/foreignHeaders.ts). */
+function headersOf(msg: ConsumeMessage): Record<string, unknown> {
+  return trustedHeaders(msg.properties.headers ?? {}, msg.fields.exchange);
+}
+
 function attemptOf(msg: ConsumeMessage): number {
-  return previousAttempts(msg.properties.headers ?? {}) + 1;
+  return previousAttempts(headersOf(msg)) + 1;
 }
 
 function rawDelivery(msg: ConsumeMessage) {
