@@ -3,6 +3,7 @@ import { vhostOf } from '../config';
 import { headerString } from '../domain/messages';
 import { createLogger, type Logger } from '../log';
 import { connectBroker, connectionName } from './connection';
+import { installInt64Headers } from './int64';
 import { withoutPassword } from './management';
 import { ConfirmPublisher, copiedProperties, type PublishRequest } from './publisher';
 import { isBrokerHeader, WARREN_HEADERS } from './retry';
@@ -51,6 +52,9 @@ export class DlqError extends Error {
     this.name = 'DlqError';
   }
 }
+
+// A re-parked or replayed copy keeps a 64-bit integer header exact.
+installInt64Headers();
 
 const KINDS: readonly string[] = ['permanent', 'exhausted', 'crash-loop'];
 
