@@ -3,10 +3,11 @@ import { vhostOf } from '../config';
 import { headerString } from '../domain/messages';
 import { createLogger, type Logger } from '../log';
 import { connectBroker, connectionName } from './connection';
+import { boundForeignHeaders, describeDropped } from './foreignHeaders';
 import { installInt64Headers } from './int64';
 import { withoutPassword } from './management';
 import { ConfirmPublisher, copiedProperties, type PublishRequest } from './publisher';
-import { isBrokerHeader, WARREN_HEADERS } from './retry';
+import { isBrokerHeader, MAX_ERROR_BYTES, truncateUtf8, WARREN_HEADERS } from './retry';
 import { dlqOf, PARK_EXCHANGE, RETURN_EXCHANGE } from './topology';
 
 /**
@@ -253,8 +254,23 @@ function reparkRequest(msg: GetMessage, queue: string): PublishRequest | undefin
     exchange: PARK_EXCHANGE,
     routingKey: queue,
     content: msg.content,
-    properties: copiedProperties(p, messageId, headers),
+    properties: copiedProperties(p, messageId, copyable(headers)),
   };
+}
+
+/**
+ * A copy's headers, less the foreign ones it could not carry (parked by the
+ * broker, or by a Warren before foreign headers were bounded: nested too
+ * deep to encode again, too large): those are left out and named, so one
+ * such message does not stop a replay.
+ */
+function copyable(headers: Record<string, unknown>): Record<string, unknown> {
+  const { dropped } = boundForeignHeaders(headers);
+  if (dropped.length === 0) return headers;
+  const out = { ...headers };
+  for (const { name } of dropped) delete out[name];
+  out[WARREN_HEADERS.headersDropped] = truncateUtf8(describeDropped(dropped), MAX_ERROR_BYTES);
+  return out;
 }
 
 /** The copy sent back: same body and properties, without the parking headers. */
@@ -269,7 +285,7 @@ function replayRequest(msg: GetMessage): PublishRequest | string {
     exchange: RETURN_EXCHANGE,
     routingKey: park.originalQueue,
     content: msg.content,
-    properties: copiedProperties(p, park.messageId, headers),
+    properties: copiedProperties(p, park.messageId, copyable(headers)),
   };
 }
 

@@ -3,6 +3,7 @@ import type { GetMessage, Options } from 'amqplib';
 import { expect } from 'chai';
 import { headerString } from '../../src/domain/messages';
 import { Int64Header, installInt64Headers } from '../../src/broker/int64';
+import { replayParked } from '../../src/broker/dlq';
 import type { QueueInfo } from '../../src/broker/management';
 import { MAX_ERROR_BYTES, MAX_WARREN_HEADER_BYTES, warrenHeaderBytes } from '../../src/broker/retry';
 import { peek, queueStats, rawPublish } from '../support/amqp';
@@ -281,6 +282,29 @@ describe(`hostile messages at the workers (${TEST_DB})`, function () {
         expect(await sys.consumers(QUEUE[exchange])).to.be.at.least(1);
         expect(await depth(QUEUE[exchange])).to.equal(0);
       }
+    });
+
+    it('warren dlq replay gets past a message parked with a header nested 3,000 levels deep, and replays it without that header', async () => {
+      const dlq = `${QUEUE.tweets}.dlq`;
+      // As a broker parks it (a crash loop) or an older Warren did: the deep header still on it.
+      const draft = validDraft('tweets', 'parked with a deep header');
+      const id = String(draft.props.messageId);
+      await rawFramePublish(sys.amqpUrl, 'warren.dlx', QUEUE.tweets, bytesOf(draft.body), {
+        contentType: 'application/json', messageId: id, type: 'tweet.created', correlationId: 'parked with a deep header',
+        headers: { 'x-schema-version': '1.0', 'x-warren-original-queue': QUEUE.tweets, 'x-warren-error': 'parked before', deep: nestedTable(3000) },
+      });
+      expect(await depth(dlq)).to.equal(cases.length + 1);
+      // Nothing selected: every message, the deep one too, is copied back to the DLQ.
+      const none = await replayParked(sys.amqpUrl, QUEUE.tweets, { ids: ['nothing-has-this-id'] });
+      expect(none).to.include({ replayed: 0, skipped: cases.length + 1 });
+      const copy = (await peek(sys.amqpUrl, dlq, cases.length + 5)).find((m) => m.properties.messageId === id);
+      expect(copy?.properties.headers).to.not.have.property('deep');
+      expect(headerString(copy?.properties.headers?.['x-warren-headers-dropped'])).to.equal('header "deep" is nested more than 16 levels deep');
+      // Its body is valid: replayed without the header, it is applied.
+      const replay = await replayParked(sys.amqpUrl, QUEUE.tweets, { ids: [id] });
+      expect(replay.replayed).to.equal(1);
+      await waitFor('the replayed tweet to be counted', async () => (await sys.request('GET', `/analytics/users/${user.id}`)).json?.tweetCount === 2, 30_000);
+      expect(await depth(dlq)).to.equal(cases.length);
     });
   });
 });
