@@ -12,8 +12,8 @@ import type { BrokerConnection } from './connection';
 import { DeliveryLane, type BatchDelivery } from './deliveryLane';
 import { applyInOneTransaction, MessageFailedError, type CommittedEffects } from './effectTransaction';
 import { foreignHeaderProblem, trustedHeaders } from './foreignHeaders';
-import { copiedProperties, type ConfirmPublisher, type PublishRequest } from './publisher';
-import { decideFailure, errorText, failureHeaders, previousAttempts, type DelayStep, type ParkKind } from './retry';
+import { copiedProperties, PublishError, type ConfirmPublisher, type PublishRequest } from './publisher';
+import { decideFailure, errorText, failureHeaders, previousAttempts, withOnlyWarrenHeaders, type DelayStep, type ParkKind } from './retry';
 import { RETURN_EXCHANGE } from './topology';
 
 export interface QueueConsumerOptions {
@@ -348,7 +348,8 @@ export class QueueConsumer {
    * leaves the original unacked and is tried again while its channel lives;
    * until then the consumer reports it cannot retry or park.
    */
-  private async publishUntilConfirmed(ch: Channel, request: PublishRequest): Promise<boolean> {
+  private async publishUntilConfirmed(ch: Channel, copy: PublishRequest): Promise<boolean> {
+    let request = copy;
     const attempt = Symbol(request.properties.messageId);
     let delay = 500;
     try {
@@ -361,6 +362,10 @@ export class QueueConsumer {
           this.failingCopies.set(attempt, `${request.exchange}: ${(err as Error).message}`);
           const { messageId } = request.properties;
           deliveryLogger(this.opts.log, request.properties).error({ messageId, exchange: request.exchange, routingKey: request.routingKey, err: (err as Error).message }, 'retry/park publish failed; original kept unacked');
+          // The same copy would fail the same way for ever.
+          if (err instanceof PublishError && err.reason === 'unencodable') {
+            request = { ...request, properties: { ...request.properties, headers: withOnlyWarrenHeaders(request.properties.headers ?? {}, err.message) } };
+          }
           await new Promise((r) => setTimeout(r, delay));
           delay = Math.min(delay * 2, MAX_REPUBLISH_DELAY_MS);
         }

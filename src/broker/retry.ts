@@ -96,6 +96,18 @@ export function failureHeaders(original: Record<string, unknown>, rec: FailureRe
   return { ...kept, ...warren };
 }
 
+/**
+ * A copy whose headers amqplib still could not encode (a shape the bounds
+ * do not know): only Warren's headers go, with a note, so the copy cannot
+ * fail the same way again.
+ */
+export function withOnlyWarrenHeaders(headers: Record<string, unknown>, why: string): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(headers)) if (k.startsWith('x-warren-')) out[k] = v;
+  out[WARREN_HEADERS.headersDropped] = truncateUtf8(`all of the original's own headers: the copy could not be encoded (${why})`, MAX_ERROR_BYTES);
+  return out;
+}
+
 function isoTime(value: string | undefined): string | undefined {
   if (!value || value.length > 40 || Number.isNaN(Date.parse(value))) return undefined;
   return new Date(value).toISOString();

@@ -55,6 +55,24 @@ describe('QueueConsumer parking', () => {
     }
   });
 
+  it('sends a copy amqplib could not encode again with only Warren\'s headers, once', async () => {
+    const sent: PublishRequest[] = [];
+    const { c, ch } = consumer(async (req) => {
+      sent.push(req);
+      if (sent.length === 1) throw new PublishError('unencodable', 'Unknown type to encode: symbol');
+    });
+    try {
+      expect(await c.process(ch, tweet({ traceparent: 't', odd: 'x' }, { contentType: 'text/plain' }))).to.equal('parked');
+      expect(sent).to.have.length(2);
+      const h = sent[1]!.properties.headers as Record<string, unknown>;
+      expect(Object.keys(h).every((k) => k.startsWith('x-warren-'))).to.equal(true);
+      expect(h['x-warren-headers-dropped']).to.match(/could not be encoded \(publish unencodable: Unknown type to encode: symbol\)/);
+      expect(h['x-warren-error-kind']).to.equal('permanent');
+    } finally {
+      await c.stop(100);
+    }
+  });
+
   it("ignores forged x-warren-* headers on a first delivery, and trusts Warren's on a retry", async () => {
     const sent: PublishRequest[] = [];
     const { c, ch } = consumer(async (req) => void sent.push(req));
