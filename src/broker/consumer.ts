@@ -11,6 +11,7 @@ import { ManagedChannel } from './channel';
 import type { BrokerConnection } from './connection';
 import { DeliveryLane, type BatchDelivery } from './deliveryLane';
 import { applyInOneTransaction, MessageFailedError, type CommittedEffects } from './effectTransaction';
+import { TransientError } from '../domain/errors';
 import { foreignHeaderProblem, trustedHeaders } from './foreignHeaders';
 import { copiedProperties, PublishError, type ConfirmPublisher, type PublishRequest } from './publisher';
 import { decideFailure, errorText, failureHeaders, previousAttempts, withOnlyWarrenHeaders, type DelayStep, type ParkKind } from './retry';
@@ -27,6 +28,14 @@ export interface QueueConsumerOptions {
   batchSize?: number;
   /** Bounds one transaction, whether it holds one message or a batch. */
   handlerTimeoutMs: number;
+  /**
+   * A delivery of a batch that failed is acked, or sent to its retry, within
+   * about this long of its arrival: it runs again alone only while that run
+   * (up to `handlerTimeoutMs`) still ends in time. Keep it well under the
+   * broker's consumer timeout (30 min), which closes the channel of a
+   * delivery held longer. 5 minutes by default.
+   */
+  batchDeadlineMs?: number;
   maxAttempts: number;
   steps: DelayStep[];
   log: Logger;
@@ -49,6 +58,8 @@ let consumerSeq = 0;
 /** A retry or park the broker refuses is tried again at most this far apart. */
 const MAX_REPUBLISH_DELAY_MS = 10_000;
 
+const DEFAULT_BATCH_DEADLINE_MS = 5 * 60 * 1000;
+
 /**
  * The one place where a delivery is handled and acknowledged, for every
  * worker. Invariants:
@@ -57,7 +68,10 @@ const MAX_REPUBLISH_DELAY_MS = 10_000;
  * - first deliveries that arrive together are applied together, in one
  *   transaction, and acked together once it committed; if it fails, nothing
  *   of it is acked and each message runs again alone, in its own
- *   transaction, so a poison message is retried or parked by itself;
+ *   transaction, so a poison message is retried or parked by itself, as
+ *   long as that ends within `batchDeadlineMs` of its arrival: the others go
+ *   to their retry at once, unrun, so that none is held unacked past the
+ *   broker's consumer timeout;
  * - the ack goes to the channel the delivery arrived on; if that channel has
  *   closed, nothing is acked (the broker has requeued the message): delivery
  *   tags restart at 1 on every channel, so a stale tag would ack another message;
@@ -73,6 +87,8 @@ export class QueueConsumer {
   private readonly inFlight = new Set<Promise<void>>();
   /** Retry/park copies not confirmed yet, each holding its original unacked: why each failed last. */
   private readonly failingCopies = new Map<symbol, string>();
+  /** When each delivery reached its lane: the deadline of a failed batch's fallback counts from there. */
+  private readonly arrivals = new WeakMap<ConsumeMessage, number>();
   private cancelledByBroker = false;
   private stopping = false;
   readonly counts: Record<Outcome | 'stale' | 'redelivered', number> = { applied: 0, duplicate: 0, ignored: 0, retried: 0, parked: 0, stale: 0, redelivered: 0 };
@@ -101,7 +117,10 @@ export class QueueConsumer {
           prefetch: opts.prefetch,
           batchSize: opts.batchSize ?? opts.prefetch,
           consumerTag: () => `warren ${worker.name} ${os.hostname()} pid ${process.pid} #${++consumerSeq}`,
-          received: (msg) => acks.received(msg),
+          received: (msg) => {
+            acks.received(msg);
+            this.arrivals.set(msg, Date.now());
+          },
           run: (msg, handled) => this.track(ch, msg, handled),
           runBatch: (batch) => this.trackBatch(ch, batch),
           onCancelled: () => this.onCancelled(ch),
@@ -200,7 +219,9 @@ export class QueueConsumer {
    * acked: a message whose own handler failed (or the only one) is retried
    * or parked with that error, the others run again one at a time
    * (`process`), so they are applied exactly once and a poison message
-   * fails alone.
+   * fails alone; one whose run alone would not end within
+   * `batchDeadlineMs` of its arrival is sent to its retry instead, unrun
+   * (an attempt), and acked once that copy is confirmed.
    */
   async processBatch(ch: Channel, batch: BatchDelivery[]): Promise<void> {
     const alone: Promise<void>[] = [];
@@ -238,10 +259,20 @@ export class QueueConsumer {
         const culprit = failure instanceof MessageFailedError ? failure.culprit : valid.length === 1 ? valid[0]!.message : undefined;
         if (valid.length > 1) this.opts.log.warn({ messages: valid.length, culprit: culprit?.messageId, err: errorText(failure) }, 'batch failed; its messages run again one at a time');
         // One after another (not waiting for retry or park copies): alone in the store too, so no two of them contend for a row.
+        let unrun = 0;
         for (const { delivery, message } of valid) {
           if (message === culprit) {
             delivery.handled();
             alone.push(this.settleAlone(ch, delivery, this.handlerFailed(ch, delivery.msg, message, failure)));
+            continue;
+          }
+          // Every run may take the handler timeout (a locked store): rerunning a whole prefetch
+          // would hold the last ones unacked past the broker's consumer timeout, which closes
+          // the channel and hands them all back. What cannot run in time goes to its retry now.
+          if (!this.canRunAlone(delivery.msg)) {
+            unrun++;
+            delivery.handled();
+            alone.push(this.settleAlone(ch, delivery, this.fail(ch, delivery.msg, this.outOfTime(failure), attemptOf(delivery.msg))));
             continue;
           }
           let handlerDone!: () => void;
@@ -253,9 +284,25 @@ export class QueueConsumer {
           alone.push(run);
           await Promise.race([handled, run]);
         }
+        if (unrun > 0) this.opts.log.warn({ messages: unrun, batchDeadlineMs: this.batchDeadlineMs }, 'failed batch out of time: messages sent to their retry without running alone');
       }
     }
     await Promise.all(alone);
+  }
+
+  private get batchDeadlineMs(): number {
+    return this.opts.batchDeadlineMs ?? DEFAULT_BATCH_DEADLINE_MS;
+  }
+
+  /** Whether a run alone, up to the handler timeout, would end within the deadline counted from the delivery's arrival. */
+  private canRunAlone(msg: ConsumeMessage): boolean {
+    const arrived = this.arrivals.get(msg) ?? Date.now();
+    return Date.now() + this.opts.handlerTimeoutMs <= arrived + this.batchDeadlineMs;
+  }
+
+  /** Transient whatever failed the batch: the message itself was never tried alone. */
+  private outOfTime(failure: unknown): TransientError {
+    return new TransientError(`not run: its batch failed and a run alone would not end within ${this.batchDeadlineMs} ms of its delivery (${errorText(failure)})`);
   }
 
   /** A message decoded for this worker, 'ignored' (a type it does not handle), or its park under way. */
