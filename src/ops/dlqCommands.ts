@@ -1,4 +1,3 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline/promises';
 import pino from 'pino';
@@ -6,6 +5,7 @@ import type { Config } from '../config';
 import { countParked, DlqError, exportParked, listParked, purgeParked, replayParked, type ParkedMessage, type ReplayResult } from '../broker/dlq';
 import { dlqOf } from '../broker/topology';
 import type { Logger } from '../log';
+import { writeOwnerOnlyFile } from './exportFile';
 import { OperatorError } from './operatorError';
 import { bar, ProgressLine } from './progress';
 import { formatAge, renderTable } from './table';
@@ -23,9 +23,20 @@ function operatorLog(config: Config): Logger {
   return pino({ name: 'dlq', level }, pino.destination(2));
 }
 
+/** A UUID's length. */
+const MESSAGE_ID_WIDTH = 36;
+
 export function parkedTable(parked: ParkedMessage[], now = Date.now()): string {
   return renderTable(
-    [{ title: 'MESSAGE ID' }, { title: 'TYPE' }, { title: 'KIND' }, { title: 'ATTEMPTS', align: 'right' }, { title: 'AGE', align: 'right' }, { title: 'REASON', maxWidth: 70 }],
+    // A UUID fits whole; a longer id (another publisher's choice) is cut in its middle, `--json` shows it whole.
+    [
+      { title: 'MESSAGE ID', maxWidth: MESSAGE_ID_WIDTH, ellipsis: 'middle' },
+      { title: 'TYPE', maxWidth: 24 },
+      { title: 'KIND' },
+      { title: 'ATTEMPTS', align: 'right' },
+      { title: 'AGE', align: 'right' },
+      { title: 'REASON', maxWidth: 70 },
+    ],
     parked.map((p) => [
       p.messageId ?? '(none)',
       p.type ?? '(none)',
@@ -50,6 +61,7 @@ export async function dlqList(config: Config, queue: string, opts: { limit: numb
   }
   print(`${dlqOf(queue)}: ${total} parked${total > parked.length ? `, the first ${parked.length} shown (-n to see more)` : ''}`);
   print(parkedTable(parked));
+  if (parked.some((p) => Array.from(p.messageId ?? '').length > MESSAGE_ID_WIDTH)) print(`(message ids longer than ${MESSAGE_ID_WIDTH} characters are shortened with …; --json shows them whole, for --id)`);
 }
 
 export interface ReplayArgs {
@@ -125,17 +137,14 @@ export async function dlqReplay(config: Config, queue: string, args: ReplayArgs,
 }
 
 /**
- * Writes the parked messages to `file` without removing them. Written to a
- * temporary file, then renamed: a half-written export never looks complete.
- * Owner-only permissions: message bodies may hold users' data.
+ * Writes the parked messages to `file` without removing them, owner-only
+ * from the first byte and never through a planted symlink (exportFile.ts).
  */
 export async function dlqExport(config: Config, queue: string, opts: { file: string; limit?: number }, print: Print = console.log): Promise<void> {
   const messages = await exportParked(config.amqp.url, queue, opts.limit);
   const file = path.resolve(opts.file);
   const doc = { queue, dlq: dlqOf(queue), exportedAt: new Date().toISOString(), count: messages.length, messages };
-  const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, `${JSON.stringify(doc, null, 2)}\n`, { mode: 0o600 });
-  fs.renameSync(tmp, file);
+  writeOwnerOnlyFile(file, `${JSON.stringify(doc, null, 2)}\n`);
   print(`exported ${messages.length} message(s) of ${dlqOf(queue)} to ${file}; they stay parked`);
 }
 
