@@ -4,6 +4,7 @@ import pino from 'pino';
 import type { Config } from '../config';
 import { countParked, DlqError, exportParked, listParked, purgeParked, replayParked, type ParkedMessage, type ReplayResult } from '../broker/dlq';
 import { dlqOf } from '../broker/topology';
+import { replaySafeAgeMs } from '../db/inbox';
 import type { Logger } from '../log';
 import { writeOwnerOnlyFile } from './exportFile';
 import { OperatorError } from './operatorError';
@@ -70,6 +71,8 @@ export interface ReplayArgs {
   error?: string;
   all?: boolean;
   json?: boolean;
+  /** Replay messages older than their inbox records too (they may be applied twice). */
+  allowStale?: boolean;
 }
 
 export function describeSelection(a: ReplayArgs): string {
@@ -108,7 +111,16 @@ function interruptible(): { signal: AbortSignal; release: () => void } {
   };
 }
 
-export async function dlqReplay(config: Config, queue: string, args: ReplayArgs, print: Print = console.log): Promise<void> {
+/** The one line that says why selected messages stayed parked, and how to replay them anyway. */
+export function staleLine(queue: string, stale: number, retentionDays: number): string {
+  const age = formatAge(replaySafeAgeMs(retentionDays));
+  return (
+    `left ${stale} selected message(s) in ${dlqOf(queue)}: older than ${age} (inbox.retentionDays ${retentionDays} less a margin) or of unknown age, ` +
+    'so the record that keeps a consumer from applying them twice may be pruned; check them (warren dlq export) and rerun with --allow-stale to replay them anyway'
+  );
+}
+
+export async function dlqReplay(config: Config, queue: string, args: ReplayArgs, print: Print = console.log, warn: Print = (line) => process.stderr.write(`${line}\n`)): Promise<void> {
   const selects = (args.id?.length ?? 0) > 0 || args.limit !== undefined || args.error !== undefined;
   if (!selects && !args.all) throw new OperatorError(`say which parked messages of ${dlqOf(queue)} to replay: --id <messageId>, -n <count>, --error <substring>, or --all`, 2);
   const progress = new ProgressLine();
@@ -119,6 +131,7 @@ export async function dlqReplay(config: Config, queue: string, args: ReplayArgs,
       ids: args.id,
       limit: args.limit,
       errorContains: args.error,
+      staleBefore: args.allowStale ? undefined : Date.now() - replaySafeAgeMs(config.inbox.retentionDays),
       signal: stop.signal,
       publishTimeoutMs: config.relay.publishTimeoutMs,
       log: operatorLog(config),
@@ -132,6 +145,7 @@ export async function dlqReplay(config: Config, queue: string, args: ReplayArgs,
     stop.release();
   }
   progress.end();
+  if (result.stale) warn(staleLine(queue, result.stale, config.inbox.retentionDays));
   print(args.json ? JSON.stringify(result) : `${replaySummary(queue, result)} (selected: ${describeSelection(args)})`);
   if (result.interrupted) process.exitCode = 130;
 }
