@@ -3,7 +3,8 @@ import type { MessageProperties } from 'amqplib';
 import { parkedSince } from '../../../src/broker/dlq';
 import { replaySafeAgeMs } from '../../../src/db/inbox';
 
-const props = (p: Partial<MessageProperties>): MessageProperties => ({ headers: {}, ...p }) as MessageProperties;
+// Headers as amqplib decodes them off the wire (its XDeath type knows no delivery_limit).
+const props = (p: { timestamp?: number; headers?: Record<string, unknown> }): MessageProperties => ({ headers: {}, ...p }) as unknown as MessageProperties;
 
 /** How old a parked message is, for the replay's refusal of what may be older than its inbox records. */
 describe('parked message age', function () {
