@@ -160,8 +160,9 @@ dlq
   .option('-n, --limit <n>', 'replay at most this many', positiveInt)
   .option('--error <substring>', 'only messages whose error contains this (case-insensitive)')
   .option('--all', 'every parked message')
+  .option('--allow-stale', 'also replay messages older than inbox.retentionDays less a margin (their effect may be applied twice)')
   .option('--json', 'print the summary as JSON')
-  .action((queue: string, opts: { id?: string[]; limit?: number; error?: string; all?: boolean; json?: boolean }) =>
+  .action((queue: string, opts: { id?: string[]; limit?: number; error?: string; all?: boolean; json?: boolean; allowStale?: boolean }) =>
     operatorAction(async (config) => (await import('./ops/dlqCommands')).dlqReplay(config, queue, opts)),
   );
 dlq

@@ -49,6 +49,8 @@ export const configSchema = z.object({
     prefetch: z.coerce.number().int().min(1).max(65535),
     // Far below RabbitMQ's 30-minute consumer acknowledgement timeout.
     handlerTimeoutMs: z.coerce.number().int().positive().max(20 * 60 * 1000),
+    // A failed batch's messages are acked or retried within this of their arrival: far below the consumer timeout too.
+    batchDeadlineMs: z.coerce.number().int().positive().max(20 * 60 * 1000),
     // GET /healthz and /readyz of `warren worker`; 0 = none.
     healthPort: z.coerce.number().int().min(0).max(65535),
   }),
@@ -70,6 +72,14 @@ export const configSchema = z.object({
       code: 'custom',
       path: ['supervisor', 'stopTimeoutMs'],
       message: `must be more than worker.handlerTimeoutMs + ${WORKER_STOP_MARGIN_MS} ms (${c.worker.handlerTimeoutMs + WORKER_STOP_MARGIN_MS}), the time a worker may take to stop`,
+    });
+  }
+  // A batch may fail only at its timeout; its messages should then still have time to run alone, one at least.
+  if (c.worker.batchDeadlineMs < 2 * c.worker.handlerTimeoutMs) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['worker', 'batchDeadlineMs'],
+      message: `must be at least 2 × worker.handlerTimeoutMs (${2 * c.worker.handlerTimeoutMs}): a batch that fails at its timeout must leave time to run a message alone`,
     });
   }
   // A URL alone would otherwise be ignored, and every host would quietly write a SQLite file of its own.

@@ -9,6 +9,7 @@ import { httpMetrics } from './middleware/httpMetrics';
 import { jsonBody } from './middleware/jsonBody';
 import { requestId } from './middleware/requestId';
 import { NotificationHub } from './notificationHub';
+import { takesBody } from './openapi';
 import { analyticsRoutes } from './routes/analytics';
 import { healthRoutes } from './routes/health';
 import { metricsRoutes } from './routes/metrics';
@@ -47,7 +48,7 @@ export function createApp(deps: AppDeps): Koa<ApiState> {
   app.use(httpMetrics(api.metrics.http, router));
   app.use(accessLog(deps.log));
   app.use(mapErrors(deps.log));
-  app.use(jsonBody(deps.config.http.bodyLimitBytes));
+  app.use(jsonBody(deps.config.http.bodyLimitBytes, takesBody));
   app.use(router.routes());
   app.use(router.allowedMethods());
   return app;

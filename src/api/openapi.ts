@@ -13,6 +13,7 @@ import {
   userAnalytics,
   userResponse,
 } from './responses';
+import { MAX_KEY_LENGTH } from './middleware/idempotency';
 import { createTweetBody, createUserBody, listQuery, patchUserBody, STREAM_POSITION_PATTERN, streamQuery, topQuery } from './validation';
 
 /**
@@ -53,13 +54,15 @@ export interface OperationSpec {
   ok: Record<number, ResponseSpec>;
   /** Error statuses beyond those implied by auth, params, query and body. */
   errors?: number[];
+  /** Answers without the database (so never 503 `database_unavailable`). */
+  noDatabase?: boolean;
 }
 
 const user = { id: 'the user' };
 const json = (description: string, schema: z.ZodType): ResponseSpec => ({ description, schema });
 
 export const operations: OperationSpec[] = [
-  { method: 'get', path: '/healthz', summary: 'Liveness: the process answers', tag: 'health', ok: { 200: json('alive', liveness) } },
+  { method: 'get', path: '/healthz', summary: 'Liveness: the process answers', tag: 'health', noDatabase: true, ok: { 200: json('alive', liveness) } },
   {
     method: 'get', path: '/readyz', summary: 'Readiness: database, broker, topology, outbox and consumers', tag: 'health',
     ok: { 200: json('ready', readiness), 503: json('not ready; each check says why', readiness) },
@@ -130,11 +133,25 @@ export const operations: OperationSpec[] = [
     ok: { 200: json('the summary', analyticsSummary) },
   },
   {
-    method: 'get', path: '/metrics', summary: 'Prometheus metrics of this process (text exposition format)', tag: 'meta',
+    method: 'get', path: '/metrics', summary: 'Prometheus metrics of this process (text exposition format)', tag: 'meta', noDatabase: true,
     ok: { 200: { description: 'Prometheus text format 0.0.4', contentType: 'text/plain', schema: z.string() } },
   },
-  { method: 'get', path: '/openapi.json', summary: 'This document', tag: 'meta', ok: { 200: { description: 'OpenAPI 3.1', schema: z.record(z.string(), z.unknown()) } } },
+  { method: 'get', path: '/openapi.json', summary: 'This document', tag: 'meta', noDatabase: true, ok: { 200: { description: 'OpenAPI 3.1', schema: z.record(z.string(), z.unknown()) } } },
 ];
+
+/**
+ * Whether the operation at `method` and `path` takes a request body. The
+ * others ignore one (it is neither parsed nor refused), so that a stray body
+ * never earns a 400 or 415 the document does not list for them.
+ */
+export function takesBody(method: string, path: string): boolean {
+  return BODY_ROUTES.some((r) => r.method === method.toLowerCase() && r.pattern.test(path));
+}
+
+// As the router matches: case-insensitive, an optional trailing slash.
+const BODY_ROUTES = operations
+  .filter((op) => op.body)
+  .map((op) => ({ method: op.method, pattern: new RegExp(`^${op.path.replace(/:[A-Za-z0-9_]+/g, '[^/]+')}/?$`, 'i') }));
 
 /** `/users/:id` -> `/users/{id}` (OpenAPI's path template). */
 export function openApiPath(path: string): string {
@@ -158,11 +175,40 @@ const STATUS_TEXT: Record<number, string> = {
   409: 'conflict: handle taken, or an Idempotency-Key reused with another body',
   413: 'the body is larger than http.bodyLimitBytes',
   415: 'the body is not application/json',
-  429: 'too many open streams (streams.maxPerUser, streams.maxPerProcess); see Retry-After',
-  503: 'unavailable for now; see Retry-After',
+  429: 'too many at once for this caller or process (open notification streams: streams.maxPerUser, streams.maxPerProcess); see Retry-After',
+  503: 'unavailable for now (outbox backlog over outbox.maxBacklog, database busy or unreachable); see Retry-After',
+};
+
+/** Response headers the API sets, by status, beyond x-request-id. */
+const STATUS_HEADERS: Record<number, Record<string, JsonSchema>> = {
+  401: { 'WWW-Authenticate': { description: 'the scheme to authenticate with', required: true, schema: { type: 'string', const: 'Bearer realm="warren"' } } },
+  429: { 'Retry-After': { description: 'seconds to wait before trying again', required: true, schema: { type: 'integer', minimum: 0 } } },
+  503: { 'Retry-After': { description: 'seconds to wait before trying again', required: true, schema: { type: 'integer', minimum: 0 } } },
+};
+
+const replayedHeader = {
+  'Idempotent-Replayed': {
+    description: '`true` when this is the stored first response to an earlier request with the same Idempotency-Key (nothing was done again)',
+    required: false,
+    schema: { type: 'string', enum: ['true'] },
+  },
 };
 
 type JsonSchema = Record<string, unknown>;
+
+/**
+ * A schema whose metadata carries `openapi` is described by that instead
+ * (a query parameter parsed from text into an integer, see validation.ts).
+ */
+function wireSchema(ctx: { zodSchema: z.core.$ZodType; jsonSchema: JsonSchema }): void {
+  const wire = (z.globalRegistry.get(ctx.zodSchema) as { openapi?: JsonSchema } | undefined)?.openapi;
+  if (wire) {
+    const { description } = ctx.jsonSchema;
+    for (const key of Object.keys(ctx.jsonSchema)) delete ctx.jsonSchema[key];
+    Object.assign(ctx.jsonSchema, description === undefined ? {} : { description }, wire);
+  }
+  delete ctx.jsonSchema.openapi;
+}
 
 /** Every zod schema of the document converted in one pass, so shared ones become `$ref`s. */
 function convertSchemas(): { components: Record<string, JsonSchema>; inline: Map<z.ZodType, JsonSchema> } {
@@ -181,7 +227,7 @@ function convertSchemas(): { components: Record<string, JsonSchema>; inline: Map
     for (const r of Object.values(op.ok)) add(r.schema);
   }
   // Requests are described as clients send them (before transforms); responses have none.
-  const { schemas } = z.toJSONSchema(registry, { uri: (id) => `#/components/schemas/${id}`, io: 'input', unrepresentable: 'any' });
+  const { schemas } = z.toJSONSchema(registry, { uri: (id) => `#/components/schemas/${id}`, io: 'input', unrepresentable: 'any', override: wireSchema });
   const clean = (s: JsonSchema): JsonSchema => {
     const { $schema: _s, $id: _i, ...rest } = s;
     return rest;
@@ -196,9 +242,7 @@ function schemaOf(schema: z.ZodType, inline: Map<z.ZodType, JsonSchema>): JsonSc
   return name ? { $ref: `#/components/schemas/${name}` } : inline.get(schema)!;
 }
 
-const requestIdHeader = { 'x-request-id': { description: 'the request id (the caller’s if sane, else generated)', schema: { type: 'string' } } };
-
-const retryAfterHeader = { 'retry-after': { description: 'seconds to wait before trying again', schema: { type: 'integer', minimum: 1 } } };
+const requestIdHeader = { 'x-request-id': { description: 'the request id (the caller’s if sane, else generated)', required: true, schema: { type: 'string', minLength: 1 } } };
 
 function errorStatuses(op: OperationSpec): number[] {
   const statuses = new Set(op.errors ?? []);
@@ -207,7 +251,7 @@ function errorStatuses(op: OperationSpec): number[] {
   if (op.auth && op.params) statuses.add(403);
   if (op.params) statuses.add(404);
   if (op.body) [413, 415].forEach((s) => statuses.add(s));
-  if (op.emits || op.body || op.idempotent) statuses.add(503);
+  if (!op.noDatabase) statuses.add(503);
   if (op.idempotent) statuses.add(409);
   return [...statuses].sort();
 }
@@ -227,7 +271,7 @@ function parametersOf(op: OperationSpec, inline: Map<z.ZodType, JsonSchema>): Js
   }
   if (op.idempotent) {
     out.push({
-      name: 'Idempotency-Key', in: 'header', required: false, schema: { type: 'string', maxLength: 64 },
+      name: 'Idempotency-Key', in: 'header', required: false, schema: { type: 'string', minLength: 1, maxLength: MAX_KEY_LENGTH },
       description: 'a repeat within idempotency.ttlHours gets the first response; the same key with another body is 409',
     });
   }
@@ -245,14 +289,14 @@ function operationObject(op: OperationSpec, inline: Map<z.ZodType, JsonSchema>):
   for (const [status, r] of Object.entries(op.ok)) {
     responses[status] = {
       description: r.description,
-      headers: requestIdHeader,
+      headers: { ...requestIdHeader, ...(op.idempotent && Number(status) < 300 ? replayedHeader : {}) },
       ...(r.schema ? { content: { [r.contentType ?? 'application/json']: { schema: schemaOf(r.schema, inline) } } } : {}),
     };
   }
   for (const status of errorStatuses(op)) {
     responses[String(status)] ??= {
       description: STATUS_TEXT[status] ?? 'error',
-      headers: status === 429 ? { ...requestIdHeader, ...retryAfterHeader } : requestIdHeader,
+      headers: { ...requestIdHeader, ...STATUS_HEADERS[status] },
       content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
     };
   }
@@ -281,6 +325,8 @@ export function buildOpenApiDocument(version: string): JsonSchema {
       description: 'Users, follows, tweets, timelines, notifications and analytics. JSON in and out; errors are `{ error: { code, message, details? } }`.',
     },
     jsonSchemaDialect: 'https://json-schema.org/draft/2020-12/schema',
+    // Relative: the API serves this document itself, at http.host:http.port (127.0.0.1:3000 by default).
+    servers: [{ url: '/', description: 'the API that served this document (`warren api`, http.host and http.port)' }],
     paths,
     components: {
       schemas: components,

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { ValidationError, type FieldIssue } from '../domain/errors';
 import { isUuid } from '../domain/ids';
-import { HANDLE_PATTERN, unstorableTextReason } from '../domain/text';
+import { HANDLE_PATTERN, TWEET_MAX_BYTES, TWEET_MAX_CHARS, unstorableTextReason } from '../domain/text';
 
 /**
  * One zod schema per request body and query. Bodies are strict: a field the
@@ -17,14 +17,16 @@ const storableText = z.string().superRefine((s, ctx) => {
   if (reason) ctx.addIssue({ code: 'custom', message: reason });
 });
 // Counted in UTF-16 units, never fewer than the database's characters, so the column always fits.
+// The lengths are stated again as JSON Schema keywords (which count code points of the text as sent) for the
+// OpenAPI document: the transform hides the piped checks from it.
 const displayName = storableText
   .transform((s) => s.normalize('NFC'))
   .pipe(z.string().min(1, 'must not be empty').max(100, 'must be at most 100 characters').refine((s) => s.trim() !== '', 'must not be blank'))
-  .meta({ description: '1-100 characters (UTF-16 units, after NFC), not blank' });
+  .meta({ description: '1-100 characters (UTF-16 units, after NFC), not blank', minLength: 1, maxLength: 100, pattern: '\\S' });
 const bio = storableText
   .transform((s) => s.normalize('NFC'))
   .pipe(z.string().max(500, 'must be at most 500 characters'))
-  .meta({ description: 'at most 500 characters (UTF-16 units, after NFC)' });
+  .meta({ description: 'at most 500 characters (UTF-16 units, after NFC)', maxLength: 500 });
 
 export const createUserBody = z.strictObject({ handle, displayName, bio: bio.optional() });
 export type CreateUserBody = z.infer<typeof createUserBody>;
@@ -36,25 +38,41 @@ export type PatchUserBody = z.infer<typeof patchUserBody>;
 
 /** Length and normalisation are checked by checkTweetText (graphemes, bytes), not here. */
 export const createTweetBody = z.strictObject({
-  text: z.string().meta({ description: '1-280 characters counted as grapheme clusters (after NFC), at most 8,192 UTF-8 bytes' }),
+  text: z.string().meta({
+    description:
+      `1-${TWEET_MAX_CHARS} characters counted as a person counts them (extended grapheme clusters, after NFC), at most ${TWEET_MAX_BYTES} UTF-8 bytes, ` +
+      'not only whitespace. JSON Schema cannot count graphemes or bytes: maxLength is the byte limit in code points, the most any valid text can have',
+    minLength: 1,
+    maxLength: TWEET_MAX_BYTES,
+    pattern: '\\S',
+  }),
 });
 export type CreateTweetBody = z.infer<typeof createTweetBody>;
 
+export const LIST_LIMIT = { min: 1, max: 100, default: 20 } as const;
+
+/**
+ * A query parameter arrives as text; the OpenAPI document describes it as
+ * the integer it is parsed into (`openapi` replaces the generated schema).
+ */
 const limit = z
   .string()
   .regex(/^[0-9]{1,3}$/, 'must be an integer from 1 to 100')
   .transform(Number)
-  .pipe(z.number().int().min(1, 'must be an integer from 1 to 100').max(100, 'must be an integer from 1 to 100'))
-  .meta({ description: 'an integer from 1 to 100 (default 20)' });
+  .pipe(z.number().int().min(LIST_LIMIT.min, 'must be an integer from 1 to 100').max(LIST_LIMIT.max, 'must be an integer from 1 to 100'))
+  .meta({
+    description: `an integer from ${LIST_LIMIT.min} to ${LIST_LIMIT.max} (default ${LIST_LIMIT.default})`,
+    openapi: { type: 'integer', minimum: LIST_LIMIT.min, maximum: LIST_LIMIT.max, default: LIST_LIMIT.default },
+  });
 
 export const listQuery = z.strictObject({
-  limit: limit.default(20),
+  limit: limit.default(LIST_LIMIT.default),
   before: z.string().optional().meta({ description: 'the nextCursor of the previous page' }),
 });
 export type ListQuery = z.infer<typeof listQuery>;
 
 /** Top-N lists are not paged: only `limit`. */
-export const topQuery = z.strictObject({ limit: limit.default(20) });
+export const topQuery = z.strictObject({ limit: limit.default(LIST_LIMIT.default) });
 
 /**
  * The `id:` of the last event a client received: a stream position (digits),

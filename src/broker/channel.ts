@@ -52,8 +52,17 @@ export class ManagedChannel<C extends Channel> {
       channel = (this.opts.confirm ? await model.createConfirmChannel() : await model.createChannel()) as C;
       channel.on('error', (err: Error) => this.opts.log.warn({ channel: this.opts.name, err: err.message }, 'channel error'));
       const opened = channel;
-      channel.on('close', () => this.closed(opened));
+      let closedInSetup = false;
+      channel.on('close', () => {
+        closedInSetup = true;
+        this.closed(opened);
+      });
       await this.opts.setup(channel);
+      // A setup whose steps all answered can still lose its channel on the way
+      // (a refusal that arrives after the reply it followed, a setup step that
+      // tolerates an error): kept, it would be current() for good, since the
+      // next open() and the next reconnect only replace a missing channel.
+      if (closedInSetup) throw new Error('channel closed during its setup');
       if (this.stopped) {
         // close() ran while this channel was being set up: nobody will close it later.
         await channel.close().catch(() => undefined);
@@ -71,6 +80,19 @@ export class ManagedChannel<C extends Channel> {
     } finally {
       this.opening = false;
     }
+  }
+
+  /**
+   * Stops handing out `channel` and opens its successor at once; `channel`
+   * itself is closed once `drained` settles (what was sent on it may still
+   * be confirmed there). For a channel whose state no longer matches the
+   * broker's, e.g. a confirm channel that numbered a publish it never sent.
+   */
+  retire(channel: C, drained: Promise<unknown>): void {
+    if (this.channel !== channel) return;
+    this.channel = undefined;
+    void this.open();
+    void drained.finally(() => channel.close().catch(() => undefined));
   }
 
   private closed(channel: C): void {

@@ -1,6 +1,10 @@
 import os from 'node:os';
 import amqp, { AmqpConnectionManager } from 'amqp-connection-manager';
 import type { Logger } from '../log';
+import { installInt64Headers } from './int64';
+
+// Every copy Warren makes of a delivery keeps a 64-bit integer header exact.
+installInt64Headers();
 
 /** What a connection is for: services publish or consume; operator commands and checks only look. */
 export type ConnectionRole = 'publish' | 'consume' | 'inspect';

@@ -1,6 +1,7 @@
 import os from 'node:os';
 import type { Channel, ConsumeMessage } from 'amqplib';
 import type { Knex } from 'knex';
+import { PermanentError } from '../domain/errors';
 import { decodeDelivery, type WarrenMessage } from '../domain/messages';
 import { newId } from '../domain/ids';
 import { deliveryLogger, type Logger } from '../log';
@@ -10,8 +11,10 @@ import { ManagedChannel } from './channel';
 import type { BrokerConnection } from './connection';
 import { DeliveryLane, type BatchDelivery } from './deliveryLane';
 import { applyInOneTransaction, MessageFailedError, type CommittedEffects } from './effectTransaction';
-import { copiedProperties, type ConfirmPublisher, type PublishRequest } from './publisher';
-import { decideFailure, errorText, failureHeaders, previousAttempts, type DelayStep, type ParkKind } from './retry';
+import { TransientError } from '../domain/errors';
+import { foreignHeaderProblem, trustedHeaders } from './foreignHeaders';
+import { copiedProperties, PublishError, type ConfirmPublisher, type PublishRequest } from './publisher';
+import { decideFailure, errorText, failureHeaders, previousAttempts, withOnlyWarrenHeaders, type DelayStep, type ParkKind } from './retry';
 import { RETURN_EXCHANGE } from './topology';
 
 export interface QueueConsumerOptions {
@@ -25,6 +28,14 @@ export interface QueueConsumerOptions {
   batchSize?: number;
   /** Bounds one transaction, whether it holds one message or a batch. */
   handlerTimeoutMs: number;
+  /**
+   * A delivery of a batch that failed is acked, or sent to its retry, within
+   * about this long of its arrival: it runs again alone only while that run
+   * (up to `handlerTimeoutMs`) still ends in time. Keep it well under the
+   * broker's consumer timeout (30 min), which closes the channel of a
+   * delivery held longer. 5 minutes by default.
+   */
+  batchDeadlineMs?: number;
   maxAttempts: number;
   steps: DelayStep[];
   log: Logger;
@@ -47,6 +58,8 @@ let consumerSeq = 0;
 /** A retry or park the broker refuses is tried again at most this far apart. */
 const MAX_REPUBLISH_DELAY_MS = 10_000;
 
+const DEFAULT_BATCH_DEADLINE_MS = 5 * 60 * 1000;
+
 /**
  * The one place where a delivery is handled and acknowledged, for every
  * worker. Invariants:
@@ -55,7 +68,10 @@ const MAX_REPUBLISH_DELAY_MS = 10_000;
  * - first deliveries that arrive together are applied together, in one
  *   transaction, and acked together once it committed; if it fails, nothing
  *   of it is acked and each message runs again alone, in its own
- *   transaction, so a poison message is retried or parked by itself;
+ *   transaction, so a poison message is retried or parked by itself, as
+ *   long as that ends within `batchDeadlineMs` of its arrival: the others go
+ *   to their retry at once, unrun, so that none is held unacked past the
+ *   broker's consumer timeout;
  * - the ack goes to the channel the delivery arrived on; if that channel has
  *   closed, nothing is acked (the broker has requeued the message): delivery
  *   tags restart at 1 on every channel, so a stale tag would ack another message;
@@ -71,6 +87,8 @@ export class QueueConsumer {
   private readonly inFlight = new Set<Promise<void>>();
   /** Retry/park copies not confirmed yet, each holding its original unacked: why each failed last. */
   private readonly failingCopies = new Map<symbol, string>();
+  /** When each delivery reached its lane: the deadline of a failed batch's fallback counts from there. */
+  private readonly arrivals = new WeakMap<ConsumeMessage, number>();
   private cancelledByBroker = false;
   private stopping = false;
   readonly counts: Record<Outcome | 'stale' | 'redelivered', number> = { applied: 0, duplicate: 0, ignored: 0, retried: 0, parked: 0, stale: 0, redelivered: 0 };
@@ -99,7 +117,10 @@ export class QueueConsumer {
           prefetch: opts.prefetch,
           batchSize: opts.batchSize ?? opts.prefetch,
           consumerTag: () => `warren ${worker.name} ${os.hostname()} pid ${process.pid} #${++consumerSeq}`,
-          received: (msg) => acks.received(msg),
+          received: (msg) => {
+            acks.received(msg);
+            this.arrivals.set(msg, Date.now());
+          },
           run: (msg, handled) => this.track(ch, msg, handled),
           runBatch: (batch) => this.trackBatch(ch, batch),
           onCancelled: () => this.onCancelled(ch),
@@ -198,7 +219,9 @@ export class QueueConsumer {
    * acked: a message whose own handler failed (or the only one) is retried
    * or parked with that error, the others run again one at a time
    * (`process`), so they are applied exactly once and a poison message
-   * fails alone.
+   * fails alone; one whose run alone would not end within
+   * `batchDeadlineMs` of its arrival is sent to its retry instead, unrun
+   * (an attempt), and acked once that copy is confirmed.
    */
   async processBatch(ch: Channel, batch: BatchDelivery[]): Promise<void> {
     const alone: Promise<void>[] = [];
@@ -236,10 +259,20 @@ export class QueueConsumer {
         const culprit = failure instanceof MessageFailedError ? failure.culprit : valid.length === 1 ? valid[0]!.message : undefined;
         if (valid.length > 1) this.opts.log.warn({ messages: valid.length, culprit: culprit?.messageId, err: errorText(failure) }, 'batch failed; its messages run again one at a time');
         // One after another (not waiting for retry or park copies): alone in the store too, so no two of them contend for a row.
+        let unrun = 0;
         for (const { delivery, message } of valid) {
           if (message === culprit) {
             delivery.handled();
             alone.push(this.settleAlone(ch, delivery, this.handlerFailed(ch, delivery.msg, message, failure)));
+            continue;
+          }
+          // Every run may take the handler timeout (a locked store): rerunning a whole prefetch
+          // would hold the last ones unacked past the broker's consumer timeout, which closes
+          // the channel and hands them all back. What cannot run in time goes to its retry now.
+          if (!this.canRunAlone(delivery.msg)) {
+            unrun++;
+            delivery.handled();
+            alone.push(this.settleAlone(ch, delivery, this.fail(ch, delivery.msg, this.outOfTime(failure), attemptOf(delivery.msg))));
             continue;
           }
           let handlerDone!: () => void;
@@ -251,16 +284,36 @@ export class QueueConsumer {
           alone.push(run);
           await Promise.race([handled, run]);
         }
+        if (unrun > 0) this.opts.log.warn({ messages: unrun, batchDeadlineMs: this.batchDeadlineMs }, 'failed batch out of time: messages sent to their retry without running alone');
       }
     }
     await Promise.all(alone);
+  }
+
+  private get batchDeadlineMs(): number {
+    return this.opts.batchDeadlineMs ?? DEFAULT_BATCH_DEADLINE_MS;
+  }
+
+  /** Whether a run alone, up to the handler timeout, would end within the deadline counted from the delivery's arrival. */
+  private canRunAlone(msg: ConsumeMessage): boolean {
+    const arrived = this.arrivals.get(msg) ?? Date.now();
+    return Date.now() + this.opts.handlerTimeoutMs <= arrived + this.batchDeadlineMs;
+  }
+
+  /** Transient whatever failed the batch: the message itself was never tried alone. */
+  private outOfTime(failure: unknown): TransientError {
+    return new TransientError(`not run: its batch failed and a run alone would not end within ${this.batchDeadlineMs} ms of its delivery (${errorText(failure)})`);
   }
 
   /** A message decoded for this worker, 'ignored' (a type it does not handle), or its park under way. */
   private decode(ch: Channel, msg: ConsumeMessage): WarrenMessage | 'ignored' | Promise<Outcome | undefined> {
     try {
       const decoded = decodeDelivery(rawDelivery(msg), this.opts.worker.handles);
-      return decoded.kind === 'unhandled' ? 'ignored' : decoded.message;
+      if (decoded.kind === 'unhandled') return 'ignored';
+      // Its retry or park copy could not carry such headers: parked now, with them left out.
+      const headerProblem = foreignHeaderProblem(msg.properties.headers ?? {});
+      if (headerProblem) throw new PermanentError(headerProblem);
+      return decoded.message;
     } catch (err) {
       return this.fail(ch, msg, err, attemptOf(msg));
     }
@@ -325,7 +378,7 @@ export class QueueConsumer {
       routingKey: worker.queue,
       content: msg.content,
       // A message parked for lacking a message_id gets one, so its park can be confirmed.
-      properties: copiedProperties(msg.properties, (msg.properties.messageId as string | undefined) ?? `missing-${newId()}`, failureHeaders(msg.properties.headers ?? {}, record, kind)),
+      properties: copiedProperties(msg.properties, (msg.properties.messageId as string | undefined) ?? `missing-${newId()}`, failureHeaders(headersOf(msg), record, kind)),
     };
     const delivered = await this.publishUntilConfirmed(ch, request);
     if (!delivered) return undefined;
@@ -342,7 +395,8 @@ export class QueueConsumer {
    * leaves the original unacked and is tried again while its channel lives;
    * until then the consumer reports it cannot retry or park.
    */
-  private async publishUntilConfirmed(ch: Channel, request: PublishRequest): Promise<boolean> {
+  private async publishUntilConfirmed(ch: Channel, copy: PublishRequest): Promise<boolean> {
+    let request = copy;
     const attempt = Symbol(request.properties.messageId);
     let delay = 500;
     try {
@@ -353,7 +407,12 @@ export class QueueConsumer {
           return true;
         } catch (err) {
           this.failingCopies.set(attempt, `${request.exchange}: ${(err as Error).message}`);
-          deliveryLogger(this.opts.log, request.properties).error({ exchange: request.exchange, routingKey: request.routingKey, err: (err as Error).message }, 'retry/park publish failed; original kept unacked');
+          const { messageId } = request.properties;
+          deliveryLogger(this.opts.log, request.properties).error({ messageId, exchange: request.exchange, routingKey: request.routingKey, err: (err as Error).message }, 'retry/park publish failed; original kept unacked');
+          // The same copy would fail the same way for ever.
+          if (err instanceof PublishError && err.reason === 'unencodable') {
+            request = { ...request, properties: { ...request.properties, headers: withOnlyWarrenHeaders(request.properties.headers ?? {}, err.message) } };
+          }
           await new Promise((r) => setTimeout(r, delay));
           delay = Math.min(delay * 2, MAX_REPUBLISH_DELAY_MS);
         }
@@ -396,8 +455,13 @@ export class QueueConsumer {
   }
 }
 
+/** Its headers, x-warren-* ones only when Warren wrote them (src/broker/foreignHeaders.ts). */
+function headersOf(msg: ConsumeMessage): Record<string, unknown> {
+  return trustedHeaders(msg.properties.headers ?? {}, msg.fields.exchange);
+}
+
 function attemptOf(msg: ConsumeMessage): number {
-  return previousAttempts(msg.properties.headers ?? {}) + 1;
+  return previousAttempts(headersOf(msg)) + 1;
 }
 
 function rawDelivery(msg: ConsumeMessage) {

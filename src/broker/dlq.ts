@@ -3,9 +3,11 @@ import { vhostOf } from '../config';
 import { headerString } from '../domain/messages';
 import { createLogger, type Logger } from '../log';
 import { connectBroker, connectionName } from './connection';
+import { boundForeignHeaders, describeDropped } from './foreignHeaders';
+import { installInt64Headers } from './int64';
 import { withoutPassword } from './management';
 import { ConfirmPublisher, copiedProperties, type PublishRequest } from './publisher';
-import { isBrokerHeader, WARREN_HEADERS } from './retry';
+import { isBrokerHeader, MAX_ERROR_BYTES, truncateUtf8, WARREN_HEADERS } from './retry';
 import { dlqOf, PARK_EXCHANGE, RETURN_EXCHANGE } from './topology';
 
 /**
@@ -43,6 +45,11 @@ export interface ReplayResult {
   remaining: number;
   /** Stopped early (a signal): the rest was left parked, untouched. */
   interrupted: boolean;
+  /**
+   * Of `skipped`: selected, but left parked because it may be older than
+   * its inbox records (ReplayOptions.staleBefore). Present when that was given.
+   */
+  stale?: number;
 }
 
 export class DlqError extends Error {
@@ -51,6 +58,9 @@ export class DlqError extends Error {
     this.name = 'DlqError';
   }
 }
+
+// A re-parked or replayed copy keeps a 64-bit integer header exact.
+installInt64Headers();
 
 const KINDS: readonly string[] = ['permanent', 'exhausted', 'crash-loop'];
 
@@ -71,10 +81,38 @@ function deaths(headers: Record<string, unknown>): DeathEntry[] {
 }
 
 /** amqplib decodes an AMQP timestamp in a table as `{ '!': 'timestamp', value }` (seconds). */
-function deathTime(entry: DeathEntry | undefined): string | null {
+function deathSeconds(entry: DeathEntry | undefined): number | undefined {
   const t = entry?.time;
   const seconds = typeof t === 'number' ? t : t?.value;
-  return typeof seconds === 'number' ? new Date(seconds * 1000).toISOString() : null;
+  return typeof seconds === 'number' && Number.isFinite(seconds) ? seconds : undefined;
+}
+
+function deathTime(entry: DeathEntry | undefined): string | null {
+  const seconds = deathSeconds(entry);
+  return seconds === undefined ? null : new Date(seconds * 1000).toISOString();
+}
+
+/**
+ * The earliest moment a consumer could have applied this message's effect,
+ * and so written its inbox record (epoch ms), or null when the message says
+ * nothing of its age. The earliest of what it carries: its AMQP `timestamp`
+ * (seconds; the event was made then, every copy shares it), Warren's
+ * `x-warren-first-failure`, and every `x-death` time (a broker park has only
+ * those). The earliest, because a copy of the same message id may have been
+ * applied long before this one first failed.
+ */
+export function parkedSince(properties: MessageProperties): number | null {
+  const h: Record<string, unknown> = properties.headers ?? {};
+  const times: number[] = [];
+  const stamp: unknown = properties.timestamp;
+  if (typeof stamp === 'number' && Number.isFinite(stamp)) times.push(stamp * 1000);
+  const first = Date.parse(headerString(h[WARREN_HEADERS.firstFailure]) ?? '');
+  if (Number.isFinite(first)) times.push(first);
+  for (const d of deaths(h)) {
+    const seconds = deathSeconds(d);
+    if (seconds !== undefined) times.push(seconds * 1000);
+  }
+  return times.length > 0 ? Math.min(...times) : null;
 }
 
 export function describeParked(properties: MessageProperties): ParkedMessage {
@@ -249,8 +287,23 @@ function reparkRequest(msg: GetMessage, queue: string): PublishRequest | undefin
     exchange: PARK_EXCHANGE,
     routingKey: queue,
     content: msg.content,
-    properties: copiedProperties(p, messageId, headers),
+    properties: copiedProperties(p, messageId, copyable(headers)),
   };
+}
+
+/**
+ * A copy's headers, less the foreign ones it could not carry (parked by the
+ * broker, or by a Warren before foreign headers were bounded: nested too
+ * deep to encode again, too large): those are left out and named, so one
+ * such message does not stop a replay.
+ */
+function copyable(headers: Record<string, unknown>): Record<string, unknown> {
+  const { dropped } = boundForeignHeaders(headers);
+  if (dropped.length === 0) return headers;
+  const out = { ...headers };
+  for (const { name } of dropped) delete out[name];
+  out[WARREN_HEADERS.headersDropped] = truncateUtf8(describeDropped(dropped), MAX_ERROR_BYTES);
+  return out;
 }
 
 /** The copy sent back: same body and properties, without the parking headers. */
@@ -265,7 +318,7 @@ function replayRequest(msg: GetMessage): PublishRequest | string {
     exchange: RETURN_EXCHANGE,
     routingKey: park.originalQueue,
     content: msg.content,
-    properties: copiedProperties(p, park.messageId, headers),
+    properties: copiedProperties(p, park.messageId, copyable(headers)),
   };
 }
 
@@ -295,6 +348,15 @@ export interface ReplayOptions extends ReplaySelection {
   window?: number;
   /** Aborting stops after the message in hand; what was not replayed stays parked. */
   signal?: AbortSignal;
+  /**
+   * Leave parked (as an exact copy, like an unselected one) every selected
+   * message whose effect could have been applied before this time (epoch
+   * ms, see parkedSince), or whose age is unknown: the consumers prune their
+   * inbox records after `inbox.retentionDays`, and a message applied once
+   * whose record is gone would be applied again. Callers that replay for an
+   * operator set it unless told otherwise (`--allow-stale`).
+   */
+  staleBefore?: number;
 }
 
 /**
@@ -333,6 +395,7 @@ export async function replayParked(url: string, queue: string, opts: ReplayOptio
   let replayed = 0;
   let skipped = 0;
   let scanned = 0;
+  let stale = 0;
   let carry: InFlight | undefined;
   const progress = () => opts.onProgress?.({ scanned, total: parked, replayed, skipped });
   try {
@@ -353,7 +416,11 @@ export async function replayParked(url: string, queue: string, opts: ReplayOptio
           break;
         }
         const seq = scanned++;
-        const selected = isSelected(describeParked(msg.properties), opts);
+        let selected = isSelected(describeParked(msg.properties), opts);
+        if (selected && opts.staleBefore !== undefined && (parkedSince(msg.properties) ?? -Infinity) < opts.staleBefore) {
+          selected = false;
+          stale++;
+        }
         const replay = selected ? replayRequest(msg) : undefined;
         if (typeof replay === 'string') log.warn({ dlq, messageId: msg.properties.messageId }, `left parked: ${replay}`);
         const req = typeof replay === 'object' ? replay : reparkRequest(msg, queue);
@@ -398,7 +465,7 @@ export async function replayParked(url: string, queue: string, opts: ReplayOptio
     const { messageCount } = await channel.checkQueue(dlq);
     const remaining = messageCount + held.size;
     await giveBack(conn, channel, dlq, held, replayed + skipped - held.size > 0);
-    return { replayed, skipped, remaining, interrupted: opts.signal?.aborted ?? false };
+    return { replayed, skipped, remaining, interrupted: opts.signal?.aborted ?? false, ...(opts.staleBefore !== undefined ? { stale } : {}) };
   } finally {
     await publisher.close();
     await broker.close();

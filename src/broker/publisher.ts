@@ -29,7 +29,8 @@ export function copiedProperties(p: MessageProperties, messageId: string, header
   return props;
 }
 
-export type PublishFailure = 'returned' | 'nacked' | 'not-connected' | 'channel-closed' | 'timeout';
+/** `unencodable`: amqplib threw while encoding it (nothing was sent); publishing the same request again throws again. */
+export type PublishFailure = 'returned' | 'nacked' | 'not-connected' | 'channel-closed' | 'timeout' | 'unencodable';
 
 export class PublishError extends Error {
   constructor(readonly reason: PublishFailure, detail: string) {
@@ -132,9 +133,22 @@ export class ConfirmPublisher {
           settle(err ? new PublishError('nacked', String((err as Error).message ?? err)) : null),
         );
       } catch (err) {
-        settle(new PublishError('channel-closed', (err as Error).message));
+        // amqplib numbers a publish for its confirm before encoding it: one
+        // that throws here was never sent yet holds a number, so each later
+        // confirm on this channel would settle the publish before its own
+        // (and the last would time out, to be published again). No publish
+        // goes on this channel any more; it closes once those sent before are settled.
+        const closed = (err as Error).name === 'IllegalOperationError';
+        settle(new PublishError(closed ? 'channel-closed' : 'unencodable', (err as Error).message));
+        this.channel.retire(channel, this.settledAll(channel));
       }
     });
+  }
+
+  /** Resolves once every publish now in flight on `channel` has settled (each within the publish timeout). */
+  private async settledAll(channel: ConfirmChannel): Promise<void> {
+    const deadline = Date.now() + this.timeoutMs + 1000;
+    while ((this.inFlight.get(channel)?.size ?? 0) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   }
 
   /** Publishes a batch with confirms pipelined; one outcome per request, in order. */

@@ -1,5 +1,7 @@
 import { PermanentError } from '../domain/errors';
 import { headerString } from '../domain/messages';
+import { boundForeignHeaders, describeDropped } from './foreignHeaders';
+export { isBrokerHeader } from './foreignHeaders';
 import type { DelayStep } from './topology';
 
 /**
@@ -22,7 +24,7 @@ export const WARREN_HEADERS = {
   originalQueue: 'x-warren-original-queue',
   originalExchange: 'x-warren-original-exchange',
   originalRoutingKey: 'x-warren-original-routing-key',
-  /** Set instead of the original's own headers when those were too large to copy. */
+  /** Which of the original's own headers a copy left out, and why (too deep, too large, not encodable). */
   headersDropped: 'x-warren-headers-dropped',
 } as const;
 
@@ -86,50 +88,29 @@ export function failureHeaders(original: Record<string, unknown>, rec: FailureRe
     [WARREN_HEADERS.originalRoutingKey]: truncateUtf8(headerString(original[WARREN_HEADERS.originalRoutingKey]) ?? rec.routingKey, 255),
   };
   if (kind) warren[WARREN_HEADERS.kind] = kind;
-  const kept = withoutBrokerHeaders(withoutWarrenHeaders(original));
-  // A copy must fit the frame the original barely fitted (a header block over
-  // the frame size closes the whole connection): oversized foreign headers are dropped, and said so.
-  if (approximateBytes(kept) > MAX_KEPT_HEADER_BYTES) return { ...warren, [WARREN_HEADERS.headersDropped]: Object.keys(kept).length };
+  // The copy is encoded again: foreign headers too deep, too large or not
+  // encodable would make it throw (or overflow the stack) or not fit the
+  // frame; they are left out, and said so.
+  const { kept, dropped } = boundForeignHeaders(original);
+  if (dropped.length > 0) warren[WARREN_HEADERS.headersDropped] = truncateUtf8(describeDropped(dropped), MAX_ERROR_BYTES);
   return { ...kept, ...warren };
 }
 
-/** Foreign headers kept on a retry or park copy, at most (the frame is 128 KiB). */
-export const MAX_KEPT_HEADER_BYTES = 64 * 1024;
-
-function approximateBytes(headers: Record<string, unknown>): number {
-  try {
-    return Buffer.byteLength(JSON.stringify(headers, (_k, v: unknown) => (Buffer.isBuffer(v) ? 'x'.repeat(v.length) : v)));
-  } catch {
-    return Number.POSITIVE_INFINITY;
-  }
+/**
+ * A copy whose headers amqplib still could not encode (a shape the bounds
+ * do not know): only Warren's headers go, with a note, so the copy cannot
+ * fail the same way again.
+ */
+export function withOnlyWarrenHeaders(headers: Record<string, unknown>, why: string): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(headers)) if (k.startsWith('x-warren-')) out[k] = v;
+  out[WARREN_HEADERS.headersDropped] = truncateUtf8(`all of the original's own headers: the copy could not be encoded (${why})`, MAX_ERROR_BYTES);
+  return out;
 }
 
 function isoTime(value: string | undefined): string | undefined {
   if (!value || value.length > 40 || Number.isNaN(Date.parse(value))) return undefined;
   return new Date(value).toISOString();
-}
-
-/**
- * Headers the broker adds (dead-letter history, a quorum queue's delivery
- * count) are dropped from copies Warren publishes: x-death holds AMQP
- * timestamps that a client re-encodes as plain integers, a copied delivery
- * count would count against the next queue's delivery-limit, and Warren's
- * own headers already say where the message has been.
- */
-export function isBrokerHeader(key: string): boolean {
-  return key === 'x-death' || key === 'x-delivery-count' || key.startsWith('x-first-death-') || key.startsWith('x-last-death-');
-}
-
-export function withoutBrokerHeaders(headers: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(headers)) if (!isBrokerHeader(k)) out[k] = v;
-  return out;
-}
-
-export function withoutWarrenHeaders(headers: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(headers)) if (!k.startsWith('x-warren-')) out[k] = v;
-  return out;
 }
 
 export function warrenHeaderBytes(headers: Record<string, unknown>): number {

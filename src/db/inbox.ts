@@ -54,3 +54,17 @@ export async function claimInboxRecords(tx: Knex.Transaction, consumer: string, 
 export async function pruneInbox(db: Knex, retentionDays: number, now = Date.now()): Promise<number> {
   return db(INBOX_TABLE).where('processed_at', '<', now - retentionDays * 86_400_000).delete();
 }
+
+const DAY_MS = 86_400_000;
+
+/**
+ * How old a parked message may be and still be replayed safely: the
+ * retention less a margin (a day, or a tenth of a shorter retention) for
+ * the replayed copy's wait in its work queue and for clocks that differ
+ * between the operator's host and the workers'. Past it, the inbox record
+ * that makes a second delivery harmless may already be pruned.
+ */
+export function replaySafeAgeMs(retentionDays: number): number {
+  const retention = retentionDays * DAY_MS;
+  return retention - Math.min(DAY_MS, retention / 10);
+}

@@ -1,11 +1,12 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline/promises';
 import pino from 'pino';
 import type { Config } from '../config';
 import { countParked, DlqError, exportParked, listParked, purgeParked, replayParked, type ParkedMessage, type ReplayResult } from '../broker/dlq';
 import { dlqOf } from '../broker/topology';
+import { replaySafeAgeMs } from '../db/inbox';
 import type { Logger } from '../log';
+import { writeOwnerOnlyFile } from './exportFile';
 import { OperatorError } from './operatorError';
 import { bar, ProgressLine } from './progress';
 import { formatAge, renderTable } from './table';
@@ -23,9 +24,20 @@ function operatorLog(config: Config): Logger {
   return pino({ name: 'dlq', level }, pino.destination(2));
 }
 
+/** A UUID's length. */
+const MESSAGE_ID_WIDTH = 36;
+
 export function parkedTable(parked: ParkedMessage[], now = Date.now()): string {
   return renderTable(
-    [{ title: 'MESSAGE ID' }, { title: 'TYPE' }, { title: 'KIND' }, { title: 'ATTEMPTS', align: 'right' }, { title: 'AGE', align: 'right' }, { title: 'REASON', maxWidth: 70 }],
+    // A UUID fits whole; a longer id (another publisher's choice) is cut in its middle, `--json` shows it whole.
+    [
+      { title: 'MESSAGE ID', maxWidth: MESSAGE_ID_WIDTH, ellipsis: 'middle' },
+      { title: 'TYPE', maxWidth: 24 },
+      { title: 'KIND' },
+      { title: 'ATTEMPTS', align: 'right' },
+      { title: 'AGE', align: 'right' },
+      { title: 'REASON', maxWidth: 70 },
+    ],
     parked.map((p) => [
       p.messageId ?? '(none)',
       p.type ?? '(none)',
@@ -50,6 +62,7 @@ export async function dlqList(config: Config, queue: string, opts: { limit: numb
   }
   print(`${dlqOf(queue)}: ${total} parked${total > parked.length ? `, the first ${parked.length} shown (-n to see more)` : ''}`);
   print(parkedTable(parked));
+  if (parked.some((p) => Array.from(p.messageId ?? '').length > MESSAGE_ID_WIDTH)) print(`(message ids longer than ${MESSAGE_ID_WIDTH} characters are shortened with …; --json shows them whole, for --id)`);
 }
 
 export interface ReplayArgs {
@@ -58,6 +71,8 @@ export interface ReplayArgs {
   error?: string;
   all?: boolean;
   json?: boolean;
+  /** Replay messages older than their inbox records too (they may be applied twice). */
+  allowStale?: boolean;
 }
 
 export function describeSelection(a: ReplayArgs): string {
@@ -96,7 +111,16 @@ function interruptible(): { signal: AbortSignal; release: () => void } {
   };
 }
 
-export async function dlqReplay(config: Config, queue: string, args: ReplayArgs, print: Print = console.log): Promise<void> {
+/** The one line that says why selected messages stayed parked, and how to replay them anyway. */
+export function staleLine(queue: string, stale: number, retentionDays: number): string {
+  const age = formatAge(replaySafeAgeMs(retentionDays));
+  return (
+    `left ${stale} selected message(s) in ${dlqOf(queue)}: older than ${age} (inbox.retentionDays ${retentionDays} less a margin) or of unknown age, ` +
+    'so the record that keeps a consumer from applying them twice may be pruned; check them (warren dlq export) and rerun with --allow-stale to replay them anyway'
+  );
+}
+
+export async function dlqReplay(config: Config, queue: string, args: ReplayArgs, print: Print = console.log, warn: Print = (line) => process.stderr.write(`${line}\n`)): Promise<void> {
   const selects = (args.id?.length ?? 0) > 0 || args.limit !== undefined || args.error !== undefined;
   if (!selects && !args.all) throw new OperatorError(`say which parked messages of ${dlqOf(queue)} to replay: --id <messageId>, -n <count>, --error <substring>, or --all`, 2);
   const progress = new ProgressLine();
@@ -107,6 +131,7 @@ export async function dlqReplay(config: Config, queue: string, args: ReplayArgs,
       ids: args.id,
       limit: args.limit,
       errorContains: args.error,
+      staleBefore: args.allowStale ? undefined : Date.now() - replaySafeAgeMs(config.inbox.retentionDays),
       signal: stop.signal,
       publishTimeoutMs: config.relay.publishTimeoutMs,
       log: operatorLog(config),
@@ -120,22 +145,20 @@ export async function dlqReplay(config: Config, queue: string, args: ReplayArgs,
     stop.release();
   }
   progress.end();
+  if (result.stale) warn(staleLine(queue, result.stale, config.inbox.retentionDays));
   print(args.json ? JSON.stringify(result) : `${replaySummary(queue, result)} (selected: ${describeSelection(args)})`);
   if (result.interrupted) process.exitCode = 130;
 }
 
 /**
- * Writes the parked messages to `file` without removing them. Written to a
- * temporary file, then renamed: a half-written export never looks complete.
- * Owner-only permissions: message bodies may hold users' data.
+ * Writes the parked messages to `file` without removing them, owner-only
+ * from the first byte and never through a planted symlink (exportFile.ts).
  */
 export async function dlqExport(config: Config, queue: string, opts: { file: string; limit?: number }, print: Print = console.log): Promise<void> {
   const messages = await exportParked(config.amqp.url, queue, opts.limit);
   const file = path.resolve(opts.file);
   const doc = { queue, dlq: dlqOf(queue), exportedAt: new Date().toISOString(), count: messages.length, messages };
-  const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, `${JSON.stringify(doc, null, 2)}\n`, { mode: 0o600 });
-  fs.renameSync(tmp, file);
+  writeOwnerOnlyFile(file, `${JSON.stringify(doc, null, 2)}\n`);
   print(`exported ${messages.length} message(s) of ${dlqOf(queue)} to ${file}; they stay parked`);
 }
 

@@ -7,21 +7,41 @@ export type Align = 'left' | 'right';
 export interface Column {
   title: string;
   align?: Align;
-  /** Cells longer than this are cut with an ellipsis (error texts). */
+  /** Cells longer than this are cut with an ellipsis (error texts, ids a foreign publisher chose). */
   maxWidth?: number;
+  /** Where a long cell loses characters: at its end (default), or in its middle, which keeps an id's both ends recognisable. */
+  ellipsis?: 'end' | 'middle';
 }
 
-function cut(text: string, max: number | undefined): string {
-  if (max === undefined || text.length <= max) return text;
-  return `${text.slice(0, Math.max(0, max - 1))}…`;
+function cut(text: string, max: number | undefined, where: Column['ellipsis'] = 'end'): string {
+  // By code point, so that a cut never splits a surrogate pair.
+  const chars = Array.from(text);
+  if (max === undefined || chars.length <= max) return text;
+  const keep = Math.max(0, max - 1);
+  if (where === 'middle') {
+    const head = Math.ceil(keep / 2);
+    return `${chars.slice(0, head).join('')}…${chars.slice(chars.length - (keep - head)).join('')}`;
+  }
+  return `${chars.slice(0, keep).join('')}…`;
+}
+
+/**
+ * What a cell may show: whitespace runs become one space and other control
+ * characters `?`, so that a message id or error text from another publisher
+ * can neither break a row nor send escape sequences to the operator's terminal.
+ */
+function printable(text: string): string {
+  return text.replace(/\s+/g, ' ').replace(/[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2066-\u2069]/g, '?');
 }
 
 export function renderTable(columns: Column[], rows: string[][]): string {
-  const cells = rows.map((row) => columns.map((c, i) => cut((row[i] ?? '').replace(/\s+/g, ' '), c.maxWidth)));
-  const widths = columns.map((c, i) => Math.max(c.title.length, ...cells.map((r) => r[i]!.length)));
+  const cells = rows.map((row) => columns.map((c, i) => cut(printable(row[i] ?? ''), c.maxWidth, c.ellipsis)));
+  const width = (cell: string) => Array.from(cell).length;
+  const widths = columns.map((c, i) => Math.max(c.title.length, ...cells.map((r) => width(r[i]!))));
+  const pad = (cell: string, i: number) => ' '.repeat(widths[i]! - width(cell));
   const line = (row: string[]) =>
     row
-      .map((cell, i) => (columns[i]!.align === 'right' ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!)))
+      .map((cell, i) => (columns[i]!.align === 'right' ? pad(cell, i) + cell : cell + pad(cell, i)))
       .join('  ')
       .trimEnd();
   return [line(columns.map((c) => c.title)), ...cells.map(line)].join('\n');

@@ -51,6 +51,7 @@ export async function runWorker(config: Config, name: WorkerName): Promise<void>
     worker: consumerMetrics.timed(live ? notificationsWorkerWith(live) : worker),
     prefetch: config.worker.prefetch,
     handlerTimeoutMs: config.worker.handlerTimeoutMs,
+    batchDeadlineMs: config.worker.batchDeadlineMs,
     maxAttempts: config.retry.attempts[worker.queue] ?? 5,
     steps,
     log,

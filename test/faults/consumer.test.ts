@@ -6,13 +6,15 @@ import sinon from 'sinon';
 import { newId } from '../../src/domain/ids';
 import { analyticsHandler } from '../../src/workers/analytics';
 import { peek, rawPublish } from '../support/amqp';
+import { consumerTimeout, setConsumerTimeout } from '../support/broker';
+import { lockAnalyticsStore } from '../support/locks';
 import { freePort, TestSystem, TEST_DB, waitFor, WarrenProcess } from '../support/system';
 import { Gate, InProcessWorker } from './fixtures/inProcessWorker';
 import { AnalyticsBooks, publishTweets } from './fixtures/tweets';
 
 /**
  * The consumer under faults ("Nothing lost, nothing doubled", scenarios
- * 10, 11, 12, 15a, 15b): each against the real RabbitMQ in a vhost of its
+ * 10, 11, 12, 15a, 15b, 16): each against the real RabbitMQ in a vhost of its
  * own. Scenarios that need a handler to block or hang at a chosen moment
  * run QueueConsumer in-process with a handler the test controls; the
  * others run the real `warren worker` (with its health endpoint) or, for a
@@ -308,6 +310,74 @@ describe(`faults: the consumer (${TEST_DB})`, function () {
     expect(await second.stop()).to.equal(0);
     expect(await sys.queueDepth(QUEUE), 'the original was acked: nothing came back on stop').to.equal(0);
     figures('15a', { fillersAccepted: fillers, refusedParkAttemptsPerWorker: refusals, detailWhileFull: refused.body.detail, parkedAfterPolicyRemovedMs: parkedAfterMs });
+  });
+
+  describe('under a lowered broker consumer timeout', () => {
+    // The node is shared: its consumer_timeout is lowered only while the worker opens its channel
+    // (a channel reads it when it opens), and put back exactly as it was, whatever happens.
+    let saved: number | undefined;
+    let read = false;
+    before(async () => {
+      saved = await consumerTimeout();
+      read = true;
+    });
+    after(async () => {
+      if (read) await setConsumerTimeout(saved);
+    });
+
+    it("16. a batch failed by a locked store reruns alone only what ends within worker.batchDeadlineMs, retries the rest at once: the broker never closes the channel, nothing is lost or doubled", async () => {
+      const CONSUMER_TIMEOUT_MS = 30_000;
+      const { sys, books } = await system({
+        worker: { handlerTimeoutMs: 2000, batchDeadlineMs: 8000 },
+        // Many rounds through the delay queue while the store stays locked: none may park.
+        retry: { attempts: { [QUEUE]: 60, 'notifications.user-events': 5 } },
+      });
+      await setConsumerTimeout(CONSUMER_TIMEOUT_MS);
+      const openedBy = Date.now();
+      let worker: WarrenProcess;
+      try {
+        worker = await sys.startWorker('analytics', { WARREN_LOG_LEVEL: 'info' });
+      } finally {
+        await setConsumerTimeout(saved);
+      }
+      // Retries come back after 1 s instead of 5 s, 30 s, 2 min...: many rounds fit in the lock.
+      const fastDelay = { 'message-ttl': 1000, 'dead-letter-exchange': 'warren.return', 'dead-letter-strategy': 'at-least-once', overflow: 'reject-publish' };
+      await sys.management.putPolicy(sys.vhost, 'test.fast-delays', { pattern: '^warren\\.delay\\.', 'apply-to': 'queues', priority: 100, definition: fastDelay });
+      await waitFor('the delay queues to take the short TTL', async () => (await sys.management.getQueue(sys.vhost, 'warren.delay.30s'))?.effective_policy_definition?.['message-ttl'] === 1000, 20_000, 250);
+
+      const release = await lockAnalyticsStore(sys.config);
+      let tweets: Awaited<ReturnType<typeof publishTweets>>;
+      try {
+        tweets = await publishTweets(sys.amqpUrl, Array.from({ length: 40 }, (_, i) => `held ${i}`));
+        // The broker checks a channel's unacked deliveries once a minute from its opening: locked past
+        // that first check, a batch rerun one by one (each waiting out the lock) would be held twice
+        // the consumer timeout by then, and the broker would close the channel.
+        await sleep(Math.max(0, openedBy + 75_000 - Date.now()));
+      } finally {
+        await release();
+      }
+      const releasedAt = Date.now();
+      await waitFor('every tweet to be applied', async () => (await books.applied()) === tweets.length, 60_000, 250);
+      const appliedAfterMs = Date.now() - releasedAt;
+      await sleep(1500);
+      expect(await books.applied()).to.equal(tweets.length);
+      expect(await books.counted(), 'each applied once').to.equal(tweets.length);
+      for (const q of [QUEUE, DLQ, 'warren.delay.5s', 'warren.delay.30s', 'warren.delay.2m', 'warren.delay.10m']) expect(await sys.queueDepth(q), q).to.equal(0);
+
+      const lines = worker.output;
+      const closed = lines.filter((l) => /channel error|PRECONDITION_FAILED|acknowledgement/.test(l));
+      expect(closed, 'the broker closed no channel').to.deep.equal([]);
+      const outOfTime = lines.filter((l) => l.includes('failed batch out of time')).length;
+      const failedBatches = lines.filter((l) => l.includes('batch failed; its messages run again one at a time')).length;
+      const retries = lines.filter((l) => l.includes('"retry scheduled"')).length;
+      expect(failedBatches, 'the lock failed batches').to.be.greaterThan(0);
+      expect(outOfTime, 'fallbacks cut short by their deadline').to.be.greaterThan(0);
+      expect(await worker.stop()).to.equal(0);
+      const stopped = worker.output.find((l) => l.includes('"worker stopped"'));
+      const counts = (JSON.parse(stopped!) as { counts: Record<string, number> }).counts;
+      expect(counts, 'no ack went to a closed channel, none parked').to.include({ stale: 0, parked: 0 });
+      figures('16', { consumerTimeoutMs: CONSUMER_TIMEOUT_MS, lockedMs: releasedAt - openedBy, failedBatches, cutShortByDeadline: outOfTime, retries, appliedAfterReleaseMs: appliedAfterMs, counts });
+    });
   });
 
   /** Deliveries a worker has run, batched or alone, from its debug log. */

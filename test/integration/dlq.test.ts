@@ -1,10 +1,13 @@
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import amqp, { type ChannelModel, type ConfirmChannel, type GetMessage } from 'amqplib';
 import { expect } from 'chai';
 import { loadConfig, projectRoot } from '../../src/config';
 import { createLogger } from '../../src/log';
+import { dlqExport } from '../../src/ops/dlqCommands';
 import { exportParked, listParked, purgeParked, replayParked, type ReplayProgress } from '../../src/broker/dlq';
 import { ManagementClient } from '../../src/broker/management';
 import { applyTopology, loadDefinitions } from '../../src/broker/topology';
@@ -62,6 +65,18 @@ describe('dead-letter tooling (integration)', function () {
   }
 
   const parkedIdsInOrder = async () => (await listParked(url, QUEUE, 1000)).map((p) => p.messageId);
+
+  function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    const cli = path.join(projectRoot, 'dist', 'src', 'cli.js');
+    return new Promise((resolve) => {
+      const child = spawn(process.execPath, [cli, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+      child.on('exit', (code) => resolve({ code, stdout, stderr }));
+    });
+  }
 
   async function drain(queue: string): Promise<GetMessage[]> {
     const out: GetMessage[] = [];
@@ -300,7 +315,7 @@ describe('dead-letter tooling (integration)', function () {
     await purgeParked(url, QUEUE);
     const total = 3000;
     for (let i = 0; i < total; i++) {
-      channel.publish('warren.dlx', QUEUE, Buffer.from(`{"n":${i}}`), { persistent: true, messageId: `bulk-${i}`, type: 'tweet.created', headers: { 'x-warren-original-queue': QUEUE, 'x-warren-error': 'TransientError: bulk' } });
+      channel.publish('warren.dlx', QUEUE, Buffer.from(`{"n":${i}}`), { persistent: true, messageId: `bulk-${i}`, type: 'tweet.created', timestamp: Math.floor(Date.now() / 1000), headers: { 'x-warren-original-queue': QUEUE, 'x-warren-error': 'TransientError: bulk' } });
     }
     await channel.waitForConfirms();
     await waitFor(`${total} parked`, async () => (await ready(DLQ)) === total);
@@ -329,6 +344,112 @@ describe('dead-letter tooling (integration)', function () {
     const still = await listParked(url, QUEUE, total);
     expect(still.map((p) => p.messageId)).to.deep.equal(Array.from({ length: total - replayed }, (_, i) => `bulk-${replayed + i}`));
     expect(await purgeParked(url, QUEUE)).to.equal(total - replayed);
+  });
+
+  /** A parked message that says its age only through the times given (AMQP timestamp in seconds). */
+  async function parkAged(label: string, times: { timestamp?: number; firstFailure?: number; death?: number }): Promise<string> {
+    const messageId = `${label}-${crypto.randomUUID()}`;
+    const headers: Record<string, unknown> = { 'x-warren-original-queue': QUEUE, 'x-warren-error': `TransientError: ${label}` };
+    if (times.firstFailure !== undefined) headers['x-warren-first-failure'] = new Date(times.firstFailure).toISOString();
+    if (times.death !== undefined) {
+      // As the broker writes it for a crash loop, without Warren's headers.
+      delete headers['x-warren-error'];
+      delete headers['x-warren-original-queue'];
+      headers['x-death'] = [{ count: 1, reason: 'delivery_limit', queue: QUEUE, exchange: '', 'routing-keys': [QUEUE], time: { '!': 'timestamp', value: Math.floor(times.death / 1000) } }];
+    }
+    channel.publish('warren.dlx', QUEUE, Buffer.from('{}'), {
+      persistent: true,
+      mandatory: true,
+      messageId,
+      type: 'tweet.created',
+      ...(times.timestamp !== undefined ? { timestamp: Math.floor(times.timestamp / 1000) } : {}),
+      headers,
+    });
+    await channel.waitForConfirms();
+    return messageId;
+  }
+
+  it('leaves parked, by default, every selected message that may be older than its inbox records, by the earliest time it carries', async function () {
+    await purgeParked(url, QUEUE);
+    const now = Date.now();
+    const hour = 3_600_000;
+    const fresh = await parkAged('fresh', { timestamp: now - 60_000, firstFailure: now - 30_000 });
+    const oldFailure = await parkAged('old-failure', { firstFailure: now - 3 * hour });
+    // Failed only now, but made hours ago: another copy may have been applied then.
+    const oldEvent = await parkAged('old-event', { timestamp: now - 3 * hour, firstFailure: now - 30_000 });
+    const freshDeath = await parkAged('fresh-death', { death: now - 60_000 });
+    const oldDeath = await parkAged('old-death', { death: now - 3 * hour });
+    const unknown = await parkAged('unknown', {});
+    await waitFor('6 parked', async () => (await ready(DLQ)) === 6);
+
+    const result = await replayParked(url, QUEUE, { staleBefore: now - 2 * hour });
+    expect(result).to.deep.equal({ replayed: 2, skipped: 4, remaining: 4, interrupted: false, stale: 4 });
+    await waitFor('2 replayed', async () => (await ready(QUEUE)) === 2);
+    expect((await drain(QUEUE)).map((m) => m.properties.messageId)).to.deep.equal([fresh, freshDeath]);
+    await waitFor('4 still parked', async () => (await ready(DLQ)) === 4);
+    expect(await parkedIdsInOrder()).to.deep.equal([oldFailure, oldEvent, oldDeath, unknown]);
+    expect(await purgeParked(url, QUEUE)).to.equal(4);
+  });
+
+  it('`warren dlq replay` with a shortened inbox.retentionDays refuses the messages past it in one line, replays the rest, and --allow-stale replays them', async function () {
+    await purgeParked(url, QUEUE);
+    const now = Date.now();
+    // Kept an hour: past 54 minutes (the hour less a tenth) a record may be gone.
+    const env = { ...process.env, NODE_ENV: 'test', WARREN_AMQP_URL: url, WARREN_INBOX_RETENTION_DAYS: String(1 / 24) };
+    const young = await parkAged('young', { timestamp: now - 50 * 60_000, firstFailure: now - 40 * 60_000 });
+    const old = await parkAged('old', { timestamp: now - 58 * 60_000, firstFailure: now - 57 * 60_000 });
+    await waitFor('2 parked', async () => (await ready(DLQ)) === 2);
+
+    const first = await runCli(['dlq', 'replay', QUEUE, '--all'], env);
+    expect(first.code, first.stderr).to.equal(0);
+    expect(first.stdout.trim()).to.equal(`replayed 1, skipped 1, remaining 1 in ${DLQ} (selected: every parked message)`);
+    const lines = first.stderr.trim().split('\n');
+    expect(lines).to.deep.equal([
+      `left 1 selected message(s) in ${DLQ}: older than 54m (inbox.retentionDays ${1 / 24} less a margin) or of unknown age, ` +
+        'so the record that keeps a consumer from applying them twice may be pruned; check them (warren dlq export) and rerun with --allow-stale to replay them anyway',
+    ]);
+    await waitFor('the young one replayed', async () => (await ready(QUEUE)) === 1);
+    expect((await drain(QUEUE)).map((m) => m.properties.messageId)).to.deep.equal([young]);
+    await waitFor('the old one still parked', async () => (await ready(DLQ)) === 1);
+
+    const json = await runCli(['dlq', 'replay', QUEUE, '--all', '--json'], env);
+    expect(JSON.parse(json.stdout)).to.deep.equal({ replayed: 0, skipped: 1, remaining: 1, interrupted: false, stale: 1 });
+
+    const forced = await runCli(['dlq', 'replay', QUEUE, '--all', '--allow-stale'], env);
+    expect(forced.code, forced.stderr).to.equal(0);
+    expect(forced.stderr).to.equal('');
+    expect(forced.stdout).to.match(/^replayed 1, skipped 0, remaining 0 in /);
+    await waitFor('the old one replayed', async () => (await ready(QUEUE)) === 1);
+    expect((await drain(QUEUE)).map((m) => m.properties.messageId)).to.deep.equal([old]);
+  });
+
+  it('`warren dlq export` never writes through a symlink planted at a temporary name, and the export is owner-only', async function () {
+    await purgeParked(url, QUEUE);
+    await parkLikeWarren(9000);
+    await waitFor('1 parked', async () => (await ready(DLQ)) === 1);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'warren-dlq-export-'));
+    const victim = path.join(dir, 'victim');
+    fs.writeFileSync(victim, 'not yours\n', { mode: 0o644 });
+    const file = path.join(dir, 'parked.json');
+    // The name a temporary file beside the target would be guessed by: the process id.
+    fs.symlinkSync(victim, `${file}.${process.pid}.tmp`);
+    const other = path.join(dir, 'other');
+    fs.writeFileSync(other, 'not yours either\n', { mode: 0o644 });
+    fs.symlinkSync(other, file);
+    const printed: string[] = [];
+    try {
+      await dlqExport({ ...config, amqp: { ...config.amqp, url } }, QUEUE, { file }, (line) => printed.push(line));
+      expect(fs.readFileSync(victim, 'utf8')).to.equal('not yours\n');
+      expect(fs.readFileSync(other, 'utf8')).to.equal('not yours either\n');
+      expect(fs.lstatSync(file).isSymbolicLink()).to.equal(false);
+      expect(fs.statSync(file).mode & 0o777).to.equal(0o600);
+      expect(JSON.parse(fs.readFileSync(file, 'utf8'))).to.include({ queue: QUEUE, count: 1 });
+      expect(printed).to.deep.equal([`exported 1 message(s) of ${DLQ} to ${file}; they stay parked`]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+    await waitFor('still parked', async () => (await ready(DLQ)) === 1);
+    expect(await purgeParked(url, QUEUE)).to.equal(1);
   });
 
   it('names a work queue that has no DLQ', async function () {

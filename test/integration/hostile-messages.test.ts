@@ -2,10 +2,16 @@ import crypto from 'node:crypto';
 import type { GetMessage, Options } from 'amqplib';
 import { expect } from 'chai';
 import { headerString } from '../../src/domain/messages';
+import { Int64Header, installInt64Headers } from '../../src/broker/int64';
+import { replayParked } from '../../src/broker/dlq';
 import type { QueueInfo } from '../../src/broker/management';
 import { MAX_ERROR_BYTES, MAX_WARREN_HEADER_BYTES, warrenHeaderBytes } from '../../src/broker/retry';
 import { peek, queueStats, rawPublish } from '../support/amqp';
-import { TestSystem, TEST_DB, waitFor, type WarrenProcess } from '../support/system';
+import { nestedTable, rawFramePublish, type FieldValue } from '../support/rawAmqp';
+import { freePort, TestSystem, TEST_DB, waitFor, type WarrenProcess } from '../support/system';
+
+// The parked copies are read back exactly as Warren reads them: a 64-bit integer header in full.
+installInt64Headers();
 
 /**
  * What a foreign or broken publisher can put on Warren's exchanges: each
@@ -18,6 +24,8 @@ interface Draft {
   /** The body as an object (serialised at publish) or as bytes. */
   body: object | Buffer | string;
   props: Options.Publish & { headers: Record<string, unknown> };
+  /** Headers amqplib cannot encode, sent with frames the test writes itself (test/support/rawAmqp.ts). */
+  raw?: Record<string, FieldValue>;
 }
 
 interface HostileCase {
@@ -25,12 +33,59 @@ interface HostileCase {
   /** Spoils one thing of an otherwise valid message. */
   spoil: (draft: Draft, exchange: Exchange) => void;
   reason: RegExp;
+  /** What else its parked copy must show. */
+  check?: (headers: Record<string, unknown>, exchange: Exchange) => void;
 }
 
 const QUEUE: Record<Exchange, string> = { tweets: 'analytics.tweets', 'user.events': 'notifications.user-events' };
 const HUGE = 100_000;
 
+const ROUTING_KEY: Record<Exchange, string> = { tweets: 'tweet.created', 'user.events': '' };
+
 const cases: HostileCase[] = [
+  // First: every ordinary bad message below is parked after it, on the same publishing channel.
+  {
+    name: 'a header nested 3,000 levels deep',
+    spoil: (d) => (d.raw = { deep: nestedTable(3000) }),
+    reason: /^PermanentError: header "deep" is nested more than 16 levels deep$/,
+    check: (h) => {
+      expect(h).to.not.have.property('deep');
+      expect(headerString(h['x-warren-headers-dropped'])).to.equal('header "deep" is nested more than 16 levels deep');
+      expect(headerString(h['x-schema-version'])).to.equal('1.0');
+    },
+  },
+  {
+    name: 'forged x-warren-* attempts, origin and first failure',
+    spoil: (d) => {
+      delete d.props.contentType;
+      Object.assign(d.props.headers, {
+        'x-warren-attempts': 7,
+        'x-warren-original-exchange': 'evil',
+        'x-warren-original-routing-key': 'evil',
+        'x-warren-first-failure': '2020-01-01T00:00:00.000Z',
+        'x-warren-error-kind': 'exhausted',
+      });
+    },
+    reason: /unsupported content type ""/,
+    check: (h, exchange) => {
+      expect(h['x-warren-attempts']).to.equal(1);
+      expect(headerString(h['x-warren-original-routing-key'])).to.equal(ROUTING_KEY[exchange]);
+      expect(Date.parse(headerString(h['x-warren-first-failure']) ?? '')).to.be.above(Date.now() - 600_000);
+    },
+  },
+  {
+    name: 'a 64-bit integer header (2^62+1)',
+    spoil: (d) => {
+      delete d.props.contentType;
+      d.raw = { big: 2n ** 62n + 1n, negative: -(2n ** 62n) - 1n, small: 42n };
+    },
+    reason: /unsupported content type ""/,
+    check: (h) => {
+      expect(h.big).to.deep.equal(new Int64Header(2n ** 62n + 1n));
+      expect(h.negative).to.deep.equal(new Int64Header(-(2n ** 62n) - 1n));
+      expect(h.small).to.equal(42);
+    },
+  },
   { name: 'no content type', spoil: (d) => delete d.props.contentType, reason: /unsupported content type ""/ },
   { name: 'a wrong content type', spoil: (d) => (d.props.contentType = 'text/plain'), reason: /unsupported content type "text\/plain"/ },
   { name: 'a body that is not JSON', spoil: (d) => (d.body = '{"tweetId": "'), reason: /body is not valid JSON/ },
@@ -69,6 +124,9 @@ describe(`hostile messages at the workers (${TEST_DB})`, function () {
   let user: { id: string; token: string; handle: string };
   const sent = new Map<string, { exchange: Exchange; content: Buffer }>();
   const parked = new Map<string, GetMessage>();
+  /** Every parked copy's case, duplicates included. */
+  const parkedTags: string[] = [];
+  const healthPorts: Partial<Record<Exchange, number>> = {};
 
   /** A valid message of each exchange, about `user`; correlation_id says which case it is. */
   function validDraft(exchange: Exchange, tag: string): Draft {
@@ -81,6 +139,14 @@ describe(`hostile messages at the workers (${TEST_DB})`, function () {
 
   async function publish(exchange: Exchange, draft: Draft): Promise<Buffer> {
     const content = bytesOf(draft.body);
+    if (draft.raw) {
+      const { contentType, contentEncoding, messageId, correlationId, appId, timestamp, type, headers } = draft.props;
+      await rawFramePublish(sys.amqpUrl, exchange, ROUTING_KEY[exchange], content, {
+        contentType, contentEncoding, messageId, correlationId, appId, timestamp, type,
+        headers: { ...(headers as Record<string, FieldValue>), ...draft.raw },
+      });
+      return content;
+    }
     await rawPublish(sys.amqpUrl, exchange, exchange === 'tweets' ? 'tweet.created' : '', content, draft.props);
     return content;
   }
@@ -90,8 +156,10 @@ describe(`hostile messages at the workers (${TEST_DB})`, function () {
   before(async () => {
     await sys.setUp();
     await sys.startApi();
-    workers.tweets = await sys.startWorker('analytics');
-    workers['user.events'] = await sys.startWorker('notifications');
+    healthPorts.tweets = await freePort();
+    healthPorts['user.events'] = await freePort();
+    workers.tweets = await sys.startWorker('analytics', { WARREN_WORKER_HEALTH_PORT: String(healthPorts.tweets) });
+    workers['user.events'] = await sys.startWorker('notifications', { WARREN_WORKER_HEALTH_PORT: String(healthPorts['user.events']) });
     const handle = `hostile_${Date.now().toString(36).slice(-5)}`;
     user = { ...(await sys.createUser(handle)), handle };
 
@@ -106,7 +174,10 @@ describe(`hostile messages at the workers (${TEST_DB})`, function () {
       await waitFor(`${cases.length} parked in ${dlq}`, async () => (await depth(dlq)) >= cases.length, 30_000).catch((err) => {
         throw new Error(`${(err as Error).message}\n${workers[exchange]?.tail(10).slice(-3000)}`);
       });
-      for (const msg of await peek(sys.amqpUrl, dlq, cases.length + 5)) parked.set(String(msg.properties.correlationId), msg);
+      for (const msg of await peek(sys.amqpUrl, dlq, cases.length + 5)) {
+        parked.set(String(msg.properties.correlationId), msg);
+        parkedTags.push(String(msg.properties.correlationId));
+      }
     }
   });
 
@@ -131,11 +202,15 @@ describe(`hostile messages at the workers (${TEST_DB})`, function () {
           expect(warrenHeaderBytes(headers)).to.be.below(MAX_WARREN_HEADER_BYTES);
           // The body is kept byte for byte, for an operator to inspect and replay.
           expect(sha(msg!.content)).to.equal(sha(sent.get(tag)!.content));
+          c.check?.(headers, exchange);
         });
       }
 
-      it('parked nothing else', async () => {
+      it('parked nothing else, and each of them once', async () => {
         expect(await depth(`${QUEUE[exchange]}.dlq`)).to.equal(cases.length);
+        const mine = parkedTags.filter((t) => t.startsWith(`${exchange}: `));
+        expect(mine).to.have.length(cases.length);
+        expect(new Set(mine).size).to.equal(cases.length);
       });
     });
   }
@@ -186,12 +261,50 @@ describe(`hostile messages at the workers (${TEST_DB})`, function () {
       expect((await sys.request('GET', `/users/${user.id}/notifications`, { token: user.token })).json.items).to.have.length(1);
     });
 
+    it('leaves both workers ready, their DLQs holding one copy of each parked message', async () => {
+      for (const exchange of ['tweets', 'user.events'] as const) {
+        const res = await waitFor(`the ${exchange} worker's /readyz to answer 200`, async () => {
+          const r = await fetch(`http://127.0.0.1:${healthPorts[exchange]}/readyz`);
+          return r.status === 200 ? r : undefined;
+        }, 15_000).catch(async (err) => {
+          const r = await fetch(`http://127.0.0.1:${healthPorts[exchange]}/readyz`);
+          throw new Error(`${(err as Error).message}: ${r.status} ${await r.text()}`);
+        });
+        expect(res.status).to.equal(200);
+        // A park that looked timed out would have been published again by now.
+        expect(await depth(`${QUEUE[exchange]}.dlq`)).to.equal(cases.length);
+      }
+    });
+
     it('keeps both workers alive and consuming', async () => {
       for (const exchange of ['tweets', 'user.events'] as const) {
         expect(workers[exchange]!.running, workers[exchange]!.tail(10).slice(-3000)).to.equal(true);
         expect(await sys.consumers(QUEUE[exchange])).to.be.at.least(1);
         expect(await depth(QUEUE[exchange])).to.equal(0);
       }
+    });
+
+    it('warren dlq replay gets past a message parked with a header nested 3,000 levels deep, and replays it without that header', async () => {
+      const dlq = `${QUEUE.tweets}.dlq`;
+      // As a broker parks it (a crash loop) or an older Warren did: the deep header still on it.
+      const draft = validDraft('tweets', 'parked with a deep header');
+      const id = String(draft.props.messageId);
+      await rawFramePublish(sys.amqpUrl, 'warren.dlx', QUEUE.tweets, bytesOf(draft.body), {
+        contentType: 'application/json', messageId: id, type: 'tweet.created', correlationId: 'parked with a deep header',
+        headers: { 'x-schema-version': '1.0', 'x-warren-original-queue': QUEUE.tweets, 'x-warren-error': 'parked before', deep: nestedTable(3000) },
+      });
+      expect(await depth(dlq)).to.equal(cases.length + 1);
+      // Nothing selected: every message, the deep one too, is copied back to the DLQ.
+      const none = await replayParked(sys.amqpUrl, QUEUE.tweets, { ids: ['nothing-has-this-id'] });
+      expect(none).to.include({ replayed: 0, skipped: cases.length + 1 });
+      const copy = (await peek(sys.amqpUrl, dlq, cases.length + 5)).find((m) => m.properties.messageId === id);
+      expect(copy?.properties.headers).to.not.have.property('deep');
+      expect(headerString(copy?.properties.headers?.['x-warren-headers-dropped'])).to.equal('header "deep" is nested more than 16 levels deep');
+      // Its body is valid: replayed without the header, it is applied.
+      const replay = await replayParked(sys.amqpUrl, QUEUE.tweets, { ids: [id] });
+      expect(replay.replayed).to.equal(1);
+      await waitFor('the replayed tweet to be counted', async () => (await sys.request('GET', `/analytics/users/${user.id}`)).json?.tweetCount === 2, 30_000);
+      expect(await depth(dlq)).to.equal(cases.length);
     });
   });
 });

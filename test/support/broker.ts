@@ -65,3 +65,25 @@ export async function setMemoryAlarm(on: boolean): Promise<void> {
 export async function closeVhostConnections(vhost: string, reason: string): Promise<void> {
   await run('rabbitmqctl', ['close_all_connections', '-p', vhost, reason], { timeout: 60_000 });
 }
+
+/** The node's delivery acknowledgement timeout (`consumer_timeout`, ms), or undefined when none is set. */
+export async function consumerTimeout(): Promise<number | undefined> {
+  const { stdout } = await run('rabbitmqctl', ['eval', 'application:get_env(rabbit, consumer_timeout).'], { timeout: 60_000 });
+  const set = /\{ok,\s*(\d+)\}/.exec(stdout);
+  if (set) return Number(set[1]);
+  if (stdout.trim() === 'undefined') return undefined;
+  throw new Error(`unexpected consumer_timeout: ${stdout.trim()}`);
+}
+
+/**
+ * Sets (or, with undefined, unsets) the node's `consumer_timeout`. A channel
+ * reads it when it opens, so it applies to channels opened after this; the
+ * node is shared, so a test lowers it only while it opens its own channel.
+ */
+export async function setConsumerTimeout(ms: number | undefined): Promise<void> {
+  if (ms !== undefined && (!Number.isInteger(ms) || ms < 15_000)) throw new Error(`refusing consumer_timeout ${ms}: other users share this node`);
+  const expr = ms === undefined ? 'application:unset_env(rabbit, consumer_timeout).' : `application:set_env(rabbit, consumer_timeout, ${ms}).`;
+  await run('rabbitmqctl', ['eval', expr], { timeout: 60_000 });
+  const now = await consumerTimeout();
+  if (now !== ms) throw new Error(`consumer_timeout is ${now}, not ${ms}`);
+}

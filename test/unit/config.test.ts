@@ -38,6 +38,13 @@ describe('configuration', () => {
     expect(loadConfig({ WARREN_WORKER_HANDLER_TIMEOUT_MS: '60000', WARREN_SUPERVISOR_STOP_TIMEOUT_MS: '75000' }).supervisor.stopTimeoutMs).to.equal(75000);
   });
 
+  it("refuses a batch deadline that leaves a batch's messages no time to run alone after it timed out", () => {
+    expect(loadConfig({}).worker.batchDeadlineMs).to.equal(300_000);
+    expect(() => loadConfig({ WARREN_WORKER_BATCH_DEADLINE_MS: '50000' })).to.throw(ConfigError, /^config: worker\.batchDeadlineMs \(WARREN_WORKER_BATCH_DEADLINE_MS\): must be at least 2 × worker\.handlerTimeoutMs \(60000\)/);
+    expect(() => loadConfig({ WARREN_WORKER_BATCH_DEADLINE_MS: String(25 * 60 * 1000) })).to.throw(ConfigError, /worker\.batchDeadlineMs/);
+    expect(loadConfig({ WARREN_WORKER_BATCH_DEADLINE_MS: '60000' }).worker.batchDeadlineMs).to.equal(60_000);
+  });
+
   it('refuses a database.url that the sqlite client would ignore, naming database.client', () => {
     expect(() => loadConfig({ WARREN_DATABASE_URL: 'postgres://db/warren' })).to.throw(ConfigError, /^config: database\.client \(WARREN_DATABASE_CLIENT\): is sqlite, but database\.url is set/);
     expect(loadConfig({ WARREN_DATABASE_CLIENT: 'postgres', WARREN_DATABASE_URL: 'postgres://db/warren' }).database.client).to.equal('postgres');

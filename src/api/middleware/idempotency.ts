@@ -10,7 +10,7 @@ import { isUniqueViolation } from '../../db/repositories/errors';
 import type { ApiDeps, ApiState } from '../context';
 
 const HEADER = 'Idempotency-Key';
-const MAX_KEY_LENGTH = 64;
+export const MAX_KEY_LENGTH = 64;
 const PRUNE_EVERY_MS = 10 * 60_000;
 
 function requestHash(method: string, path: string, rawBody: string): string {

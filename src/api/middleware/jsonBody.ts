@@ -71,10 +71,14 @@ function decodeUtf8(body: Buffer): string {
   }
 }
 
-/** JSON in: a body must be application/json (else 415), fit the limit (else 413) and parse (else 400). */
-export function jsonBody(limitBytes: number): Middleware<ApiState> {
+/**
+ * JSON in: a body must be application/json (else 415), fit the limit (else
+ * 413) and parse (else 400), on the routes that take one (`takesBody`); the
+ * others leave it unread, and Node discards it after the response.
+ */
+export function jsonBody(limitBytes: number, takesBody: (method: string, path: string) => boolean = () => true): Middleware<ApiState> {
   return async (ctx, next) => {
-    if (!hasBody(ctx.req)) return next();
+    if (!hasBody(ctx.req) || !takesBody(ctx.method, ctx.path)) return next();
     if (!isJson(ctx.get('content-type'))) throw new UnsupportedMediaTypeError();
     // Compressed bodies are not inflated here; refusing them beats a confusing parse error.
     const encoding = ctx.get('content-encoding').trim().toLowerCase();

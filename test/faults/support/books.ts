@@ -1,34 +1,87 @@
+import { INBOX_TABLE } from '../../../src/db/inbox';
 import { openDatabase } from '../../../src/db/knex';
 import type { TestSystem } from '../../support/system';
 import { waitFor } from '../../support/system';
+import { combine, reconcile, type Reconciliation } from './ledger';
 import type { LoadFigures } from './load';
 
+/**
+ * Each tweet of the load carries a hashtag of its own, so that its effect
+ * can be counted by id: analytics counts every hashtag it applies, and a
+ * tweet applied twice shows a count of 2 on its tag (its inbox record,
+ * unique by construction, could never show that).
+ */
+const LEDGER_TAG = 'ledger';
+
+/** The tag that makes tweet `i` of a load countable (lower case: tags are case-folded). */
+export function ledgerTag(loadTag: string, i: number): string {
+  return `${LEDGER_TAG}${loadTag.toLowerCase()}x${i}`;
+}
+
+/** The text of tweet `i` of a load: a tag shared by a few, and its own ledger tag. */
+export function loadTweetText(loadTag: string, i: number): string {
+  return `load ${i} #fault${i % 7} #${ledgerTag(loadTag, i)}`;
+}
+
+/** The ledger tag a tweet's text carries, if any. */
+export function ledgerTagOf(text: string): string | undefined {
+  return new RegExp(`#(${LEDGER_TAG}[a-z0-9]+)`).exec(text)?.[1];
+}
+
 export interface Books {
-  /** Events the API committed (outbox rows): what the workers owe. */
-  tweetsCommitted: number;
-  changesCommitted: number;
-  tweetsCounted: number;
-  notificationsCounted: number;
+  /** tweet.created ids committed (outbox rows) against the analytics effects applied. */
+  tweets: Reconciliation;
+  /** user.updated ids committed against the profile-change notifications created. */
+  changes: Reconciliation;
+  /** What identifies the writes behind the committed events: tweet ids, and the display names profile changes set. */
+  committedTweetIds: Set<string>;
+  committedDisplayNames: Set<string>;
   outboxUnsent: number;
   parked: number;
 }
 
-/** Reads what was committed against what the workers applied, from the services' own databases. */
+/** Reads what was committed against what the workers applied, by message id, from the services' own databases. */
 export async function readBooks(sys: TestSystem): Promise<Books> {
   const api = openDatabase(sys.config, 'api');
   const analytics = openDatabase(sys.config, 'analytics');
   const notifications = openDatabase(sys.config, 'notifications');
   try {
-    const count = async (q: Promise<{ n: number | string }[]>) => Number((await q)[0]?.n ?? 0);
-    const [tweetsCommitted, changesCommitted, outboxUnsent, tweetsCounted, notificationsCounted] = await Promise.all([
-      count(api('outbox').where({ type: 'tweet.created' }).count({ n: '*' })),
-      count(api('outbox').where({ type: 'user.updated' }).count({ n: '*' })),
-      count(api('outbox').whereNull('sent_at').count({ n: '*' })),
-      count(analytics('user_stats').sum({ n: 'tweet_count' })),
-      count(notifications('notifications').where({ kind: 'profile_updated' }).count({ n: '*' })),
+    const [events, unsent, tagRows, recordRows, noteRows] = await Promise.all([
+      api('outbox').whereIn('type', ['tweet.created', 'user.updated']).select<{ message_id: string; type: string; payload: string }[]>('message_id', 'type', 'payload'),
+      api('outbox').whereNull('sent_at').count({ n: '*' }),
+      analytics('hashtags').where('tag', 'like', `${LEDGER_TAG}%`).select<{ tag: string; count: number | string }[]>('tag', 'count'),
+      analytics(INBOX_TABLE).where({ consumer: 'analytics' }).select<{ message_id: string }[]>('message_id'),
+      notifications('notifications').where({ kind: 'profile_updated' }).select<{ message_id: string }[]>('message_id'),
     ]);
+    const tweets = events.filter((e) => e.type === 'tweet.created');
+    const changes = events.filter((e) => e.type === 'user.updated');
+    const tagCounts = new Map(tagRows.map((r) => [r.tag, Number(r.count)]));
+    const recorded = new Set(recordRows.map((r) => r.message_id));
+    const tweetIds = new Set(tweets.map((t) => t.message_id));
+    // One entry per application: a tweet's own tag counts its effect; one without a tag is known by its inbox record.
+    const tweetApplications: string[] = [];
+    const committedTweetIds = new Set<string>();
+    for (const t of tweets) {
+      const body = JSON.parse(t.payload) as { tweetId: string; text: string };
+      committedTweetIds.add(body.tweetId);
+      const tag = ledgerTagOf(body.text);
+      const times = tag === undefined ? (recorded.has(t.message_id) ? 1 : 0) : (tagCounts.get(tag) ?? 0);
+      for (let k = 0; k < times; k++) tweetApplications.push(t.message_id);
+    }
+    // A record of a message nobody committed is applied too, and accounted for as a stray.
+    for (const id of recorded) if (!tweetIds.has(id)) tweetApplications.push(id);
     const parked = (await sys.queueDepth('analytics.tweets.dlq')) + (await sys.queueDepth('notifications.user-events.dlq'));
-    return { tweetsCommitted, changesCommitted, outboxUnsent, tweetsCounted, notificationsCounted, parked };
+    return {
+      tweets: reconcile(tweetIds, tweetApplications),
+      changes: reconcile(
+        changes.map((e) => e.message_id),
+        noteRows.map((r) => r.message_id),
+      ),
+      committedTweetIds,
+      committedDisplayNames: new Set(changes.map((e) => (JSON.parse(e.payload) as { changes: { displayName?: { to?: unknown } } }).changes.displayName?.to).filter((n): n is string => typeof n === 'string')),
+      outboxUnsent: Number(unsent[0]?.n ?? 0),
+      parked,
+    };
   } finally {
     await Promise.all([api.destroy(), analytics.destroy(), notifications.destroy()]);
   }
@@ -50,7 +103,7 @@ export async function settle(sys: TestSystem, timeoutMs = 90_000): Promise<Settl
     'the books to balance',
     async () => {
       const b = await readBooks(sys);
-      return b.outboxUnsent === 0 && b.tweetsCounted >= b.tweetsCommitted && b.notificationsCounted >= b.changesCommitted;
+      return b.outboxUnsent === 0 && b.tweets.lost.length === 0 && b.changes.lost.length === 0;
     },
     timeoutMs,
     250,
@@ -65,34 +118,41 @@ export interface ScenarioFigures {
   load: string;
   attempted: number;
   accepted: number;
+  /** Accepted writes (by tweet id, by new display name) with no committed event. */
+  acceptedNotCommitted: string[];
   refused: string;
+  /** Distinct event ids committed. */
   committed: number;
-  counted: number;
-  lost: number;
-  duplicated: number;
+  /** Distinct committed ids applied. */
+  applied: number;
+  /** Ids committed and never applied, ids applied more than once, ids applied but never committed. */
+  lost: string[];
+  duplicated: string[];
+  strays: string[];
   parked: number;
   settleMs: number;
 }
 
-/** One row of the reliability table: accepted and committed writes against what the workers applied. */
+/** One row of the reliability table: accepted and committed writes against what the workers applied, id by id. */
 export function figuresOf(scenario: string, load: string, f: LoadFigures, s: Settlement): ScenarioFigures {
-  const b = s.books;
-  const committed = b.tweetsCommitted + b.changesCommitted;
-  const counted = b.tweetsCounted + b.notificationsCounted;
-  const lost = Math.max(0, b.tweetsCommitted - b.tweetsCounted) + Math.max(0, b.changesCommitted - b.notificationsCounted);
-  const duplicated = Math.max(0, b.tweetsCounted - b.tweetsCommitted) + Math.max(0, b.notificationsCounted - b.changesCommitted);
+  const all = combine(s.books.tweets, s.books.changes);
   const refused = Object.entries(f.refused).map(([status, n]) => `${status === '0' ? 'no answer' : status}: ${n}`).join(', ') || 'none';
   return {
     scenario,
     load,
     attempted: f.attempted,
     accepted: f.acceptedTweets + f.acceptedProfileChanges,
+    acceptedNotCommitted: [
+      ...f.acceptedTweetIds.filter((id) => !s.books.committedTweetIds.has(id)).map((id) => `tweet ${id}`),
+      ...f.acceptedDisplayNames.filter((n) => !s.books.committedDisplayNames.has(n)).map((n) => `profile change to "${n}"`),
+    ],
     refused,
-    committed,
-    counted,
-    lost,
-    duplicated,
-    parked: b.parked,
+    committed: all.committed,
+    applied: all.applied,
+    lost: all.lost,
+    duplicated: all.duplicated,
+    strays: all.strays,
+    parked: s.books.parked,
     settleMs: s.settleMs,
   };
 }

@@ -1,4 +1,5 @@
 import type { TestSystem } from '../../support/system';
+import { loadTweetText } from './books';
 
 export interface LoadOptions {
   /** Writes per second across all clients. */
@@ -19,6 +20,9 @@ export interface LoadFigures {
   /** Accepted writes per user id, to check the books per user. */
   tweetsByUser: Map<string, number>;
   changesByUser: Map<string, number>;
+  /** What identifies each accepted write in its event: the tweet's id, the profile change's new display name (unique per write). */
+  acceptedTweetIds: string[];
+  acceptedDisplayNames: string[];
 }
 
 interface LoadUser {
@@ -34,8 +38,10 @@ interface LoadUser {
  * not the API's promise, and is tallied by status.
  */
 export class Load {
-  readonly figures: LoadFigures = { attempted: 0, acceptedTweets: 0, acceptedProfileChanges: 0, refused: {}, tweetsByUser: new Map(), changesByUser: new Map() };
+  readonly figures: LoadFigures = { attempted: 0, acceptedTweets: 0, acceptedProfileChanges: 0, refused: {}, tweetsByUser: new Map(), changesByUser: new Map(), acceptedTweetIds: [], acceptedDisplayNames: [] };
   private users: LoadUser[] = [];
+  /** Unique to this load: its users' handles and its tweets' ledger tags carry it. */
+  private tag = '';
   private running: Promise<void> | undefined;
   private stopped = false;
 
@@ -43,9 +49,9 @@ export class Load {
 
   async prepare(): Promise<void> {
     const n = this.opts.users ?? 10;
-    const tag = Date.now().toString(36).slice(-6);
+    this.tag = Date.now().toString(36).slice(-6);
     for (let i = 0; i < n; i++) {
-      const u = await this.sys.createUser(`load_${tag}_${i}`);
+      const u = await this.sys.createUser(`load_${this.tag}_${i}`);
       this.users.push({ ...u, changes: 0 });
     }
   }
@@ -89,17 +95,20 @@ export class Load {
     try {
       if (profile) {
         user.changes++;
-        const res = await this.sys.request('PATCH', `/users/${user.id}`, { token: user.token, body: { displayName: `load ${user.changes} ${i}` } });
+        const displayName = `load ${user.changes} ${i}`;
+        const res = await this.sys.request('PATCH', `/users/${user.id}`, { token: user.token, body: { displayName } });
         status = res.status;
         if (status === 200) {
           this.figures.acceptedProfileChanges++;
+          this.figures.acceptedDisplayNames.push(displayName);
           this.figures.changesByUser.set(user.id, (this.figures.changesByUser.get(user.id) ?? 0) + 1);
         }
       } else {
-        const res = await this.sys.request('POST', '/tweets', { token: user.token, body: { text: `load ${i} #fault${i % 7}` } });
+        const res = await this.sys.request('POST', '/tweets', { token: user.token, body: { text: loadTweetText(this.tag, i) } });
         status = res.status;
         if (status === 201) {
           this.figures.acceptedTweets++;
+          this.figures.acceptedTweetIds.push(String(res.json.id));
           this.figures.tweetsByUser.set(user.id, (this.figures.tweetsByUser.get(user.id) ?? 0) + 1);
         }
       }

@@ -74,7 +74,7 @@ describe('api: GET /openapi.json', () => {
     expect(Object.keys(stream.responses['200'].content)).to.deep.equal(['text/event-stream']);
     // Past streams.maxPerUser or streams.maxPerProcess: the error shape, with Retry-After.
     expect(stream.responses['429'].content['application/json'].schema).to.deep.equal({ $ref: '#/components/schemas/Error' });
-    expect(Object.keys(stream.responses['429'].headers)).to.include('retry-after');
+    expect(Object.keys(stream.responses['429'].headers)).to.include('Retry-After');
     expect(stream.parameters.find((p: Json) => p.name === 'Last-Event-ID').schema.pattern).to.equal(STREAM_POSITION_PATTERN.source);
   });
 
