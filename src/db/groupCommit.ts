@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { UnavailableError } from '../domain/errors';
 
 /** Rows one write adds to one table. */
 export interface TableRows {
@@ -38,6 +39,33 @@ interface PendingWrite {
   reject(err: unknown): void;
 }
 
+/**
+ * The database refused the COMMIT itself (SQLite busy at commit, a deferred
+ * constraint): nothing of the batch is durable, and each of its writes is
+ * answered 503 so the client tries again.
+ */
+export class CommitRefusedError extends UnavailableError {
+  constructor(readonly refusal: unknown) {
+    super('the database refused to commit this write; try again shortly', 1, 'database_unavailable');
+  }
+}
+
+/** Whether the writer can commit, as its last commits say. */
+export interface WriterHealth {
+  ok: boolean;
+  /** Commits refused since the last one that went through. */
+  refusedInARow: number;
+  lastCommitAt: number | null;
+  lastRefusal?: string;
+}
+
+/** The driver's side of knex that hands out and takes back connections. */
+interface ConnectionPool {
+  acquireConnection(): Promise<unknown>;
+  releaseConnection(connection: unknown): Promise<unknown>;
+  query(connection: unknown, sql: string): Promise<unknown>;
+}
+
 type Outcome = { ok: true; value: unknown } | { ok: false; err: unknown };
 
 // Bound variables per INSERT stay far below SQLite's 32,766 and PostgreSQL's 65,535.
@@ -61,6 +89,9 @@ export class GroupCommit {
   private readonly queue: PendingWrite[] = [];
   private draining = false;
   readonly stats = { transactions: 0, writes: 0 };
+  private refusedInARow = 0;
+  private lastCommitAt: number | null = null;
+  private lastRefusal = '';
 
   constructor(private readonly db: Knex, private readonly maxBatch = 256) {}
 
@@ -70,6 +101,16 @@ export class GroupCommit {
 
   insert<T>(write: InsertWrite<T>): Promise<T> {
     return this.enqueue<T>({ insert: write as InsertWrite<unknown> });
+  }
+
+  /** Healthy unless the last commit was refused (a commit going through, a request's or a probe's, heals it). */
+  health(): WriterHealth {
+    return {
+      ok: this.refusedInARow === 0,
+      refusedInARow: this.refusedInARow,
+      lastCommitAt: this.lastCommitAt,
+      ...(this.lastRefusal ? { lastRefusal: this.lastRefusal } : {}),
+    };
   }
 
   private enqueue<T>(write: Pick<PendingWrite, 'work' | 'insert' | 'rerunnable'>): Promise<T> {
@@ -106,7 +147,7 @@ export class GroupCommit {
       // way below; none of the others has run by then.
       const outcomes = new Map<PendingWrite, Outcome>();
       try {
-        await this.db.transaction(async (tx) => {
+        await this.transaction(async (tx) => {
           // Settled, not raced: nothing may still be running when the transaction ends.
           const settled = await Promise.allSettled([...insertMerged(tx, inserts.map((w) => w.insert!)), ...together.map((w) => w.work!(tx))]);
           const refused = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -120,7 +161,7 @@ export class GroupCommit {
         });
       } catch (err) {
         if (!togetherFailed) {
-          // The commit itself failed: nothing of this batch is durable.
+          // The commit itself failed (CommitRefusedError, rolled back): nothing of this batch is durable.
           for (const write of batch) write.reject(err);
           return;
         }
@@ -133,7 +174,7 @@ export class GroupCommit {
     }
     const outcomes = new Map<PendingWrite, Outcome>();
     try {
-      await this.db.transaction(async (tx) => {
+      await this.transaction(async (tx) => {
         if (batch.length === 1) {
           // Alone, a write needs no savepoint: its failure rolls back the transaction it owns.
           const write = batch[0]!;
@@ -152,6 +193,39 @@ export class GroupCommit {
       return;
     }
     this.settle(batch, outcomes);
+  }
+
+  /**
+   * One transaction on a connection held for it, so that a refused COMMIT
+   * can be rolled back on the very connection it left open: SQLite keeps
+   * the transaction after a refused COMMIT, and without the ROLLBACK the
+   * single writing connection could never begin another (every later write
+   * would fail while the process looked healthy).
+   */
+  private async transaction(work: (tx: Knex.Transaction) => Promise<void>): Promise<void> {
+    const pool = this.db.client as ConnectionPool;
+    const connection = await pool.acquireConnection();
+    let committing = false;
+    try {
+      await this.db.transaction(
+        async (tx) => {
+          await work(tx);
+          committing = true;
+        },
+        { connection },
+      );
+    } catch (err) {
+      if (!committing) throw err;
+      // PostgreSQL has already ended a transaction whose COMMIT failed; there the ROLLBACK only warns.
+      await pool.query(connection, 'ROLLBACK').catch(() => undefined);
+      this.refusedInARow++;
+      this.lastRefusal = (err as Error).message ?? String(err);
+      throw new CommitRefusedError(err);
+    } finally {
+      await pool.releaseConnection(connection);
+    }
+    this.refusedInARow = 0;
+    this.lastCommitAt = Date.now();
   }
 
   /** Answers the writes of a committed transaction. */
