@@ -3,7 +3,7 @@ import sinon from 'sinon';
 import type { Knex } from 'knex';
 import { claimBatch, countBacklog, enqueueEvents, markSent, releaseClaims } from '../../../src/db/outbox';
 import { buildEvent } from '../../../src/domain/messages';
-import { newId } from '../../../src/domain/ids';
+import { MAX_REQUEST_ID_LENGTH, newId } from '../../../src/domain/ids';
 import { testBackends, type TestDatabase } from '../../support/databases';
 
 const backends = testBackends('api', { service: 'api' }, ['sqlite3', 'better-sqlite3']);
@@ -86,6 +86,14 @@ for (const backend of backends) {
       } finally {
         fast.restore();
       }
+    });
+
+    it('keeps a correlation id as long as the longest request id the API accepts', async () => {
+      const longest = 'c'.repeat(MAX_REQUEST_ID_LENGTH);
+      const event = buildEvent('user.created', { userId: newId(), handle: 'longest', displayName: 'L', createdAt: new Date().toISOString() }, { now: new Date(), correlationId: longest });
+      await db.transaction((tx) => enqueueEvents(tx, [event]));
+      const [row] = await claimBatch(db, 'relay-a', 1, TIMEOUT);
+      expect(row!.correlation_id).to.equal(longest);
     });
 
     it('gives a row back after a failed publish, with the error and an attempt counted', async () => {
