@@ -9,7 +9,7 @@ import { OutboxRelay } from '../broker/relay';
 import { apiNeeds, loadDefinitions, retargetDefinitions, workQueues } from '../broker/topology';
 import { awaitTopology } from '../broker/topologyGate';
 import { GroupCommit } from '../db/groupCommit';
-import { openDatabase } from '../db/knex';
+import { asyncCommitRefusal, openDatabase } from '../db/knex';
 import { createLogger } from '../log';
 import { createRegistry, HttpMetrics, PublishMetrics, QueueMetrics, RelayMetrics } from '../observability/metrics';
 import { exitWithLine, onShutdown } from '../shutdown';
@@ -45,6 +45,8 @@ export async function runApi(config: Config): Promise<http.Server> {
   const defs = retargetDefinitions(loadDefinitions(config.amqp.definitionsFile), vhost);
   const db = openDatabase(config, 'api', { attachReadModels: true, readers: 4 });
   const writeDb = openDatabase(config, 'api');
+  const asyncCommit = await asyncCommitRefusal(config);
+  if (asyncCommit) exitWithLine(`warren api: ${asyncCommit}`);
   const connection = connectBroker({
     url: serviceAmqpUrl(config, 'api'),
     service: 'api',
