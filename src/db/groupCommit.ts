@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { UnavailableError } from '../domain/errors';
+import { isDatabaseUnavailable } from './repositories/errors';
 
 /** Rows one write adds to one table. */
 export interface TableRows {
@@ -50,13 +51,25 @@ export class CommitRefusedError extends UnavailableError {
   }
 }
 
-/** Whether the writer can commit, as its last commits say. */
+/** Whether the writer can commit, as its last transactions say. */
 export interface WriterHealth {
   ok: boolean;
-  /** Commits refused since the last one that went through. */
-  refusedInARow: number;
+  /**
+   * Transactions that failed as a whole since the last one that committed:
+   * a refused COMMIT, or the database busy, locked or unreachable (not a
+   * write's own failure, such as a taken handle).
+   */
+  failedInARow: number;
   lastCommitAt: number | null;
-  lastRefusal?: string;
+  lastFailure?: string;
+  /** How long the transaction under way has taken, when it is past the stall threshold. */
+  stalledForMs?: number;
+}
+
+export interface GroupCommitOptions {
+  maxBatch?: number;
+  /** A transaction under way longer than this makes the writer unhealthy (default 10 s). */
+  stallAfterMs?: number;
 }
 
 /** The driver's side of knex that hands out and takes back connections. */
@@ -89,11 +102,17 @@ export class GroupCommit {
   private readonly queue: PendingWrite[] = [];
   private draining = false;
   readonly stats = { transactions: 0, writes: 0 };
-  private refusedInARow = 0;
+  private failedInARow = 0;
   private lastCommitAt: number | null = null;
-  private lastRefusal = '';
+  private lastFailure = '';
+  private transactionStartedAt: number | null = null;
+  private readonly maxBatch: number;
+  private readonly stallAfterMs: number;
 
-  constructor(private readonly db: Knex, private readonly maxBatch = 256) {}
+  constructor(private readonly db: Knex, opts: GroupCommitOptions = {}) {
+    this.maxBatch = opts.maxBatch ?? 256;
+    this.stallAfterMs = opts.stallAfterMs ?? 10_000;
+  }
 
   run<T>(work: (tx: Knex.Transaction) => Promise<T>, opts: RunOptions = {}): Promise<T> {
     return this.enqueue<T>({ work, rerunnable: opts.rerunnable === true });
@@ -103,13 +122,20 @@ export class GroupCommit {
     return this.enqueue<T>({ insert: write as InsertWrite<unknown> });
   }
 
-  /** Healthy unless the last commit was refused (a commit going through, a request's or a probe's, heals it). */
-  health(): WriterHealth {
+  /**
+   * Healthy unless the last transaction failed as a whole or the one under
+   * way is stalled; a transaction that commits (a request's, the relay's or
+   * a readiness probe's) heals it.
+   */
+  health(now = Date.now()): WriterHealth {
+    const runningMs = this.transactionStartedAt === null ? 0 : now - this.transactionStartedAt;
+    const stalled = runningMs > this.stallAfterMs;
     return {
-      ok: this.refusedInARow === 0,
-      refusedInARow: this.refusedInARow,
+      ok: this.failedInARow === 0 && !stalled,
+      failedInARow: this.failedInARow,
       lastCommitAt: this.lastCommitAt,
-      ...(this.lastRefusal ? { lastRefusal: this.lastRefusal } : {}),
+      ...(this.lastFailure ? { lastFailure: this.lastFailure } : {}),
+      ...(stalled ? { stalledForMs: runningMs } : {}),
     };
   }
 
@@ -204,34 +230,51 @@ export class GroupCommit {
    */
   private async transaction(work: (tx: Knex.Transaction) => Promise<void>): Promise<void> {
     const pool = this.db.client as ConnectionPool;
-    const connection = await pool.acquireConnection();
+    this.transactionStartedAt = Date.now();
     let committing = false;
     try {
-      await this.db.transaction(
-        async (tx) => {
-          await work(tx);
-          committing = true;
-        },
-        { connection },
-      );
+      const connection = await pool.acquireConnection();
+      try {
+        await this.db.transaction(
+          async (tx) => {
+            await work(tx);
+            committing = true;
+          },
+          { connection },
+        );
+      } catch (err) {
+        if (!committing) throw err;
+        // PostgreSQL has already ended a transaction whose COMMIT failed; there the ROLLBACK only warns.
+        await pool.query(connection, 'ROLLBACK').catch(() => undefined);
+        throw new CommitRefusedError(err);
+      } finally {
+        await pool.releaseConnection(connection);
+      }
     } catch (err) {
-      if (!committing) throw err;
-      // PostgreSQL has already ended a transaction whose COMMIT failed; there the ROLLBACK only warns.
-      await pool.query(connection, 'ROLLBACK').catch(() => undefined);
-      this.refusedInARow++;
-      this.lastRefusal = (err as Error).message ?? String(err);
-      throw new CommitRefusedError(err);
+      if (err instanceof CommitRefusedError) this.failed(err.refusal);
+      else if (isDatabaseUnavailable(err)) this.failed(err);
+      throw err;
     } finally {
-      await pool.releaseConnection(connection);
+      this.transactionStartedAt = null;
     }
-    this.refusedInARow = 0;
-    this.lastCommitAt = Date.now();
+  }
+
+  private failed(err: unknown): void {
+    this.failedInARow++;
+    this.lastFailure = err instanceof Error ? err.message : String(err);
   }
 
   /** Answers the writes of a committed transaction. */
   private settle(batch: PendingWrite[], outcomes: Map<PendingWrite, Outcome>): void {
     this.stats.transactions++;
     this.stats.writes += batch.length;
+    // Committed; but writes that each failed for a busy or unreachable database committed nothing of theirs.
+    const unavailable = [...outcomes.values()].find((o): o is { ok: false; err: unknown } => !o.ok && isDatabaseUnavailable(o.err));
+    if (unavailable) this.failed(unavailable.err);
+    else {
+      this.failedInARow = 0;
+      this.lastCommitAt = Date.now();
+    }
     for (const write of batch) {
       const outcome = outcomes.get(write)!;
       if (outcome.ok) write.resolve(outcome.value);

@@ -206,7 +206,7 @@ for (const backend of testBackends('api', { create: async (db) => { for (const s
     it('rolls back, answers the whole batch 503, reports the writer, and commits the next write', async () => {
       const gc = new GroupCommit(db);
       await parent(gc, 'p0');
-      expect(gc.health()).to.include({ ok: true, refusedInARow: 0 });
+      expect(gc.health()).to.include({ ok: true, failedInARow: 0 });
       // Both in one transaction: the orphan passes every statement and is refused at COMMIT, taking its neighbour with it.
       const refused = await Promise.allSettled([parent(gc, 'p1'), orphan(gc, 'c1')]);
       for (const r of refused) {
@@ -215,13 +215,13 @@ for (const backend of testBackends('api', { create: async (db) => { for (const s
         expect(err).to.be.instanceOf(CommitRefusedError);
         expect(err).to.be.instanceOf(UnavailableError); // answered 503 with Retry-After
       }
-      expect(gc.health()).to.include({ ok: false, refusedInARow: 1 });
-      expect(gc.health().lastRefusal).to.match(/foreign key|violates/i);
+      expect(gc.health()).to.include({ ok: false, failedInARow: 1 });
+      expect(gc.health().lastFailure).to.match(/foreign key|violates/i);
 
       // The writer is usable again: the next writes commit, and nothing of the refused batch was kept.
       await parent(gc, 'p2');
       await Promise.all([parent(gc, 'p3'), parent(gc, 'p4')]);
-      expect(gc.health()).to.include({ ok: true, refusedInARow: 0 });
+      expect(gc.health()).to.include({ ok: true, failedInARow: 0 });
       expect((await db('parents').select('id').orderBy('id')).map((r: { id: string }) => r.id)).to.deep.equal(['p0', 'p2', 'p3', 'p4']);
       expect(await db('children').select('id')).to.deep.equal([]);
     });
