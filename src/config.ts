@@ -18,6 +18,8 @@ export const configSchema = z.object({
     host: z.string().min(1),
     port: z.coerce.number().int().min(0).max(65535),
     bodyLimitBytes: positiveInt,
+    /** On SIGTERM the API answers /readyz 503 this long before it stops taking connections, so a load balancer notices first. */
+    drainDelayMs: z.coerce.number().int().min(0).max(20_000),
   }),
   amqp: z.object({
     url: z.string().regex(/^amqps?:\/\//, 'must be an amqp:// or amqps:// URL'),
@@ -37,6 +39,8 @@ export const configSchema = z.object({
     dir: z.string().min(1),
     url: z.string(),
     statementTimeoutMs: positiveInt,
+    /** PostgreSQL: start even when the session's synchronous_commit is off or local (commits acknowledged before they are durable). */
+    allowAsyncCommit: z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]),
   }),
   outbox: z.object({ maxBacklog: positiveInt, retainSentHours: z.coerce.number().nonnegative() }),
   relay: z.object({
@@ -80,6 +84,14 @@ export const configSchema = z.object({
       code: 'custom',
       path: ['worker', 'batchDeadlineMs'],
       message: `must be at least 2 × worker.handlerTimeoutMs (${2 * c.worker.handlerTimeoutMs}): a batch that fails at its timeout must leave time to run a message alone`,
+    });
+  }
+  // A claim that expires while its batch may still be waiting for confirms lets another relay publish the same rows.
+  if (c.relay.claimTimeoutMs <= c.relay.publishTimeoutMs) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['relay', 'claimTimeoutMs'],
+      message: `must be more than relay.publishTimeoutMs (${c.relay.publishTimeoutMs} ms), or another relay takes over rows still being published`,
     });
   }
   // A URL alone would otherwise be ignored, and every host would quietly write a SQLite file of its own.

@@ -31,8 +31,14 @@ export interface AppDeps {
   onEventsWritten(): void;
   /** Last known count of unsent outbox rows (kept by the relay). */
   outboxBacklog(): number;
-  /** Broker/consumer checks from the process wiring; the app adds its own database check. */
+  /**
+   * Broker, topology, relay, live-subscription and consumer checks from the
+   * process wiring: reported by /readyz, never deciding it. The app adds the
+   * checks that do (database, writer, outbox backlog, draining).
+   */
   readiness(): Promise<ReadinessCheck[]>;
+  /** True once SIGTERM came: /readyz answers 503 while connections are still taken, so a load balancer notices first. */
+  draining?(): boolean;
   /** This process's metrics registry, served at /metrics; a fresh one when absent (tests). */
   metrics?: ApiMetrics;
   /** Open notification streams, fed by the broker's live subscription (server.ts); without one, streams serve the store only. */

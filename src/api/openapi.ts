@@ -64,8 +64,8 @@ const json = (description: string, schema: z.ZodType): ResponseSpec => ({ descri
 export const operations: OperationSpec[] = [
   { method: 'get', path: '/healthz', summary: 'Liveness: the process answers', tag: 'health', noDatabase: true, ok: { 200: json('alive', liveness) } },
   {
-    method: 'get', path: '/readyz', summary: 'Readiness: database, broker, topology, outbox and consumers', tag: 'health',
-    ok: { 200: json('ready', readiness), 503: json('not ready; each check says why', readiness) },
+    method: 'get', path: '/readyz', summary: 'Readiness: ready while it can take writes (database, writer, outbox backlog); broker, topology, relay and consumers are reported', tag: 'health',
+    ok: { 200: json('ready (status degraded when a reported check fails)', readiness), 503: json('not ready (cannot take writes, or draining for a stop); each check says why', readiness) },
   },
   {
     method: 'post', path: '/users', summary: 'Create a user and its first API token (shown once); emits user.created', tag: 'users',

@@ -70,6 +70,13 @@ export const analyticsSummary = z.strictObject({
 export const liveness = z.strictObject({ status: z.literal('ok') });
 
 export const readiness = z.strictObject({
-  status: z.enum(['ok', 'unavailable']),
-  checks: z.array(z.strictObject({ name: z.string(), ok: z.boolean(), detail: z.string().optional() })),
+  status: z.enum(['ok', 'degraded', 'unavailable']).meta({ description: 'degraded: ready to take writes, but a reported check (broker, relay, consumers, ...) fails' }),
+  checks: z.array(
+    z.strictObject({
+      name: z.string(),
+      ok: z.boolean(),
+      required: z.boolean().meta({ description: 'whether this check decides readiness (database, writer, outbox, shutdown) or is only reported' }),
+      detail: z.string().optional(),
+    }),
+  ),
 });

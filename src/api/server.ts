@@ -9,7 +9,7 @@ import { OutboxRelay } from '../broker/relay';
 import { apiNeeds, loadDefinitions, retargetDefinitions, workQueues } from '../broker/topology';
 import { awaitTopology } from '../broker/topologyGate';
 import { GroupCommit } from '../db/groupCommit';
-import { openDatabase } from '../db/knex';
+import { asyncCommitRefusal, openDatabase } from '../db/knex';
 import { createLogger } from '../log';
 import { createRegistry, HttpMetrics, PublishMetrics, QueueMetrics, RelayMetrics } from '../observability/metrics';
 import { exitWithLine, onShutdown } from '../shutdown';
@@ -36,8 +36,9 @@ async function closeGracefully(server: http.Server, graceMs: number): Promise<vo
 
 /**
  * `warren api`: the HTTP API and the outbox relay. It starts without the
- * broker (writes go to the outbox and are relayed once it is back) and
- * reports not ready until the broker, the topology and the consumers are there.
+ * broker (writes go to the outbox and are relayed once it is back) and is
+ * ready while it can take writes; the broker, the topology, the relay and
+ * the consumers are reported by /readyz without deciding it.
  */
 export async function runApi(config: Config): Promise<http.Server> {
   const log = createLogger('api', config.log.level);
@@ -45,6 +46,8 @@ export async function runApi(config: Config): Promise<http.Server> {
   const defs = retargetDefinitions(loadDefinitions(config.amqp.definitionsFile), vhost);
   const db = openDatabase(config, 'api', { attachReadModels: true, readers: 4 });
   const writeDb = openDatabase(config, 'api');
+  const asyncCommit = await asyncCommitRefusal(config);
+  if (asyncCommit) exitWithLine(`warren api: ${asyncCommit}`);
   const connection = connectBroker({
     url: serviceAmqpUrl(config, 'api'),
     service: 'api',
@@ -130,22 +133,21 @@ export async function runApi(config: Config): Promise<http.Server> {
     liveNotifications: notificationHub,
     onEventsWritten: () => relay.wake(),
     outboxBacklog: () => relay.pending(),
+    // Reported in /readyz, never deciding it: the outbox takes writes while any of these is missing.
     readiness: async () => {
       const broker: ReadinessCheck = publisher.isReady()
         ? { name: 'broker', ok: true }
         : { name: 'broker', ok: false, detail: connection.isBlocked() ? 'connection blocked by a broker alarm' : 'not connected' };
       const topologyCheck: ReadinessCheck = { name: 'topology', ok: topology.verified, detail: topology.verified ? 'verified' : 'not verified yet' };
-      const backlog = relay.pending();
-      const outbox: ReadinessCheck = {
-        name: 'outbox',
-        ok: backlog <= config.outbox.maxBacklog && relay.status().ok,
-        detail: backlog > config.outbox.maxBacklog ? `backlog ${backlog} over outbox.maxBacklog ${config.outbox.maxBacklog}` : relay.status().detail,
-      };
+      const relayStatus = relay.status();
+      const relayCheck: ReadinessCheck = { name: 'relay', ok: relayStatus.ok, detail: relayStatus.detail };
       const liveCheck: ReadinessCheck = live.subscribed()
         ? { name: 'live-notifications', ok: true, detail: `${notificationHub.size()} open stream(s)` }
         : { name: 'live-notifications', ok: false, detail: live.failure() || 'not subscribed to notifications.live' };
-      return [broker, topologyCheck, outbox, liveCheck, ...(await consumerChecks())];
+      const consumers = await consumerChecks().catch((err: Error): ReadinessCheck[] => [{ name: 'consumers', ok: false, detail: err.message }]);
+      return [broker, topologyCheck, relayCheck, liveCheck, ...consumers];
     },
+    draining: () => shutdownSignal.stopped,
   });
 
   const server = http.createServer(app.callback());
@@ -158,8 +160,10 @@ export async function runApi(config: Config): Promise<http.Server> {
   const port = typeof address === 'object' && address ? address.port : config.http.port;
   log.info({ host: config.http.host, port }, 'api listening');
 
-  onShutdown(log, 30_000, async () => {
+  onShutdown(log, 30_000 + config.http.drainDelayMs, async () => {
     shutdownSignal.stopped = true;
+    // /readyz answers 503 from now on; requests are still served until a load balancer has seen it.
+    await new Promise((r) => setTimeout(r, config.http.drainDelayMs));
     // Open streams never finish by themselves: end them, so their connections close like any other.
     notificationHub.close();
     // Stop taking requests and let those in flight finish, then relay what is committed.

@@ -218,22 +218,27 @@ export class OutboxRelay {
     if (pruned) this.opts.log.debug({ pruned }, 'pruned sent outbox rows');
   }
 
+  /**
+   * Waits for the poll interval or a wake-up, whichever comes first. A
+   * wake-up while no sleep is under way is kept for the next one; each
+   * sleep forgets its own wake-up function when it ends, so a sleep that
+   * ended by its timer can never swallow a later wake() (its event would
+   * otherwise wait out a whole poll interval).
+   */
   private sleep(ms: number): Promise<void> {
     if (this.woken) {
       this.woken = false;
       return Promise.resolve();
     }
     return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
+      const done = () => {
         clearTimeout(timer);
-        resolve();
-      }
-      this.wakeUp = () => {
-        this.wakeUp = undefined;
+        if (this.wakeUp === done) this.wakeUp = undefined;
         this.woken = false;
-        done();
+        resolve();
       };
+      const timer = setTimeout(done, ms);
+      this.wakeUp = done;
     });
   }
 

@@ -1,4 +1,6 @@
 import type { Knex } from 'knex';
+import { UnavailableError } from '../domain/errors';
+import { isDatabaseUnavailable } from './repositories/errors';
 
 /** Rows one write adds to one table. */
 export interface TableRows {
@@ -38,6 +40,45 @@ interface PendingWrite {
   reject(err: unknown): void;
 }
 
+/**
+ * The database refused the COMMIT itself (SQLite busy at commit, a deferred
+ * constraint): nothing of the batch is durable, and each of its writes is
+ * answered 503 so the client tries again.
+ */
+export class CommitRefusedError extends UnavailableError {
+  constructor(readonly refusal: unknown) {
+    super('the database refused to commit this write; try again shortly', 1, 'database_unavailable');
+  }
+}
+
+/** Whether the writer can commit, as its last transactions say. */
+export interface WriterHealth {
+  ok: boolean;
+  /**
+   * Transactions that failed as a whole since the last one that committed:
+   * a refused COMMIT, or the database busy, locked or unreachable (not a
+   * write's own failure, such as a taken handle).
+   */
+  failedInARow: number;
+  lastCommitAt: number | null;
+  lastFailure?: string;
+  /** How long the transaction under way has taken, when it is past the stall threshold. */
+  stalledForMs?: number;
+}
+
+export interface GroupCommitOptions {
+  maxBatch?: number;
+  /** A transaction under way longer than this makes the writer unhealthy (default 10 s). */
+  stallAfterMs?: number;
+}
+
+/** The driver's side of knex that hands out and takes back connections. */
+interface ConnectionPool {
+  acquireConnection(): Promise<unknown>;
+  releaseConnection(connection: unknown): Promise<unknown>;
+  query(connection: unknown, sql: string): Promise<unknown>;
+}
+
 type Outcome = { ok: true; value: unknown } | { ok: false; err: unknown };
 
 // Bound variables per INSERT stay far below SQLite's 32,766 and PostgreSQL's 65,535.
@@ -61,8 +102,17 @@ export class GroupCommit {
   private readonly queue: PendingWrite[] = [];
   private draining = false;
   readonly stats = { transactions: 0, writes: 0 };
+  private failedInARow = 0;
+  private lastCommitAt: number | null = null;
+  private lastFailure = '';
+  private transactionStartedAt: number | null = null;
+  private readonly maxBatch: number;
+  private readonly stallAfterMs: number;
 
-  constructor(private readonly db: Knex, private readonly maxBatch = 256) {}
+  constructor(private readonly db: Knex, opts: GroupCommitOptions = {}) {
+    this.maxBatch = opts.maxBatch ?? 256;
+    this.stallAfterMs = opts.stallAfterMs ?? 10_000;
+  }
 
   run<T>(work: (tx: Knex.Transaction) => Promise<T>, opts: RunOptions = {}): Promise<T> {
     return this.enqueue<T>({ work, rerunnable: opts.rerunnable === true });
@@ -70,6 +120,23 @@ export class GroupCommit {
 
   insert<T>(write: InsertWrite<T>): Promise<T> {
     return this.enqueue<T>({ insert: write as InsertWrite<unknown> });
+  }
+
+  /**
+   * Healthy unless the last transaction failed as a whole or the one under
+   * way is stalled; a transaction that commits (a request's, the relay's or
+   * a readiness probe's) heals it.
+   */
+  health(now = Date.now()): WriterHealth {
+    const runningMs = this.transactionStartedAt === null ? 0 : now - this.transactionStartedAt;
+    const stalled = runningMs > this.stallAfterMs;
+    return {
+      ok: this.failedInARow === 0 && !stalled,
+      failedInARow: this.failedInARow,
+      lastCommitAt: this.lastCommitAt,
+      ...(this.lastFailure ? { lastFailure: this.lastFailure } : {}),
+      ...(stalled ? { stalledForMs: runningMs } : {}),
+    };
   }
 
   private enqueue<T>(write: Pick<PendingWrite, 'work' | 'insert' | 'rerunnable'>): Promise<T> {
@@ -106,7 +173,7 @@ export class GroupCommit {
       // way below; none of the others has run by then.
       const outcomes = new Map<PendingWrite, Outcome>();
       try {
-        await this.db.transaction(async (tx) => {
+        await this.transaction(async (tx) => {
           // Settled, not raced: nothing may still be running when the transaction ends.
           const settled = await Promise.allSettled([...insertMerged(tx, inserts.map((w) => w.insert!)), ...together.map((w) => w.work!(tx))]);
           const refused = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -120,7 +187,7 @@ export class GroupCommit {
         });
       } catch (err) {
         if (!togetherFailed) {
-          // The commit itself failed: nothing of this batch is durable.
+          // The commit itself failed (CommitRefusedError, rolled back): nothing of this batch is durable.
           for (const write of batch) write.reject(err);
           return;
         }
@@ -133,7 +200,7 @@ export class GroupCommit {
     }
     const outcomes = new Map<PendingWrite, Outcome>();
     try {
-      await this.db.transaction(async (tx) => {
+      await this.transaction(async (tx) => {
         if (batch.length === 1) {
           // Alone, a write needs no savepoint: its failure rolls back the transaction it owns.
           const write = batch[0]!;
@@ -154,10 +221,60 @@ export class GroupCommit {
     this.settle(batch, outcomes);
   }
 
+  /**
+   * One transaction on a connection held for it, so that a refused COMMIT
+   * can be rolled back on the very connection it left open: SQLite keeps
+   * the transaction after a refused COMMIT, and without the ROLLBACK the
+   * single writing connection could never begin another (every later write
+   * would fail while the process looked healthy).
+   */
+  private async transaction(work: (tx: Knex.Transaction) => Promise<void>): Promise<void> {
+    const pool = this.db.client as ConnectionPool;
+    this.transactionStartedAt = Date.now();
+    let committing = false;
+    try {
+      const connection = await pool.acquireConnection();
+      try {
+        await this.db.transaction(
+          async (tx) => {
+            await work(tx);
+            committing = true;
+          },
+          { connection },
+        );
+      } catch (err) {
+        if (!committing) throw err;
+        // PostgreSQL has already ended a transaction whose COMMIT failed; there the ROLLBACK only warns.
+        await pool.query(connection, 'ROLLBACK').catch(() => undefined);
+        throw new CommitRefusedError(err);
+      } finally {
+        await pool.releaseConnection(connection);
+      }
+    } catch (err) {
+      if (err instanceof CommitRefusedError) this.failed(err.refusal);
+      else if (isDatabaseUnavailable(err)) this.failed(err);
+      throw err;
+    } finally {
+      this.transactionStartedAt = null;
+    }
+  }
+
+  private failed(err: unknown): void {
+    this.failedInARow++;
+    this.lastFailure = err instanceof Error ? err.message : String(err);
+  }
+
   /** Answers the writes of a committed transaction. */
   private settle(batch: PendingWrite[], outcomes: Map<PendingWrite, Outcome>): void {
     this.stats.transactions++;
     this.stats.writes += batch.length;
+    // Committed; but writes that each failed for a busy or unreachable database committed nothing of theirs.
+    const unavailable = [...outcomes.values()].find((o): o is { ok: false; err: unknown } => !o.ok && isDatabaseUnavailable(o.err));
+    if (unavailable) this.failed(unavailable.err);
+    else {
+      this.failedInARow = 0;
+      this.lastCommitAt = Date.now();
+    }
     for (const write of batch) {
       const outcome = outcomes.get(write)!;
       if (outcome.ok) write.resolve(outcome.value);

@@ -41,7 +41,7 @@ export function openDatabase(config: Config, service: Service, opts: OpenOptions
       // elsewhere), so an abandoned transaction's connection frees up in bounded time.
       connection: { connectionString: config.database.url, statement_timeout: opts.statementTimeoutMs ?? config.database.statementTimeoutMs },
       searchPath: [service],
-      pool: { min: 0, max: 10 },
+      pool: { min: 0, max: 10, ...(config.database.allowAsyncCommit ? {} : { afterCreate: refuseAsyncCommit }) },
     });
   }
   fs.mkdirSync(config.database.dir, { recursive: true });
@@ -79,6 +79,60 @@ export function openDatabase(config: Config, service: Service, opts: OpenOptions
       },
     },
   });
+}
+
+/** node-postgres's Client, as the pool hands it to afterCreate. */
+interface PgConnection {
+  query(sql: string, cb: (err: Error | null, res: { rows: { synchronous_commit?: string }[] }) => void): void;
+}
+
+/**
+ * Durable means committed with an fsync (DESIGN.md). PostgreSQL answers a
+ * COMMIT before its WAL is flushed when the session's synchronous_commit is
+ * off (and `local` gives up the standby's copy): such a session is refused
+ * unless database.allowAsyncCommit says so. Checked on every new
+ * connection, since a role or database default can change under a running process.
+ */
+export class AsyncCommitError extends Error {
+  constructor(readonly setting: string) {
+    super(
+      `PostgreSQL synchronous_commit is ${setting} for this session, so a commit could be acknowledged before it is durable: ` +
+        'set synchronous_commit to on for this role or database, or set database.allowAsyncCommit to accept that',
+    );
+    this.name = 'AsyncCommitError';
+  }
+}
+
+function asyncSetting(setting: string | undefined): setting is 'off' | 'local' {
+  return setting === 'off' || setting === 'local';
+}
+
+function refuseAsyncCommit(conn: PgConnection, done: (err: Error | null, conn: PgConnection) => void): void {
+  conn.query('SHOW synchronous_commit', (err, res) => {
+    if (err) return done(err, conn);
+    const setting = res.rows[0]?.synchronous_commit;
+    done(asyncSetting(setting) ? new AsyncCommitError(setting) : null, conn);
+  });
+}
+
+/**
+ * At start-up: the line refusing a PostgreSQL session that commits
+ * asynchronously, '' otherwise. Asked on a connection of its own, so that
+ * the refusal is that one line and not the pool's connection errors. A
+ * database that cannot be reached yet is not refused here (readiness
+ * reports it); each new pooled connection is checked all the same.
+ */
+export async function asyncCommitRefusal(config: Config): Promise<string> {
+  if (config.database.client !== 'postgres' || config.database.allowAsyncCommit) return '';
+  const probe = knexFactory({ client: 'pg', connection: { connectionString: config.database.url }, pool: { min: 0, max: 1 } });
+  try {
+    const setting = ((await probe.raw('SHOW synchronous_commit')) as { rows: { synchronous_commit?: string }[] }).rows[0]?.synchronous_commit;
+    return asyncSetting(setting) ? new AsyncCommitError(setting).message : '';
+  } catch {
+    return '';
+  } finally {
+    await probe.destroy();
+  }
 }
 
 /** node-sqlite3's Database: asynchronous, with callbacks. */

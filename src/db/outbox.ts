@@ -64,8 +64,23 @@ const CLAIMED_COLUMNS = [
   'attempts',
 ];
 
-// Rows never sent, unclaimed or held by a claim older than the timeout (a relay that died).
-const CLAIMABLE = 'sent_at IS NULL AND (claimed_by IS NULL OR claimed_at < ?)';
+/**
+ * The database's clock in epoch milliseconds, as SQL. Claims are stamped
+ * and judged stale by this one clock, shared by every relay of the outbox,
+ * never by a process's own: a host whose clock runs 30 s fast would
+ * otherwise take over claims still in flight. The one expression the two
+ * databases spell differently (SQLite's julianday is ms-precise; PostgreSQL's
+ * statement_timestamp is fixed for the statement, like SQLite's 'now').
+ */
+export function databaseNowMs(db: Knex): string {
+  return isPostgres(db)
+    ? 'CAST(EXTRACT(EPOCH FROM statement_timestamp()) * 1000 AS BIGINT)'
+    : "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
+}
+
+function isPostgres(db: Knex): boolean {
+  return /^(pg|postgres)/.test(String((db.client as { config?: { client?: unknown } }).config?.client));
+}
 
 /**
  * Claims up to `limit` unsent rows for `relayId` with one conditional
@@ -74,16 +89,19 @@ const CLAIMABLE = 'sent_at IS NULL AND (claimed_by IS NULL OR claimed_at < ?)';
  * condition is checked again on each row as it is updated, so of two relays
  * picking the same rows at once one takes them and the other takes none
  * (PostgreSQL re-reads a row it waited for; SQLite has one writer at a time).
- * A claim older than `claimTimeoutMs` (a relay that died) may be taken over.
+ * A claim older than `claimTimeoutMs` by the database's clock (a relay that
+ * died) may be taken over.
  * Returns the rows this relay now holds, by seq.
  */
-export async function claimBatch(db: Knex, relayId: string, limit: number, claimTimeoutMs: number, now = Date.now()): Promise<OutboxRow[]> {
-  const staleBefore = now - claimTimeoutMs;
-  const picked = db(OUTBOX_TABLE).select('seq').whereRaw(CLAIMABLE, [staleBefore]).orderBy('seq').limit(limit);
+export async function claimBatch(db: Knex, relayId: string, limit: number, claimTimeoutMs: number): Promise<OutboxRow[]> {
+  const now = databaseNowMs(db);
+  // Rows never sent, unclaimed or held by a claim older than the timeout.
+  const claimable = `sent_at IS NULL AND (claimed_by IS NULL OR claimed_at < ${now} - ?)`;
+  const picked = db(OUTBOX_TABLE).select('seq').whereRaw(claimable, [claimTimeoutMs]).orderBy('seq').limit(limit);
   const rows = (await db(OUTBOX_TABLE)
-    .update({ claimed_by: relayId, claimed_at: now })
+    .update({ claimed_by: relayId, claimed_at: db.raw(now) })
     .whereIn('seq', picked)
-    .andWhereRaw(CLAIMABLE, [staleBefore])
+    .andWhereRaw(claimable, [claimTimeoutMs])
     .returning(CLAIMED_COLUMNS)) as OutboxRow[];
   // RETURNING promises no order; publish in the order the rows were written.
   return rows.map((r) => ({ ...r, seq: Number(r.seq) })).sort((a, b) => a.seq - b.seq);

@@ -12,3 +12,9 @@ export function isUuidV7(value: string): boolean {
 export function isUuid(value: string): boolean {
   return validate(value);
 }
+
+/**
+ * The longest caller-chosen request id the API keeps (`x-request-id`); it
+ * becomes the events' correlation id, so the outbox column is this wide too.
+ */
+export const MAX_REQUEST_ID_LENGTH = 128;

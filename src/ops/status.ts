@@ -38,12 +38,19 @@ export interface DlqStatus {
 
 export type OutboxStatus = { backlog: number; maxBacklog: number } | { error: string };
 
+/** The API's own /readyz, as this host reaches it: what it decides readiness on, and what it only reports. */
+export type ApiReadiness =
+  | { url: string; status: string; checks: { name: string; ok: boolean; required?: boolean; detail?: string }[] }
+  | { url: string; error: string };
+
 export interface StatusReport {
   vhost: string;
   at: string;
   queues: QueueStatus[];
   dlqs: DlqStatus[];
   outbox: OutboxStatus;
+  /** The API's readiness, when asked (`collectStatus` asks the configured http.host and http.port). */
+  api?: ApiReadiness;
   /** What an operator should look at, in words. */
   attention: string[];
 }
@@ -91,8 +98,29 @@ async function outboxStatus(config: Config): Promise<OutboxStatus> {
   }
 }
 
+/** GET /readyz of the API at http.host:http.port (a wildcard host is asked on loopback). */
+async function apiReadiness(config: Config): Promise<ApiReadiness> {
+  const host = config.http.host === '0.0.0.0' || config.http.host === '::' ? '127.0.0.1' : config.http.host;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${config.http.port}/readyz`;
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(3000) });
+    const body = (await res.json()) as { status?: unknown; checks?: unknown };
+    if (!Array.isArray(body.checks)) return { url, error: `answered ${res.status} without checks` };
+    return { url, status: String(body.status), checks: body.checks as Extract<ApiReadiness, { checks: unknown }>['checks'] };
+  } catch (err) {
+    return { url, error: (err as Error).message };
+  }
+}
+
 export function attentionFor(report: Omit<StatusReport, 'attention'>): string[] {
   const out: string[] = [];
+  if (report.api && 'error' in report.api) out.push(`api: ${report.api.url} did not answer (${report.api.error})`);
+  else if (report.api) {
+    for (const c of report.api.checks.filter((x) => !x.ok)) {
+      const effect = c.required ? 'the API is not ready' : 'reported; the API still takes writes';
+      out.push(`api: ${c.name} failing${c.detail ? ` (${c.detail})` : ''}: ${effect}`);
+    }
+  }
   for (const q of report.queues) {
     if (q.role === 'work' && q.consumers === 0) out.push(`${q.name} has no consumers: start warren worker for it`);
   }
@@ -110,7 +138,7 @@ export async function collectStatus(config: Config): Promise<StatusReport> {
   const defs = retargetDefinitions(loadDefinitions(config.amqp.definitionsFile), vhost);
   const work = workQueues(defs);
   const api = new ManagementClient(config.amqp.managementUrl);
-  const [infos, outbox] = await Promise.all([api.listQueues(vhost), outboxStatus(config)]);
+  const [infos, outbox, apiReady] = await Promise.all([api.listQueues(vhost), outboxStatus(config), apiReadiness(config)]);
   // In the definitions' order within a role: delay steps shortest first, as declared.
   const declared = (name: string) => {
     const i = defs.queues.findIndex((q) => q.name === name);
@@ -123,7 +151,7 @@ export async function collectStatus(config: Config): Promise<StatusReport> {
     const q = queues.find((x) => x.name === dlqOf(queue));
     return { queue, dlq: dlqOf(queue), exists: q !== undefined, parked: q?.messages ?? null };
   });
-  const report = { vhost, at: new Date().toISOString(), queues, dlqs, outbox };
+  const report = { vhost, at: new Date().toISOString(), queues, dlqs, outbox, api: apiReady };
   return { ...report, attention: attentionFor(report) };
 }
 
@@ -150,6 +178,7 @@ export function renderStatus(r: StatusReport): string {
     r.dlqs.map((d) => [d.dlq, !d.exists ? 'missing' : d.parked === null ? '-' : formatCount(d.parked), d.queue]),
   );
   const outbox = 'error' in r.outbox ? `outbox: ${r.outbox.error}` : `outbox: ${formatCount(r.outbox.backlog)} event(s) waiting to be relayed (writes answer 503 above ${formatCount(r.outbox.maxBacklog)})`;
+  const apiLine = !r.api ? [] : 'error' in r.api ? [`api: ${r.api.url} did not answer`] : [`api: ${r.api.status === 'unavailable' ? 'not ready' : 'ready'} (${r.api.status}) at ${r.api.url}`];
   const attention = r.attention.length ? ['', 'needs attention:', ...r.attention.map((a) => `  ! ${a}`)] : ['', 'nothing needs attention'];
-  return [`vhost ${r.vhost} at ${r.at} (queue figures lag by up to 5 s)`, '', queueTable, '', dlqTable, '', outbox, ...attention].join('\n');
+  return [`vhost ${r.vhost} at ${r.at} (queue figures lag by up to 5 s)`, '', queueTable, '', dlqTable, '', outbox, ...apiLine, ...attention].join('\n');
 }

@@ -7,7 +7,7 @@ import { ConfirmPublisher } from '../broker/publisher';
 import { delaySteps, loadDefinitions, queuesNeededBy, retargetDefinitions } from '../broker/topology';
 import { awaitTopology } from '../broker/topologyGate';
 import { pruneInbox } from '../db/inbox';
-import { openDatabase } from '../db/knex';
+import { asyncCommitRefusal, openDatabase } from '../db/knex';
 import { createLogger } from '../log';
 import { ConsumerMetrics, createRegistry, PublishMetrics } from '../observability/metrics';
 import { exitWithLine, onShutdown } from '../shutdown';
@@ -36,6 +36,8 @@ export async function runWorker(config: Config, name: WorkerName): Promise<void>
   }
 
   const db = openDatabase(config, worker.name, { statementTimeoutMs: config.worker.handlerTimeoutMs });
+  const asyncCommit = await asyncCommitRefusal(config);
+  if (asyncCommit) exitWithLine(`warren worker ${name}: ${asyncCommit}`);
   const common = { url: serviceAmqpUrl(config, name), service: `worker ${name}`, heartbeatSeconds: config.amqp.heartbeatSeconds, reconnectSeconds: config.amqp.reconnectSeconds, log };
   const consumeConnection = connectBroker({ ...common, role: 'consume' });
   const publishConnection = connectBroker({ ...common, role: 'publish' });

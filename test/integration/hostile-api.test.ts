@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { expect } from 'chai';
+import { MAX_REQUEST_ID_LENGTH } from '../../src/domain/ids';
 import { insertExpiredToken, openApiDatabase, outboxRows, rawHttp, rawSocket, type RawResponse } from '../support/hostile';
 import { TestSystem, TEST_DB, type WarrenProcess } from '../support/system';
 
@@ -208,6 +209,22 @@ describe(`hostile input at the HTTP API (${TEST_DB})`, function () {
         expect(read.json.text).to.equal(text.normalize('NFC'));
       });
     }
+
+    it(`an x-request-id of ${MAX_REQUEST_ID_LENGTH} characters: 201, kept as its event's correlation id; one longer is replaced`, async () => {
+      const longest = 'r'.repeat(MAX_REQUEST_ID_LENGTH);
+      const kept = await sys.request('POST', tweets, { token: users.ada.token, body: { text: 'the longest request id' }, headers: { 'x-request-id': longest } });
+      expect(kept.status, kept.text.slice(0, 300)).to.equal(201);
+      emitted++;
+      expect(kept.headers.get('x-request-id')).to.equal(longest);
+      expect(await db('outbox').where({ correlation_id: longest }).count<{ n: number | string }[]>({ n: '*' }).first()).to.satisfy((r: { n: number | string }) => Number(r.n) === 1);
+
+      const replaced = await sys.request('POST', tweets, { token: users.ada.token, body: { text: 'a request id too long' }, headers: { 'x-request-id': 'r'.repeat(MAX_REQUEST_ID_LENGTH + 1) } });
+      expect(replaced.status, replaced.text.slice(0, 300)).to.equal(201);
+      emitted++;
+      const generated = replaced.headers.get('x-request-id')!;
+      expect(generated).to.match(/^[0-9a-f-]{36}$/);
+      expect(await db('outbox').where({ correlation_id: generated }).count<{ n: number | string }[]>({ n: '*' }).first()).to.satisfy((r: { n: number | string }) => Number(r.n) === 1);
+    });
 
     it('a SQL-looking displayName and bio, 200, read back as sent', async () => {
       const patch = { displayName: "Robert'); DROP TABLE users;--", bio: '" OR ""="' };

@@ -13,7 +13,8 @@ export async function lockStore(config: Config, service: Service, table: string)
   if (config.database.client === 'postgres') {
     db = knexFactory({ client: 'pg', connection: config.database.url, searchPath: [service], pool: { min: 1, max: 1 } });
   } else {
-    db = knexFactory({ client: 'sqlite3', connection: { filename: path.join(config.database.dir, `${service}.sqlite`) }, useNullAsDefault: true, pool: { min: 1, max: 1 } });
+    // The driver the store's own process uses: in one process, two copies of SQLite do not see each other's locks.
+    db = knexFactory({ client: config.database.sqliteDriver, connection: { filename: path.join(config.database.dir, `${service}.sqlite`) }, useNullAsDefault: true, pool: { min: 1, max: 1 } });
   }
   const trx = await db.transaction();
   if (config.database.client === 'postgres') {

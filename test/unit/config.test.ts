@@ -45,6 +45,13 @@ describe('configuration', () => {
     expect(loadConfig({ WARREN_WORKER_BATCH_DEADLINE_MS: '60000' }).worker.batchDeadlineMs).to.equal(60_000);
   });
 
+  it('refuses a relay claim timeout not above the publish timeout, naming relay.claimTimeoutMs', () => {
+    const line = /^config: relay\.claimTimeoutMs \(WARREN_RELAY_CLAIM_TIMEOUT_MS\): must be more than relay\.publishTimeoutMs \(10000 ms\)/;
+    expect(() => loadConfig({ WARREN_RELAY_CLAIM_TIMEOUT_MS: '10000' })).to.throw(ConfigError, line);
+    expect(() => loadConfig({ WARREN_RELAY_CLAIM_TIMEOUT_MS: '5000' })).to.throw(ConfigError, line);
+    expect(loadConfig({ WARREN_RELAY_CLAIM_TIMEOUT_MS: '10001' }).relay.claimTimeoutMs).to.equal(10001);
+  });
+
   it('refuses a database.url that the sqlite client would ignore, naming database.client', () => {
     expect(() => loadConfig({ WARREN_DATABASE_URL: 'postgres://db/warren' })).to.throw(ConfigError, /^config: database\.client \(WARREN_DATABASE_CLIENT\): is sqlite, but database\.url is set/);
     expect(loadConfig({ WARREN_DATABASE_CLIENT: 'postgres', WARREN_DATABASE_URL: 'postgres://db/warren' }).database.client).to.equal('postgres');

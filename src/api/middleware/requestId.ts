@@ -1,11 +1,12 @@
 import type { Middleware } from 'koa';
 import crypto from 'node:crypto';
 import { v4 as uuidv4 } from 'uuid';
+import { MAX_REQUEST_ID_LENGTH } from '../../domain/ids';
 import type { ApiState } from '../context';
 
 // A caller's id is echoed into logs and message correlation ids, so only a
 // short, plain token is trusted; anything else is replaced.
-const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+const SANE_REQUEST_ID = new RegExp(`^[A-Za-z0-9._:-]{1,${MAX_REQUEST_ID_LENGTH}}$`);
 const TRACEPARENT = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 

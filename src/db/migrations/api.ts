@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { MAX_REQUEST_ID_LENGTH } from '../../domain/ids';
 
 /** The API's tables: users, tokens, follows, tweets, the outbox and HTTP idempotency keys. */
 export const apiMigrations: Record<string, Knex.Migration> = {
@@ -68,6 +69,19 @@ export const apiMigrations: Record<string, Knex.Migration> = {
       for (const table of ['idempotency_keys', 'outbox', 'tweets', 'follows', 'tokens', 'users']) {
         await knex.schema.dropTableIfExists(table);
       }
+    },
+  },
+  // Every request id the API accepts fits its events' correlation id (it was 100 wide, shorter than the ids let through).
+  '003_request_id_length': {
+    async up(knex) {
+      await knex.schema.alterTable('outbox', (t) => {
+        t.string('correlation_id', MAX_REQUEST_ID_LENGTH).alter();
+      });
+    },
+    async down(knex) {
+      await knex.schema.alterTable('outbox', (t) => {
+        t.string('correlation_id', 100).alter();
+      });
     },
   },
 };

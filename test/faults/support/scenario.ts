@@ -8,7 +8,7 @@ import { Load, type LoadOptions } from './load';
 
 /** Configuration every fault scenario runs with: short claims and confirms, so recovery is quick to observe. */
 export const FAULT_CONFIG = {
-  relay: { claimTimeoutMs: 3000, publishTimeoutMs: 5000, pollIntervalMs: 200 },
+  relay: { claimTimeoutMs: 6000, publishTimeoutMs: 5000, pollIntervalMs: 200 },
   worker: { handlerTimeoutMs: 5000 },
 };
 

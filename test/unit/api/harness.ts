@@ -10,6 +10,7 @@ import { openDatabase } from '../../../src/db/knex';
 import { migrateService } from '../../../src/db/migrate';
 import { createLogger } from '../../../src/log';
 import { NotificationHub } from '../../../src/api/notificationHub';
+import { GroupCommit } from '../../../src/db/groupCommit';
 
 /**
  * The API in-process on port 0 over a fresh, migrated SQLite directory
@@ -27,6 +28,10 @@ export interface ApiHarness {
   backlog: number;
   checks: ReadinessCheck[] | Error;
   clock: Date | null;
+  /** The app's writer (its group commit over `db`). */
+  writes: GroupCommit;
+  /** What deps.draining() answers (a SIGTERM under way). */
+  draining: boolean;
   request(method: string, path: string, opts?: RequestOptions): Promise<ApiResponse>;
   close(): Promise<void>;
 }
@@ -68,6 +73,8 @@ export async function startApi(overrides: Partial<Config> = {}): Promise<ApiHarn
     checks: [] as ReadinessCheck[] | Error,
     clock: null as Date | null,
     hub: new NotificationHub(),
+    writes: new GroupCommit(db),
+    draining: false,
   } as ApiHarness;
   // As `warren api` opens them: requests read through a read-only pool, every write goes through the writer.
   const readers = openDatabase(config, 'api', { attachReadModels: true, readers: 2 });
@@ -75,6 +82,8 @@ export async function startApi(overrides: Partial<Config> = {}): Promise<ApiHarn
     config,
     db: readers,
     writeDb: db,
+    writes: harness.writes,
+    draining: () => harness.draining,
     log: createLogger('api-test', 'silent'),
     onEventsWritten: () => {
       harness.wakeups++;

@@ -20,7 +20,7 @@ function chunkedPost(url: string, path: string, chunks: Buffer[]): Promise<{ sta
 describe('api: HTTP conventions', () => {
   let api: ApiHarness;
   before(async () => {
-    api = await startApi({ http: { host: '127.0.0.1', port: 0, bodyLimitBytes: 1024 } });
+    api = await startApi({ http: { host: '127.0.0.1', port: 0, bodyLimitBytes: 1024, drainDelayMs: 0 } });
   });
   after(async () => {
     await api.close();

@@ -5,7 +5,7 @@ import pino from 'pino';
 import { OutboxRelay, type RelayOptions } from '../../../src/broker/relay';
 import type { ConfirmPublisher } from '../../../src/broker/publisher';
 import { GroupCommit } from '../../../src/db/groupCommit';
-import { countBacklog, enqueueEvents, OUTBOX_TABLE } from '../../../src/db/outbox';
+import { claimBatch, countBacklog, enqueueEvents, OUTBOX_TABLE } from '../../../src/db/outbox';
 import { buildEvent } from '../../../src/domain/messages';
 import { newId } from '../../../src/domain/ids';
 import { sqliteTestDatabase, type TestDatabase } from '../../support/databases';
@@ -92,5 +92,49 @@ describe('outbox relay', () => {
     // A claim and a mark (and the first cycle's prune), each a write of the group commit.
     expect(writes.stats.writes).to.be.at.least(2);
     expect(await db(OUTBOX_TABLE).whereNotNull('claimed_by').count<{ n: number }[]>({ n: '*' }).first()).to.deep.equal({ n: 0 });
+  });
+
+  it('takes no fresh claim of another relay over when its own clock runs 30 s fast', async () => {
+    await write(3);
+    expect(await claimBatch(db, 'other-relay', 10, 30_000)).to.have.length(3);
+    const { publisher, publishAll } = fakePublisher();
+    const fast = sinon.useFakeTimers({ now: Date.now() + 31_000, toFake: ['Date'] });
+    try {
+      relay = startRelay(publisher);
+      await new Promise((r) => setTimeout(r, 300)); // many polls of 20 ms
+      expect(publishAll.called, 'took over an in-flight claim').to.equal(false);
+      expect(await db(OUTBOX_TABLE).where({ claimed_by: 'other-relay' }).count<{ n: number }[]>({ n: '*' }).first()).to.deep.equal({ n: 3 });
+    } finally {
+      fast.restore();
+    }
+  });
+
+  it('keeps a wake-up that comes after a sleep ended by its timer', async () => {
+    const clock = sinon.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const idle = new OutboxRelay({
+        db,
+        publisher: fakePublisher().publisher,
+        log: pino({ level: 'silent' }),
+        batchSize: 100,
+        pollIntervalMs: 60_000,
+        claimTimeoutMs: 30_000,
+        retainSentMs: 3_600_000,
+      });
+      // The poll's wait, reached from outside: the loop is not started, so only these sleeps run.
+      const sleep = (ms: number) => (idle as unknown as { sleep(ms: number): Promise<void> }).sleep(ms);
+      const timedOut = sleep(100);
+      await clock.tickAsync(100);
+      await timedOut;
+      idle.wake();
+      let woke = false;
+      void sleep(60_000).then(() => {
+        woke = true;
+      });
+      await clock.tickAsync(0);
+      expect(woke, 'the wake-up was swallowed: the event waits a whole poll interval').to.equal(true);
+    } finally {
+      clock.restore();
+    }
   });
 });

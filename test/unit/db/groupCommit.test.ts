@@ -3,7 +3,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import knexFactory, { type Knex } from 'knex';
-import { GroupCommit } from '../../../src/db/groupCommit';
+import { CommitRefusedError, GroupCommit } from '../../../src/db/groupCommit';
+import { UnavailableError } from '../../../src/domain/errors';
+import { testBackends, type TestDatabase } from '../../support/databases';
 
 for (const driver of ['sqlite3', 'better-sqlite3'] as const) describe(`group commit (${driver})`, () => {
   let dir: string;
@@ -178,3 +180,64 @@ for (const driver of ['sqlite3', 'better-sqlite3'] as const) describe(`group com
     expect(await reader('notes').whereIn('id', ['stale', 'other']).count<{ n: number }[]>({ n: '*' }).first()).to.deep.equal({ n: 2 });
   });
 });
+
+// A constraint checked only at COMMIT: the way to have the database refuse the commit itself.
+const DEFERRED_TABLES = [
+  'CREATE TABLE parents (id VARCHAR(36) PRIMARY KEY)',
+  'CREATE TABLE children (id VARCHAR(36) PRIMARY KEY, parent_id VARCHAR(36) NOT NULL REFERENCES parents(id) DEFERRABLE INITIALLY DEFERRED)',
+];
+
+for (const backend of testBackends('api', { create: async (db) => { for (const sql of DEFERRED_TABLES) await db.raw(sql); } }, ['sqlite3', 'better-sqlite3'])) {
+  describe(`group commit after a refused COMMIT (${backend.name})`, () => {
+    let testDb: TestDatabase;
+    let db: Knex;
+
+    beforeEach(async () => {
+      testDb = await backend.open();
+      db = testDb.db;
+    });
+    afterEach(async () => {
+      await testDb.close();
+    });
+
+    const orphan = (gc: GroupCommit, id: string) => gc.run((tx) => tx('children').insert({ id, parent_id: 'no-such-parent' }));
+    const parent = (gc: GroupCommit, id: string) => gc.run((tx) => tx('parents').insert({ id }));
+
+    it('rolls back, answers the whole batch 503, reports the writer, and commits the next write', async () => {
+      const gc = new GroupCommit(db);
+      await parent(gc, 'p0');
+      expect(gc.health()).to.include({ ok: true, failedInARow: 0 });
+      // Both in one transaction: the orphan passes every statement and is refused at COMMIT, taking its neighbour with it.
+      const refused = await Promise.allSettled([parent(gc, 'p1'), orphan(gc, 'c1')]);
+      for (const r of refused) {
+        expect(r.status).to.equal('rejected');
+        const err = (r as PromiseRejectedResult).reason;
+        expect(err).to.be.instanceOf(CommitRefusedError);
+        expect(err).to.be.instanceOf(UnavailableError); // answered 503 with Retry-After
+      }
+      expect(gc.health()).to.include({ ok: false, failedInARow: 1 });
+      expect(gc.health().lastFailure).to.match(/foreign key|violates/i);
+
+      // The writer is usable again: the next writes commit, and nothing of the refused batch was kept.
+      await parent(gc, 'p2');
+      await Promise.all([parent(gc, 'p3'), parent(gc, 'p4')]);
+      expect(gc.health()).to.include({ ok: true, failedInARow: 0 });
+      expect((await db('parents').select('id').orderBy('id')).map((r: { id: string }) => r.id)).to.deep.equal(['p0', 'p2', 'p3', 'p4']);
+      expect(await db('children').select('id')).to.deep.equal([]);
+    });
+
+    it('stays usable after a refused COMMIT on the careful path (a lone write) and on the fast path (merged inserts)', async () => {
+      const gc = new GroupCommit(db);
+      const [alone] = await Promise.allSettled([orphan(gc, 'alone')]);
+      expect(alone.status === 'rejected' && alone.reason).to.be.instanceOf(CommitRefusedError);
+      await parent(gc, 'after-alone');
+      const merged = await Promise.allSettled([
+        gc.insert({ inserts: [{ table: 'children', rows: [{ id: 'm1', parent_id: 'none' }] }], value: 'm1', alone: async (tx) => (await tx('children').insert({ id: 'm1', parent_id: 'none' }), 'm1') }),
+        gc.insert({ inserts: [{ table: 'parents', rows: [{ id: 'm2' }] }], value: 'm2', alone: async (tx) => (await tx('parents').insert({ id: 'm2' }), 'm2') }),
+      ]);
+      expect(merged.map((r) => r.status === 'rejected' && r.reason instanceof CommitRefusedError)).to.deep.equal([true, true]);
+      await parent(gc, 'after-merged');
+      expect((await db('parents').select('id').orderBy('id')).map((r: { id: string }) => r.id)).to.deep.equal(['after-alone', 'after-merged']);
+    });
+  });
+}

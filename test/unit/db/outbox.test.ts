@@ -1,8 +1,9 @@
 import { expect } from 'chai';
+import sinon from 'sinon';
 import type { Knex } from 'knex';
 import { claimBatch, countBacklog, enqueueEvents, markSent, releaseClaims } from '../../../src/db/outbox';
 import { buildEvent } from '../../../src/domain/messages';
-import { newId } from '../../../src/domain/ids';
+import { MAX_REQUEST_ID_LENGTH, newId } from '../../../src/domain/ids';
 import { testBackends, type TestDatabase } from '../../support/databases';
 
 const backends = testBackends('api', { service: 'api' }, ['sqlite3', 'better-sqlite3']);
@@ -54,19 +55,45 @@ for (const backend of backends) {
       expect(seqsA.length + seqsB.length + rest.length).to.equal(40);
     });
 
-    it('lets a claim older than the timeout be taken over, and only then', async () => {
+    it('lets a claim older than the timeout by the database clock be taken over, and only then', async () => {
       await write(2);
-      const now = Date.now();
-      expect(await claimBatch(db, 'dead-relay', 10, TIMEOUT, now)).to.have.length(2);
-      expect(await claimBatch(db, 'relay-b', 10, TIMEOUT, now + TIMEOUT - 1)).to.have.length(0);
-      const taken = await claimBatch(db, 'relay-b', 10, TIMEOUT, now + TIMEOUT + 1);
+      expect(await claimBatch(db, 'dead-relay', 10, TIMEOUT)).to.have.length(2);
+      expect(await claimBatch(db, 'relay-b', 10, TIMEOUT)).to.have.length(0);
+      // The claim grows old as the database sees it (its relay died half a minute ago).
+      await db('outbox').update({ claimed_at: db.raw('claimed_at - ?', [TIMEOUT + 1000]) });
+      const taken = await claimBatch(db, 'relay-b', 10, TIMEOUT);
       expect(taken).to.have.length(2);
       // The dead relay's late mark changes nothing: the rows are no longer its own.
       await markSent(db, 'dead-relay', taken.map((r) => r.seq));
       expect(await countBacklog(db)).to.equal(2);
       await markSent(db, 'relay-b', taken.map((r) => r.seq));
       expect(await countBacklog(db)).to.equal(0);
-      expect(await claimBatch(db, 'relay-c', 10, TIMEOUT, now + 10 * TIMEOUT)).to.have.length(0);
+      await db('outbox').update({ claimed_at: Date.now() - 10 * TIMEOUT });
+      expect(await claimBatch(db, 'relay-c', 10, TIMEOUT)).to.have.length(0);
+    });
+
+    it('stamps and judges claims by the database clock, whatever the process clock says', async () => {
+      await write(2);
+      const before = Date.now();
+      const fast = sinon.useFakeTimers({ now: before + 3_600_000, toFake: ['Date'] });
+      try {
+        expect(await claimBatch(db, 'relay-a', 1, TIMEOUT)).to.have.length(1);
+        const [row] = await db('outbox').whereNotNull('claimed_by');
+        expect(Number(row.claimed_at)).to.be.within(before - 5000, before + 5000);
+        // An hour ahead by its own clock, a relay still sees relay-a's claim as fresh.
+        const second = await claimBatch(db, 'relay-b', 10, TIMEOUT);
+        expect(second.map((r) => r.message_id)).to.not.include(row.message_id);
+      } finally {
+        fast.restore();
+      }
+    });
+
+    it('keeps a correlation id as long as the longest request id the API accepts', async () => {
+      const longest = 'c'.repeat(MAX_REQUEST_ID_LENGTH);
+      const event = buildEvent('user.created', { userId: newId(), handle: 'longest', displayName: 'L', createdAt: new Date().toISOString() }, { now: new Date(), correlationId: longest });
+      await db.transaction((tx) => enqueueEvents(tx, [event]));
+      const [row] = await claimBatch(db, 'relay-a', 1, TIMEOUT);
+      expect(row!.correlation_id).to.equal(longest);
     });
 
     it('gives a row back after a failed publish, with the error and an attempt counted', async () => {

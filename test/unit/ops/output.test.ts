@@ -104,9 +104,18 @@ describe('operator output', function () {
         { queue: 'other.queue', dlq: 'other.queue.dlq', exists: false, parked: null },
       ],
       outbox: { backlog: 150, maxBacklog: 100 },
+      api: {
+        url: 'http://127.0.0.1:3000/readyz',
+        status: 'degraded',
+        checks: [
+          { name: 'database', ok: true, required: true },
+          { name: 'broker', ok: false, required: false, detail: 'not connected' },
+        ],
+      },
     };
     const report = { ...base, attention: attentionFor(base) };
     expect(report.attention).to.deep.equal([
+      'api: broker failing (not connected): reported; the API still takes writes',
       'analytics.tweets has no consumers: start warren worker for it',
       'analytics.tweets.dlq holds 3 parked message(s): warren dlq list analytics.tweets',
       'other.queue.dlq is missing: run warren topology check',
@@ -117,5 +126,6 @@ describe('operator output', function () {
     // A queue whose stats have not arrived yet shows dashes, not zeros.
     expect(lines).to.include('warren.delay.5s       delay         -      -        -          -          -          -      -');
     expect(lines).to.include('outbox: 150 event(s) waiting to be relayed (writes answer 503 above 100)');
+    expect(lines).to.include('api: ready (degraded) at http://127.0.0.1:3000/readyz');
   });
 });
