@@ -131,6 +131,15 @@ its effect was applied; a profile change's notification names its message id.
 | scenario | load | attempted | accepted | refused | committed | applied | lost | duplicated | parked | settle |
 |---|---|---|---|---|---|---|---|---|---|---|
 ${rows.join('\n')}
+
+Readiness during these faults: the API's \`/readyz\` stays 200 (status
+\`degraded\`, the broker reported down in its body) while the broker is
+stopped, absent at start-up or under a memory alarm, since the outbox takes
+the writes; it is 503 only when the API cannot take writes (outbox past
+\`outbox.maxBacklog\`, the database gone or its writer failing) and for
+\`http.drainDelayMs\` after SIGTERM. The scenarios run with
+\`relay.claimTimeoutMs\` 6000 above \`relay.publishTimeoutMs\` 5000, and relay
+claims are judged by the database's clock.
 `;
   fs.mkdirSync(path.dirname(file), { recursive: true });
   fs.writeFileSync(file, text);
