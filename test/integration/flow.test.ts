@@ -124,6 +124,8 @@ describe(`Warren end to end (${TEST_DB})`, function () {
       messageId,
       type: 'tweet.created',
       contentType: 'application/json',
+      // A parked message of unknown age is never replayed by default (its inbox record may be gone).
+      timestamp: Math.floor(Date.now() / 1000),
       headers: { 'x-schema-version': '1.0', 'x-warren-error': 'Error: database busy', 'x-warren-error-kind': 'exhausted', 'x-warren-attempts': 2, 'x-warren-original-queue': 'analytics.tweets' },
     });
     const listed = await run(process.execPath, [cli, 'dlq', 'list', 'analytics.tweets'], { env: sys.env });
