@@ -54,7 +54,7 @@ export const configSchema = z.object({
   }),
   retry: z.object({ attempts: z.record(z.string(), z.coerce.number().int().min(1).max(100)) }),
   inbox: z.object({ retentionDays: z.coerce.number().positive() }),
-  auth: z.object({ tokenTtlDays: z.coerce.number().positive() }),
+  auth: z.object({ tokenTtlDays: z.coerce.number().positive(), maxTokens: positiveInt }),
   idempotency: z.object({ ttlHours: z.coerce.number().positive() }),
   supervisor: z.object({ restartMinMs: positiveInt, restartMaxMs: positiveInt, stopTimeoutMs: positiveInt }),
   log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) }),
