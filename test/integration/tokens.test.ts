@@ -7,11 +7,13 @@ import { openDatabase, SERVICES } from '../../src/db/knex';
 import { TestSystem, TEST_DB, type WarrenProcess } from '../support/system';
 
 /**
- * No usable token at rest: a sign-up with an Idempotency-Key is replayed
- * with its token, yet no row of any table (and on SQLite no byte of any
- * database or WAL file) holds the token or the key that would unseal it.
+ * Tokens on the real API process and database. No usable token at rest: a
+ * sign-up with an Idempotency-Key is replayed with its token, yet no row of
+ * any table (and on SQLite no byte of any database or WAL file) holds the
+ * token or the key that would unseal it. And the cap on active tokens holds
+ * when many are asked for at once.
  */
-describe(`tokens at rest (${TEST_DB})`, function () {
+describe(`tokens on the real database (${TEST_DB})`, function () {
   this.timeout(90_000);
   const sys = new TestSystem();
   let api: WarrenProcess;
@@ -85,5 +87,19 @@ describe(`tokens at rest (${TEST_DB})`, function () {
     expect(replay.json).to.deep.equal(first.json);
     const used = await sys.request('PATCH', `/users/${first.json.user.id}`, { token: replay.json.token, body: { bio: 'signed up once' } });
     expect(used.status, used.text).to.equal(200);
+  });
+
+  it('issues at most auth.maxTokens active tokens to requests that arrive together, 409 to the rest', async () => {
+    const user = await sys.createUser(`cap_${crypto.randomBytes(3).toString('hex')}`);
+    const answers = await Promise.all(Array.from({ length: 30 }, () => sys.request('POST', `/users/${user.id}/tokens`, { token: user.token })));
+    const statuses = answers.map((a) => a.status);
+    expect(statuses.filter((s) => s === 201), statuses.join(',')).to.have.length(sys.config.auth.maxTokens - 1);
+    expect(statuses.filter((s) => s === 409)).to.have.length(30 - (sys.config.auth.maxTokens - 1));
+    const listed = await sys.request('GET', `/users/${user.id}/tokens`, { token: user.token });
+    expect(listed.json.items).to.have.length(sys.config.auth.maxTokens);
+    expect((await sys.request('DELETE', `/users/${user.id}/tokens`, { token: user.token })).status).to.equal(204);
+    for (const a of answers.filter((x) => x.status === 201).slice(0, 3)) {
+      expect((await sys.request('GET', `/users/${user.id}/tokens`, { token: a.json.token })).status).to.equal(401);
+    }
   });
 });
