@@ -60,7 +60,7 @@ export const configSchema = z.object({
   }),
   retry: z.object({ attempts: z.record(z.string(), z.coerce.number().int().min(1).max(100)) }),
   inbox: z.object({ retentionDays: z.coerce.number().positive() }),
-  auth: z.object({ tokenTtlDays: z.coerce.number().positive() }),
+  auth: z.object({ tokenTtlDays: z.coerce.number().positive(), maxTokens: positiveInt }),
   /** Open notification streams an API process keeps, per user and in all; past either, 429. */
   streams: z.object({ maxPerUser: positiveInt, maxPerProcess: positiveInt }),
   idempotency: z.object({ ttlHours: z.coerce.number().positive() }),

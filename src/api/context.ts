@@ -60,7 +60,7 @@ export interface ApiState {
   /** The trace of an incoming `traceparent`, else one started here; continued by the events this request emits. */
   traceId?: string;
   /** Set by requireAuth; `handle` is the user's as of the token lookup. */
-  auth?: { userId: string; tokenHash: string; handle: string };
+  auth?: { userId: string; tokenId: string; tokenHash: string; handle: string };
   /** The request body as received (for the Idempotency-Key request hash) and parsed. */
   rawBody?: string;
   body?: unknown;

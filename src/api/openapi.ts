@@ -9,6 +9,8 @@ import {
   notificationResponse,
   pageOf,
   readiness,
+  tokenInfo,
+  tokenList,
   tweetResponse,
   userAnalytics,
   userResponse,
@@ -78,12 +80,24 @@ export const operations: OperationSpec[] = [
     auth: true, params: user, body: patchUserBody, emits: true, ok: { 200: json('the user as it is now', userResponse) }, errors: [409],
   },
   {
-    method: 'post', path: '/users/:id/tokens', summary: 'Issue another API token', tag: 'users', auth: true, params: user,
-    ok: { 201: json('the new token (shown once)', issuedToken) },
+    method: 'post', path: '/users/:id/tokens', summary: 'Issue another API token (at most auth.maxTokens active, default 20)', tag: 'users',
+    auth: true, params: user, ok: { 201: json('the new token (shown once)', issuedToken) }, errors: [409],
+  },
+  {
+    method: 'get', path: '/users/:id/tokens', summary: 'The user’s active tokens, newest first; never the secret', tag: 'users',
+    auth: true, params: user, ok: { 200: json('the tokens; nextCursor is always null', tokenList) },
   },
   {
     method: 'delete', path: '/users/:id/tokens/current', summary: 'Revoke the token presented', tag: 'users', auth: true, params: user,
     ok: { 204: { description: 'revoked' } },
+  },
+  {
+    method: 'delete', path: '/users/:id/tokens/:tokenId', summary: 'Revoke one of the user’s tokens', tag: 'users',
+    auth: true, params: { id: 'the user', tokenId: 'the token (its public id)' }, ok: { 204: { description: 'revoked' } },
+  },
+  {
+    method: 'delete', path: '/users/:id/tokens', summary: 'Revoke every token of the user, the one presented included', tag: 'users',
+    auth: true, params: user, ok: { 204: { description: 'all revoked' } },
   },
   {
     method: 'put', path: '/users/:id/following/:targetId', summary: 'Follow a user; emits user.followed only when new', tag: 'follows',
@@ -163,6 +177,7 @@ const NAMED: [string, z.ZodType][] = [
   ['Error', errorBody],
   ['User', userResponse],
   ['IssuedToken', issuedToken],
+  ['Token', tokenInfo],
   ['Tweet', tweetResponse],
   ['Notification', notificationResponse],
 ];
@@ -172,7 +187,7 @@ const STATUS_TEXT: Record<number, string> = {
   401: 'no valid token (`unauthorized`), or an expired one (`token_expired`)',
   403: 'the token belongs to another user',
   404: 'no such resource (or an id that is not a UUID)',
-  409: 'conflict: handle taken, or an Idempotency-Key reused with another body',
+  409: 'conflict: handle taken, an Idempotency-Key reused with another body, or auth.maxTokens active tokens already (`too_many_tokens`)',
   413: 'the body is larger than http.bodyLimitBytes',
   415: 'the body is not application/json',
   429: 'too many at once for this caller or process (open notification streams: streams.maxPerUser, streams.maxPerProcess); see Retry-After',

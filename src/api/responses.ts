@@ -28,9 +28,22 @@ export const userResponse = z
   .strictObject({ id, handle: z.string(), displayName: z.string(), bio: z.string().nullable(), createdAt: time, updatedAt: time })
 ;
 
+const tokenId = z.uuid().meta({ description: 'the token’s public id (random, not derived from the secret)' });
+
 export const issuedToken = z
-  .strictObject({ token: z.string().meta({ description: '`wrn_` and 43 base64url characters; shown once' }), expiresAt: time })
+  .strictObject({ id: tokenId, token: z.string().meta({ description: '`wrn_` and 43 base64url characters; shown once' }), expiresAt: time })
 ;
+
+/** A token as its user may see it: never the secret nor its hash. */
+export const tokenInfo = z.strictObject({
+  id: tokenId,
+  createdAt: time,
+  expiresAt: time,
+  lastUsed: z.iso.date().nullable().meta({ description: 'the UTC day of its last use (YYYY-MM-DD), null if never used' }),
+  current: z.boolean().meta({ description: 'true for the token this request presented' }),
+});
+
+export const tokenList = pageOf(tokenInfo);
 
 export const createdUser = z.strictObject({ user: userResponse, token: issuedToken.shape.token });
 

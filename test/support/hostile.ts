@@ -107,6 +107,7 @@ export async function insertExpiredToken(db: Knex, userId: string): Promise<stri
   const token = 'wrn_' + crypto.randomBytes(32).toString('base64url');
   const now = Date.now();
   await db('tokens').insert({
+    id: crypto.randomUUID(),
     token_hash: crypto.createHash('sha256').update(token).digest('hex'),
     user_id: userId,
     created_at: now - 86_400_000,

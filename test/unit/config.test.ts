@@ -23,6 +23,14 @@ describe('configuration', () => {
     expect(() => loadConfig({ WARREN_STREAMS_MAX_PER_PROCESS: 'lots' })).to.throw(ConfigError, /^config: streams\.maxPerProcess \(WARREN_STREAMS_MAX_PER_PROCESS\): /);
   });
 
+  it('caps active tokens per user at auth.maxTokens (20 by default), a positive integer', () => {
+    expect(loadConfig({}).auth.maxTokens).to.equal(20);
+    expect(loadConfig({ WARREN_AUTH_MAX_TOKENS: '3' }).auth.maxTokens).to.equal(3);
+    for (const bad of ['0', '2.5', 'many']) {
+      expect(() => loadConfig({ WARREN_AUTH_MAX_TOKENS: bad })).to.throw(ConfigError, /^config: auth\.maxTokens \(WARREN_AUTH_MAX_TOKENS\): /);
+    }
+  });
+
   it('chooses the SQLite driver, and names the key of an unknown one', () => {
     expect(loadConfig({ WARREN_DATABASE_SQLITE_DRIVER: 'better-sqlite3' }).database.sqliteDriver).to.equal('better-sqlite3');
     expect(loadConfig({ WARREN_DATABASE_SQLITE_DRIVER: 'sqlite3' }).database.sqliteDriver).to.equal('sqlite3');

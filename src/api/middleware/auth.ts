@@ -2,7 +2,9 @@ import crypto from 'node:crypto';
 import type { Knex } from 'knex';
 import type { Middleware } from 'koa';
 import { ForbiddenError, UnauthorizedError } from '../../domain/errors';
-import { insertToken, TokenLookups } from '../../db/repositories/tokens';
+import type { GroupCommit } from '../../db/groupCommit';
+import { insertToken, markTokenUsed, TokenLookups } from '../../db/repositories/tokens';
+import { newId } from '../../domain/ids';
 import type { ApiDeps, ApiMiddleware, ApiState } from '../context';
 
 const TOKEN_PREFIX = 'wrn_';
@@ -21,16 +23,47 @@ export async function issueToken(
   userId: string,
   now: Date,
   ttlDays: number,
-): Promise<{ token: string; expiresAt: string }> {
+): Promise<{ id: string; token: string; expiresAt: string }> {
   const token = TOKEN_PREFIX + crypto.randomBytes(32).toString('base64url');
+  const id = newId();
   const expiresAt = now.getTime() + Math.round(ttlDays * DAY_MS);
-  await insertToken(tx, { tokenHash: hashToken(token), userId, createdAt: now.getTime(), expiresAt });
-  return { token, expiresAt: new Date(expiresAt).toISOString() };
+  await insertToken(tx, { id, tokenHash: hashToken(token), userId, createdAt: now.getTime(), expiresAt });
+  return { id, token, expiresAt: new Date(expiresAt).toISOString() };
+}
+
+/** The UTC day of an instant, as a token's last use is kept. */
+export function utcDay(at: Date): string {
+  return at.toISOString().slice(0, 10);
+}
+
+/**
+ * A token's last-used day, written at most once per token per day: the
+ * lookup every request makes already reads the stored day, so a request only
+ * writes when the day has changed, and not at all while such a write is on
+ * its way. The write joins the group commit and the request does not wait
+ * for it (a use is worth recording, not worth delaying or failing a request).
+ */
+class TokenUseDays {
+  private readonly writing = new Set<string>();
+
+  constructor(private readonly writes: GroupCommit, private readonly onError: (err: unknown) => void) {}
+
+  record(tokenHash: string, storedDay: string | null, today: string): void {
+    if (storedDay !== null && storedDay >= today) return;
+    const key = `${tokenHash} ${today}`;
+    if (this.writing.has(key)) return;
+    this.writing.add(key);
+    this.writes
+      .run((tx) => markTokenUsed(tx, tokenHash, today), { rerunnable: true })
+      .catch(this.onError)
+      .finally(() => this.writing.delete(key));
+  }
 }
 
 /** `Authorization: Bearer wrn_...`: 401 when missing, unknown or revoked; 401 `token_expired` past its expiry. */
 export function requireAuth(deps: ApiDeps): Middleware<ApiState> {
   const tokens = lookupsOf(deps.db);
+  const uses = useDaysOf(deps);
   return async (ctx, next) => {
     const match = /^Bearer +(\S+) *$/i.exec(ctx.get('authorization'));
     const token = match?.[1];
@@ -41,7 +74,8 @@ export function requireAuth(deps: ApiDeps): Middleware<ApiState> {
     if (record.expiresAt <= deps.now().getTime()) {
       throw new UnauthorizedError('the token has expired; sign in again for a new one', 'token_expired');
     }
-    ctx.state.auth = { userId: record.userId, tokenHash, handle: record.handle };
+    uses.record(tokenHash, record.lastUsedDay, utcDay(deps.now()));
+    ctx.state.auth = { userId: record.userId, tokenId: record.id, tokenHash, handle: record.handle };
     await next();
   };
 }
@@ -51,6 +85,17 @@ const lookups = new WeakMap<Knex, TokenLookups>();
 function lookupsOf(db: Knex): TokenLookups {
   let found = lookups.get(db);
   if (!found) lookups.set(db, (found = new TokenLookups(db)));
+  return found;
+}
+
+// One per writer, shared by every route's requireAuth, so concurrent first uses of a day write once.
+const useDays = new WeakMap<GroupCommit, TokenUseDays>();
+function useDaysOf(deps: ApiDeps): TokenUseDays {
+  let found = useDays.get(deps.writes);
+  if (!found) {
+    found = new TokenUseDays(deps.writes, (err) => deps.log.warn({ err }, "recording a token's last-used day failed"));
+    useDays.set(deps.writes, found);
+  }
   return found;
 }
 

@@ -3,15 +3,15 @@ import { ConflictError, NotFoundError } from '../../domain/errors';
 import { newId } from '../../domain/ids';
 import { handleKey } from '../../domain/text';
 import { isUniqueViolation } from '../../db/repositories/errors';
-import { revokeToken } from '../../db/repositories/tokens';
 import { findUserById, findUserByHandleKey, insertUser, toUser, updateUser, type UserRow } from '../../db/repositories/users';
 import type { ApiDeps, ApiState } from '../context';
-import { authUserId, issueToken, requireAuth, requireSelf } from '../middleware/auth';
+import { issueToken, requireAuth, requireSelf } from '../middleware/auth';
 import { idempotencyKey } from '../middleware/idempotency';
 import { requireUuidParams } from '../middleware/pathIds';
 import { commitWrite, guardOutboxBacklog } from '../middleware/writes';
 import { createUserBody, parseRequest, patchUserBody } from '../validation';
 import { followRoutes } from './follows';
+import { tokenRoutes } from './tokens';
 
 function handleTaken(): ConflictError {
   return new ConflictError('that handle is taken (handles are unique regardless of case)', 'handle_taken');
@@ -90,19 +90,7 @@ export function userRoutes(deps: ApiDeps): Router<ApiState> {
     });
   });
 
-  router.post('/users/:id/tokens', auth, userId, requireSelf, async (ctx) => {
-    const id = authUserId(ctx);
-    await commitWrite(ctx, deps, async (tx, _emit, now) => {
-      const issued = await issueToken(tx, id, now, deps.config.auth.tokenTtlDays);
-      return { status: 201, body: issued };
-    });
-  });
-
-  router.delete('/users/:id/tokens/current', auth, userId, requireSelf, async (ctx) => {
-    await deps.writes.run((tx) => revokeToken(tx, ctx.state.auth!.tokenHash, deps.now().getTime()));
-    ctx.status = 204;
-  });
-
+  router.use(tokenRoutes(deps).routes());
   router.use(followRoutes(deps).routes());
   return router;
 }

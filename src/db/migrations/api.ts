@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
-import { MAX_REQUEST_ID_LENGTH } from '../../domain/ids';
+import { MAX_REQUEST_ID_LENGTH, newId } from '../../domain/ids';
+import { sealClearIdempotencyRecords } from '../repositories/idempotency';
 
 /** The API's tables: users, tokens, follows, tweets, the outbox and HTTP idempotency keys. */
 export const apiMigrations: Record<string, Knex.Migration> = {
@@ -69,6 +70,36 @@ export const apiMigrations: Record<string, Knex.Migration> = {
       for (const table of ['idempotency_keys', 'outbox', 'tweets', 'follows', 'tokens', 'users']) {
         await knex.schema.dropTableIfExists(table);
       }
+    },
+  },
+  /**
+   * Tokens get a public id (random, not derived from the secret) by which a
+   * user lists and revokes them, and the UTC day they were last used. The
+   * Idempotency-Key records written so far are sealed (see idempotency.ts).
+   */
+  '002_token_management': {
+    async up(knex) {
+      await knex.schema.alterTable('tokens', (t) => {
+        t.string('id', 36);
+        t.string('last_used_day', 10);
+      });
+      const existing = await knex('tokens').select('token_hash');
+      for (const { token_hash } of existing as { token_hash: string }[]) {
+        await knex('tokens').where({ token_hash }).update({ id: newId() });
+      }
+      await knex.schema.alterTable('tokens', (t) => {
+        t.unique(['id']);
+      });
+      await sealClearIdempotencyRecords(knex);
+    },
+    async down(knex) {
+      // The code before this version cannot open a sealed record: it would answer its repeat as new.
+      await knex('idempotency_keys').where('response', 'like', 'v1.%').delete();
+      await knex.schema.alterTable('tokens', (t) => {
+        t.dropUnique(['id']);
+        t.dropColumn('last_used_day');
+        t.dropColumn('id');
+      });
     },
   },
   // Every request id the API accepts fits its events' correlation id (it was 100 wide, shorter than the ids let through).

@@ -2,23 +2,30 @@ import type { Knex } from 'knex';
 
 /** Times are epoch milliseconds; PostgreSQL returns bigint columns as strings, hence the conversions. */
 export interface TokenRecord {
+  /** Public, random: how a user names the token to list or revoke it (never derived from the secret). */
+  id: string;
   tokenHash: string;
   userId: string;
   createdAt: number;
   expiresAt: number;
   revokedAt: number | null;
+  /** The UTC day (YYYY-MM-DD) of its last use; null until first used. */
+  lastUsedDay: string | null;
 }
 
 interface TokenRow {
+  id: string;
   token_hash: string;
   user_id: string;
   created_at: number | string;
   expires_at: number | string;
   revoked_at: number | string | null;
+  last_used_day: string | null;
 }
 
-export async function insertToken(tx: Knex.Transaction, token: Omit<TokenRecord, 'revokedAt'>): Promise<void> {
+export async function insertToken(tx: Knex.Transaction, token: Omit<TokenRecord, 'revokedAt' | 'lastUsedDay'>): Promise<void> {
   await tx('tokens').insert({
+    id: token.id,
     token_hash: token.tokenHash,
     user_id: token.userId,
     created_at: token.createdAt,
@@ -39,18 +46,23 @@ export async function findToken(db: Knex, tokenHash: string): Promise<TokenWithH
 function tokensWithHandles(db: Knex, tokenHashes: string[]): Promise<TokenWithHandleRow[]> {
   return db('tokens as t')
     .join('users as u', 'u.id', 't.user_id')
-    .select('t.token_hash', 't.user_id', 't.created_at', 't.expires_at', 't.revoked_at', 'u.handle')
+    .select('t.id', 't.token_hash', 't.user_id', 't.created_at', 't.expires_at', 't.revoked_at', 't.last_used_day', 'u.handle')
     .whereIn('t.token_hash', tokenHashes);
 }
 
 function toRecord(row: TokenWithHandleRow): TokenWithHandle {
+  return { ...fromRow(row), handle: row.handle };
+}
+
+function fromRow(row: TokenRow): TokenRecord {
   return {
+    id: row.id,
     tokenHash: row.token_hash,
     userId: row.user_id,
-    handle: row.handle,
     createdAt: Number(row.created_at),
     expiresAt: Number(row.expires_at),
     revokedAt: row.revoked_at === null ? null : Number(row.revoked_at),
+    lastUsedDay: row.last_used_day,
   };
 }
 
@@ -100,4 +112,49 @@ export class TokenLookups {
 /** Revoking twice keeps the first revocation time. */
 export async function revokeToken(db: Knex, tokenHash: string, now: number): Promise<void> {
   await db('tokens').where({ token_hash: tokenHash }).whereNull('revoked_at').update({ revoked_at: now });
+}
+
+/** Unrevoked and unexpired at `now`. */
+function active(query: Knex.QueryBuilder, userId: string, now: number): Knex.QueryBuilder {
+  return query.where({ user_id: userId }).whereNull('revoked_at').andWhere('expires_at', '>', now);
+}
+
+/** The user's active tokens, newest first. */
+export async function listActiveTokens(db: Knex, userId: string, now: number): Promise<TokenRecord[]> {
+  const rows = (await active(db('tokens').select('id', 'token_hash', 'user_id', 'created_at', 'expires_at', 'revoked_at', 'last_used_day'), userId, now)
+    .orderBy([{ column: 'created_at', order: 'desc' }, { column: 'id', order: 'desc' }])) as TokenRow[];
+  return rows.map(fromRow);
+}
+
+/**
+ * Counted under a lock on the user's row, so that two hosts issuing tokens
+ * to one user at once (PostgreSQL) cannot both pass the cap; on SQLite the
+ * single writer already runs them one after the other. The no-op UPDATE is
+ * that lock on both databases, without SQL only one of them understands.
+ */
+export async function countActiveTokensLocked(tx: Knex.Transaction, userId: string, now: number): Promise<number> {
+  await tx('users').where({ id: userId }).update({ id: userId });
+  const row = (await active(tx('tokens').count({ n: '*' }), userId, now).first()) as { n: number | string } | undefined;
+  return Number(row?.n ?? 0);
+}
+
+/** false when the user has no token with that id; revoking twice keeps the first revocation time. */
+export async function revokeTokenById(tx: Knex.Transaction, userId: string, tokenId: string, now: number): Promise<boolean> {
+  const found = await tx('tokens').where({ id: tokenId, user_id: userId }).first('id');
+  if (!found) return false;
+  await tx('tokens').where({ id: tokenId, user_id: userId }).whereNull('revoked_at').update({ revoked_at: now });
+  return true;
+}
+
+/** Every token of the user, the one presented included. */
+export async function revokeUserTokens(tx: Knex.Transaction, userId: string, now: number): Promise<number> {
+  return tx('tokens').where({ user_id: userId }).whereNull('revoked_at').update({ revoked_at: now });
+}
+
+/** Never moves a token's last-used day backwards (two hosts whose clocks straddle midnight). */
+export async function markTokenUsed(tx: Knex.Transaction, tokenHash: string, day: string): Promise<number> {
+  return tx('tokens')
+    .where({ token_hash: tokenHash })
+    .andWhere((q) => q.whereNull('last_used_day').orWhere('last_used_day', '<', day))
+    .update({ last_used_day: day });
 }

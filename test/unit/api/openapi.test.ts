@@ -102,12 +102,17 @@ describe('api: GET /openapi.json', () => {
       'PATCH /users/{id}': { displayName: 'Ada Documented' },
       'POST /tweets': { text: 'hello' },
     };
-    // Revoking the token presented comes last: everything else uses it.
-    const ordered = [...operations].sort((a, b) => Number(a.path.endsWith('/tokens/current')) - Number(b.path.endsWith('/tokens/current')));
+    // One token to revoke by its id, one to revoke all of Ada's tokens with once her first is revoked.
+    const [spare, last] = [await api.request('POST', `/users/${ada.id}/tokens`, { token: ada.token }), await api.request('POST', `/users/${ada.id}/tokens`, { token: ada.token })];
+    expect([spare.status, last.status]).to.deep.equal([201, 201]);
+    // Revoking the token presented, then all of them, come last: everything else uses them.
+    const revokes = (op: { method: string; path: string }) => (op.method !== 'delete' ? 0 : op.path.endsWith('/tokens/current') ? 1 : op.path.endsWith('/tokens') ? 2 : 0);
+    const ordered = [...operations].sort((a, b) => revokes(a) - revokes(b));
     for (const op of ordered) {
       const template = openApiPath(op.path);
       const path = template
         .replace('{targetId}', bob.id)
+        .replace('{tokenId}', spare.body.id)
         .replace('{id}', template.startsWith('/tweets/') ? tweet.body.id : ada.id);
       const what = `${op.method.toUpperCase()} ${template}`;
       if (op.ok[200]?.contentType === 'text/event-stream') {
@@ -125,7 +130,8 @@ describe('api: GET /openapi.json', () => {
         expect(await res.text(), what).to.match(/^# HELP warren_/m);
         continue;
       }
-      const res = await api.request(op.method.toUpperCase(), path, { token: op.auth ? ada.token : undefined, body: bodies[what] });
+      const token = revokes(op) === 2 ? last.body.token : ada.token;
+      const res = await api.request(op.method.toUpperCase(), path, { token: op.auth ? token : undefined, body: bodies[what] });
       expect(res.status, `${what}: ${JSON.stringify(res.body)}`).to.be.oneOf(Object.keys(op.ok).map(Number));
       const documented = op.ok[res.status]!;
       if (documented.schema) {

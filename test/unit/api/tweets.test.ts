@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import sinon from 'sinon';
 import * as outbox from '../../../src/db/outbox';
+import { waitFor } from '../../support/wait';
 import { createUser, outboxRows, startApi, type ApiHarness } from './harness';
 
 const FLAG = '\u{1F1FA}\u{1F1E6}'; // one flag: two code points, four UTF-16 units, one character
@@ -43,6 +44,9 @@ describe('api: tweets', () => {
   });
 
   it('writes no tweet when its outbox event cannot be written', async () => {
+    // The token's first use of the day is recorded first, so the tweet is the only write of its group commit.
+    expect((await api.request('GET', `/users/${alice.id}/tokens`, { token: alice.token })).status).to.equal(200);
+    await waitFor('the last-used day', async () => (await api.db('tokens').first('last_used_day')).last_used_day !== null, 5_000);
     sinon.stub(outbox, 'enqueueEvents').rejects(new Error('disk on fire'));
     const wakeupsBefore = api.wakeups;
     const res = await api.request('POST', '/tweets', { token: alice.token, body: { text: 'lost?' } });
@@ -117,7 +121,7 @@ describe('api: tweets', () => {
     expect(later.status).to.equal(201);
     expect(later.body.id).to.not.equal(a.body.id);
     // The expired records were pruned; alice's key now holds the new response.
-    const records = await api.db('idempotency_keys').where({ key: 'shared' });
+    const records = await api.db('idempotency_keys').where({ caller: alice.id });
     expect(records).to.have.length(1);
     expect(records[0]).to.include({ caller: alice.id, created_at: api.clock.getTime() });
   });

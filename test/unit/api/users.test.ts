@@ -1,4 +1,6 @@
+import fs from 'node:fs';
 import http from 'node:http';
+import path from 'node:path';
 import { expect } from 'chai';
 import { createUser, freshHandle, outboxRows, startApi, type ApiHarness, type ApiResponse } from './harness';
 
@@ -145,6 +147,31 @@ describe('api: users and tokens', () => {
     const other = await api.request('POST', '/users', { body: { ...body, displayName: 'Other' }, headers: { 'idempotency-key': 'signup-1' } });
     expect(other.status).to.equal(409);
     expect(other.body.error.code).to.equal('idempotency_key_reused');
+  });
+
+  it('holds no sign-up token at rest: no table row nor database file byte has it, and the replay’s token still works', async () => {
+    const headers = { 'idempotency-key': 'c1d2e3f4-signup-at-rest' };
+    const body = { handle: freshHandle('rest'), displayName: 'At Rest' };
+    const first = await api.request('POST', '/users', { body, headers });
+    expect(first.status).to.equal(201);
+    const token: string = first.body.token;
+
+    const tables = (await api.db.raw("SELECT name FROM sqlite_master WHERE type = 'table'")).map((t: { name: string }) => t.name);
+    expect(tables).to.include.members(['idempotency_keys', 'tokens', 'users']);
+    for (const table of tables) {
+      const rows = await api.db(table).select();
+      expect(JSON.stringify(rows), table).to.not.include(token).and.not.include(headers['idempotency-key']);
+    }
+    const dir = api.config.database.dir;
+    const files = fs.readdirSync(dir).filter((f) => f.startsWith('api.'));
+    expect(files.some((f) => f.endsWith('-wal'))).to.equal(true);
+    for (const file of files) expect(fs.readFileSync(path.join(dir, file)).includes(token), file).to.equal(false);
+
+    const replay = await api.request('POST', '/users', { body, headers });
+    expect(replay.status).to.equal(201);
+    expect(replay.headers.get('idempotent-replayed')).to.equal('true');
+    expect(replay.body.token).to.equal(token);
+    expect((await api.request('PATCH', `/users/${first.body.user.id}`, { token: replay.body.token, body: { bio: 'replayed' } })).status).to.equal(200);
   });
 
   it('keeps a sign-up Idempotency-Key per client address: another client on the same key never gets the first token', async () => {

@@ -22,7 +22,7 @@ describe('token lookups', () => {
     const at = new Date().toISOString();
     await db('users').insert({ id: userId, handle: 'Ada', handle_key: 'ada', display_name: 'Ada', bio: null, created_at: at, updated_at: at });
     await db.transaction(async (tx) => {
-      for (const hash of ['a', 'b', 'c']) await insertToken(tx, { tokenHash: hash, userId, createdAt: 1, expiresAt: 2 });
+      for (const hash of ['a', 'b', 'c']) await insertToken(tx, { id: `id-${hash}`, tokenHash: hash, userId, createdAt: 1, expiresAt: 2 });
     });
   });
 
@@ -37,7 +37,7 @@ describe('token lookups', () => {
     db.on('query', (q: { sql: string }) => queries.push(q.sql));
     const [a, b, again, unknown] = await Promise.all([lookups.find('a'), lookups.find('b'), lookups.find('a'), lookups.find('nope')]);
     expect(queries).to.have.length(1);
-    expect(a).to.deep.equal({ tokenHash: 'a', userId, handle: 'Ada', createdAt: 1, expiresAt: 2, revokedAt: null });
+    expect(a).to.deep.equal({ id: 'id-a', tokenHash: 'a', userId, handle: 'Ada', createdAt: 1, expiresAt: 2, revokedAt: null, lastUsedDay: null });
     expect(b?.tokenHash).to.equal('b');
     expect(again).to.deep.equal(a);
     expect(unknown).to.equal(undefined);
