@@ -29,6 +29,12 @@ export const configSchema = z.object({
     reconnectSeconds: z.coerce.number().positive(),
     /** Each service's own RabbitMQ user; with no password the service uses amqp.url's credentials (local development). */
     users: z.object({ api: brokerUser, analytics: brokerUser, notifications: brokerUser }),
+    /**
+     * The read-only management user (tag `monitoring`, read-only permissions in
+     * the definitions) that `topology apply` gives this password; services put
+     * its credentials in amqp.managementUrl for their start-up checks.
+     */
+    monitor: brokerUser,
     /** `guest` only connects from localhost: allowed for local development, refused in production. */
     allowGuest: z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]),
   }),
@@ -216,7 +222,7 @@ export function serviceAmqpUrl(config: Config, service: BrokerService): string {
 /** Passwords of the service users that configuration sets, by RabbitMQ user name (for `topology apply`). */
 export function servicePasswords(config: Config): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const u of Object.values(config.amqp.users)) if (u.password) out[u.username] = u.password;
+  for (const u of [...Object.values(config.amqp.users), config.amqp.monitor]) if (u.password) out[u.username] = u.password;
   return out;
 }
 
