@@ -1,4 +1,4 @@
-import type { BindingInfo, ExchangeInfo, PermissionInfo, PolicyInfo, QueueInfo } from './management';
+import type { BindingInfo, ExchangeInfo, PermissionInfo, PolicyInfo, QueueInfo, TopicPermissionInfo } from './management';
 import type { Definitions } from './topology';
 
 /**
@@ -50,6 +50,7 @@ type ExchangeDef = Definitions['exchanges'][number];
 type QueueDef = Definitions['queues'][number];
 type BindingDef = Definitions['bindings'][number];
 type PermissionDef = Definitions['permissions'][number];
+type TopicPermissionDef = Definitions['topic_permissions'][number];
 
 /** Type, flags and arguments of a declared exchange. */
 export function exchangeDrift(def: ExchangeDef, info: ExchangeInfo): Drift[] {
@@ -113,6 +114,27 @@ export function permissionDrift(def: PermissionDef, live: PermissionInfo | undef
   for (const key of ['configure', 'write', 'read'] as const) {
     if (live[key] !== def[key]) out.push(differs(`permissions of ${def.user}: ${key} is ${show(live[key])}, definitions say ${show(def[key])}`));
   }
+  return out;
+}
+
+/**
+ * One user's topic permissions (the routing keys it may use) against the
+ * broker's, per exchange. One the definitions do not have is drift too: it
+ * may widen what the user's own permissions let through.
+ */
+export function topicPermissionDrift(user: string, defs: TopicPermissionDef[], live: TopicPermissionInfo[]): Drift[] {
+  const out: Drift[] = [];
+  for (const def of defs) {
+    const got = live.find((l) => l.exchange === def.exchange);
+    if (!got) {
+      out.push(missing(`topic permissions of ${user} on exchange ${def.exchange} are missing`));
+      continue;
+    }
+    for (const key of ['write', 'read'] as const) {
+      if (got[key] !== def[key]) out.push(differs(`topic permissions of ${user} on exchange ${def.exchange}: ${key} is ${show(got[key])}, definitions say ${show(def[key])}`));
+    }
+  }
+  for (const l of live) if (!defs.some((d) => d.exchange === l.exchange)) out.push(extra(`topic permissions of ${user} on exchange ${l.exchange} are not in the definitions`));
   return out;
 }
 

@@ -42,6 +42,18 @@ export interface Permissions {
   read: string;
 }
 
+/** RabbitMQ checks these against the routing key, and only on topic exchanges. */
+export interface TopicPermissions {
+  exchange: string;
+  write: string;
+  read: string;
+}
+
+export interface TopicPermissionInfo extends TopicPermissions {
+  user: string;
+  vhost: string;
+}
+
 export interface ExchangeInfo extends ExchangeSpec {
   name: string;
   vhost: string;
@@ -197,8 +209,12 @@ export class ManagementClient {
     return (await this.get<T[]>(path)) ?? [];
   }
 
+  /**
+   * Read from the list, not `/vhosts/<name>`: that one is for administrators,
+   * and the start-up checks run as a monitoring user.
+   */
   async vhostExists(vhost: string): Promise<boolean> {
-    return (await this.get<{ name: string }>(`/vhosts/${seg(vhost)}`)) !== undefined;
+    return (await this.list<{ name: string }>('/vhosts?columns=name')).some((v) => v.name === vhost);
   }
 
   createVhost(vhost: string): Promise<void> {
@@ -214,7 +230,10 @@ export class ManagementClient {
     return (await this.get<{ name: string }>(`/users/${seg(user)}`)) !== undefined;
   }
 
-  /** Creates or updates a user; an empty `password_hash` makes one that cannot log in with a password. */
+  /**
+   * Creates or updates a user; an empty `password_hash` makes one that cannot
+   * log in with a password. `tags` is comma-separated (`monitoring`).
+   */
   putUser(user: string, spec: { password: string; tags: string } | { password_hash: ''; tags: string }): Promise<void> {
     return this.send('PUT', `/users/${seg(user)}`, spec);
   }
@@ -225,6 +244,16 @@ export class ManagementClient {
 
   setPermissions(vhost: string, user: string, perms: Permissions): Promise<void> {
     return this.send('PUT', `/permissions/${seg(vhost)}/${seg(user)}`, perms);
+  }
+
+  /** Routing keys a user may publish with (write) and bind with (read) on one topic exchange. */
+  setTopicPermissions(vhost: string, user: string, perms: TopicPermissions): Promise<void> {
+    return this.send('PUT', `/topic-permissions/${seg(vhost)}/${seg(user)}`, perms);
+  }
+
+  /** A user's topic permissions on the vhost, one per exchange. */
+  listTopicPermissions(vhost: string, user: string): Promise<TopicPermissionInfo[]> {
+    return this.list<TopicPermissionInfo>(`/topic-permissions/${seg(vhost)}/${seg(user)}`);
   }
 
   putExchange(vhost: string, name: string, spec: ExchangeSpec): Promise<void> {

@@ -36,9 +36,21 @@ const definitionsSchema = z
     vhosts: z.array(z.object({ name: z.string().min(1) })).length(1, 'must name exactly one vhost'),
     // Service users, without credentials: passwords come from configuration (`topology apply`).
     users: z
-      .array(z.object({ name: z.string().min(1), password_hash: z.literal('', { message: 'the definitions file never holds credentials' }).default('') }).loose())
+      .array(
+        z
+          .object({
+            name: z.string().min(1),
+            password_hash: z.literal('', { message: 'the definitions file never holds credentials' }).default(''),
+            tags: z.array(z.enum(['monitoring'], { message: 'a service user may carry the monitoring tag at most' })).default([]),
+          })
+          .loose(),
+      )
       .default([]),
     permissions: z.array(z.object({ user: z.string().min(1), vhost: z.string(), configure: z.string(), write: z.string(), read: z.string() })).default([]),
+    /** Routing keys a user may publish with (write) and bind with (read), per topic exchange. */
+    topic_permissions: z
+      .array(z.object({ user: z.string().min(1), vhost: z.string(), exchange: z.string().min(1), write: z.string().refine(isRegExp, 'not a valid regular expression'), read: z.string().refine(isRegExp, 'not a valid regular expression') }))
+      .default([]),
     exchanges: z.array(
       z.object({
         name: z.string().min(1),
@@ -74,13 +86,33 @@ const definitionsSchema = z
   })
   .superRefine((d, ctx) => {
     const vhost = d.vhosts[0]?.name;
-    for (const key of ['permissions', 'exchanges', 'queues', 'bindings', 'policies'] as const) {
+    for (const key of ['permissions', 'topic_permissions', 'exchanges', 'queues', 'bindings', 'policies'] as const) {
       d[key].forEach((item, i) => {
         if (item.vhost !== vhost) ctx.addIssue({ code: 'custom', path: [key, i, 'vhost'], message: `is ${item.vhost}, the definitions' vhost is ${vhost}` });
       });
     }
     const exchanges = new Set(d.exchanges.map((e) => e.name));
     const queues = new Set(d.queues.map((q) => q.name));
+    // RabbitMQ checks topic permissions on topic exchanges only: on any other type one would protect nothing, silently.
+    d.topic_permissions.forEach((p, i) => {
+      const type = d.exchanges.find((e) => e.name === p.exchange)?.type;
+      if (type === undefined) ctx.addIssue({ code: 'custom', path: ['topic_permissions', i, 'exchange'], message: `exchange ${p.exchange} is not defined` });
+      else if (type !== 'topic') ctx.addIssue({ code: 'custom', path: ['topic_permissions', i, 'exchange'], message: `${p.exchange} is a ${type} exchange; RabbitMQ applies topic permissions to topic exchanges only` });
+      if (!d.permissions.some((q) => q.user === p.user)) ctx.addIssue({ code: 'custom', path: ['topic_permissions', i, 'user'], message: `${p.user} has no permissions entry in the vhost` });
+    });
+    // Retries, parks and their return route are shared by every service: a service user who may use one
+    // without a routing-key permission could put messages into, or bind a copy out of, another's queues.
+    const shared = d.exchanges.filter((e) => e.name === RETURN_EXCHANGE || e.name === PARK_EXCHANGE || e.name.startsWith(DELAY_PREFIX));
+    const serviceUsers = new Set(d.users.map((u) => u.name));
+    d.permissions.forEach((p, i) => {
+      if (!serviceUsers.has(p.user) || !isRegExp(p.write) || !isRegExp(p.read)) return;
+      for (const e of shared) {
+        const uses = new RegExp(p.write).test(e.name) || new RegExp(p.read).test(e.name);
+        if (uses && !d.topic_permissions.some((t) => t.user === p.user && t.exchange === e.name)) {
+          ctx.addIssue({ code: 'custom', path: ['permissions', i], message: `${p.user} may use ${e.name} but has no topic permission on it naming the routing keys it may use` });
+        }
+      }
+    });
     d.bindings.forEach((b, i) => {
       if (!exchanges.has(b.source)) ctx.addIssue({ code: 'custom', path: ['bindings', i, 'source'], message: `exchange ${b.source} is not defined` });
       const known = b.destination_type === 'queue' ? queues : exchanges;
@@ -121,6 +153,7 @@ export function retargetDefinitions(defs: Definitions, vhost: string): Definitio
     ...defs,
     vhosts: [{ name: vhost }],
     permissions: to(defs.permissions),
+    topic_permissions: to(defs.topic_permissions),
     exchanges: to(defs.exchanges),
     queues: to(defs.queues),
     bindings: to(defs.bindings),
@@ -135,6 +168,7 @@ export function renameUsers(defs: Definitions, rename: (user: string) => string)
     ...defs,
     users: defs.users.map((u) => ({ ...u, name: rename(u.name) })),
     permissions: defs.permissions.map((p) => (known.has(p.user) ? { ...p, user: rename(p.user) } : p)),
+    topic_permissions: defs.topic_permissions.map((p) => (known.has(p.user) ? { ...p, user: rename(p.user) } : p)),
   };
 }
 
@@ -301,10 +335,37 @@ export interface ApplyTopologyOptions {
  * `guest`, and the broker refuses permissions for a user it does not know.
  */
 export async function grantablePermissions(api: ManagementClient, defs: Definitions): Promise<Definitions['permissions']> {
+  return grantable(api, defs, defs.permissions);
+}
+
+/** Topic permissions, on the same terms as grantablePermissions. */
+export async function grantableTopicPermissions(api: ManagementClient, defs: Definitions): Promise<Definitions['topic_permissions']> {
+  return grantable(api, defs, defs.topic_permissions);
+}
+
+async function grantable<T extends { user: string }>(api: ManagementClient, defs: Definitions, items: T[]): Promise<T[]> {
   const declared = new Set(defs.users.map((u) => u.name));
-  const out: Definitions['permissions'] = [];
-  for (const p of defs.permissions) if (declared.has(p.user) || (await api.userExists(p.user))) out.push(p);
+  const out: T[] = [];
+  for (const p of items) if (declared.has(p.user) || (await api.userExists(p.user))) out.push(p);
   return out;
+}
+
+/**
+ * Declares one exchange. One of another type (a deployment from before the
+ * retry and park exchanges became topic exchanges) cannot be changed in
+ * place: it is deleted and declared again, and the binding step that follows
+ * restores its bindings. Meanwhile a mandatory retry or park comes back
+ * unroutable and its original stays unacked, and the broker's at-least-once
+ * dead-lettering keeps expired retries in their delay queue until the route
+ * is back, so nothing is lost on the way.
+ */
+async function declareExchange(api: ManagementClient, vhost: string, e: Definitions['exchanges'][number], log: Logger): Promise<void> {
+  const live = await api.getExchange(vhost, e.name);
+  if (live && live.type !== e.type) {
+    log.warn({ vhost, exchange: e.name, from: live.type, to: e.type }, 'topology apply: re-declaring an exchange whose type changed');
+    await api.deleteExchange(vhost, e.name);
+  }
+  await api.putExchange(vhost, e.name, { type: e.type, durable: e.durable, auto_delete: e.auto_delete, internal: e.internal, arguments: e.arguments });
 }
 
 async function step(what: string, fn: () => Promise<void>): Promise<void> {
@@ -327,11 +388,15 @@ export async function applyTopology(opts: ApplyTopologyOptions): Promise<void> {
   await step(`vhost ${vhost}`, () => api.createVhost(vhost));
   for (const u of defs.users) {
     const password = opts.passwords?.[u.name];
-    if (password) await step(`user ${u.name}`, () => api.putUser(u.name, { password, tags: '' }));
-    else if (!(await api.userExists(u.name))) await step(`user ${u.name}`, () => api.putUser(u.name, { password_hash: '', tags: '' }));
+    const tags = u.tags.join(',');
+    if (password) await step(`user ${u.name}`, () => api.putUser(u.name, { password, tags }));
+    else if (!(await api.userExists(u.name))) await step(`user ${u.name}`, () => api.putUser(u.name, { password_hash: '', tags }));
   }
   for (const p of await grantablePermissions(api, defs)) await step(`permissions of ${p.user}`, () => api.setPermissions(vhost, p.user, { configure: p.configure, write: p.write, read: p.read }));
-  for (const e of defs.exchanges) await step(`exchange ${e.name}`, () => api.putExchange(vhost, e.name, { type: e.type, durable: e.durable, auto_delete: e.auto_delete, internal: e.internal, arguments: e.arguments }));
+  for (const p of await grantableTopicPermissions(api, defs)) {
+    await step(`topic permissions of ${p.user} on ${p.exchange}`, () => api.setTopicPermissions(vhost, p.user, { exchange: p.exchange, write: p.write, read: p.read }));
+  }
+  for (const e of defs.exchanges) await step(`exchange ${e.name}`, () => declareExchange(api, vhost, e, opts.log));
   for (const p of defs.policies) await step(`policy ${p.name}`, () => api.putPolicy(vhost, p.name, { pattern: p.pattern, 'apply-to': p['apply-to'], priority: p.priority, definition: p.definition }));
   for (const q of defs.queues) await step(`queue ${q.name}`, () => api.putQueue(vhost, q.name, { durable: q.durable, auto_delete: q.auto_delete, arguments: q.arguments }));
   for (const b of defs.bindings) await step(`binding ${b.source} -> ${b.destination}`, () => api.putBinding(vhost, b));

@@ -1,10 +1,11 @@
 import amqp from 'amqplib';
 import { vhostOf } from '../config';
 import { connectionName } from './connection';
-import { bindingDrift, destinationKey, differs, exchangeDrift, missing, permissionDrift, policyDrift, queueFlagDrift, sortDrift, type Drift } from './drift';
+import { bindingDrift, destinationKey, differs, exchangeDrift, missing, permissionDrift, policyDrift, queueFlagDrift, sortDrift, topicPermissionDrift, type Drift } from './drift';
 import { ManagementClient, withoutPassword } from './management';
 import {
   grantablePermissions,
+  grantableTopicPermissions,
   policyProblems,
   readQueue,
   retargetDefinitions,
@@ -85,6 +86,11 @@ export async function findDrift(opts: CheckTopologyOptions): Promise<Drift[]> {
     drift.push(...policyDrift(defs, await api.listPolicies(vhost)));
     for (const u of defs.users) if (!(await api.userExists(u.name))) drift.push(missing(`user ${u.name} does not exist`));
     for (const p of await grantablePermissions(api, defs)) drift.push(...permissionDrift(p, await api.getPermissions(vhost, p.user)));
+    const topic = await grantableTopicPermissions(api, defs);
+    for (const user of new Set([...defs.users.map((u) => u.name), ...topic.map((t) => t.user)])) {
+      if (!(await api.userExists(user))) continue; // named above
+      drift.push(...topicPermissionDrift(user, topic.filter((t) => t.user === user), await api.listTopicPermissions(vhost, user)));
+    }
   }
   if (opts.amqpUrl) (await amqpProblems(opts.amqpUrl, opts)).forEach(problem);
   return sortDrift(drift);

@@ -2,11 +2,12 @@ import crypto from 'node:crypto';
 import amqplib, { type ChannelModel } from 'amqplib';
 import { expect } from 'chai';
 import { ManagementClient } from '../../src/broker/management';
-import { applyTopology, loadDefinitions, renameUsers, retargetDefinitions } from '../../src/broker/topology';
+import { apiNeeds, applyTopology, loadDefinitions, queuesNeededBy, renameUsers, retargetDefinitions, type Definitions } from '../../src/broker/topology';
+import { checkTopology } from '../../src/broker/topologyCheck';
 import { loadConfig } from '../../src/config';
 import { createLogger } from '../../src/log';
 import { SseClient } from '../support/sse';
-import { AMQP_BASE, MANAGEMENT_URL, TestSystem, TEST_DB, waitFor } from '../support/system';
+import { AMQP_BASE, amqpUrlFor, MANAGEMENT_URL, TestSystem, TEST_DB, waitFor } from '../support/system';
 
 /**
  * Least privilege on the broker: each service connects as its own user,
@@ -19,10 +20,12 @@ describe(`broker permissions of the service users (${TEST_DB})`, function () {
   const prefix = `wit-${crypto.randomBytes(3).toString('hex')}`;
   const management = new ManagementClient(MANAGEMENT_URL);
   const passwords: Record<string, string> = {};
-  const userOf = (service: 'api' | 'analytics' | 'notifications') => `${prefix}-warren-${service}`;
+  type User = 'api' | 'analytics' | 'notifications' | 'monitor';
+  const userOf = (service: User) => `${prefix}-warren-${service}`;
   const open: ChannelModel[] = [];
+  let defs: Definitions;
 
-  async function connectAs(service: 'api' | 'analytics' | 'notifications'): Promise<ChannelModel> {
+  async function connectAs(service: User): Promise<ChannelModel> {
     const url = new URL(`${AMQP_BASE}/${encodeURIComponent(sys.vhost)}`);
     url.username = userOf(service);
     url.password = passwords[userOf(service)]!;
@@ -53,7 +56,7 @@ describe(`broker permissions of the service users (${TEST_DB})`, function () {
     });
 
   before(async () => {
-    for (const s of ['api', 'analytics', 'notifications'] as const) passwords[userOf(s)] = crypto.randomBytes(12).toString('hex');
+    for (const s of ['api', 'analytics', 'notifications', 'monitor'] as const) passwords[userOf(s)] = crypto.randomBytes(12).toString('hex');
     const env = {
       WARREN_AMQP_USERS_API_USERNAME: userOf('api'),
       WARREN_AMQP_USERS_API_PASSWORD: passwords[userOf('api')],
@@ -67,7 +70,7 @@ describe(`broker permissions of the service users (${TEST_DB})`, function () {
     await sys.setUp();
     Object.assign(sys.env, env);
     const config = loadConfig(sys.env);
-    const defs = renameUsers(retargetDefinitions(loadDefinitions(config.amqp.definitionsFile), sys.vhost), (u) => `${prefix}-${u}`);
+    defs = renameUsers(retargetDefinitions(loadDefinitions(config.amqp.definitionsFile), sys.vhost), (u) => `${prefix}-${u}`);
     await applyTopology({ managementUrl: MANAGEMENT_URL, vhost: sys.vhost, defs, passwords, log: createLogger('security-test', 'silent') });
   });
 
@@ -140,5 +143,63 @@ describe(`broker permissions of the service users (${TEST_DB})`, function () {
       }),
       'its own live queue',
     ).to.equal('ok');
+  });
+
+  it("a worker's credentials can neither put a retry or park into another service's queue nor bind a copy of its retries or parks", async () => {
+    // A probe sees whatever the shared exchanges route for the other service.
+    const admin = await amqplib.connect(amqpUrlFor(sys.vhost));
+    admin.on('error', () => undefined);
+    open.push(admin);
+    const ch = await admin.createChannel();
+    const probe = `${prefix}-probe`;
+    await ch.assertQueue(probe, { durable: false, autoDelete: false });
+    await ch.bindQueue(probe, 'warren.delay.5s', '#');
+    await ch.bindQueue(probe, 'warren.dlx', 'notifications.user-events');
+    await ch.bindQueue(probe, 'warren.return', 'notifications.user-events');
+    const before = { work: await sys.queueDepth('notifications.user-events'), dlq: await sys.queueDepth('notifications.user-events.dlq') };
+
+    const analytics = await connectAs('analytics');
+    expect(await attempt(analytics, publish('warren.delay.5s', 'notifications.user-events')), "retry into another service's queue").to.equal('refused');
+    expect(await attempt(analytics, publish('warren.delay.10m', 'notifications.user-events')), 'by another step').to.equal('refused');
+    expect(await attempt(analytics, publish('warren.dlx', 'notifications.user-events')), "park into another service's DLQ").to.equal('refused');
+    expect(await attempt(analytics, publish('warren.dlx', '#')), 'park with a wildcard key').to.equal('refused');
+    expect(await attempt(analytics, (c) => c.bindQueue('analytics.tweets', 'warren.return', 'notifications.user-events')), "bind to another service's retries").to.equal('refused');
+    expect(await attempt(analytics, (c) => c.bindQueue('analytics.tweets', 'warren.return', '#')), 'bind to every retry').to.equal('refused');
+    expect(await attempt(analytics, (c) => c.bindQueue('analytics.tweets', 'warren.dlx', 'notifications.user-events')), "bind to another service's parks").to.equal('refused');
+    expect(await attempt(analytics, (c) => c.bindQueue('analytics.tweets', 'warren.delay.5s', '#')), 'bind to a delay step').to.equal('refused');
+    // Its own retry route still works.
+    expect(await attempt(analytics, (c) => c.bindQueue('analytics.tweets', 'warren.return', 'analytics.tweets'))).to.equal('ok');
+
+    // A retry the notifications service itself publishes reaches the probe: the probe would have seen an injected one.
+    const control = crypto.randomUUID();
+    const notifications = await connectAs('notifications');
+    const sent = await attempt(notifications, (c) =>
+      new Promise<void>((resolve, reject) => c.publish('warren.delay.5s', 'notifications.user-events', Buffer.from('{}'), { messageId: control }, (err) => (err ? reject(err) : resolve()))),
+    );
+    expect(sent).to.equal('ok');
+    const first = await waitFor('the control retry at the probe', async () => (await ch.get(probe, { noAck: true })) || undefined, 5000);
+    expect(first.properties.messageId, 'the first message the probe saw').to.equal(control);
+    expect(await sys.queueDepth('notifications.user-events.dlq')).to.equal(before.dlq);
+    expect(await sys.queueDepth('notifications.user-events')).to.be.at.most(before.work);
+    await ch.deleteQueue(probe);
+  });
+
+  it('runs the start-up checks as the read-only monitoring user, which can neither change nor take anything', async () => {
+    const url = new URL(MANAGEMENT_URL);
+    url.username = userOf('monitor');
+    url.password = passwords[userOf('monitor')]!;
+    const asMonitor = { managementUrl: url.toString(), vhost: sys.vhost, defs };
+    await checkTopology({ ...asMonitor, ...queuesNeededBy('analytics.tweets', defs) });
+    await checkTopology({ ...asMonitor, ...queuesNeededBy('notifications.user-events', defs) });
+    await checkTopology({ ...asMonitor, ...apiNeeds(defs) });
+    const monitor = new ManagementClient(url.toString());
+    const refusal = async (what: Promise<unknown>) => what.then(() => 'ok', (err: Error) => (/\b40[13]\b/.test(err.message) ? 'refused' : err.message));
+    expect(await refusal(monitor.putQueue(sys.vhost, `${prefix}-rogue`, { durable: true, auto_delete: false, arguments: {} })), 'declare').to.equal('refused');
+    expect(await refusal(monitor.deleteQueue(sys.vhost, 'analytics.tweets.dlq')), 'delete').to.equal('refused');
+    expect(await refusal(monitor.setPermissions(sys.vhost, userOf('monitor'), { configure: '.*', write: '.*', read: '.*' })), 'grant itself').to.equal('refused');
+    // Reading over AMQP would take messages: it may not.
+    const conn = await connectAs('monitor');
+    expect(await attempt(conn, (c) => c.get('analytics.tweets.dlq')), 'take a parked message').to.equal('refused');
+    expect(await attempt(conn, publish('warren.dlx', 'analytics.tweets')), 'park').to.equal('refused');
   });
 });

@@ -161,6 +161,27 @@ describe('broker topology (integration)', function () {
     expect(await findDrift(full)).to.deep.equal([]);
   });
 
+  it('re-declares a retry or park exchange an older deployment made direct or fanout, with its bindings and topic permissions', async function () {
+    // As an older deployment left them: warren.return direct, warren.delay.5s fanout bound with an empty key.
+    await api.deleteExchange(vhost, 'warren.return');
+    await api.putExchange(vhost, 'warren.return', { type: 'direct', durable: true, auto_delete: false, internal: false, arguments: {} });
+    await api.putBinding(vhost, { source: 'warren.return', destination: 'analytics.tweets', destination_type: 'queue', routing_key: 'analytics.tweets', arguments: {} });
+    await api.deleteExchange(vhost, 'warren.delay.5s');
+    await api.putExchange(vhost, 'warren.delay.5s', { type: 'fanout', durable: true, auto_delete: false, internal: false, arguments: {} });
+    await api.putBinding(vhost, { source: 'warren.delay.5s', destination: 'warren.delay.5s', destination_type: 'queue', routing_key: '', arguments: {} });
+    const message = await checkFails(analytics);
+    expect(message).to.contain('exchange warren.delay.5s is fanout, definitions say topic');
+
+    await applyTopology({ ...base, log });
+    expect((await api.getExchange(vhost, 'warren.return'))?.type).to.equal('topic');
+    expect((await api.getExchange(vhost, 'warren.delay.5s'))?.type).to.equal('topic');
+    const keys = (await api.queueBindings(vhost, 'warren.delay.5s')).filter((b) => b.source === 'warren.delay.5s').map((b) => b.routing_key);
+    expect(keys).to.deep.equal(['#']);
+    expect(await findDrift({ ...base, ...allNames(defs), full: true })).to.deep.equal([]);
+    const topic = await api.listTopicPermissions(vhost, 'warren-analytics');
+    expect(topic.find((t) => t.exchange === 'warren.return')).to.include({ write: '^$', read: '^analytics\\.tweets$' });
+  });
+
   it('names a vhost that does not exist', async function () {
     const message = await checkFails({ ...analytics, vhost: `${vhost}-missing` });
     expect(message).to.contain(`vhost ${vhost}-missing does not exist`);

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { expect } from 'chai';
 import { projectRoot } from '../../../src/config';
-import { bindingDrift, destinationKey, formatDrift, permissionDrift, policyDrift } from '../../../src/broker/drift';
+import { bindingDrift, destinationKey, formatDrift, permissionDrift, policyDrift, topicPermissionDrift } from '../../../src/broker/drift';
 import type { BindingInfo, PolicyInfo } from '../../../src/broker/management';
 import { loadDefinitions } from '../../../src/broker/topology';
 
@@ -47,7 +47,22 @@ describe('topology drift', function () {
     live.push({ source: '', vhost: 'warren', destination: 'warren.delay.5s', destination_type: 'queue', routing_key: 'warren.delay.5s', arguments: {}, properties_key: 'warren.delay.5s' });
     expect(bindingDrift(defs, live, new Set([destinationKey('exchange', 'warren.delay.5s')]), true)).to.deep.equal([]);
     expect(bindingDrift(defs, live, new Set([destinationKey('queue', 'warren.delay.5s')]), true)).to.deep.equal([
-      { kind: 'missing', text: 'binding warren.delay.5s -> warren.delay.5s (key "") is missing' },
+      { kind: 'missing', text: 'binding warren.delay.5s -> warren.delay.5s (key "#") is missing' },
+    ]);
+  });
+
+  it('names missing, different and undeclared topic permissions of a user', function () {
+    const own = defs.topic_permissions.filter((t) => t.user === 'warren-analytics');
+    expect(own.map((t) => t.exchange)).to.have.members(['warren.delay.5s', 'warren.delay.30s', 'warren.delay.2m', 'warren.delay.10m', 'warren.dlx', 'warren.return']);
+    expect(topicPermissionDrift('warren-analytics', own, own)).to.deep.equal([]);
+    const live = own
+      .filter((t) => t.exchange !== 'warren.dlx')
+      .map((t) => (t.exchange === 'warren.return' ? { ...t, read: '.*' } : t))
+      .concat([{ user: 'warren-analytics', vhost: 'warren', exchange: 'tweets', write: '.*', read: '.*' }]);
+    expect(formatDrift(topicPermissionDrift('warren-analytics', own, live)).split('\n')).to.deep.equal([
+      '- topic permissions of warren-analytics on exchange warren.dlx are missing',
+      '~ topic permissions of warren-analytics on exchange warren.return: read is ".*", definitions say "^analytics\\\\.tweets$"',
+      '+ topic permissions of warren-analytics on exchange tweets are not in the definitions',
     ]);
   });
 });
