@@ -6,7 +6,7 @@ import type { HandlerContext, WorkerDefinition } from './handler';
 
 export class HandlerTimeoutError extends Error {
   constructor(ms: number) {
-    super(`handler did not finish within ${ms} ms; abandoned`);
+    super(`handler did not finish within ${ms} ms; aborted`);
     this.name = 'HandlerTimeoutError';
   }
 }
@@ -53,7 +53,9 @@ export interface CommittedEffects {
 export async function applyInOneTransaction(messages: readonly WarrenMessage[], opts: EffectTransactionOptions): Promise<CommittedEffects> {
   const { db, worker, timeoutMs } = opts;
   const callbacks: (() => void | Promise<void>)[] = [];
-  const ctx: HandlerContext = { log: opts.log, now: opts.now, afterCommit: (fn) => callbacks.push(fn) };
+  // A handler past its time is told to stop, not only abandoned (BullMQ's processor gets a signal the same way).
+  const abort = new AbortController();
+  const ctx: HandlerContext = { log: opts.log, now: opts.now, afterCommit: (fn) => callbacks.push(fn), signal: abort.signal };
   let running: WarrenMessage | undefined;
   let committing = false;
   let timer: NodeJS.Timeout | undefined;
@@ -90,6 +92,7 @@ export async function applyInOneTransaction(messages: readonly WarrenMessage[], 
       const timeout = new Promise<never>((_, reject) => {
         timer = setTimeout(() => {
           const err = new HandlerTimeoutError(timeoutMs);
+          abort.abort(err);
           reject(running ? new MessageFailedError(running, err) : err);
         }, timeoutMs);
       });

@@ -12,6 +12,13 @@ export interface HandlerContext {
    * changes nothing about the message, which is acked either way.
    */
   afterCommit(fn: () => void | Promise<void>): void;
+  /**
+   * Aborted (with a HandlerTimeoutError as its reason) once the handler has
+   * run past `worker.handlerTimeoutMs`: its transaction is rolled back and
+   * the message retried, so a handler that waits on anything (a query, a
+   * call) should pass the signal on or check it, and stop.
+   */
+  signal: AbortSignal;
 }
 
 /**

@@ -147,10 +147,10 @@ describe('metrics', () => {
       headers: { traceparent: Buffer.from('00-0123456789abcdef0123456789abcdef-0123456789abcdef-01') },
     });
     const tx = {} as Knex.Transaction; // the handler under test touches no database
-    await timed.handle(tweet, tx, { log, now: () => new Date(), afterCommit: () => undefined });
+    await timed.handle(tweet, tx, { log, now: () => new Date(), afterCommit: () => undefined, signal: new AbortController().signal });
     fail = true;
     let thrown: unknown;
-    await timed.handle(tweet, tx, { log, now: () => new Date(), afterCommit: () => undefined }).catch((err: unknown) => (thrown = err));
+    await timed.handle(tweet, tx, { log, now: () => new Date(), afterCommit: () => undefined, signal: new AbortController().signal }).catch((err: unknown) => (thrown = err));
     expect((thrown as Error).message).to.equal('database away');
 
     const text = await registry.metrics();

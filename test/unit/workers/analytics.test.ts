@@ -14,7 +14,7 @@ const CAROL = newId();
 /** Each read-model table and its primary key. */
 const KEYS: Record<string, string[]> = { user_stats: ['user_id'], user_hashtags: ['user_id', 'tag'], user_mentions: ['user_id', 'handle'], hashtags: ['tag'], tweets_per_hour: ['hour'] };
 const TABLES = Object.keys(KEYS);
-const ctx: HandlerContext = { log: pino({ level: 'silent' }), now: () => new Date('2026-11-25T12:00:00.000Z'), afterCommit: () => undefined };
+const ctx: HandlerContext = { log: pino({ level: 'silent' }), now: () => new Date('2026-11-25T12:00:00.000Z'), afterCommit: () => undefined, signal: new AbortController().signal };
 
 function tweetCreated(body: Partial<MessageBody<'tweet.created'>>): WarrenMessage<'tweet.created'> {
   return {

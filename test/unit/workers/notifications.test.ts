@@ -17,7 +17,7 @@ import type { HandlerContext } from '../../../src/broker/handler';
 const ALICE = newId();
 const BOB = newId();
 const NOW = '2026-11-25T12:00:00.000Z';
-const ctx: HandlerContext = { log: pino({ level: 'silent' }), now: () => new Date(NOW), afterCommit: () => undefined };
+const ctx: HandlerContext = { log: pino({ level: 'silent' }), now: () => new Date(NOW), afterCommit: () => undefined, signal: new AbortController().signal };
 
 function userUpdated(changes: Record<string, { from: unknown; to: unknown }>): WarrenMessage<'user.updated'> {
   return { type: 'user.updated', messageId: newId(), schemaVersion: '1.0', body: { userId: ALICE, changes, updatedAt: '2026-11-25T11:59:00.000Z' } };
