@@ -7,7 +7,7 @@ import { boundForeignHeaders, describeDropped } from './foreignHeaders';
 import { installInt64Headers } from './int64';
 import { withoutPassword } from './management';
 import { ConfirmPublisher, copiedProperties, type PublishRequest } from './publisher';
-import { isBrokerHeader, MAX_ERROR_BYTES, truncateUtf8, WARREN_HEADERS } from './retry';
+import { isBrokerHeader, MAX_ERROR_BYTES, PARK_KINDS, truncateUtf8, WARREN_HEADERS, type ParkKind } from './retry';
 import { dlqOf, PARK_EXCHANGE, RETURN_EXCHANGE } from './topology';
 
 /**
@@ -23,14 +23,17 @@ import { dlqOf, PARK_EXCHANGE, RETURN_EXCHANGE } from './topology';
  * began (a crash gives them back too).
  */
 
-export type ParkKind = 'permanent' | 'exhausted' | 'crash-loop' | 'unknown';
+const isParkKind = (kind: string): kind is ParkKind => (PARK_KINDS as readonly string[]).includes(kind);
+
+/** Why a message is parked, as far as its headers tell: `unknown` when neither Warren's nor the broker's say. */
+export type ParkedKind = ParkKind | 'unknown';
 
 export interface ParkedMessage {
   messageId: string | null;
   type: string | null;
   /** Warren's x-warren-error, or the broker's x-death reason (e.g. `delivery_limit`). */
   reason: string | null;
-  kind: ParkKind;
+  kind: ParkedKind;
   attempts: number | null;
   firstFailure: string | null;
   lastFailure: string | null;
@@ -62,7 +65,6 @@ export class DlqError extends Error {
 // A re-parked or replayed copy keeps a 64-bit integer header exact.
 installInt64Headers();
 
-const KINDS: readonly string[] = ['permanent', 'exhausted', 'crash-loop'];
 
 /** Headers the broker or Warren added on the way into the DLQ; a replay starts clean without them. */
 function isParkingHeader(key: string): boolean {
@@ -126,7 +128,7 @@ export function describeParked(properties: MessageProperties): ParkedMessage {
     messageId: headerString(properties.messageId) ?? null,
     type: headerString(properties.type) ?? null,
     reason: headerString(h[WARREN_HEADERS.error]) ?? park?.reason ?? null,
-    kind: warrenKind && KINDS.includes(warrenKind) ? (warrenKind as ParkKind) : park?.reason === 'delivery_limit' ? 'crash-loop' : 'unknown',
+    kind: warrenKind && isParkKind(warrenKind) ? warrenKind : park?.reason === 'delivery_limit' ? 'crash-loop' : 'unknown',
     attempts: Number.isInteger(attempts) && headerString(h[WARREN_HEADERS.attempts]) !== undefined ? attempts : null,
     firstFailure: headerString(h[WARREN_HEADERS.firstFailure]) ?? deathTime(all[all.length - 1]),
     lastFailure: headerString(h[WARREN_HEADERS.lastFailure]) ?? deathTime(park),

@@ -1,4 +1,5 @@
 import type { BindingInfo, ExchangeInfo, PermissionInfo, PolicyInfo, QueueInfo, TopicPermissionInfo } from './management';
+import { same } from './canonicalJson';
 import type { Definitions } from './topology';
 
 /**
@@ -23,16 +24,6 @@ export const differs = (text: string): Drift => ({ kind: 'differs', text });
 export const extra = (text: string): Drift => ({ kind: 'extra', text });
 
 const show = (v: unknown) => (v === undefined ? '(unset)' : JSON.stringify(v));
-/** JSON with object keys sorted: the broker does not answer in the definitions' key order. */
-function canonical(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
-  if (v && typeof v === 'object') {
-    const entries = Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonical(x)}`).join(',')}}`;
-  }
-  return JSON.stringify(v);
-}
-const same = (a: unknown, b: unknown) => canonical(a) === canonical(b);
 
 /** Missing things first: they are the likeliest cause of the rest. */
 export function sortDrift(drift: Drift[]): Drift[] {

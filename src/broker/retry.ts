@@ -11,7 +11,9 @@ import type { DelayStep } from './topology';
  */
 export type { DelayStep };
 
-export type ParkKind = 'permanent' | 'exhausted' | 'crash-loop';
+/** Why Warren parked a message (its `x-warren-kind`). */
+export const PARK_KINDS = ['permanent', 'exhausted', 'crash-loop'] as const;
+export type ParkKind = (typeof PARK_KINDS)[number];
 
 export type FailureDecision = { action: 'retry'; step: DelayStep; attempt: number } | { action: 'park'; kind: ParkKind; attempt: number };
 

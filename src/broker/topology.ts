@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { z } from 'zod';
 import type { Logger } from '../log';
+import { same } from './canonicalJson';
 import { LIVE_EXCHANGE } from './live';
 import { ManagementClient, type PolicyDefinition, type PolicyValue, type QueueInfo } from './management';
 
@@ -235,16 +236,18 @@ export function apiNeeds(defs: Definitions): TopologyNeeds {
   return { queues: [], exchanges: [...new Set([...exchanges, LIVE_EXCHANGE])] };
 }
 
-type QueueRole = 'work' | 'delay' | 'dlq' | 'other';
+/** What a queue is for; `live`: an API process's server-named live-notification queue. */
+export type QueueRole = 'work' | 'dlq' | 'delay' | 'live' | 'other';
 
-function roleOf(queue: string, defs: Definitions): QueueRole {
-  if (queue.startsWith(DELAY_PREFIX)) return 'delay';
-  if (queue.endsWith('.dlq')) return 'dlq';
-  return workQueues(defs).includes(queue) ? 'work' : 'other';
+export function queueRole(name: string, work: readonly string[]): QueueRole {
+  if (work.includes(name)) return 'work';
+  if (name.endsWith('.dlq')) return 'dlq';
+  if (name.startsWith(DELAY_PREFIX)) return 'delay';
+  if (name.startsWith('amq.gen-')) return 'live';
+  return 'other';
 }
 
 const show = (v: unknown) => (v === undefined ? '(unset)' : JSON.stringify(v));
-const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
 
 /**
  * What is wrong with one queue's effective policy: first the DESIGN rules
@@ -255,7 +258,7 @@ export function policyProblems(queue: string, info: QueueInfo, defs: Definitions
   const eff: PolicyDefinition = info.effective_policy_definition ?? {};
   const wanted = policyFor(queue, defs);
   const req = wanted?.definition ?? {};
-  const role = roleOf(queue, defs);
+  const role = queueRole(queue, workQueues(defs));
   const where = `effective policy ${info.policy || '(none)'}`;
   const out: string[] = [];
   const reported = new Set<string>();

@@ -1,13 +1,12 @@
 import type { Logger } from '../log';
-import { TopologyError, type Definitions } from './topology';
+import { TopologyError, type Definitions, type TopologyNeeds } from './topology';
 import { checkTopology } from './topologyCheck';
 
-export interface TopologyNeeds {
+/** What a service needs of the broker, and where to look. */
+export interface TopologyGateOptions extends TopologyNeeds {
   managementUrl: string;
   vhost: string;
   defs: Definitions;
-  queues: string[];
-  exchanges: string[];
   log: Logger;
 }
 
@@ -18,7 +17,7 @@ export interface TopologyNeeds {
  * its management API) is unreachable it keeps waiting: an outage delays a
  * service, it does not stop it.
  */
-export async function awaitTopology(needs: TopologyNeeds, retryMs = 1000, signal?: { stopped: boolean }): Promise<void> {
+export async function awaitTopology(needs: TopologyGateOptions, retryMs = 1000, signal?: { stopped: boolean }): Promise<void> {
   let lastWhy = '';
   for (;;) {
     try {

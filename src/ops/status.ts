@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { vhostOf, type Config } from '../config';
 import { ManagementClient, type QueueInfo } from '../broker/management';
-import { dlqOf, DELAY_PREFIX, loadDefinitions, retargetDefinitions, workQueues } from '../broker/topology';
+import { dlqOf, loadDefinitions, queueRole, retargetDefinitions, workQueues, type QueueRole } from '../broker/topology';
 import { openDatabase, sqliteFile } from '../db/knex';
 import { countBacklog } from '../db/outbox';
 import { formatCount, formatRate, renderTable } from './table';
@@ -11,7 +11,6 @@ import { formatCount, formatRate, renderTable } from './table';
  * the management API (they lag by its stats interval, 5 s by default); the
  * outbox backlog from the API's own database, read-only.
  */
-export type QueueRole = 'work' | 'dlq' | 'delay' | 'live' | 'other';
 
 export interface QueueStatus {
   name: string;
@@ -57,20 +56,11 @@ export interface StatusReport {
 
 const ROLE_ORDER: QueueRole[] = ['work', 'dlq', 'delay', 'live', 'other'];
 
-function roleOf(name: string, work: string[]): QueueRole {
-  if (work.includes(name)) return 'work';
-  if (name.endsWith('.dlq')) return 'dlq';
-  if (name.startsWith(DELAY_PREFIX)) return 'delay';
-  // The API's per-process live-notification queues are server-named.
-  if (name.startsWith('amq.gen-')) return 'live';
-  return 'other';
-}
-
 export function queueStatus(info: QueueInfo, work: string[]): QueueStatus {
   const stats = info.message_stats;
   return {
     name: info.name,
-    role: roleOf(info.name, work),
+    role: queueRole(info.name, work),
     type: info.type,
     messages: info.messages ?? null,
     ready: info.messages_ready ?? null,
