@@ -1,10 +1,10 @@
 import type { Config } from '../config';
-import { serviceAmqpUrl, vhostOf, WORKER_STOP_MARGIN_MS } from '../config';
+import { ConfigError, serviceAmqpUrl, vhostOf, WORKER_STOP_MARGIN_MS } from '../config';
 import { connectBroker } from '../broker/connection';
 import { QueueConsumer } from '../broker/consumer';
 import { LiveNotificationPublisher } from '../broker/live';
 import { ConfirmPublisher } from '../broker/publisher';
-import { delaySteps, loadDefinitions, queuesNeededBy, retargetDefinitions } from '../broker/topology';
+import { delaySteps, loadDefinitions, queuesNeededBy, retargetDefinitions, workQueues, type Definitions } from '../broker/topology';
 import { awaitTopology } from '../broker/topologyGate';
 import { pruneInbox } from '../db/inbox';
 import { asyncCommitRefusal, openDatabase } from '../db/knex';
@@ -18,6 +18,21 @@ import { workers, type WorkerName } from './registry';
 const PRUNE_EVERY_MS = 60 * 60 * 1000;
 
 /**
+ * The attempts for this worker's queue. Every `retry.attempts` key must name
+ * a work queue of the definitions file: a misspelt one would otherwise leave
+ * the real queue on its default without a word.
+ */
+export function retryAttemptsFor(config: Config, queue: string, defs: Definitions): number {
+  const work = workQueues(defs);
+  for (const key of Object.keys(config.retry.attempts)) {
+    if (!work.includes(key)) throw new ConfigError(`retry.attempts.${key}`, `${key} is not a work queue of the definitions file (${work.join(', ')})`);
+  }
+  const attempts = config.retry.attempts[queue];
+  if (attempts === undefined) throw new ConfigError(`retry.attempts.${queue}`, 'required: how many times a failing message of this queue is tried before it is parked');
+  return attempts;
+}
+
+/**
  * `warren worker <name>`: one consumer process. Competing consumers scale by
  * process count; prefetch gives fair dispatch between them.
  */
@@ -27,6 +42,12 @@ export async function runWorker(config: Config, name: WorkerName): Promise<void>
   const vhost = vhostOf(config.amqp.url);
   const defs = retargetDefinitions(loadDefinitions(config.amqp.definitionsFile), vhost);
   const steps = delaySteps(defs);
+  let maxAttempts: number;
+  try {
+    maxAttempts = retryAttemptsFor(config, worker.queue, defs);
+  } catch (err) {
+    exitWithLine(`warren worker ${name}: ${(err as Error).message}`);
+  }
 
   // Stops with one line if the topology is wrong; waits while the broker is away.
   try {
@@ -54,7 +75,7 @@ export async function runWorker(config: Config, name: WorkerName): Promise<void>
     prefetch: config.worker.prefetch,
     handlerTimeoutMs: config.worker.handlerTimeoutMs,
     batchDeadlineMs: config.worker.batchDeadlineMs,
-    maxAttempts: config.retry.attempts[worker.queue] ?? 5,
+    maxAttempts,
     steps,
     log,
   });
