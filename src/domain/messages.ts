@@ -53,8 +53,6 @@ export const messageSchemas = {
 export type MessageType = keyof typeof messageSchemas;
 export type MessageBody<T extends MessageType> = z.infer<(typeof messageSchemas)[T]>;
 
-export const MESSAGE_TYPES = Object.keys(messageSchemas) as MessageType[];
-
 /** Where each type is published. */
 export const messageRoutes: Record<MessageType, { exchange: string; routingKey: string }> = {
   'tweet.created': { exchange: 'tweets', routingKey: 'tweet.created' },

@@ -31,10 +31,6 @@ function tweetsWithHandles(db: Knex): Knex.QueryBuilder {
     .select('t.id', 't.author_id', 't.text', 't.created_at', 'u.handle as author_handle');
 }
 
-export async function insertTweet(tx: Knex.Transaction, row: TweetRow): Promise<void> {
-  await tx('tweets').insert(row);
-}
-
 /** Tweet rows for a write that merges its inserts with others (src/db/groupCommit.ts). */
 export function tweetRows(rows: TweetRow[]): TableRows {
   return { table: 'tweets', rows: rows.map((r) => ({ ...r })) };
