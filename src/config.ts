@@ -9,6 +9,11 @@ import { z } from 'zod';
  */
 const positiveInt = z.coerce.number().int().positive();
 const brokerUser = z.object({ username: z.string().min(1), password: z.string() });
+/** A PostgreSQL role name Warren quotes nowhere differently: lower case, as the server folds unquoted names. */
+const databaseRole = z.object({
+  username: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a PostgreSQL role name: lower-case letters, digits and _, at most 63'),
+  password: z.string(),
+});
 
 /** How long a stopping worker may take beyond its handler timeout to close its connections and database. */
 export const WORKER_STOP_MARGIN_MS = 10_000;
@@ -47,6 +52,14 @@ export const configSchema = z.object({
     statementTimeoutMs: positiveInt,
     /** PostgreSQL: start even when the session's synchronous_commit is off or local (commits acknowledged before they are durable). */
     allowAsyncCommit: z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]),
+    /**
+     * PostgreSQL: each service's own role, used when its password is set. The
+     * service connects as it (database.url's host and database); `warren
+     * migrate` connects with database.url (the database owner), creates or
+     * updates the roles, and migrates each schema as its role so that the role
+     * owns it. With no passwords every process uses database.url as it is.
+     */
+    roles: z.object({ api: databaseRole, analytics: databaseRole, notifications: databaseRole }),
   }),
   outbox: z.object({ maxBacklog: positiveInt, retainSentHours: z.coerce.number().nonnegative() }),
   relay: z.object({
@@ -99,6 +112,18 @@ export const configSchema = z.object({
       path: ['relay', 'claimTimeoutMs'],
       message: `must be more than relay.publishTimeoutMs (${c.relay.publishTimeoutMs} ms), or another relay takes over rows still being published`,
     });
+  }
+  // Two services under one role could read and write each other's tables.
+  const roles = Object.entries(c.database.roles);
+  for (const [i, [service, role]] of roles.entries()) {
+    if (!role.password) continue;
+    if (c.database.client !== 'postgres') {
+      ctx.addIssue({ code: 'custom', path: ['database', 'roles', service, 'password'], message: 'is set, but database.client is not postgres: service roles are PostgreSQL roles' });
+    }
+    const twin = roles.slice(0, i).find(([, other]) => other.password && other.username === role.username);
+    if (twin) {
+      ctx.addIssue({ code: 'custom', path: ['database', 'roles', service, 'username'], message: `is ${role.username}, the role of ${twin[0]} too: each service needs a role of its own` });
+    }
   }
   // A URL alone would otherwise be ignored, and every host would quietly write a SQLite file of its own.
   if (c.database.client === 'sqlite' && c.database.url !== '') {

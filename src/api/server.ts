@@ -46,7 +46,7 @@ export async function runApi(config: Config): Promise<http.Server> {
   const defs = retargetDefinitions(loadDefinitions(config.amqp.definitionsFile), vhost);
   const db = openDatabase(config, 'api', { attachReadModels: true, readers: 4 });
   const writeDb = openDatabase(config, 'api');
-  const asyncCommit = await asyncCommitRefusal(config);
+  const asyncCommit = await asyncCommitRefusal(config, 'api');
   if (asyncCommit) exitWithLine(`warren api: ${asyncCommit}`);
   const connection = connectBroker({
     url: serviceAmqpUrl(config, 'api'),

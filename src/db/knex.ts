@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import knexFactory, { Knex } from 'knex';
 import type { Config } from '../config';
+import { serviceDatabaseUrl } from './roles';
 
 /** Each service owns its tables; with SQLite each has its own file under data/. */
 export type Service = 'api' | 'analytics' | 'notifications';
@@ -31,17 +32,27 @@ export interface OpenOptions {
    * reads never queue behind another's fsync.
    */
   readers?: number;
+  /**
+   * PostgreSQL, for `warren migrate`: connect with database.url's
+   * credentials (the database owner) and act as this role on every
+   * connection (`SET ROLE`), so that what the migrations create is the role's.
+   */
+  asRole?: string;
 }
 
 export function openDatabase(config: Config, service: Service, opts: OpenOptions = {}): Db {
   if (config.database.client === 'postgres') {
+    const checks = [...(opts.asRole ? [setRole(opts.asRole)] : []), ...(config.database.allowAsyncCommit ? [] : [refuseAsyncCommit])];
     return knexFactory({
       client: 'pg',
       // The server cancels a statement that outlives this (a lock held
       // elsewhere), so an abandoned transaction's connection frees up in bounded time.
-      connection: { connectionString: config.database.url, statement_timeout: opts.statementTimeoutMs ?? config.database.statementTimeoutMs },
+      connection: {
+        connectionString: opts.asRole ? config.database.url : serviceDatabaseUrl(config, service),
+        statement_timeout: opts.statementTimeoutMs ?? config.database.statementTimeoutMs,
+      },
       searchPath: [service],
-      pool: { min: 0, max: 10, ...(config.database.allowAsyncCommit ? {} : { afterCreate: refuseAsyncCommit }) },
+      pool: { min: 0, max: 10, ...(checks.length ? { afterCreate: inTurn(checks) } : {}) },
     });
   }
   fs.mkdirSync(config.database.dir, { recursive: true });
@@ -84,6 +95,24 @@ export function openDatabase(config: Config, service: Service, opts: OpenOptions
 /** node-postgres's Client, as the pool hands it to afterCreate. */
 interface PgConnection {
   query(sql: string, cb: (err: Error | null, res: { rows: { synchronous_commit?: string }[] }) => void): void;
+  escapeIdentifier(name: string): string;
+}
+
+type PgAfterCreate = (conn: PgConnection, done: (err: Error | null, conn: PgConnection) => void) => void;
+
+/** Runs a new connection's set-up steps one after the other; the first error refuses the connection. */
+function inTurn(steps: PgAfterCreate[]): PgAfterCreate {
+  return (conn, done) => {
+    const next = (i: number) => {
+      if (i === steps.length) return done(null, conn);
+      steps[i]!(conn, (err) => (err ? done(err, conn) : next(i + 1)));
+    };
+    next(0);
+  };
+}
+
+function setRole(role: string): PgAfterCreate {
+  return (conn, done) => conn.query(`SET ROLE ${conn.escapeIdentifier(role)}`, (err) => done(err, conn));
 }
 
 /**
@@ -122,9 +151,11 @@ function refuseAsyncCommit(conn: PgConnection, done: (err: Error | null, conn: P
  * database that cannot be reached yet is not refused here (readiness
  * reports it); each new pooled connection is checked all the same.
  */
-export async function asyncCommitRefusal(config: Config): Promise<string> {
+export async function asyncCommitRefusal(config: Config, service?: Service): Promise<string> {
   if (config.database.client !== 'postgres' || config.database.allowAsyncCommit) return '';
-  const probe = knexFactory({ client: 'pg', connection: { connectionString: config.database.url }, pool: { min: 0, max: 1 } });
+  // As the service's own role when it has one: a role's settings are its sessions'.
+  const url = service ? serviceDatabaseUrl(config, service) : config.database.url;
+  const probe = knexFactory({ client: 'pg', connection: { connectionString: url }, pool: { min: 0, max: 1 } });
   try {
     const setting = ((await probe.raw('SHOW synchronous_commit')) as { rows: { synchronous_commit?: string }[] }).rows[0]?.synchronous_commit;
     return asyncSetting(setting) ? new AsyncCommitError(setting).message : '';

@@ -57,7 +57,7 @@ export async function runWorker(config: Config, name: WorkerName): Promise<void>
   }
 
   const db = openDatabase(config, worker.name, { statementTimeoutMs: config.worker.handlerTimeoutMs });
-  const asyncCommit = await asyncCommitRefusal(config);
+  const asyncCommit = await asyncCommitRefusal(config, worker.name);
   if (asyncCommit) exitWithLine(`warren worker ${name}: ${asyncCommit}`);
   const common = { url: serviceAmqpUrl(config, name), service: `worker ${name}`, heartbeatSeconds: config.amqp.heartbeatSeconds, reconnectSeconds: config.amqp.reconnectSeconds, log };
   const consumeConnection = connectBroker({ ...common, role: 'consume' });

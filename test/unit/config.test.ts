@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { ConfigError, envName, loadConfig, vhostOf } from '../../src/config';
+import { serviceDatabaseUrl, serviceRole } from '../../src/db/roles';
 
 describe('configuration', () => {
   it('loads the defaults and lets the environment override them', () => {
@@ -63,6 +64,33 @@ describe('configuration', () => {
   it('refuses a database.url that the sqlite client would ignore, naming database.client', () => {
     expect(() => loadConfig({ WARREN_DATABASE_URL: 'postgres://db/warren' })).to.throw(ConfigError, /^config: database\.client \(WARREN_DATABASE_CLIENT\): is sqlite, but database\.url is set/);
     expect(loadConfig({ WARREN_DATABASE_CLIENT: 'postgres', WARREN_DATABASE_URL: 'postgres://db/warren' }).database.client).to.equal('postgres');
+  });
+
+  it('connects a service as its own PostgreSQL role when its password is set, else with database.url as it is', () => {
+    const pg = { WARREN_DATABASE_CLIENT: 'postgres', WARREN_DATABASE_URL: 'postgres://owner:secret@db:5432/warren' };
+    const single = loadConfig(pg);
+    expect(serviceRole(single, 'api')).to.equal(undefined);
+    expect(serviceDatabaseUrl(single, 'api')).to.equal('postgres://owner:secret@db:5432/warren');
+    const own = loadConfig({ ...pg, WARREN_DATABASE_URL: 'postgres://db:5432/warren', WARREN_DATABASE_ROLES_ANALYTICS_PASSWORD: 'p@ss/w:rd' });
+    expect(serviceRole(own, 'analytics')).to.equal('warren_analytics');
+    const url = new URL(serviceDatabaseUrl(own, 'analytics'));
+    expect([url.username, decodeURIComponent(url.password), url.host, url.pathname]).to.deep.equal(['warren_analytics', 'p@ss/w:rd', 'db:5432', '/warren']);
+    expect(serviceDatabaseUrl(own, 'api')).to.equal('postgres://db:5432/warren');
+    expect(serviceRole(loadConfig({}), 'api')).to.equal(undefined);
+  });
+
+  it('refuses service roles on SQLite, a role two services share and a name PostgreSQL would fold, in one line', () => {
+    expect(() => loadConfig({ WARREN_DATABASE_ROLES_API_PASSWORD: 'x' })).to.throw(
+      ConfigError,
+      /^config: database\.roles\.api\.password \(WARREN_DATABASE_ROLES_API_PASSWORD\): is set, but database\.client is not postgres/,
+    );
+    const pg = { WARREN_DATABASE_CLIENT: 'postgres', WARREN_DATABASE_URL: 'postgres://db/warren', WARREN_DATABASE_ROLES_API_PASSWORD: 'x', WARREN_DATABASE_ROLES_NOTIFICATIONS_PASSWORD: 'y' };
+    expect(() => loadConfig({ ...pg, WARREN_DATABASE_ROLES_NOTIFICATIONS_USERNAME: 'warren_api' })).to.throw(
+      ConfigError,
+      /^config: database\.roles\.notifications\.username \(WARREN_DATABASE_ROLES_NOTIFICATIONS_USERNAME\): is warren_api, the role of api too/,
+    );
+    expect(() => loadConfig({ ...pg, WARREN_DATABASE_ROLES_API_USERNAME: 'Warren-API' })).to.throw(ConfigError, /^config: database\.roles\.api\.username .*PostgreSQL role name/);
+    expect(loadConfig(pg).database.roles.notifications.username).to.equal('warren_notifications');
   });
 
   it('derives environment names and the vhost', () => {

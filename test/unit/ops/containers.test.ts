@@ -3,7 +3,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
 import { parse } from 'yaml';
-import { envName, loadConfig, projectRoot, serviceAmqpUrl } from '../../../src/config';
+import { envName, loadConfig, projectRoot, serviceAmqpUrl, servicePasswords, type Config } from '../../../src/config';
+import { SERVICES } from '../../../src/db/knex';
+import { serviceDatabaseUrl } from '../../../src/db/roles';
 
 /**
  * docker-compose.yml and the Dockerfile checked against Warren itself (no
@@ -24,6 +26,7 @@ interface ComposeService {
   profiles?: string[];
   restart?: string;
   user?: string;
+  stop_grace_period?: string;
 }
 
 interface Compose {
@@ -55,13 +58,40 @@ function configEnvNames(): Set<string> {
   return out;
 }
 
-const secrets = {
+const secrets: Record<string, string> = {
   RABBITMQ_ADMIN_PASSWORD: 'admin-secret',
   WARREN_API_AMQP_PASSWORD: 'api-secret',
   WARREN_ANALYTICS_AMQP_PASSWORD: 'analytics-secret',
   WARREN_NOTIFICATIONS_AMQP_PASSWORD: 'notifications-secret',
+  WARREN_MONITOR_PASSWORD: 'monitor-secret',
   POSTGRES_PASSWORD: 'pg-secret',
+  WARREN_API_PG_PASSWORD: 'api-pg-secret',
+  WARREN_ANALYTICS_PG_PASSWORD: 'analytics-pg-secret',
+  WARREN_NOTIFICATIONS_PG_PASSWORD: 'notifications-pg-secret',
 };
+
+/** The secrets (variables named *PASSWORD*) a container's environment takes from the host. */
+function secretsOf(name: string): string[] {
+  const values = Object.values(compose.services[name]!.environment ?? {}).map(String);
+  const vars = values.flatMap((v) => [...v.matchAll(/\$\{(\w+)/g)].map((m) => m[1]!));
+  return [...new Set(vars.filter((v) => /PASSWORD/.test(v)))].sort();
+}
+
+/** A container's configuration as Warren loads it from its environment, the secrets filled in. */
+function configOf(name: string): Config {
+  const env = Object.fromEntries(Object.entries(compose.services[name]!.environment ?? {}).map(([k, v]) => [k, interpolate(String(v), secrets)]));
+  return loadConfig(env);
+}
+
+/** Compose durations as the file writes them: `90s`, `1m30s`, `500ms`. */
+function durationMs(value: string): number {
+  const parts = [...value.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)];
+  expect(parts.map((m) => m[0]).join(''), `duration ${value}`).to.equal(value);
+  const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  return parts.reduce((sum, m) => sum + Number(m[1]) * unit[m[2]!]!, 0);
+}
+
+const services = ['api', 'analytics', 'notifications'] as const;
 
 describe('containers: docker-compose.yml and Dockerfile', function () {
   this.timeout(30_000);
@@ -114,19 +144,86 @@ describe('containers: docker-compose.yml and Dockerfile', function () {
     expect(() => interpolate(api.WARREN_AMQP_USERS_API_PASSWORD!, {})).to.throw('WARREN_API_AMQP_PASSWORD is unset');
   });
 
-  it('gives each service a configuration that loads in production and connects as its own broker user', function () {
-    for (const [name, svc] of warrenServices) {
-      const env = Object.fromEntries(Object.entries(svc.environment ?? {}).map(([k, v]) => [k, interpolate(String(v), secrets)]));
-      const config = loadConfig(env);
+  it('gives each container only its own secrets: its broker user, its PostgreSQL role and the monitor; the administrators only to topology, migrate and ops', function () {
+    expect(secretsOf('api')).to.deep.equal(['WARREN_API_AMQP_PASSWORD', 'WARREN_API_PG_PASSWORD', 'WARREN_MONITOR_PASSWORD']);
+    expect(secretsOf('analytics')).to.deep.equal(['WARREN_ANALYTICS_AMQP_PASSWORD', 'WARREN_ANALYTICS_PG_PASSWORD', 'WARREN_MONITOR_PASSWORD']);
+    expect(secretsOf('notifications')).to.deep.equal(['WARREN_MONITOR_PASSWORD', 'WARREN_NOTIFICATIONS_AMQP_PASSWORD', 'WARREN_NOTIFICATIONS_PG_PASSWORD']);
+    // topology sets every broker user's password as the administrator; it needs no database.
+    expect(secretsOf('topology')).to.deep.equal(['RABBITMQ_ADMIN_PASSWORD', 'WARREN_ANALYTICS_AMQP_PASSWORD', 'WARREN_API_AMQP_PASSWORD', 'WARREN_MONITOR_PASSWORD', 'WARREN_NOTIFICATIONS_AMQP_PASSWORD']);
+    // migrate creates every role as the database owner; it needs no broker.
+    expect(secretsOf('migrate')).to.deep.equal(['POSTGRES_PASSWORD', 'WARREN_ANALYTICS_PG_PASSWORD', 'WARREN_API_PG_PASSWORD', 'WARREN_NOTIFICATIONS_PG_PASSWORD']);
+    expect(secretsOf('ops')).to.deep.equal(['RABBITMQ_ADMIN_PASSWORD', 'WARREN_API_PG_PASSWORD']);
+    expect(secretsOf('rabbitmq')).to.deep.equal(['RABBITMQ_ADMIN_PASSWORD']);
+    expect(secretsOf('postgres')).to.deep.equal(['POSTGRES_PASSWORD']);
+    const holders = Object.keys(compose.services).filter((name) => secretsOf(name).includes('RABBITMQ_ADMIN_PASSWORD'));
+    expect(holders.sort()).to.deep.equal(['ops', 'rabbitmq', 'topology']);
+  });
+
+  it('connects each service as its own broker user, and as no other', function () {
+    for (const name of services) {
+      const config = configOf(name);
       expect(config.amqp.allowGuest, name).to.equal(false);
-      expect(config.database.url, name).to.equal('postgres://warren:pg-secret@postgres:5432/warren');
-      expect(new URL(config.amqp.managementUrl).host, name).to.equal('rabbitmq:15672');
-      for (const service of ['api', 'analytics', 'notifications'] as const) {
-        const url = new URL(serviceAmqpUrl(config, service));
-        expect(url.username, `${name} as ${service}`).to.equal(`warren-${service}`);
-        expect(url.host).to.equal('rabbitmq:5672');
-        expect(url.pathname).to.equal('/warren');
+      expect(new URL(config.amqp.url).username, `${name}: credentials in amqp.url`).to.equal('');
+      const url = new URL(serviceAmqpUrl(config, name));
+      expect([url.username, url.password, url.host, url.pathname], name).to.deep.equal([`warren-${name}`, `${name}-secret`, 'rabbitmq:5672', '/warren']);
+      // Another service's user is out of reach: without its password the service would be guest, which production refuses.
+      for (const other of services.filter((s) => s !== name)) expect(() => serviceAmqpUrl(config, other), `${name} as ${other}`).to.throw(/guest is for local development only/);
+    }
+  });
+
+  it("checks the services' topology at start-up as the read-only monitor user, never the administrator", function () {
+    for (const name of services) {
+      const config = configOf(name);
+      const management = new URL(config.amqp.managementUrl);
+      expect([management.username, management.password, management.host], name).to.deep.equal([config.amqp.monitor.username, 'monitor-secret', 'rabbitmq:15672']);
+      expect(config.amqp.monitor.username).to.equal('warren-monitor');
+    }
+    for (const name of ['topology', 'ops']) {
+      const management = new URL(configOf(name).amqp.managementUrl);
+      expect([management.username, management.password], name).to.deep.equal(['warren-admin', 'admin-secret']);
+    }
+    expect(servicePasswords(configOf('topology'))).to.deep.equal({
+      'warren-api': 'api-secret',
+      'warren-analytics': 'analytics-secret',
+      'warren-notifications': 'notifications-secret',
+      'warren-monitor': 'monitor-secret',
+    });
+    expect(new URL(configOf('ops').amqp.url).username).to.equal('warren-admin');
+  });
+
+  it('connects each service to PostgreSQL as its own role; only migrate holds the owner, and gives every role its password', function () {
+    for (const name of services) {
+      const config = configOf(name);
+      expect(new URL(config.database.url).username, `${name}: credentials in database.url`).to.equal('');
+      for (const service of SERVICES) {
+        const url = new URL(serviceDatabaseUrl(config, service));
+        if (service === name) expect([url.username, url.password, url.host, url.pathname], name).to.deep.equal([`warren_${name}`, `${name}-pg-secret`, 'postgres:5432', '/warren']);
+        else expect(url.username, `${name} as ${service}`).to.equal('');
       }
+    }
+    const migrate = configOf('migrate');
+    expect(migrate.database.url).to.equal('postgres://warren:pg-secret@postgres:5432/warren');
+    expect(Object.fromEntries(SERVICES.map((s) => [migrate.database.roles[s].username, migrate.database.roles[s].password]))).to.deep.equal({
+      warren_api: 'api-pg-secret',
+      warren_analytics: 'analytics-pg-secret',
+      warren_notifications: 'notifications-pg-secret',
+    });
+    expect(compose.services.postgres!.environment!.POSTGRES_USER).to.equal('warren');
+    expect(new URL(serviceDatabaseUrl(configOf('ops'), 'api')).username).to.equal('warren_api');
+  });
+
+  it('keeps .env out of the image', function () {
+    const ignored = fs.readFileSync(path.join(root, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim());
+    expect(ignored).to.include('.env');
+    for (const entry of ['node_modules', 'data', 'dist']) expect(ignored).to.include(entry);
+  });
+
+  it('lets every long-running service stop longer than supervisor.stopTimeoutMs before compose kills it', function () {
+    const longRunning = warrenServices.filter(([, svc]) => svc.restart !== 'no');
+    expect(longRunning.map(([name]) => name).sort()).to.deep.equal(['analytics', 'api', 'notifications']);
+    for (const [name, svc] of longRunning) {
+      expect(svc.stop_grace_period, name).to.be.a('string');
+      expect(durationMs(svc.stop_grace_period!), name).to.be.above(configOf(name).supervisor.stopTimeoutMs);
     }
   });
 
