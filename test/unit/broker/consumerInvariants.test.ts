@@ -300,9 +300,10 @@ describe('QueueConsumer invariants, on a fake broker', () => {
       expect(freshDelivery.fields.deliveryTag, 'the same tag as the stale delivery').to.equal(1);
 
       gate.open(stale.messageId);
-      await waitFor('the stale outcome', () => harness!.consumer.counts.stale === 1, 2000, 5);
-      await waitFor('the fresh handler to run', () => gate.started.includes(fresh.messageId), 6000, 5);
+      await waitFor('the stale delivery to be settled one way or the other', () => harness!.consumer.counts.stale === 1 || second.acks.length > 0, 2000, 5);
       expect(second.acks, 'the stale tag settled nothing on the new channel').to.deep.equal([]);
+      expect(harness.consumer.counts.stale).to.equal(1);
+      await waitFor('the fresh handler to run', () => gate.started.includes(fresh.messageId), 6000, 5);
       expect(second.unacked()).to.deep.equal([fresh.messageId]);
 
       gate.open(fresh.messageId);
@@ -329,7 +330,7 @@ describe('QueueConsumer invariants, on a fake broker', () => {
       expect(await inboxIds(testDb.db)).to.deep.equal([m.messageId]);
     });
 
-    it('a delivery is acked on the channel it arrived on, with its own tag', async () => {
+    it('a batch is acked together on the channel it arrived on: one multiple ack up to its last tag', async () => {
       harness = await consumerOnFakes(testDb.db, recordingWorker(handlerLog()));
       await harness.openSubscription();
       const ch = harness.channel();
