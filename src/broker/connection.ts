@@ -1,5 +1,6 @@
 import os from 'node:os';
-import amqp, { AmqpConnectionManager } from 'amqp-connection-manager';
+import type { Channel, ConfirmChannel } from 'amqplib';
+import amqp from 'amqp-connection-manager';
 import type { Logger } from '../log';
 import { installInt64Headers } from './int64';
 
@@ -19,13 +20,31 @@ export interface BrokerConnectionOptions {
   log: Logger;
 }
 
+/** An open AMQP connection as Warren uses it: it only opens channels (amqplib's ChannelModel). */
+export interface ChannelOpener {
+  createChannel(): Promise<Channel>;
+  createConfirmChannel(): Promise<ConfirmChannel>;
+}
+
+/**
+ * What Warren needs of the reconnecting connection (amqp-connection-manager's
+ * AmqpConnectionManager satisfies it): the connection of the moment, absent
+ * between reconnects, and a signal on each (re)connect. Channels are Warren's
+ * own (src/broker/channel.ts), never the manager's wrappers, so nothing else
+ * of it is used, and a fake connection can stand in for it in unit tests.
+ */
+export interface ReconnectingConnection {
+  readonly connection: ChannelOpener | undefined;
+  on(event: 'connect', listener: () => void): unknown;
+}
+
 /**
  * One AMQP connection that reconnects by itself (amqp-connection-manager).
  * Publishing and consuming never share one: under a memory alarm the broker
  * blocks publishing connections, and acks sent on a blocked connection wait too.
  */
 export interface BrokerConnection {
-  readonly manager: AmqpConnectionManager;
+  readonly manager: ReconnectingConnection;
   readonly name: string;
   isConnected(): boolean;
   isBlocked(): boolean;
