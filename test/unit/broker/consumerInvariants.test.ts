@@ -205,11 +205,16 @@ describe('QueueConsumer invariants, on a fake broker', () => {
       expect(harness.consumer.counts).to.include({ retried: 1 });
     });
 
-    it('a failed batch sends to their retry, unrun, the messages whose run alone would end past the batch deadline', async () => {
-      const handlerTimeoutMs = 1000;
-      const batchDeadlineMs = 5000;
+    const handlerTimeoutMs = 1000;
+    const batchDeadlineMs = 5000;
+
+    /**
+     * A consumer whose batches, once the subscription is open, fail after
+     * seeming (only Date is faked) to take `batchTookMs`; two messages delivered
+     * together, and every one of them acked.
+     */
+    async function failedBatch(batchTookMs: number) {
       const log = handlerLog();
-      // Only Date: the batch seems to have taken 4.5 s; a run alone (up to 1 s) would end past 5 s from arrival.
       const clock = sinon.useFakeTimers({ now: Date.now(), toFake: ['Date'] });
       let batchesFail = false;
       harness = await consumerOnFakes(
@@ -219,7 +224,7 @@ describe('QueueConsumer invariants, on a fake broker', () => {
           handleBatch: async (ms) => {
             log.batches.push(ms.map((m) => m.messageId));
             if (!batchesFail) return;
-            clock.tick(batchDeadlineMs - handlerTimeoutMs + 500);
+            clock.tick(batchTookMs);
             throw new Error('SQLITE_BUSY: database is locked');
           },
         },
@@ -229,13 +234,17 @@ describe('QueueConsumer invariants, on a fake broker', () => {
       await harness.openSubscription();
       batchesFail = true;
       const ch = harness.channel();
-      const publishCh = harness.confirmChannel();
       const ms = [tweetMessage(), tweetMessage()];
       for (const m of ms) ch.deliver(m);
       const ids = ms.map((m) => m.messageId);
       // With Date faked and moved on, waitFor's own deadline means little: mocha's timeout bounds it.
       await waitFor('every delivery to be acked', () => ids.every((id) => ch.ackedIds().includes(id)), 60_000, 5);
+      return { log, ids, publishCh: harness.confirmChannel(), counts: harness.consumer.counts };
+    }
 
+    it('a failed batch sends to their retry, unrun, the messages whose run alone would end past the batch deadline', async () => {
+      // 4.5 s taken: a run alone (up to 1 s) would end past 5 s from arrival.
+      const { log, ids, publishCh, counts } = await failedBatch(batchDeadlineMs - handlerTimeoutMs + 500);
       expect(log.alone, 'none ran alone').to.deep.equal([]);
       expect(publishCh.sent.map((s) => s.messageId)).to.deep.equal(ids);
       for (const copy of publishCh.sent) {
@@ -244,39 +253,14 @@ describe('QueueConsumer invariants, on a fake broker', () => {
         expect(String(headers['x-warren-error'])).to.match(/^TransientError: not run: its batch failed.*SQLITE_BUSY/);
         expect(headers['x-warren-attempts'], 'counts as an attempt').to.equal(1);
       }
-      expect(harness.consumer.counts).to.include({ retried: 2, applied: 1 });
+      expect(counts).to.include({ retried: 2, applied: 1 });
     });
 
     it('a failed batch reruns alone the messages whose run alone ends within the batch deadline', async () => {
-      const handlerTimeoutMs = 1000;
-      const batchDeadlineMs = 5000;
-      const log = handlerLog();
-      const clock = sinon.useFakeTimers({ now: Date.now(), toFake: ['Date'] });
-      let batchesFail = false;
-      harness = await consumerOnFakes(
-        testDb.db,
-        {
-          handle: async (m) => void log.alone.push(m.messageId),
-          handleBatch: async (ms) => {
-            log.batches.push(ms.map((m) => m.messageId));
-            if (!batchesFail) return;
-            // 3.5 s taken: a run alone of up to 1 s still ends within 5 s of arrival.
-            clock.tick(batchDeadlineMs - handlerTimeoutMs - 500);
-            throw new Error('SQLITE_BUSY: database is locked');
-          },
-        },
-        { handlerTimeoutMs, batchDeadlineMs },
-      );
-      await harness.openSubscription();
-      batchesFail = true;
-      const ch = harness.channel();
-      const ms = [tweetMessage(), tweetMessage()];
-      for (const m of ms) ch.deliver(m);
-      const ids = ms.map((m) => m.messageId);
-      await waitFor('every delivery to be acked', () => ids.every((id) => ch.ackedIds().includes(id)), 60_000, 5);
-
+      // 3.5 s taken: a run alone of up to 1 s still ends within 5 s of arrival.
+      const { log, ids, publishCh } = await failedBatch(batchDeadlineMs - handlerTimeoutMs - 500);
       expect(log.alone).to.deep.equal(ids);
-      expect(harness.confirmChannel().sent, 'no retry copies').to.deep.equal([]);
+      expect(publishCh.sent, 'no retry copies').to.deep.equal([]);
     });
   });
 
