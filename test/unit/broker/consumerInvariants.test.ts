@@ -66,7 +66,8 @@ describe('QueueConsumer invariants, on a fake broker', () => {
       }
     });
 
-    it('a failed message is acked only once its retry copy is confirmed', async () => {
+    /** A message whose handler fails, delivered, and its retry copy sent (not confirmed yet). */
+    async function failingMessageWithCopySent() {
       harness = await consumerOnFakes(testDb.db, {
         handle: async () => {
           throw new Error('the store is away');
@@ -77,38 +78,34 @@ describe('QueueConsumer invariants, on a fake broker', () => {
       const m = tweetMessage();
       ch.deliver(m);
       await waitFor('its retry copy', () => publishCh.sent.length === 1, 2000, 5);
+      return { ch, publishCh, m, consumer: harness.consumer };
+    }
+
+    it('a failed message is acked only once its retry copy is confirmed', async () => {
+      const { ch, publishCh, m, consumer } = await failingMessageWithCopySent();
       await settle();
       expect(ch.unacked(), 'held unacked while its copy is unconfirmed').to.deep.equal([m.messageId]);
 
       publishCh.confirmNext();
       await waitFor('the ack', () => ch.ackedIds().includes(m.messageId), 2000, 5);
       expect(publishCh.sent[0]).to.include({ exchange: 'warren.delay.5s', routingKey: 'analytics.tweets', messageId: m.messageId });
-      expect(harness.consumer.counts).to.include({ retried: 1, applied: 0 });
+      expect(consumer.counts).to.include({ retried: 1, applied: 0 });
     });
 
     it('a retry copy that the broker returns leaves the original unacked', async () => {
-      harness = await consumerOnFakes(testDb.db, {
-        handle: async () => {
-          throw new Error('the store is away');
-        },
-      });
-      const ch = harness.channel();
-      const publishCh = harness.confirmChannel();
-      const m = tweetMessage();
-      ch.deliver(m);
-      await waitFor('its retry copy', () => publishCh.sent.length === 1, 2000, 5);
+      const { ch, publishCh, m, consumer } = await failingMessageWithCopySent();
       // Unroutable under mandatory: returned, then confirmed all the same.
       publishCh.returnNext('NO_ROUTE');
       await waitFor('the copy to be sent again', () => publishCh.sent.length === 2, 3000, 10);
       expect(ch.acks, 'a returned copy is no copy: the original stays').to.deep.equal([]);
       expect(ch.unacked()).to.deep.equal([m.messageId]);
-      expect(harness.consumer.status()).to.include({ consuming: true, ready: false });
-      expect(harness.consumer.status().detail).to.match(/cannot retry or park \(1 message\(s\) held unacked\).*NO_ROUTE/);
+      expect(consumer.status()).to.include({ consuming: true, ready: false });
+      expect(consumer.status().detail).to.match(/cannot retry or park \(1 message\(s\) held unacked\).*NO_ROUTE/);
 
       publishCh.confirmNext();
       await waitFor('the ack', () => ch.ackedIds().includes(m.messageId), 2000, 5);
-      expect(harness.consumer.counts).to.include({ retried: 1 });
-      expect(harness.consumer.status()).to.include({ ready: true });
+      expect(consumer.counts).to.include({ retried: 1 });
+      expect(consumer.status()).to.include({ ready: true });
     });
 
     it('a park copy that the broker nacks leaves the original unacked', async () => {
