@@ -26,7 +26,7 @@ function prettyAvailable(): boolean {
 
 /**
  * Structured logs on stdout, one logger per process, named after the
- * service. `destination` is for tests (always JSON).
+ * service, written asynchronously. `destination` is for tests (always JSON).
  */
 export function createLogger(name: string, level: string = process.env.WARREN_LOG_LEVEL ?? 'info', destination?: pino.DestinationStream): Logger {
   const options: pino.LoggerOptions = { name, level, base: { pid: process.pid, service: name } };
@@ -41,7 +41,11 @@ export function createLogger(name: string, level: string = process.env.WARREN_LO
       },
     });
   }
-  return pino(options);
+  // Asynchronous writes: lines logged while one write is under way go out
+  // together in the next, instead of one write call per line on the event
+  // loop. pino flushes what is left synchronously when the process exits (an
+  // exit call, a fatal error); only a SIGKILL can lose the last lines.
+  return pino(options, pino.destination({ dest: 1, sync: false }));
 }
 
 // The same rule the API applies to a traceparent it receives.

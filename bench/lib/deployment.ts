@@ -21,9 +21,9 @@ export class Deployment {
 
   private constructor(readonly sys: BenchSystem, readonly store: Store, readonly supervisor: Proc, readonly port: number) {}
 
-  static async start(sys: BenchSystem, store: Store, opts: { amqpUrl?: string; users?: number; extraEnv?: NodeJS.ProcessEnv } = {}): Promise<Deployment> {
+  static async start(sys: BenchSystem, store: Store, opts: { amqpUrl?: string; users?: number; extraEnv?: NodeJS.ProcessEnv; cli?: string } = {}): Promise<Deployment> {
     const port = await freePort();
-    const supervisor = sys.warren(['start'], store, { WARREN_HTTP_PORT: String(port), ...opts.extraEnv }, { amqpUrl: opts.amqpUrl });
+    const supervisor = sys.warren(['start'], store, { WARREN_HTTP_PORT: String(port), ...opts.extraEnv }, { amqpUrl: opts.amqpUrl, cli: opts.cli });
     const dep = new Deployment(sys, store, supervisor, port);
     try {
       await sys.waitHttp(port, 60_000);

@@ -137,6 +137,26 @@ export interface Store {
   dir?: string;
 }
 
+export interface WarrenOptions {
+  amqpUrl?: string;
+  nodeArgs?: string[];
+  /** Another build's cli.js (the baseline's), instead of this tree's. */
+  cli?: string;
+}
+
+/**
+ * The previous build, when `BENCH_BASELINE` names a built checkout of it
+ * (`scripts/bench.sh --baseline <rev>` prepares one): scenarios that measure
+ * a target run it beside this tree's build, so a change is judged on a pair.
+ */
+export function baselineBuild(): { cli: string; label: string } | undefined {
+  const dir = process.env.BENCH_BASELINE;
+  if (!dir) return undefined;
+  const baseCli = path.join(dir, 'dist', 'src', 'cli.js');
+  if (!fs.existsSync(baseCli)) throw new Error(`BENCH_BASELINE=${dir} holds no built Warren (${baseCli} is missing)`);
+  return { cli: baseCli, label: process.env.BENCH_BASELINE_LABEL ?? path.basename(dir) };
+}
+
 export class BenchSystem {
   readonly vhost = `warren-bench-${crypto.randomBytes(4).toString('hex')}`;
   readonly runDir = fs.mkdtempSync(path.join(os.tmpdir(), 'warren-bench-'));
@@ -200,9 +220,9 @@ export class BenchSystem {
   }
 
   /** Starts `warren <args>` with the store's environment. */
-  warren(args: string[], store: Store, extraEnv: NodeJS.ProcessEnv = {}, opts: { amqpUrl?: string; nodeArgs?: string[] } = {}): Proc {
+  warren(args: string[], store: Store, extraEnv: NodeJS.ProcessEnv = {}, opts: WarrenOptions = {}): Proc {
     const env = { ...this.baseEnv(store.env, opts.amqpUrl), ...extraEnv };
-    const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--enable-source-maps', cli, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--enable-source-maps', opts.cli ?? cli, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     const proc = new Proc(`warren ${args.join(' ')}`, child, this.logFile(`warren-${args.join('-')}-${store.label}`));
     this.procs.push(proc);
     return proc;

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import Koa from 'koa';
 import { Router } from '@koa/router';
+import { collectDefaultMetrics, Registry } from 'prom-client';
 import { jsonBody } from '../../src/api/middleware/jsonBody';
 import type { ApiState } from '../../src/api/context';
 import { createTweetBody, parseRequest } from '../../src/api/validation';
@@ -21,7 +22,9 @@ const AUTHOR = { id: '00000000-0000-7000-8000-000000000001', handle: 'ceiling' }
  * The ingest ceilings: Koa with Warren's own body parser and validation for
  * `POST /tweets`, answering 201 with the tweet, and no database. `afterValidate`
  * is what the handler does before answering (nothing for the bare ceiling,
- * one confirmed publish for the hand-written one).
+ * one confirmed publish for the hand-written one). `GET /metrics` serves
+ * prom-client's process metrics, as Warren's API does, so the benchmark
+ * reads every server's event-loop delay the same way.
  */
 export async function serveCeiling(port: number, afterValidate: (tweet: CeilingTweet) => Promise<void>): Promise<void> {
   const app = new Koa<ApiState>();
@@ -39,6 +42,12 @@ export async function serveCeiling(port: number, afterValidate: (tweet: CeilingT
     await afterValidate(tweet);
     ctx.status = 201;
     ctx.body = tweet;
+  });
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  router.get('/metrics', async (ctx) => {
+    ctx.type = registry.contentType;
+    ctx.body = await registry.metrics();
   });
   app.use(router.routes());
   const server = http.createServer(app.callback());

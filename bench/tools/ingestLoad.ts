@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import autocannon from 'autocannon';
 import { tweetText } from '../lib/tweets';
 
@@ -5,7 +6,9 @@ import { tweetText } from '../lib/tweets';
  * Closed-loop ingest load with autocannon: `connections` clients each send
  * `POST /tweets` back to back for `durationSec` (after an unrecorded
  * warm-up). Tokens, when given, rotate over the requests. Prints one JSON
- * line: accepted req/s and latency percentiles.
+ * line: accepted req/s and latency percentiles and, when the server's pid
+ * and metrics URL are given, the server's CPU time per accepted request and
+ * its event-loop delay over the measured run.
  */
 interface Input {
   url: string;
@@ -13,6 +16,29 @@ interface Input {
   durationSec: number;
   warmupSec: number;
   tokens?: string[];
+  /** The server process: its CPU time is read from /proc over the measured run. */
+  pid?: number;
+  /** The server's Prometheus endpoint (prom-client default metrics): scraped at the start, which resets its event-loop histogram, and at the end. */
+  metricsUrl?: string;
+}
+
+/** User + system CPU seconds of a process so far (/proc/<pid>/stat, in clock ticks of 1/100 s). */
+function cpuSeconds(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name, which is in parentheses and may hold spaces.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** One gauge of a Prometheus text exposition, or NaN. */
+function gauge(text: string, name: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : NaN;
+}
+
+async function scrape(url: string): Promise<string> {
+  const res = await fetch(url);
+  return res.text();
 }
 
 function run(input: Input, durationSec: number): Promise<autocannon.Result> {
@@ -40,7 +66,11 @@ function run(input: Input, durationSec: number): Promise<autocannon.Result> {
 async function main(): Promise<void> {
   const input = JSON.parse(process.argv[2] ?? '{}') as Input;
   if (input.warmupSec > 0) await run(input, input.warmupSec);
+  const cpuBefore = input.pid ? cpuSeconds(input.pid) : NaN;
+  if (input.metricsUrl) await scrape(input.metricsUrl);
   const r = await run(input, input.durationSec);
+  const cpuAfter = input.pid ? cpuSeconds(input.pid) : NaN;
+  const metrics = input.metricsUrl ? await scrape(input.metricsUrl) : '';
   const ok = r['2xx'];
   process.stdout.write(
     JSON.stringify({
@@ -53,6 +83,10 @@ async function main(): Promise<void> {
       p50: r.latency.p50,
       p99: r.latency.p99,
       max: r.latency.max,
+      cpuUsPerRequest: ((cpuAfter - cpuBefore) * 1e6) / ok,
+      cpuShare: (cpuAfter - cpuBefore) / r.duration,
+      loopDelayP99Ms: gauge(metrics, 'nodejs_eventloop_lag_p99_seconds') * 1000,
+      loopDelayMeanMs: gauge(metrics, 'nodejs_eventloop_lag_mean_seconds') * 1000,
     }) + '\n',
   );
 }

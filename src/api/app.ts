@@ -17,6 +17,7 @@ import { notificationRoutes } from './routes/notifications';
 import { openApiRoutes } from './routes/openapi';
 import { notificationStreamRoutes } from './routes/stream';
 import { timelineRoutes } from './routes/timeline';
+import { refuseWithoutDatabaseFile } from './middleware/writes';
 import { tweetRoutes } from './routes/tweets';
 import { userRoutes } from './routes/users';
 
@@ -27,7 +28,7 @@ export function createApp(deps: AppDeps): Koa<ApiState> {
   const api: ApiDeps = {
     ...deps,
     now: deps.now ?? (() => new Date()),
-    writes: deps.writes ?? new GroupCommit(deps.writeDb ?? deps.db),
+    writes: deps.writes ?? new GroupCommit(deps.writeDb ?? deps.db, { refuseWhen: refuseWithoutDatabaseFile(deps.writeDb ?? deps.db) }),
     metrics: deps.metrics ?? defaultMetrics(),
     liveNotifications: deps.liveNotifications ?? new NotificationHub(),
   };

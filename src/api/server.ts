@@ -15,6 +15,7 @@ import { createRegistry, HttpMetrics, PublishMetrics, QueueMetrics, RelayMetrics
 import { exitWithLine, onShutdown } from '../shutdown';
 import { createApp, type ReadinessCheck } from './app';
 import { answerUnparsableRequest } from './middleware/errors';
+import { refuseWithoutDatabaseFile } from './middleware/writes';
 import { NotificationHub } from './notificationHub';
 
 const CONSUMER_CHECK_TTL_MS = 2000;
@@ -80,7 +81,7 @@ export async function runApi(config: Config): Promise<http.Server> {
   const shutdownSignal = { stopped: false };
   // One group commit for the requests' writes and the relay's: they share its durable commits.
   // The relay's writes only touch the outbox, so they go beside the requests' inserts (rerunnable).
-  const writes = new GroupCommit(writeDb);
+  const writes = new GroupCommit(writeDb, { refuseWhen: refuseWithoutDatabaseFile(writeDb) });
   const relay = new OutboxRelay({
     db: writeDb,
     writes: (work) => writes.run(work, { rerunnable: true }),

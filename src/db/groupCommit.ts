@@ -70,6 +70,11 @@ export interface GroupCommitOptions {
   maxBatch?: number;
   /** A transaction under way longer than this makes the writer unhealthy (default 10 s). */
   stallAfterMs?: number;
+  /**
+   * Asked once before each batch: a reason to refuse all of its writes
+   * without starting a transaction (the database file is gone), or undefined.
+   */
+  refuseWhen?: () => Error | undefined;
 }
 
 /** The driver's side of knex that hands out and takes back connections. */
@@ -108,10 +113,12 @@ export class GroupCommit {
   private transactionStartedAt: number | null = null;
   private readonly maxBatch: number;
   private readonly stallAfterMs: number;
+  private readonly refuseWhen: () => Error | undefined;
 
   constructor(private readonly db: Knex, opts: GroupCommitOptions = {}) {
     this.maxBatch = opts.maxBatch ?? 256;
     this.stallAfterMs = opts.stallAfterMs ?? 10_000;
+    this.refuseWhen = opts.refuseWhen ?? (() => undefined);
   }
 
   run<T>(work: (tx: Knex.Transaction) => Promise<T>, opts: RunOptions = {}): Promise<T> {
@@ -161,6 +168,12 @@ export class GroupCommit {
   }
 
   private async commitBatch(batch: PendingWrite[]): Promise<void> {
+    const refusal = this.refuseWhen();
+    if (refusal) {
+      this.failed(refusal);
+      for (const write of batch) write.reject(refusal);
+      return;
+    }
     const inserts = batch.filter((w) => w.insert);
     const together = batch.filter((w) => w.work && w.rerunnable);
     let togetherFailed = false;

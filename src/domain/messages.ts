@@ -1,7 +1,6 @@
-import crypto from 'node:crypto';
 import { z } from 'zod';
 import { PermanentError } from './errors';
-import { newId } from './ids';
+import { newId, randomHex } from './ids';
 
 /**
  * The one schema module for messages: the API validates with it when it
@@ -93,8 +92,8 @@ export interface OutgoingEvent {
 }
 
 export function newTraceparent(traceId?: string): string {
-  const trace = traceId && /^[0-9a-f]{32}$/.test(traceId) ? traceId : crypto.randomBytes(16).toString('hex');
-  return `00-${trace}-${crypto.randomBytes(8).toString('hex')}-01`;
+  const trace = traceId && /^[0-9a-f]{32}$/.test(traceId) ? traceId : randomHex(16);
+  return `00-${trace}-${randomHex(8)}-01`;
 }
 
 /** Validates a body against its type's schema and builds the event to publish. */

@@ -1,7 +1,6 @@
 import type { Middleware } from 'koa';
 import crypto from 'node:crypto';
-import { v4 as uuidv4 } from 'uuid';
-import { MAX_REQUEST_ID_LENGTH } from '../../domain/ids';
+import { MAX_REQUEST_ID_LENGTH, randomHex } from '../../domain/ids';
 import type { ApiState } from '../context';
 
 // A caller's id is echoed into logs and message correlation ids, so only a
@@ -18,14 +17,14 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
  */
 export function traceIdFor(requestId: string): string {
   const hex = UUID.test(requestId) ? requestId.replace(/-/g, '').toLowerCase() : '';
-  return hex && !/^0+$/.test(hex) ? hex : crypto.randomBytes(16).toString('hex');
+  return hex && !/^0+$/.test(hex) ? hex : randomHex(16);
 }
 
 /** Every response carries `x-request-id`, set before anything can fail. */
 export function requestId(): Middleware<ApiState> {
   return async (ctx, next) => {
     const incoming = ctx.get('x-request-id');
-    const id = SANE_REQUEST_ID.test(incoming) ? incoming : uuidv4();
+    const id = SANE_REQUEST_ID.test(incoming) ? incoming : crypto.randomUUID();
     ctx.state.requestId = id;
     ctx.set('x-request-id', id);
     const trace = TRACEPARENT.exec(ctx.get('traceparent'));

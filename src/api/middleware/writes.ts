@@ -2,13 +2,25 @@ import type { Knex } from 'knex';
 import type { Middleware } from 'koa';
 import { UnavailableError } from '../../domain/errors';
 import { buildEvent, type MessageBody, type MessageType, type OutgoingEvent } from '../../domain/messages';
-import { missingDatabaseFile } from '../../db/knex';
 import type { TableRows } from '../../db/groupCommit';
+import { missingDatabaseFile, type Db } from '../../db/knex';
 import { enqueueEvents, OUTBOX_TABLE, outboxRows } from '../../db/outbox';
 import { IDEMPOTENCY_TABLE, idempotencyRow, saveIdempotencyRecord, type IdempotencyRecord } from '../../db/repositories/idempotency';
 import type { ApiContext, ApiDeps, ApiState } from '../context';
 
 const RETRY_AFTER_SECONDS = 5;
+
+/**
+ * The group commit's check before each batch (once per batch, not per
+ * request): a SQLite file deleted under the running API would take every
+ * write with it at the next start, so none is taken.
+ */
+export function refuseWithoutDatabaseFile(db: Db): () => Error | undefined {
+  return () => {
+    const missing = missingDatabaseFile(db);
+    return missing ? new UnavailableError(`the database file ${missing} is missing; nothing was written`, RETRY_AFTER_SECONDS, 'database_unavailable') : undefined;
+  };
+}
 
 /**
  * Disk is finite: while more events wait in the outbox than
@@ -50,8 +62,6 @@ function prepareWrite(ctx: ApiContext, deps: ApiDeps) {
       response: JSON.stringify(outcome.body ?? null),
       createdAt: now.getTime(),
     };
-  const missing = missingDatabaseFile(deps.db);
-  if (missing) throw new UnavailableError(`the database file ${missing} is missing; nothing was written`, RETRY_AFTER_SECONDS, 'database_unavailable');
   return { now, events, emit, recordOf, notBefore: idempotency?.notBefore ?? 0 };
 }
 

@@ -49,6 +49,23 @@ for (const driver of ['sqlite3', 'better-sqlite3'] as const) describe(`group com
     expect(gc.stats.transactions).to.be.below(5);
   });
 
+  it('refuses every write of a batch, and starts no transaction, while its refusal check says so', async () => {
+    let refusal: Error | undefined = new UnavailableError('the database file is missing; nothing was written', 5, 'database_unavailable');
+    let asked = 0;
+    const gc = new GroupCommit(db, { refuseWhen: () => (asked++, refusal) });
+    const outcomes = await Promise.allSettled([insertNote(gc, 'a'), insertNote(gc, 'b'), gc.run((tx) => tx('notes').insert({ id: 'c' }))]);
+    expect(outcomes.map((o) => o.status)).to.deep.equal(['rejected', 'rejected', 'rejected']);
+    expect((outcomes[0] as PromiseRejectedResult).reason).to.equal(refusal);
+    expect(asked, 'asked once for the batch, not once per write').to.equal(1);
+    expect(gc.stats.transactions).to.equal(0);
+    expect(gc.health().ok).to.equal(false);
+    expect(await noteIds()).to.deep.equal([]);
+    refusal = undefined;
+    await insertNote(gc, 'd');
+    expect(await noteIds()).to.deep.equal(['d']);
+    expect(gc.health().ok).to.equal(true);
+  });
+
   it('starts a lone write at once, in a transaction of its own', async () => {
     const gc = new GroupCommit(db);
     await gc.run((tx) => tx('notes').insert({ id: 'alone' }));
