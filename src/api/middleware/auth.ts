@@ -3,7 +3,7 @@ import type { Knex } from 'knex';
 import type { Middleware } from 'koa';
 import { ForbiddenError, UnauthorizedError } from '../../domain/errors';
 import type { GroupCommit } from '../../db/groupCommit';
-import { insertToken, markTokenUsed, TokenLookups } from '../../db/repositories/tokens';
+import { insertToken, markTokenUsed, tokenFinder, type TokenFinder } from '../../db/repositories/tokens';
 import { newId } from '../../domain/ids';
 import type { ApiDeps, ApiMiddleware, ApiState } from '../context';
 
@@ -80,11 +80,11 @@ export function requireAuth(deps: ApiDeps): Middleware<ApiState> {
   };
 }
 
-// One batcher per database, shared by every route's requireAuth.
-const lookups = new WeakMap<Knex, TokenLookups>();
-function lookupsOf(db: Knex): TokenLookups {
+// One lookup per database, shared by every route's requireAuth.
+const lookups = new WeakMap<Knex, TokenFinder>();
+function lookupsOf(db: Knex): TokenFinder {
   let found = lookups.get(db);
-  if (!found) lookups.set(db, (found = new TokenLookups(db)));
+  if (!found) lookups.set(db, (found = tokenFinder(db)));
   return found;
 }
 

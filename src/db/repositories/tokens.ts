@@ -1,3 +1,4 @@
+import Database from 'better-sqlite3';
 import type { Knex } from 'knex';
 
 /** Times are epoch milliseconds; PostgreSQL returns bigint columns as strings, hence the conversions. */
@@ -43,10 +44,12 @@ export async function findToken(db: Knex, tokenHash: string): Promise<TokenWithH
   return row && toRecord(row);
 }
 
+const TOKEN_WITH_HANDLE_COLUMNS = ['t.id', 't.token_hash', 't.user_id', 't.created_at', 't.expires_at', 't.revoked_at', 't.last_used_day', 'u.handle'];
+
 function tokensWithHandles(db: Knex, tokenHashes: string[]): Promise<TokenWithHandleRow[]> {
   return db('tokens as t')
     .join('users as u', 'u.id', 't.user_id')
-    .select('t.id', 't.token_hash', 't.user_id', 't.created_at', 't.expires_at', 't.revoked_at', 't.last_used_day', 'u.handle')
+    .select(...TOKEN_WITH_HANDLE_COLUMNS)
     .whereIn('t.token_hash', tokenHashes);
 }
 
@@ -74,7 +77,7 @@ const MAX_HASHES_PER_QUERY = 500;
  * the row, is what a lookup costs). Each request still sees the token as
  * the database has it when its query runs: nothing is cached.
  */
-export class TokenLookups {
+export class TokenLookups implements TokenFinder {
   private pending = new Map<string, { resolve(record: TokenWithHandle | undefined): void; reject(err: unknown): void }[]>();
   private scheduled = false;
 
@@ -107,6 +110,73 @@ export class TokenLookups {
       }
     }
   }
+}
+
+/** How a request finds its token: one of the two lookups below, by database. */
+export interface TokenFinder {
+  find(tokenHash: string): Promise<TokenWithHandle | undefined>;
+}
+
+// A read-only connection waits this long at most for a lock (a WAL reader
+// almost never meets one): its statements run on the event loop's thread.
+const PREPARED_READER_BUSY_MS = 20;
+
+/**
+ * SQLite: each lookup is one prepared statement on a read-only connection of
+ * its own (better-sqlite3), run at once on this thread. A lookup then costs
+ * a few microseconds and no turn of the event loop, where a pooled query
+ * costs a trip to the thread pool and a turn for its answer. WAL lets it
+ * read while the writer commits; nothing is cached, so a revocation shows
+ * in the next lookup.
+ */
+export class PreparedTokenLookups implements TokenFinder {
+  private statement: Database.Statement<[string], TokenWithHandleRow> | undefined;
+  private connection: Database.Database | undefined;
+
+  constructor(private readonly file: string) {}
+
+  find(tokenHash: string): Promise<TokenWithHandle | undefined> {
+    try {
+      const row = this.prepared().get(tokenHash);
+      return Promise.resolve(row && toRecord(row));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  close(): void {
+    this.connection?.close();
+    this.connection = undefined;
+    this.statement = undefined;
+  }
+
+  private prepared(): Database.Statement<[string], TokenWithHandleRow> {
+    if (this.statement) return this.statement;
+    const connection = new Database(this.file, { readonly: true, fileMustExist: true });
+    try {
+      connection.pragma(`busy_timeout = ${PREPARED_READER_BUSY_MS}`);
+      const columns = TOKEN_WITH_HANDLE_COLUMNS.map((c) => c.replace(/^(\w)\.(\w+)$/, '$1."$2"')).join(', ');
+      this.statement = connection.prepare<[string], TokenWithHandleRow>(`SELECT ${columns} FROM tokens AS t JOIN users AS u ON u.id = t.user_id WHERE t.token_hash = ?`);
+    } catch (err) {
+      connection.close();
+      throw err;
+    }
+    this.connection = connection;
+    return this.statement;
+  }
+}
+
+/** The prepared lookup on a SQLite file, the batched one elsewhere (PostgreSQL, an in-memory database). */
+export function tokenFinder(db: Knex): TokenFinder {
+  const file = sqliteFilename(db);
+  return file ? new PreparedTokenLookups(file) : new TokenLookups(db);
+}
+
+function sqliteFilename(db: Knex): string | undefined {
+  const client = db.client as { config: { client?: unknown; connection?: { filename?: unknown } } };
+  const driver = client.config.client;
+  const file = client.config.connection?.filename;
+  return (driver === 'sqlite3' || driver === 'better-sqlite3') && typeof file === 'string' && file !== ':memory:' ? file : undefined;
 }
 
 /** Revoking twice keeps the first revocation time. */

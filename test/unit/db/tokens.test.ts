@@ -6,7 +6,7 @@ import type { Knex } from 'knex';
 import { loadConfig } from '../../../src/config';
 import { openDatabase } from '../../../src/db/knex';
 import { migrateService } from '../../../src/db/migrate';
-import { insertToken, revokeToken, TokenLookups } from '../../../src/db/repositories/tokens';
+import { insertToken, PreparedTokenLookups, revokeToken, tokenFinder, TokenLookups } from '../../../src/db/repositories/tokens';
 import { newId } from '../../../src/domain/ids';
 
 describe('token lookups', () => {
@@ -48,5 +48,41 @@ describe('token lookups', () => {
     expect((await lookups.find('c'))?.revokedAt).to.equal(null);
     await revokeToken(db, 'c', 5);
     expect((await lookups.find('c'))?.revokedAt).to.equal(5);
+  });
+
+  describe('prepared, on the SQLite file', () => {
+    let prepared: PreparedTokenLookups;
+    beforeEach(() => {
+      prepared = tokenFinder(db) as PreparedTokenLookups;
+    });
+    afterEach(() => prepared.close());
+
+    it('is the lookup a SQLite file gets, and answers as the batched one does', async () => {
+      expect(prepared).to.be.instanceOf(PreparedTokenLookups);
+      const batched = new TokenLookups(db);
+      for (const hash of ['a', 'b', 'nope']) expect(await prepared.find(hash)).to.deep.equal(await batched.find(hash));
+      expect(await prepared.find('a')).to.deep.equal({ id: 'id-a', tokenHash: 'a', userId, handle: 'Ada', createdAt: 1, expiresAt: 2, revokedAt: null, lastUsedDay: null });
+    });
+
+    it('answers within the same turn of the event loop, before anything scheduled after it', async () => {
+      await prepared.find('a'); // the connection opens on first use
+      const order: string[] = [];
+      const turn = new Promise<void>((resolve) => setImmediate(() => (order.push('next turn'), resolve())));
+      await prepared.find('b').then(() => order.push('lookup'));
+      await turn;
+      expect(order).to.deep.equal(['lookup', 'next turn']);
+    });
+
+    it('caches nothing: a revocation committed by the writer shows in the next lookup', async () => {
+      expect((await prepared.find('c'))?.revokedAt).to.equal(null);
+      await revokeToken(db, 'c', 5);
+      expect((await prepared.find('c'))?.revokedAt).to.equal(5);
+    });
+
+    it('fails the lookup, not the process, when the database cannot be opened', async () => {
+      const missing = new PreparedTokenLookups(path.join(dir, 'nowhere.sqlite'));
+      const err = await missing.find('a').then(() => undefined, (e: unknown) => e);
+      expect((err as { code?: string }).code).to.equal('SQLITE_CANTOPEN');
+    });
   });
 });
