@@ -51,8 +51,12 @@ export class Deployment {
     return `http://127.0.0.1:${this.port}`;
   }
 
-  pids(): { api?: number; worker?: number } {
-    return { api: childPids(this.supervisor.pid, 'cli.js api')[0], worker: childPids(this.supervisor.pid, 'cli.js worker analytics')[0] };
+  pids(): { api?: number; worker?: number; notifications?: number } {
+    return {
+      api: childPids(this.supervisor.pid, 'cli.js api')[0],
+      worker: childPids(this.supervisor.pid, 'cli.js worker analytics')[0],
+      notifications: childPids(this.supervisor.pid, 'cli.js worker notifications')[0],
+    };
   }
 
   rss(): { api: number; worker: number } {

@@ -108,6 +108,20 @@ export function rssOf(pid: number): number {
   }
 }
 
+/** Every process whose command line contains `needle` (the RabbitMQ node's `beam.smp`). */
+export function pidsOf(needle: string): number[] {
+  const out: number[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').join(' ').includes(needle)) out.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
 /** The direct children of `pid` whose command line contains `needle` (the processes `warren start` supervises). */
 export function childPids(pid: number, needle: string): number[] {
   const out: number[] = [];

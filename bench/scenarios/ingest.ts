@@ -1,7 +1,7 @@
 import type { BenchContext } from '../lib/context';
 import { Deployment } from '../lib/deployment';
 import type { Row, ScenarioResult } from '../lib/report';
-import { baselineBuild, freePort } from '../lib/system';
+import { baselineBuild, freePort, pidsOf } from '../lib/system';
 import { distribution, fmt, ms, pct, pollUntil } from '../lib/stats';
 
 interface LoadFigures {
@@ -21,6 +21,8 @@ interface LoadFigures {
   /** The server's event-loop delay (perf_hooks.monitorEventLoopDelay via prom-client) over the measured run. */
   loopDelayP99Ms: number;
   loopDelayMeanMs: number;
+  /** CPU per accepted request by process: `server`, the others passed, `load` (autocannon) and `machine` (everything). */
+  cpuUsPerRequestBy: Record<string, number>;
 }
 
 const CONFIRM_QUEUE = 'bench.confirm-per-request';
@@ -38,25 +40,34 @@ const us = (n: number) => `${fmt(n, 0)} µs`;
  */
 export async function ingest(ctx: BenchContext): Promise<ScenarioResult> {
   const { connections, ingestSeconds, warmupSeconds } = ctx.sizes;
-  const load = (url: string, pid: number | undefined, tokens?: string[]) =>
-    ctx.sys.runTool<LoadFigures>('ingestLoad', { url, connections, durationSec: ingestSeconds, warmupSec: warmupSeconds, tokens, pid, metricsUrl: `${url}/metrics` });
+  const broker = pidsOf('beam.smp')[0];
+  const load = (url: string, pids: Record<string, number | undefined>, tokens?: string[]) =>
+    ctx.sys.runTool<LoadFigures>('ingestLoad', {
+      url,
+      connections,
+      durationSec: ingestSeconds,
+      warmupSec: warmupSeconds,
+      tokens,
+      pids: Object.fromEntries(Object.entries({ ...pids, rabbitmq: broker }).filter(([, pid]) => pid !== undefined)),
+      metricsUrl: `${url}/metrics`,
+    });
 
   const barePort = await freePort();
   const bareServer = await ctx.sys.startServerTool('koaCeiling', { port: barePort });
-  const bare = await load(`http://127.0.0.1:${barePort}`, bareServer.pid);
+  const bare = await load(`http://127.0.0.1:${barePort}`, { server: bareServer.pid });
   await bareServer.stop();
 
   await ctx.sys.declareQuorumQueue(CONFIRM_QUEUE);
   const confirmPort = await freePort();
   const confirmServer = await ctx.sys.startServerTool('confirmPerRequest', { port: confirmPort, amqpUrl: ctx.sys.amqpUrl, queue: CONFIRM_QUEUE });
-  const confirm = await load(`http://127.0.0.1:${confirmPort}`, confirmServer.pid);
+  const confirm = await load(`http://127.0.0.1:${confirmPort}`, { server: confirmServer.pid });
   await confirmServer.stop();
   await ctx.sys.purge(CONFIRM_QUEUE);
 
   const loadDeployment = async (dep: Deployment) => {
-    const pid = dep.pids().api;
-    if (!pid) throw new Error('the deployment has no API process to measure');
-    return load(dep.baseUrl, pid, dep.tokens);
+    const { api: server, worker: analytics, notifications } = dep.pids();
+    if (!server) throw new Error('the deployment has no API process to measure');
+    return load(dep.baseUrl, { server, analytics, notifications, supervisor: dep.supervisor.pid }, dep.tokens);
   };
 
   // The previous build first, on a SQLite directory of its own, so that both builds meet a fresh file.
@@ -97,6 +108,11 @@ export async function ingest(ctx: BenchContext): Promise<ScenarioResult> {
   const line = (name: string, f: LoadFigures) =>
     `- ${name}: ${fmt(f.accepted)} accepted in ${fmt(f.durationS, 0)} s = **${fmt(f.rps)} req/s**, p50 ${ms(f.p50)}, p99 ${ms(f.p99)}, max ${ms(f.max)}; ${f.non2xx} non-2xx, ${f.errors} errors, ${f.timeouts} timeouts; ` +
     `server CPU ${us(f.cpuUsPerRequest)} per accepted request (${pct(f.cpuShare)} of a core), event-loop delay mean ${ms(f.loopDelayMeanMs)}, p99 ${ms(f.loopDelayP99Ms)}`;
+  const machineLine = (name: string, f: LoadFigures) => {
+    const by = f.cpuUsPerRequestBy;
+    const parts = Object.entries(by).filter(([k]) => k !== 'machine').map(([k, v]) => `${k === 'server' ? 'server' : k} ${us(v)}`);
+    return `| ${name} | ${us(by.machine ?? NaN)} | ${parts.join(', ')} |`;
+  };
   const clean = (f: LoadFigures) => f.non2xx === 0 && f.errors === 0 && f.timeouts === 0;
   const rows: Row[] = [
     { measure: `POST /tweets req/s, ${connections} connections, SQLite`, warren: fmt(warren.rps), reference: `${fmt(bare.rps)} bare Koa${was((f) => fmt(f.rps))}`, ratio: pct(ratio), target: '≥ 30 % (goal 60 %)', met: ratio >= 0.3 },
@@ -119,6 +135,17 @@ export async function ingest(ctx: BenchContext): Promise<ScenarioResult> {
       ...(before && baseline ? [line(`Previous build (${baseline.label}), \`warren start\` on SQLite, the same load`, before)] : []),
       line('Warren `POST /tweets` as `warren start` runs it on SQLite (auth lookup, group-committed tweet + outbox row with synchronous=FULL, relay and both workers running, access log at info to a file)', warren),
       line('The same on PostgreSQL (a fresh database, `warren start` with its relay and workers)', pg),
+      '',
+      'Where the machine\'s CPU went, per accepted request (from /proc: every process\'s busy time over the measured run; `load` is autocannon, `rabbitmq` the broker node, which the confirm-per-request handler uses too):',
+      '',
+      '| server | machine CPU per request | by process |',
+      '|---|---|---|',
+      machineLine('bare Koa', bare),
+      machineLine('confirm-per-request', confirm),
+      ...(before ? [machineLine('Warren, previous build', before)] : []),
+      machineLine('Warren, SQLite', warren),
+      machineLine('Warren, PostgreSQL', pg),
+      '',
       `Relay lag over the SQLite run's ${fmt(relayLag.n)} outbox rows (\`sent_at − created_at\`, from the rows themselves): p50 ${ms(relayLag.p50)}, p99 ${ms(relayLag.p99)}, max ${ms(relayLag.max)}. Unsent rows when the load stopped: ${fmt(backlogAtEnd)}; all sent ${fmt(relayDrainS, 1)} s later.`,
     ],
   };

@@ -16,8 +16,12 @@ interface Input {
   durationSec: number;
   warmupSec: number;
   tokens?: string[];
-  /** The server process: its CPU time is read from /proc over the measured run. */
-  pid?: number;
+  /**
+   * Processes whose CPU time is read from /proc over the measured run, by
+   * name: `server` is the one measured (its figures are cpuUsPerRequest and
+   * cpuShare); the others (workers, the broker) show where the rest went.
+   */
+  pids?: Record<string, number>;
   /** The server's Prometheus endpoint (prom-client default metrics): scraped at the start, which resets its event-loop histogram, and at the end. */
   metricsUrl?: string;
 }
@@ -28,6 +32,25 @@ function cpuSeconds(pid: number): number {
   // Fields after the command name, which is in parentheses and may hold spaces.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Busy CPU seconds of the whole machine so far (/proc/stat: all but idle and iowait). */
+function machineBusySeconds(): number {
+  const [, ...ticks] = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).map(Number);
+  const [user, nice, system, , , irq, softirq, steal] = ticks as number[];
+  return (user! + nice! + system! + irq! + softirq! + (steal ?? 0)) / 100;
+}
+
+function cpuOf(pids: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = { machine: machineBusySeconds(), load: process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6 };
+  for (const [name, pid] of Object.entries(pids)) {
+    try {
+      out[name] = cpuSeconds(pid);
+    } catch {
+      out[name] = NaN; // gone
+    }
+  }
+  return out;
 }
 
 /** One gauge of a Prometheus text exposition, or NaN. */
@@ -66,12 +89,15 @@ function run(input: Input, durationSec: number): Promise<autocannon.Result> {
 async function main(): Promise<void> {
   const input = JSON.parse(process.argv[2] ?? '{}') as Input;
   if (input.warmupSec > 0) await run(input, input.warmupSec);
-  const cpuBefore = input.pid ? cpuSeconds(input.pid) : NaN;
+  const pids = input.pids ?? {};
   if (input.metricsUrl) await scrape(input.metricsUrl);
+  const cpuBefore = cpuOf(pids);
   const r = await run(input, input.durationSec);
-  const cpuAfter = input.pid ? cpuSeconds(input.pid) : NaN;
+  const cpuAfter = cpuOf(pids);
   const metrics = input.metricsUrl ? await scrape(input.metricsUrl) : '';
   const ok = r['2xx'];
+  // CPU time per accepted request, by process; `machine` is every process on it, `load` this one (autocannon).
+  const cpuUsPerRequestBy = Object.fromEntries(Object.keys(cpuAfter).map((k) => [k, ((cpuAfter[k]! - cpuBefore[k]!) * 1e6) / ok]));
   process.stdout.write(
     JSON.stringify({
       accepted: ok,
@@ -83,8 +109,9 @@ async function main(): Promise<void> {
       p50: r.latency.p50,
       p99: r.latency.p99,
       max: r.latency.max,
-      cpuUsPerRequest: ((cpuAfter - cpuBefore) * 1e6) / ok,
-      cpuShare: (cpuAfter - cpuBefore) / r.duration,
+      cpuUsPerRequest: cpuUsPerRequestBy.server ?? NaN,
+      cpuShare: ((cpuAfter.server ?? NaN) - (cpuBefore.server ?? NaN)) / r.duration,
+      cpuUsPerRequestBy,
       loopDelayP99Ms: gauge(metrics, 'nodejs_eventloop_lag_p99_seconds') * 1000,
       loopDelayMeanMs: gauge(metrics, 'nodejs_eventloop_lag_mean_seconds') * 1000,
     }) + '\n',

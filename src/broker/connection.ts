@@ -62,6 +62,43 @@ export function connectionName(service: string, role: ConnectionRole): string {
   return `warren ${service} ${os.hostname()} pid ${process.pid} ${role}`;
 }
 
+/** What a stream needs for its writes to be coalesced: a Node socket's cork and uncork. */
+export interface CorkableStream {
+  write(...args: unknown[]): boolean;
+  cork(): void;
+  uncork(): void;
+}
+
+/**
+ * amqplib hands the socket one write per frame batch it takes from a
+ * channel (a publish, an ack), and with noDelay each write is a syscall and
+ * a TCP segment of its own. Corked at the first write of a turn of the event
+ * loop and uncorked on the next tick, the turn's frames leave in one writev:
+ * nothing waits for a timer, and backpressure is the socket's as before.
+ */
+export function coalesceWrites(stream: CorkableStream): void {
+  const write = stream.write;
+  let corked = false;
+  const uncork = () => {
+    corked = false;
+    stream.uncork();
+  };
+  stream.write = function coalescedWrite(...args: unknown[]): boolean {
+    if (!corked) {
+      corked = true;
+      stream.cork();
+      process.nextTick(uncork);
+    }
+    return write.apply(stream, args);
+  };
+}
+
+/** amqplib's socket under the model amqp-connection-manager reports on connect, if it has one. */
+function socketOf(model: unknown): CorkableStream | undefined {
+  const stream = (model as { connection?: { stream?: Partial<CorkableStream> } } | undefined)?.connection?.stream;
+  return stream && typeof stream.cork === 'function' && typeof stream.uncork === 'function' && typeof stream.write === 'function' ? (stream as CorkableStream) : undefined;
+}
+
 export function connectBroker(opts: BrokerConnectionOptions): BrokerConnection {
   const name = connectionName(opts.service, opts.role);
   const manager = amqp.connect([opts.url], {
@@ -71,7 +108,9 @@ export function connectBroker(opts: BrokerConnectionOptions): BrokerConnection {
   });
   let blocked = false;
   let lastFailure = '';
-  manager.on('connect', () => {
+  manager.on('connect', ({ connection }) => {
+    const socket = socketOf(connection);
+    if (socket) coalesceWrites(socket);
     blocked = false;
     opts.log.info({ connection: name }, 'broker connected');
   });
