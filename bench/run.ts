@@ -136,6 +136,8 @@ async function main(): Promise<void> {
   }
   const totalSeconds = (Date.now() - t0) / 1000;
   process.stdout.write(`\n${consoleTable(results)}\n\nwhole run: ${fmt(totalSeconds, 0)} s\n`);
+  // A partial run writes no report: its notes (how each figure was made, the breakdowns) go to the terminal instead.
+  if (!write) for (const r of results) process.stdout.write(`\n## ${r.title}\n\n${r.notes.join('\n')}\n`);
   if (write) {
     const file = path.resolve(__dirname, '..', '..', 'docs', 'BENCHMARKS.md');
     writeReport(file, {

@@ -14,7 +14,8 @@ const DAY_MS = 86_400_000;
 
 /** A 256-bit random secret: SHA-256 is enough to store it (a slow hash would only cap throughput). */
 export function hashToken(token: string): string {
-  return crypto.createHash('sha256').update(token).digest('hex');
+  // The one-shot hash: no Hash object per request.
+  return crypto.hash('sha256', token, 'hex');
 }
 
 /** Creates a token for `userId` inside `tx`; the plain token is returned once and never stored. */
