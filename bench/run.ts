@@ -5,7 +5,7 @@ import type { BenchContext, Sizes } from './lib/context';
 import { Deployment } from './lib/deployment';
 import { describeMachine } from './lib/machine';
 import { consoleTable, writeReport, type ScenarioResult } from './lib/report';
-import { BenchSystem, MANAGEMENT_URL } from './lib/system';
+import { baselineBuild, BenchSystem, MANAGEMENT_URL } from './lib/system';
 import { fmt } from './lib/stats';
 import { consume } from './scenarios/consume';
 import { endToEnd } from './scenarios/endToEnd';
@@ -93,6 +93,8 @@ async function main(): Promise<void> {
   }
 
   let deployment: Deployment | undefined;
+  let baselineDeployment: { dep: Deployment; label: string } | undefined;
+  const baseline = baselineBuild();
   const ctx: BenchContext = {
     sys,
     sizes,
@@ -111,6 +113,18 @@ async function main(): Promise<void> {
     async closeDeployment() {
       await deployment?.stop();
       deployment = undefined;
+    },
+    async baselineDeployment() {
+      if (!baseline) return undefined;
+      if (!baselineDeployment) {
+        log(`starting the previous build's \`warren start\` (${baseline.label}, fresh SQLite directory)`);
+        baselineDeployment = { dep: await Deployment.start(sys, await sys.sqliteStore('deployed-baseline'), { cli: baseline.cli }), label: baseline.label };
+      }
+      return baselineDeployment;
+    },
+    async closeBaselineDeployment() {
+      await baselineDeployment?.dep.stop();
+      baselineDeployment = undefined;
     },
   };
 
@@ -132,6 +146,7 @@ async function main(): Promise<void> {
     }
   } finally {
     await ctx.closeDeployment().catch(() => undefined);
+    await ctx.closeBaselineDeployment().catch(() => undefined);
     await sys.tearDown(process.env.BENCH_KEEP === '1');
   }
   const totalSeconds = (Date.now() - t0) / 1000;

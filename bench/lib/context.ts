@@ -28,6 +28,13 @@ export interface BenchContext {
   /** `warren start` on a fresh SQLite directory, started on first use and shared by ingest, quiet, end-to-end and memory. */
   deployment(): Promise<Deployment>;
   closeDeployment(): Promise<void>;
+  /**
+   * The previous build's `warren start` on a SQLite directory of its own,
+   * when BENCH_BASELINE names one (undefined otherwise): quiet and end to end
+   * run it beside the shared deployment; end to end closes it.
+   */
+  baselineDeployment(): Promise<{ dep: Deployment; label: string } | undefined>;
+  closeBaselineDeployment(): Promise<void>;
   /** Figures one scenario leaves for another (one-worker consume rates for scale, rates for end to end). */
   shared: {
     consumeRate?: Partial<Record<'sqlite' | 'postgres', number>>;

@@ -56,3 +56,27 @@ export async function pollUntil<T>(probe: () => Promise<T | undefined | false>, 
     await sleep(everyMs);
   }
 }
+
+/** One gauge of a Prometheus text exposition, or NaN. */
+export function gauge(text: string, name: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : NaN;
+}
+
+/** A server's /metrics text ('' when it does not answer). */
+export async function scrape(url: string): Promise<string> {
+  try {
+    return await (await fetch(url)).text();
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * The event-loop delay p99 (ms) a prom-client process saw since its last
+ * scrape: its histogram is reset by each scrape, so scrape once before a run
+ * and read this after it.
+ */
+export async function loopDelayP99Ms(metricsUrl: string): Promise<number> {
+  return gauge(await scrape(metricsUrl), 'nodejs_eventloop_lag_p99_seconds') * 1000;
+}

@@ -36,12 +36,12 @@ export interface ConsumeFigures {
  * record to the last (processed_at, written in the effect's transaction):
  * process start-up is not counted, only consuming.
  */
-export async function timeAnalyticsWorker(ctx: BenchContext, store: Store, processes: number, extraEnv: NodeJS.ProcessEnv = {}): Promise<ConsumeFigures> {
+export async function timeAnalyticsWorker(ctx: BenchContext, store: Store, processes: number, extraEnv: NodeJS.ProcessEnv = {}, cli?: string): Promise<ConsumeFigures> {
   const count = ctx.sizes.messages;
   await fillWorkQueue(ctx, count);
   const parkedBefore = (await ctx.sys.queue(`${WORK_QUEUE}.dlq`)).messages;
   const args = processes > 1 ? ['worker', 'analytics', '--processes', String(processes)] : ['worker', 'analytics'];
-  const worker = ctx.sys.warren(args, store, extraEnv);
+  const worker = ctx.sys.warren(args, store, extraEnv, { cli });
   const reader = openReader(store, 'analytics');
   try {
     const boundMs = Math.max(60_000, (count / 300) * 1000);

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import autocannon from 'autocannon';
+import { gauge, scrape } from '../lib/stats';
 import { tweetText } from '../lib/tweets';
 
 /**
@@ -53,16 +54,6 @@ function cpuOf(pids: Record<string, number>): Record<string, number> {
   return out;
 }
 
-/** One gauge of a Prometheus text exposition, or NaN. */
-function gauge(text: string, name: string): number {
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
-  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : NaN;
-}
-
-async function scrape(url: string): Promise<string> {
-  const res = await fetch(url);
-  return res.text();
-}
 
 function run(input: Input, durationSec: number): Promise<autocannon.Result> {
   let i = 0;
