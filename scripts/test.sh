@@ -15,10 +15,11 @@ WARREN_TEST_PG_URL=${WARREN_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test
 echo "== integration tests on SQLite"
 WARREN_TEST_DB=sqlite mocha --timeout 120000 'dist/test/integration/**/*.test.js'
 
-# The other SQLite driver (database.sqliteDriver): the database layer, the
-# API in-process and the end-to-end flow, so both drivers stay working.
+# The other SQLite driver (database.sqliteDriver): the database layer and
+# the outbox store, the API in-process and the end-to-end flow, so both
+# drivers stay working.
 echo "== unit tests and the flow on SQLite with better-sqlite3"
-WARREN_DATABASE_SQLITE_DRIVER=better-sqlite3 mocha 'dist/test/unit/db/**/*.test.js' 'dist/test/unit/api/**/*.test.js'
+WARREN_DATABASE_SQLITE_DRIVER=better-sqlite3 mocha 'dist/test/unit/db/**/*.test.js' 'dist/test/unit/outbox/store.test.js' 'dist/test/unit/api/**/*.test.js'
 WARREN_TEST_DB=sqlite WARREN_DATABASE_SQLITE_DRIVER=better-sqlite3 mocha --timeout 120000 dist/test/integration/flow.test.js dist/test/integration/hostile-api.test.js
 
 pg_url=${WARREN_TEST_PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}

@@ -79,7 +79,7 @@ async function applyTopologyOrExit(config: ReturnType<typeof loadConfigOrExit>):
   const { brokerPreflight } = await import('./preflight');
   const unreachable = await brokerPreflight(config);
   if (unreachable) exitWithLine(unreachable);
-  const { applyTopology, loadDefinitions, retargetDefinitions } = await import('./broker/topology');
+  const { applyTopology, loadDefinitions, retargetDefinitions } = await import('./topology/definitions');
   const vhost = vhostOf(config.amqp.url);
   const defs = retargetDefinitions(loadDefinitions(config.amqp.definitionsFile), vhost);
   try {

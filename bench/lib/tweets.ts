@@ -1,8 +1,8 @@
 import { buildEvent, type OutgoingEvent } from '../../src/domain/messages';
 import { newId } from '../../src/domain/ids';
-import { toPublishRequest } from '../../src/broker/relay';
+import { toPublishRequest } from '../../src/outbox/relay';
 import type { PublishRequest } from '../../src/broker/publisher';
-import type { OutboxRow } from '../../src/db/outbox';
+import type { OutboxRow } from '../../src/outbox/store';
 
 /**
  * The benchmark's tweets: ~200-byte `tweet.created` bodies with a hashtag and

@@ -6,7 +6,7 @@ import { fmt, pct, pollUntil } from '../lib/stats';
 import { tweetEvent } from '../lib/tweets';
 import { WORK_QUEUE } from '../lib/workers';
 import { openDatabase } from '../../src/db/knex';
-import { enqueueEvents } from '../../src/db/outbox';
+import { enqueueEvents } from '../../src/outbox/store';
 
 /**
  * 2. Relay: outbox rows relayed per second by `warren api`, against raw

@@ -1,7 +1,7 @@
 /**
  * Typed errors. HTTP statuses are mapped from these in one place
  * (src/api/middleware/errors.ts); retry decisions in one place
- * (src/broker/retry.ts).
+ * (src/consume/retry.ts).
  */
 export interface FieldIssue {
   path: string;

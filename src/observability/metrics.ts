@@ -1,6 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Knex } from 'knex';
-import type { HandlerContext, WorkerDefinition } from '../broker/handler';
+import type { HandlerContext, WorkerDefinition } from '../consume/handler';
 import type { PublishFailure } from '../broker/publisher';
 import type { MessageType, WarrenMessage } from '../domain/messages';
 import { deliveryLogger } from '../log';
@@ -90,7 +90,7 @@ export class PublishMetrics {
   };
 }
 
-/** What the metrics read of the outbox relay (src/broker/relay.ts). */
+/** What the metrics read of the outbox relay (src/outbox/relay.ts). */
 export interface RelaySource {
   readonly counts: { readonly sent: number; readonly failed: number };
   pending(): number;
@@ -152,7 +152,7 @@ export class RelayMetrics {
   };
 }
 
-/** What the metrics read of a queue consumer (src/broker/consumer.ts). */
+/** What the metrics read of a queue consumer (src/consume/consumer.ts). */
 export interface ConsumerSource {
   readonly counts: Readonly<Record<string, number>>;
   status(): { consuming: boolean; ready: boolean };

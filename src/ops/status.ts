@@ -1,9 +1,9 @@
 import fs from 'node:fs';
 import { vhostOf, type Config } from '../config';
-import { ManagementClient, type QueueInfo } from '../broker/management';
-import { dlqOf, loadDefinitions, queueRole, retargetDefinitions, workQueues, type QueueRole } from '../broker/topology';
+import { ManagementClient, type QueueInfo } from '../topology/management';
+import { dlqOf, loadDefinitions, queueRole, retargetDefinitions, workQueues, type QueueRole } from '../topology/definitions';
 import { openDatabase, sqliteFile } from '../db/knex';
-import { countBacklog } from '../db/outbox';
+import { countBacklog } from '../outbox/store';
 import { formatCount, formatRate, renderTable } from './table';
 
 /**

@@ -1,7 +1,7 @@
 import { vhostOf, type Config } from '../config';
-import { formatDrift } from '../broker/drift';
-import { allNames, loadDefinitions, retargetDefinitions } from '../broker/topology';
-import { findDrift } from '../broker/topologyCheck';
+import { formatDrift } from '../topology/drift';
+import { allNames, loadDefinitions, retargetDefinitions } from '../topology/definitions';
+import { findDrift } from '../topology/check';
 import { OperatorError } from './operatorError';
 
 /**

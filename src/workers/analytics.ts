@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import { PermanentError } from '../domain/errors';
 import type { WarrenMessage } from '../domain/messages';
 import { extractHashtags, extractMentions, HANDLE_PATTERN } from '../domain/text';
-import type { WorkerDefinition } from '../broker/handler';
+import type { WorkerDefinition } from '../consume/handler';
 
 /** Width of the `tag` columns (see migrations/analytics.ts); PostgreSQL enforces it, SQLite does not. */
 const TAG_MAX_CHARS = 100;

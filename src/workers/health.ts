@@ -1,6 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { ConsumerStatus } from '../broker/consumer';
+import type { ConsumerStatus } from '../consume/consumer';
 import type { Logger } from '../log';
 
 export interface WorkerHealthOptions {

@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import type { MessageBody, WarrenMessage } from '../domain/messages';
 import { newId } from '../domain/ids';
 import type { LiveNotification, LiveNotificationCause } from '../domain/liveNotification';
-import type { HandlerContext, WorkerDefinition } from '../broker/handler';
+import type { HandlerContext, WorkerDefinition } from '../consume/handler';
 import { STREAM_COUNTERS_TABLE } from '../db/migrations/notifications';
 
 type Change = { from: unknown; to: unknown };

@@ -1,6 +1,6 @@
 import { analyticsWorker } from './analytics';
 import { notificationsWorker } from './notifications';
-import type { WorkerDefinition } from '../broker/handler';
+import type { WorkerDefinition } from '../consume/handler';
 
 /** Every worker by its CLI name (`warren worker <name>`); a new worker is one line here. */
 export const workers = {

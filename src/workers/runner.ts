@@ -1,11 +1,11 @@
 import type { Config } from '../config';
 import { ConfigError, serviceAmqpUrl, vhostOf, WORKER_STOP_MARGIN_MS } from '../config';
 import { connectBroker } from '../broker/connection';
-import { QueueConsumer } from '../broker/consumer';
+import { QueueConsumer } from '../consume/consumer';
 import { LiveNotificationPublisher } from '../broker/live';
 import { ConfirmPublisher } from '../broker/publisher';
-import { delaySteps, loadDefinitions, queuesNeededBy, retargetDefinitions, workQueues, type Definitions } from '../broker/topology';
-import { awaitTopology } from '../broker/topologyGate';
+import { delaySteps, loadDefinitions, queuesNeededBy, retargetDefinitions, workQueues, type Definitions } from '../topology/definitions';
+import { awaitTopology } from '../topology/gate';
 import { pruneInbox } from '../db/inbox';
 import { asyncCommitRefusal, openDatabase } from '../db/knex';
 import { createLogger } from '../log';

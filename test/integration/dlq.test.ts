@@ -8,9 +8,9 @@ import { expect } from 'chai';
 import { loadConfig, projectRoot } from '../../src/config';
 import { createLogger } from '../../src/log';
 import { dlqExport } from '../../src/ops/dlqCommands';
-import { exportParked, listParked, purgeParked, replayParked, type ReplayProgress } from '../../src/broker/dlq';
-import { ManagementClient } from '../../src/broker/management';
-import { applyTopology, loadDefinitions } from '../../src/broker/topology';
+import { exportParked, listParked, purgeParked, replayParked, type ReplayProgress } from '../../src/consume/dlq';
+import { ManagementClient } from '../../src/topology/management';
+import { applyTopology, loadDefinitions } from '../../src/topology/definitions';
 import { amqpUrlFor, waitFor } from '../support/system';
 
 const config = loadConfig({ ...process.env, NODE_ENV: 'test' });

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
-import { dlqOf } from '../../src/broker/topology';
+import { dlqOf } from '../../src/topology/definitions';
 import type { StatusReport } from '../../src/ops/status';
 import { rawPublish } from '../support/amqp';
 import { TestSystem, waitFor, type WarrenProcess } from '../support/system';

@@ -1,9 +1,9 @@
 import crypto from 'node:crypto';
 import amqplib, { type ChannelModel } from 'amqplib';
 import { expect } from 'chai';
-import { ManagementClient } from '../../src/broker/management';
-import { apiNeeds, applyTopology, loadDefinitions, queuesNeededBy, renameUsers, retargetDefinitions, type Definitions } from '../../src/broker/topology';
-import { checkTopology } from '../../src/broker/topologyCheck';
+import { ManagementClient } from '../../src/topology/management';
+import { apiNeeds, applyTopology, loadDefinitions, queuesNeededBy, renameUsers, retargetDefinitions, type Definitions } from '../../src/topology/definitions';
+import { checkTopology } from '../../src/topology/check';
 import { loadConfig } from '../../src/config';
 import { createLogger } from '../../src/log';
 import { SseClient } from '../support/sse';

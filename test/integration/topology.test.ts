@@ -5,10 +5,10 @@ import path from 'node:path';
 import { expect } from 'chai';
 import { loadConfig, projectRoot } from '../../src/config';
 import { createLogger } from '../../src/log';
-import { formatDrift } from '../../src/broker/drift';
-import { ManagementClient } from '../../src/broker/management';
-import { allNames, apiNeeds, applyTopology, delaySteps, loadDefinitions, queuesNeededBy, TopologyError } from '../../src/broker/topology';
-import { checkTopology, findDrift, type CheckTopologyOptions } from '../../src/broker/topologyCheck';
+import { formatDrift } from '../../src/topology/drift';
+import { ManagementClient } from '../../src/topology/management';
+import { allNames, apiNeeds, applyTopology, delaySteps, loadDefinitions, queuesNeededBy, TopologyError } from '../../src/topology/definitions';
+import { checkTopology, findDrift, type CheckTopologyOptions } from '../../src/topology/check';
 import { amqpUrlFor, waitFor } from '../support/system';
 
 const config = loadConfig({ ...process.env, NODE_ENV: 'test' });

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
-import { QueueConsumer } from '../../src/broker/consumer';
-import type { WorkerDefinition } from '../../src/broker/handler';
+import { QueueConsumer } from '../../src/consume/consumer';
+import type { WorkerDefinition } from '../../src/consume/handler';
 import { ConfirmPublisher } from '../../src/broker/publisher';
 import { newId } from '../../src/domain/ids';
 import { APP_ID, buildEvent, type WarrenMessage } from '../../src/domain/messages';

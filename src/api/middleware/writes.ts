@@ -4,7 +4,7 @@ import { UnavailableError } from '../../domain/errors';
 import { buildEvent, type MessageBody, type MessageType, type OutgoingEvent } from '../../domain/messages';
 import type { TableRows } from '../../db/groupCommit';
 import { missingDatabaseFile, type Db } from '../../db/knex';
-import { enqueueEvents, OUTBOX_TABLE, outboxRows } from '../../db/outbox';
+import { enqueueEvents, OUTBOX_TABLE, outboxRows } from '../../outbox/store';
 import { IDEMPOTENCY_TABLE, idempotencyRow, saveIdempotencyRecord, type IdempotencyRecord } from '../../db/repositories/idempotency';
 import type { ApiContext, ApiDeps, ApiState } from '../context';
 

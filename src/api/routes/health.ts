@@ -1,7 +1,7 @@
 import { Router } from '@koa/router';
 import type { GroupCommit } from '../../db/groupCommit';
 import { pingDatabase } from '../../db/knex';
-import { OUTBOX_TABLE } from '../../db/outbox';
+import { OUTBOX_TABLE } from '../../outbox/store';
 import type { ApiDeps, ApiState, ReadinessCheck } from '../context';
 
 // A probe must answer even when what it probes hangs.

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import sinon from 'sinon';
-import * as outbox from '../../../src/db/outbox';
+import * as outbox from '../../../src/outbox/store';
 import { waitFor } from '../../support/wait';
 import { createUser, outboxRows, startApi, type ApiHarness } from './harness';
 

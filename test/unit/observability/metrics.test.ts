@@ -2,7 +2,7 @@ import { Writable } from 'node:stream';
 import { expect } from 'chai';
 import type { Knex } from 'knex';
 import type { Registry } from 'prom-client';
-import type { WorkerDefinition } from '../../../src/broker/handler';
+import type { WorkerDefinition } from '../../../src/consume/handler';
 import type { WarrenMessage } from '../../../src/domain/messages';
 import { createLogger, deliveryLogger } from '../../../src/log';
 import {

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import type { ParkedMessage } from '../../../src/broker/dlq';
+import type { ParkedMessage } from '../../../src/consume/dlq';
 import { parkedTable } from '../../../src/ops/dlqCommands';
 import { renderTable } from '../../../src/ops/table';
 

@@ -5,7 +5,7 @@ import { PermanentError } from '../../../src/domain/errors';
 import { newId } from '../../../src/domain/ids';
 import type { MessageBody, WarrenMessage } from '../../../src/domain/messages';
 import { analyticsWorker, tallyTweets } from '../../../src/workers/analytics';
-import type { HandlerContext } from '../../../src/broker/handler';
+import type { HandlerContext } from '../../../src/consume/handler';
 import { testBackends, type TestDatabase } from '../../support/databases';
 
 const ALICE = newId();

@@ -12,7 +12,7 @@ import type { WarrenMessage } from '../../../src/domain/messages';
 import type { LiveNotification } from '../../../src/domain/liveNotification';
 import { STREAM_COUNTERS_TABLE } from '../../../src/db/migrations/notifications';
 import { notificationsWorker, notificationsWorkerWith } from '../../../src/workers/notifications';
-import type { HandlerContext } from '../../../src/broker/handler';
+import type { HandlerContext } from '../../../src/consume/handler';
 
 const ALICE = newId();
 const BOB = newId();

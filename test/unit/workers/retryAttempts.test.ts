@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { expect } from 'chai';
 import { ConfigError, loadConfig, projectRoot } from '../../../src/config';
-import { loadDefinitions } from '../../../src/broker/topology';
+import { loadDefinitions } from '../../../src/topology/definitions';
 import { retryAttemptsFor } from '../../../src/workers/runner';
 
 /** `retry.attempts.<queue>`: a key that names no work queue stops the worker instead of leaving the real one on its default. */

@@ -1,6 +1,6 @@
 import amqp from 'amqplib';
 import { vhostOf } from '../config';
-import { connectionName } from './connection';
+import { connectionName } from '../broker/connection';
 import { bindingDrift, destinationKey, differs, exchangeDrift, missing, permissionDrift, policyDrift, queueFlagDrift, sortDrift, topicPermissionDrift, type Drift } from './drift';
 import { ManagementClient, withoutPassword } from './management';
 import {
@@ -13,7 +13,7 @@ import {
   TopologyError,
   type Definitions,
   type TopologyNeeds,
-} from './topology';
+} from './definitions';
 
 /**
  * Holding the live broker against the definitions file: the start-up check

@@ -25,7 +25,7 @@ export interface HandlerContext {
  * A worker is a plain handler plus the queue it consumes. The handler gets a
  * validated, typed message and a database transaction and does its work in
  * it; it knows nothing of channels, acks, retries or DLQs
- * (src/broker/consumer.ts owns those, once, for every worker).
+ * (src/consume/consumer.ts owns those, once, for every worker).
  * Throw PermanentError for a message that can never succeed; any other error
  * is retried with backoff.
  */

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import { z } from 'zod';
 import type { Logger } from '../log';
 import { same } from './canonicalJson';
-import { LIVE_EXCHANGE } from './live';
+import { LIVE_EXCHANGE } from '../broker/live';
 import { ManagementClient, type PolicyDefinition, type PolicyValue, type QueueInfo } from './management';
 
 /**

@@ -1,9 +1,9 @@
 import path from 'node:path';
 import { expect } from 'chai';
 import { projectRoot } from '../../../src/config';
-import { bindingDrift, destinationKey, formatDrift, permissionDrift, policyDrift, topicPermissionDrift } from '../../../src/broker/drift';
-import type { BindingInfo, PolicyInfo } from '../../../src/broker/management';
-import { loadDefinitions } from '../../../src/broker/topology';
+import { bindingDrift, destinationKey, formatDrift, permissionDrift, policyDrift, topicPermissionDrift } from '../../../src/topology/drift';
+import type { BindingInfo, PolicyInfo } from '../../../src/topology/management';
+import { loadDefinitions } from '../../../src/topology/definitions';
 
 /** How `warren topology check` words each difference, without a broker. */
 describe('topology drift', function () {

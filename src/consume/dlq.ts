@@ -2,13 +2,13 @@ import amqp, { type Channel, type ChannelModel, type GetMessage, type MessagePro
 import { vhostOf } from '../config';
 import { headerString } from '../domain/messages';
 import { createLogger, type Logger } from '../log';
-import { connectBroker, connectionName } from './connection';
+import { connectBroker, connectionName } from '../broker/connection';
 import { boundForeignHeaders, describeDropped } from './foreignHeaders';
-import { installInt64Headers } from './int64';
-import { withoutPassword } from './management';
-import { ConfirmPublisher, copiedProperties, type PublishRequest } from './publisher';
+import { installInt64Headers } from '../broker/int64';
+import { withoutPassword } from '../topology/management';
+import { ConfirmPublisher, copiedProperties, type PublishRequest } from '../broker/publisher';
 import { isBrokerHeader, MAX_ERROR_BYTES, PARK_KINDS, truncateUtf8, WARREN_HEADERS, type ParkKind } from './retry';
-import { dlqOf, PARK_EXCHANGE, RETURN_EXCHANGE } from './topology';
+import { dlqOf, PARK_EXCHANGE, RETURN_EXCHANGE } from '../topology/definitions';
 
 /**
  * Operator tooling behind `warren dlq list|replay|export|purge <queue>`.

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import sinon from 'sinon';
 import type { Knex } from 'knex';
-import { claimBatch, countBacklog, enqueueEvents, markSent, releaseClaims } from '../../../src/db/outbox';
+import { claimBatch, countBacklog, enqueueEvents, markSent, releaseClaims } from '../../../src/outbox/store';
 import { buildEvent } from '../../../src/domain/messages';
 import { MAX_REQUEST_ID_LENGTH, newId } from '../../../src/domain/ids';
 import { testBackends, type TestDatabase } from '../../support/databases';

@@ -7,15 +7,15 @@ import { newId } from '../domain/ids';
 import { deliveryLogger, type Logger } from '../log';
 import type { WorkerDefinition } from './handler';
 import { ChannelAcks } from './acks';
-import { ManagedChannel } from './channel';
-import type { BrokerConnection } from './connection';
+import { ManagedChannel } from '../broker/channel';
+import type { BrokerConnection } from '../broker/connection';
 import { DeliveryLane, type BatchDelivery } from './deliveryLane';
 import { applyInOneTransaction, MessageFailedError, type CommittedEffects } from './effectTransaction';
 import { TransientError } from '../domain/errors';
 import { foreignHeaderProblem, trustedHeaders } from './foreignHeaders';
-import { copiedProperties, PublishError, type ConfirmPublisher, type PublishRequest } from './publisher';
+import { copiedProperties, PublishError, type ConfirmPublisher, type PublishRequest } from '../broker/publisher';
 import { decideFailure, errorText, failureHeaders, previousAttempts, withOnlyWarrenHeaders, type DelayStep, type ParkKind } from './retry';
-import { RETURN_EXCHANGE } from './topology';
+import { RETURN_EXCHANGE } from '../topology/definitions';
 
 export interface QueueConsumerOptions {
   /** The consume-only connection; retries and parks go out through `publisher`. */
@@ -75,7 +75,7 @@ const DEFAULT_BATCH_DEADLINE_MS = 5 * 60 * 1000;
  * - the ack goes to the channel the delivery arrived on; if that channel has
  *   closed, nothing is acked (the broker has requeued the message): delivery
  *   tags restart at 1 on every channel, so a stale tag would ack another message;
- * - a redelivered message runs alone (src/broker/deliveryLane.ts), so a
+ * - a redelivered message runs alone (src/consume/deliveryLane.ts), so a
  *   message that crashes the process does not take its neighbours' delivery
  *   counts up with its own.
  */
@@ -455,7 +455,7 @@ export class QueueConsumer {
   }
 }
 
-/** Its headers, x-warren-* ones only when Warren wrote them (src/broker/foreignHeaders.ts). */
+/** Its headers, x-warren-* ones only when Warren wrote them (src/consume/foreignHeaders.ts). */
 function headersOf(msg: ConsumeMessage): Record<string, unknown> {
   return trustedHeaders(msg.properties.headers ?? {}, msg.fields.exchange);
 }

@@ -1,5 +1,5 @@
-import { Int64Header } from './int64';
-import { RETURN_EXCHANGE } from './topology';
+import { Int64Header } from '../broker/int64';
+import { RETURN_EXCHANGE } from '../topology/definitions';
 
 /**
  * What Warren does with headers it did not write. A foreign publisher may

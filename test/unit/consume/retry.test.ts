@@ -9,7 +9,7 @@ import {
   truncateUtf8,
   warrenHeaderBytes,
   type DelayStep,
-} from '../../../src/broker/retry';
+} from '../../../src/consume/retry';
 
 const steps: DelayStep[] = ['5s', '30s', '2m'].map((name, i) => ({ name, exchange: `warren.delay.${name}`, queue: `warren.delay.${name}`, ttlMs: [5000, 30000, 120000][i]! }));
 

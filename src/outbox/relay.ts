@@ -1,9 +1,9 @@
 import os from 'node:os';
 import type { Knex } from 'knex';
 import { APP_ID } from '../domain/messages';
-import { claimBatch, countBacklog, markSent, pruneSent, releaseClaims, type OutboxRow } from '../db/outbox';
+import { claimBatch, countBacklog, markSent, pruneSent, releaseClaims, type OutboxRow } from './store';
 import type { Logger } from '../log';
-import type { ConfirmPublisher, PublishRequest } from './publisher';
+import type { ConfirmPublisher, PublishRequest } from '../broker/publisher';
 
 /** Runs a write in a transaction and resolves once it is committed. */
 export type WriteRunner = <T>(work: (tx: Knex.Transaction) => Promise<T>) => Promise<T>;

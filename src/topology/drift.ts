@@ -1,6 +1,6 @@
 import type { BindingInfo, ExchangeInfo, PermissionInfo, PolicyInfo, QueueInfo, TopicPermissionInfo } from './management';
 import { same } from './canonicalJson';
-import type { Definitions } from './topology';
+import type { Definitions } from './definitions';
 
 /**
  * How the live broker differs from the definitions file, one line per

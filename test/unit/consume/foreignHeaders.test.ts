@@ -6,9 +6,9 @@ import {
   MAX_FOREIGN_HEADER_BYTES,
   measureHeader,
   trustedHeaders,
-} from '../../../src/broker/foreignHeaders';
+} from '../../../src/consume/foreignHeaders';
 import { Int64Header, installInt64Headers } from '../../../src/broker/int64';
-import { failureHeaders } from '../../../src/broker/retry';
+import { failureHeaders } from '../../../src/consume/retry';
 import { encodeTable, nestedTable } from '../../support/rawAmqp';
 
 installInt64Headers();

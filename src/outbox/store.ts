@@ -4,7 +4,7 @@ import type { OutgoingEvent } from '../domain/messages';
 /**
  * The transactional outbox: events are written in the same transaction as
  * the change that caused them, and relayed to RabbitMQ later
- * (src/broker/relay.ts). A row is marked sent only after its confirm arrived
+ * (src/outbox/relay.ts). A row is marked sent only after its confirm arrived
  * and no return did.
  */
 export const OUTBOX_TABLE = 'outbox';

@@ -1,6 +1,6 @@
 import type { Channel, ConsumeMessage } from 'amqplib';
 import { expect } from 'chai';
-import { ChannelAcks } from '../../../src/broker/acks';
+import { ChannelAcks } from '../../../src/consume/acks';
 
 /** The acks a channel was sent, as (delivery tag, multiple). */
 function recordingChannel(): { channel: Channel; sent: [number, boolean][] } {

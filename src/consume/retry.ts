@@ -2,7 +2,7 @@ import { PermanentError } from '../domain/errors';
 import { headerString } from '../domain/messages';
 import { boundForeignHeaders, describeDropped } from './foreignHeaders';
 export { isBrokerHeader } from './foreignHeaders';
-import type { DelayStep } from './topology';
+import type { DelayStep } from '../topology/definitions';
 
 /**
  * The attempt / backoff / park decision, pure. A failed message is either

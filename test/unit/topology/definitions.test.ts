@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import { projectRoot } from '../../../src/config';
-import { loadDefinitions, TopologyError, type Definitions } from '../../../src/broker/topology';
+import { loadDefinitions, TopologyError, type Definitions } from '../../../src/topology/definitions';
 
 /**
  * The definitions file is checked as it loads: a permission that would let

@@ -1,6 +1,6 @@
 import type { Logger } from '../log';
-import { TopologyError, type Definitions, type TopologyNeeds } from './topology';
-import { checkTopology } from './topologyCheck';
+import { TopologyError, type Definitions, type TopologyNeeds } from './definitions';
+import { checkTopology } from './check';
 
 /** What a service needs of the broker, and where to look. */
 export interface TopologyGateOptions extends TopologyNeeds {

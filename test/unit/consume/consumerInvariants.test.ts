@@ -14,7 +14,7 @@ interface SyncSqlite {
 const Database = require('better-sqlite3') as new (file: string, opts: { readonly: boolean }) => SyncSqlite;
 
 /**
- * The consuming invariants of QueueConsumer (src/broker/consumer.ts), each on
+ * The consuming invariants of QueueConsumer (src/consume/consumer.ts), each on
  * a fake broker (test/support/fakeAmqp.ts) and a real SQLite file for the
  * effects. The fault suite proves the same on the real RabbitMQ.
  */
