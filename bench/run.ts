@@ -118,7 +118,9 @@ async function main(): Promise<void> {
       if (!baseline) return undefined;
       if (!baselineDeployment) {
         log(`starting the previous build's \`warren start\` (${baseline.label}, fresh SQLite directory)`);
-        baselineDeployment = { dep: await Deployment.start(sys, await sys.sqliteStore('deployed-baseline'), { cli: baseline.cli }), label: baseline.label };
+        // A vhost of its own: beside the shared deployment, their workers would otherwise share the work queues.
+        const amqpUrl = await sys.addVhost('baseline');
+        baselineDeployment = { dep: await Deployment.start(sys, await sys.sqliteStore('deployed-baseline'), { cli: baseline.cli, amqpUrl }), label: baseline.label };
       }
       return baselineDeployment;
     },

@@ -177,6 +177,7 @@ export class BenchSystem {
   readonly management = new ManagementClient(MANAGEMENT_URL);
   private readonly procs: Proc[] = [];
   private readonly pgDatabases: string[] = [];
+  private readonly extraVhosts: string[] = [];
   private conn: amqplib.ChannelModel | undefined;
   private seq = 0;
 
@@ -187,9 +188,25 @@ export class BenchSystem {
   /** Creates the vhost and applies Warren's topology to it. */
   async setUp(): Promise<void> {
     fs.mkdirSync(path.join(this.runDir, 'logs'), { recursive: true });
+    await this.applyTopologyTo(this.vhost);
+  }
+
+  /**
+   * Another vhost with Warren's topology (deleted at tear-down), for a
+   * deployment that runs beside the shared one: in the same vhost their
+   * workers would compete for each other's messages. Returns its AMQP URL.
+   */
+  async addVhost(suffix: string): Promise<string> {
+    const vhost = `${this.vhost}-${suffix}`;
+    this.extraVhosts.push(vhost);
+    await this.applyTopologyTo(vhost);
+    return `${AMQP_BASE}/${encodeURIComponent(vhost)}`;
+  }
+
+  private async applyTopologyTo(vhost: string): Promise<void> {
     const config = loadConfig(this.baseEnv({}));
-    const defs = retargetDefinitions(loadDefinitions(config.amqp.definitionsFile), this.vhost);
-    await applyTopology({ managementUrl: MANAGEMENT_URL, vhost: this.vhost, defs, log: createLogger('bench-topology', 'warn') });
+    const defs = retargetDefinitions(loadDefinitions(config.amqp.definitionsFile), vhost);
+    await applyTopology({ managementUrl: MANAGEMENT_URL, vhost, defs, log: createLogger('bench-topology', 'warn') });
   }
 
   /** The environment of a `warren` process: default configuration (as deployed), this vhost, the given store. */
@@ -324,7 +341,7 @@ export class BenchSystem {
   async tearDown(keepDir = false): Promise<void> {
     await this.stopAll();
     await this.conn?.close().catch(() => undefined);
-    await this.management.deleteVhost(this.vhost).catch(() => undefined);
+    for (const vhost of [this.vhost, ...this.extraVhosts]) await this.management.deleteVhost(vhost).catch(() => undefined);
     for (const name of this.pgDatabases) {
       const admin = knexFactory({ client: 'pg', connection: PG_ADMIN_URL });
       await admin.raw(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => undefined);

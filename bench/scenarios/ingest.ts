@@ -74,7 +74,7 @@ export async function ingest(ctx: BenchContext): Promise<ScenarioResult> {
   const baseline = baselineBuild();
   let before: LoadFigures | undefined;
   if (baseline) {
-    const dep = await Deployment.start(ctx.sys, await ctx.sys.sqliteStore('ingest-baseline'), { cli: baseline.cli });
+    const dep = await Deployment.start(ctx.sys, await ctx.sys.sqliteStore('ingest-baseline'), { cli: baseline.cli, amqpUrl: await ctx.sys.addVhost('ingest-baseline') });
     try {
       before = await loadDeployment(dep);
     } finally {
@@ -94,7 +94,8 @@ export async function ingest(ctx: BenchContext): Promise<ScenarioResult> {
   const relayLag = distribution(lagRows.map((r) => Number(r.lag)));
   ctx.shared.ingestRate = warren.rps;
 
-  const pgDep = await Deployment.start(ctx.sys, await ctx.sys.postgresStore('ingest-pg'));
+  // A vhost of its own: the shared deployment's workers are still running, and would take its messages.
+  const pgDep = await Deployment.start(ctx.sys, await ctx.sys.postgresStore('ingest-pg'), { amqpUrl: await ctx.sys.addVhost('ingest-pg') });
   let pg: LoadFigures;
   try {
     pg = await loadDeployment(pgDep);

@@ -17,7 +17,7 @@ import { notificationRoutes } from './routes/notifications';
 import { openApiRoutes } from './routes/openapi';
 import { notificationStreamRoutes } from './routes/stream';
 import { timelineRoutes } from './routes/timeline';
-import { refuseWithoutDatabaseFile } from './middleware/writes';
+import { refuseWithoutDatabaseFile } from './unitOfWork';
 import { tweetRoutes } from './routes/tweets';
 import { userRoutes } from './routes/users';
 

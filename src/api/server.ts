@@ -15,7 +15,7 @@ import { createRegistry, HttpMetrics, PublishMetrics, QueueMetrics, RelayMetrics
 import { exitWithLine, onShutdown } from '../shutdown';
 import { createApp, type ReadinessCheck } from './app';
 import { answerUnparsableRequest } from './middleware/errors';
-import { refuseWithoutDatabaseFile } from './middleware/writes';
+import { refuseWithoutDatabaseFile } from './unitOfWork';
 import { NotificationHub } from './notificationHub';
 
 const CONSUMER_CHECK_TTL_MS = 2000;

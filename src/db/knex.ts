@@ -179,25 +179,20 @@ interface BetterSqliteConnection {
 type SqliteConnection = NodeSqliteConnection | BetterSqliteConnection;
 
 /**
- * Whether this database's statements run synchronously in the calling
- * thread (better-sqlite3). Such a connection must be the only one of its
- * process that writes a file: SQLite's busy wait would block the thread
- * that has to finish the other connection's transaction.
- */
-export function isSynchronousSqlite(db: Db): boolean {
-  return (db.client as { driverName?: string }).driverName === 'better-sqlite3';
-}
-
-/**
  * A SQLite file deleted under a running process keeps answering from the
  * unlinked inode, and everything written to it is gone at the next start:
  * this names the file when it is no longer where it was opened.
  */
 export function missingDatabaseFile(db: Db): string | undefined {
-  const connection = db.client.config.connection as { filename?: unknown } | undefined;
-  const file = connection?.filename;
-  if (typeof file !== 'string' || file === ':memory:') return undefined;
-  return fs.existsSync(file) ? undefined : file;
+  const file = sqliteFilename(db);
+  return file === undefined || fs.existsSync(file) ? undefined : file;
+}
+
+/** The file a SQLite database was opened on; undefined for PostgreSQL and an in-memory database. */
+export function sqliteFilename(db: Db): string | undefined {
+  const config = db.client.config as { client?: unknown; connection?: { filename?: unknown } };
+  const file = config.connection?.filename;
+  return (config.client === 'sqlite3' || config.client === 'better-sqlite3') && typeof file === 'string' && file !== ':memory:' ? file : undefined;
 }
 
 export class DatabaseMissingError extends Error {

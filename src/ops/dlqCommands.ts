@@ -2,7 +2,7 @@ import path from 'node:path';
 import readline from 'node:readline/promises';
 import pino from 'pino';
 import type { Config } from '../config';
-import { countParked, DlqError, exportParked, listParked, purgeParked, replayParked, type ParkedMessage, type ReplayResult } from '../consume/dlq';
+import { countParked, DlqError, exportParked, listParked, purgeParked, replayParked, type ParkedMessage, type ReplayResult } from './dlq';
 import { dlqOf } from '../topology/definitions';
 import { replaySafeAgeMs } from '../db/inbox';
 import type { Logger } from '../log';
@@ -14,7 +14,7 @@ import { formatAge, renderTable } from './table';
 /**
  * What `warren dlq list|replay|export|purge` print: tables and summaries on
  * stdout, progress on stderr, one line and a non-zero exit on failure. The
- * broker work itself is src/consume/dlq.ts.
+ * broker work itself is src/ops/dlq.ts.
  */
 type Print = (text: string) => void;
 

@@ -8,7 +8,7 @@ import { expect } from 'chai';
 import { loadConfig, projectRoot } from '../../src/config';
 import { createLogger } from '../../src/log';
 import { dlqExport } from '../../src/ops/dlqCommands';
-import { exportParked, listParked, purgeParked, replayParked, type ReplayProgress } from '../../src/consume/dlq';
+import { exportParked, listParked, purgeParked, replayParked, type ReplayProgress } from '../../src/ops/dlq';
 import { ManagementClient } from '../../src/topology/management';
 import { applyTopology, loadDefinitions } from '../../src/topology/definitions';
 import { amqpUrlFor, waitFor } from '../support/system';

@@ -3,7 +3,7 @@ import type { GetMessage, Options } from 'amqplib';
 import { expect } from 'chai';
 import { headerString } from '../../src/domain/messages';
 import { Int64Header, installInt64Headers } from '../../src/broker/int64';
-import { replayParked } from '../../src/consume/dlq';
+import { replayParked } from '../../src/ops/dlq';
 import type { QueueInfo } from '../../src/topology/management';
 import { MAX_ERROR_BYTES, MAX_WARREN_HEADER_BYTES, warrenHeaderBytes } from '../../src/consume/retry';
 import { peek, queueStats, rawPublish } from '../support/amqp';

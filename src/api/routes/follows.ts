@@ -5,7 +5,8 @@ import { findUserById } from '../../db/repositories/users';
 import type { ApiDeps, ApiState } from '../context';
 import { requireAuth, requireSelf } from '../middleware/auth';
 import { requireUuidParams } from '../middleware/pathIds';
-import { commitWrite, guardOutboxBacklog } from '../middleware/writes';
+import { guardOutboxBacklog } from '../middleware/outboxBacklog';
+import { commitWrite } from '../unitOfWork';
 
 /** Who a user follows; a new follow is announced once with `user.followed`. */
 export function followRoutes(deps: ApiDeps): Router<ApiState> {

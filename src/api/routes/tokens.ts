@@ -10,7 +10,7 @@ import {
 import type { ApiDeps, ApiState } from '../context';
 import { authUserId, issueToken, requireAuth, requireSelf } from '../middleware/auth';
 import { requireUuidParams } from '../middleware/pathIds';
-import { commitWrite } from '../middleware/writes';
+import { commitWrite } from '../unitOfWork';
 
 /**
  * A user's API tokens: issue one (up to auth.maxTokens active), list them

@@ -7,7 +7,8 @@ import type { ApiDeps, ApiState } from '../context';
 import { authUserId, requireAuth } from '../middleware/auth';
 import { idempotencyKey } from '../middleware/idempotency';
 import { requireUuidParams } from '../middleware/pathIds';
-import { commitInserts, guardOutboxBacklog } from '../middleware/writes';
+import { guardOutboxBacklog } from '../middleware/outboxBacklog';
+import { commitInserts } from '../unitOfWork';
 import { createTweetBody, parseRequest } from '../validation';
 
 /** Posting and reading tweets; every new tweet goes to the analytics work queue as `tweet.created`. */

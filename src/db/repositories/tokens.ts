@@ -1,5 +1,6 @@
 import Database from 'better-sqlite3';
 import type { Knex } from 'knex';
+import { sqliteFilename } from '../knex';
 
 /** Times are epoch milliseconds; PostgreSQL returns bigint columns as strings, hence the conversions. */
 export interface TokenRecord {
@@ -170,13 +171,6 @@ export class PreparedTokenLookups implements TokenFinder {
 export function tokenFinder(db: Knex): TokenFinder {
   const file = sqliteFilename(db);
   return file ? new PreparedTokenLookups(file) : new TokenLookups(db);
-}
-
-function sqliteFilename(db: Knex): string | undefined {
-  const client = db.client as { config: { client?: unknown; connection?: { filename?: unknown } } };
-  const driver = client.config.client;
-  const file = client.config.connection?.filename;
-  return (driver === 'sqlite3' || driver === 'better-sqlite3') && typeof file === 'string' && file !== ':memory:' ? file : undefined;
 }
 
 /** Revoking twice keeps the first revocation time. */

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import type { ParkedMessage } from '../../../src/consume/dlq';
+import type { ParkedMessage } from '../../../src/ops/dlq';
 import { parkedTable } from '../../../src/ops/dlqCommands';
 import { renderTable } from '../../../src/ops/table';
 

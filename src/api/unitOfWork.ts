@@ -1,14 +1,17 @@
-import type { Knex } from 'knex';
-import type { Middleware } from 'koa';
-import { UnavailableError } from '../../domain/errors';
-import { buildEvent, type MessageBody, type MessageType, type OutgoingEvent } from '../../domain/messages';
-import type { TableRows } from '../../db/groupCommit';
-import { missingDatabaseFile, type Db } from '../../db/knex';
-import { enqueueEvents, OUTBOX_TABLE, outboxRows } from '../../outbox/store';
-import { IDEMPOTENCY_TABLE, idempotencyRow, saveIdempotencyRecord, type IdempotencyRecord } from '../../db/repositories/idempotency';
-import type { ApiContext, ApiDeps, ApiState } from '../context';
+// The API's unit of work: a request's change, the outbox events it emits and its
+// Idempotency-Key record commit together through the group commit, or not at all.
 
-const RETRY_AFTER_SECONDS = 5;
+import type { Knex } from 'knex';
+import { UnavailableError } from '../domain/errors';
+import { buildEvent, type MessageBody, type MessageType, type OutgoingEvent } from '../domain/messages';
+import type { TableRows } from '../db/groupCommit';
+import { missingDatabaseFile, type Db } from '../db/knex';
+import { enqueueEvents, OUTBOX_TABLE, outboxRows } from '../outbox/store';
+import { IDEMPOTENCY_TABLE, idempotencyRow, saveIdempotencyRecord, type IdempotencyRecord } from '../db/repositories/idempotency';
+import type { ApiContext, ApiDeps } from './context';
+
+/** What a write refused for a passing reason (a missing file, a full outbox) tells the client to wait. */
+export const RETRY_AFTER_SECONDS = 5;
 
 /**
  * The group commit's check before each batch (once per batch, not per
@@ -19,21 +22,6 @@ export function refuseWithoutDatabaseFile(db: Db): () => Error | undefined {
   return () => {
     const missing = missingDatabaseFile(db);
     return missing ? new UnavailableError(`the database file ${missing} is missing; nothing was written`, RETRY_AFTER_SECONDS, 'database_unavailable') : undefined;
-  };
-}
-
-/**
- * Disk is finite: while more events wait in the outbox than
- * `outbox.maxBacklog` (the broker is away), writes that emit events are
- * refused with 503 and Retry-After instead of growing it further.
- */
-export function guardOutboxBacklog(deps: ApiDeps): Middleware<ApiState> {
-  return async (_ctx, next) => {
-    const backlog = deps.outboxBacklog();
-    if (backlog > deps.config.outbox.maxBacklog) {
-      throw new UnavailableError(`${backlog} events are waiting to be published; try again later`, RETRY_AFTER_SECONDS, 'outbox_backlog');
-    }
-    await next();
   };
 }
 

@@ -3,11 +3,11 @@ import { vhostOf } from '../config';
 import { headerString } from '../domain/messages';
 import { createLogger, type Logger } from '../log';
 import { connectBroker, connectionName } from '../broker/connection';
-import { boundForeignHeaders, describeDropped } from './foreignHeaders';
+import { boundForeignHeaders, describeDropped } from '../consume/foreignHeaders';
 import { installInt64Headers } from '../broker/int64';
 import { withoutPassword } from '../topology/management';
 import { ConfirmPublisher, copiedProperties, type PublishRequest } from '../broker/publisher';
-import { isBrokerHeader, MAX_ERROR_BYTES, PARK_KINDS, truncateUtf8, WARREN_HEADERS, type ParkKind } from './retry';
+import { isBrokerHeader, MAX_ERROR_BYTES, PARK_KINDS, truncateUtf8, WARREN_HEADERS, type ParkKind } from '../consume/retry';
 import { dlqOf, PARK_EXCHANGE, RETURN_EXCHANGE } from '../topology/definitions';
 
 /**

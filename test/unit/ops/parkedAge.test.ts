@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import type { MessageProperties } from 'amqplib';
-import { parkedSince } from '../../../src/consume/dlq';
+import { parkedSince } from '../../../src/ops/dlq';
 import { replaySafeAgeMs } from '../../../src/db/inbox';
 
 // Headers as amqplib decodes them off the wire (its XDeath type knows no delivery_limit).
