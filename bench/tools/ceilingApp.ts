@@ -50,7 +50,8 @@ export async function serveCeiling(port: number, afterValidate: (tweet: CeilingT
     ctx.body = await registry.metrics();
   });
   app.use(router.routes());
-  const server = http.createServer(app.callback());
+  const handle = app.callback();
+  const server = http.createServer((req, res) => void handle(req, res));
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   process.stdout.write(JSON.stringify({ listening: port }) + '\n');
   process.on('SIGTERM', () => server.close(() => process.exit(0)));

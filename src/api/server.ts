@@ -151,7 +151,9 @@ export async function runApi(config: Config): Promise<http.Server> {
     draining: () => shutdownSignal.stopped,
   });
 
-  const server = http.createServer(app.callback());
+  const handle = app.callback();
+  // Koa answers every request's own errors; nothing is left for the server to catch.
+  const server = http.createServer((req, res) => void handle(req, res));
   server.on('clientError', answerUnparsableRequest);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -29,8 +29,8 @@ export class ManagedChannel<C extends Channel> {
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: ManagedChannelOptions<C>) {
-    opts.connection.manager.on('connect', () => this.open());
-    if (opts.connection.isConnected()) this.open();
+    opts.connection.manager.on('connect', () => void this.open());
+    if (opts.connection.isConnected()) void this.open();
   }
 
   current(): C | undefined {

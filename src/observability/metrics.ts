@@ -103,6 +103,7 @@ export class RelayMetrics {
   private readonly lag: Histogram;
 
   constructor(registry: Registry) {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- prom-client calls collect() with `this` bound to the metric
     const metrics = this;
     new Gauge({
       name: 'warren_outbox_backlog',
@@ -269,6 +270,7 @@ export class QueueMetrics {
   private last: { at: number; figures: Promise<QueueFigures[]> } | undefined;
 
   constructor(registry: Registry, private readonly probe: () => Promise<QueueFigures[]>) {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- prom-client calls collect() with `this` bound to the metric
     const metrics = this;
     // A scrape collects every metric at once: both gauges share one probe.
     const collectFrom = (gauge: Gauge<'queue'>, pick: (f: QueueFigures) => number | undefined) => async () => {

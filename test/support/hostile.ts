@@ -14,7 +14,7 @@ export interface RawResponse {
   status: number;
   headers: http.IncomingHttpHeaders;
   text: string;
-  // any: responses are JSON of many shapes, asserted field by field
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- responses are JSON of many shapes, asserted field by field
   json: any;
 }
 

@@ -194,7 +194,7 @@ export class TestSystem {
       body: opts.body === undefined ? undefined : typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body),
     });
     const text = await res.text();
-    // any: test responses are JSON of many shapes, asserted field by field
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- test responses are JSON of many shapes, asserted field by field
     let json: any;
     try {
       json = text ? JSON.parse(text) : undefined;

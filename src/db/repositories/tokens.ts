@@ -219,6 +219,8 @@ export async function revokeUserTokens(tx: Knex.Transaction, userId: string, now
 export async function markTokenUsed(tx: Knex.Transaction, tokenHash: string, day: string): Promise<number> {
   return tx('tokens')
     .where({ token_hash: tokenHash })
-    .andWhere((q) => q.whereNull('last_used_day').orWhere('last_used_day', '<', day))
+    .andWhere((q) => {
+      q.whereNull('last_used_day').orWhere('last_used_day', '<', day);
+    })
     .update({ last_used_day: day });
 }

@@ -48,9 +48,9 @@ export async function findTweetById(db: Knex, id: string): Promise<Tweet | undef
  */
 export async function listTimeline(db: Knex, userId: string, page: { limit: number; beforeId?: string }): Promise<Tweet[]> {
   const query = tweetsWithHandles(db)
-    .where((w) =>
-      w.where('t.author_id', userId).orWhereIn('t.author_id', db('follows').select('followee_id').where('follower_id', userId)),
-    )
+    .where((w) => {
+      w.where('t.author_id', userId).orWhereIn('t.author_id', db('follows').select('followee_id').where('follower_id', userId));
+    })
     .orderBy('t.id', 'desc')
     .limit(page.limit + 1);
   if (page.beforeId) query.andWhere('t.id', '<', page.beforeId);

@@ -24,7 +24,7 @@ import { createUser, freshHandle, startApi, type ApiHarness } from './harness';
  * refused by the API too, with a documented status, headers and body.
  */
 
-// any: the document is plain JSON; the test walks it by key.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the document is plain JSON; the test walks it by key
 type Json = any;
 
 interface Violation {

@@ -45,7 +45,7 @@ export interface RequestOptions {
 export interface ApiResponse {
   status: number;
   headers: Headers;
-  // any: a response body is whatever JSON the route returned, and tests assert on its shape field by field.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a response body is whatever JSON the route returned, and tests assert on its shape field by field
   body: any;
 }
 

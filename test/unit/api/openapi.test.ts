@@ -10,7 +10,7 @@ import { STREAM_POSITION_PATTERN } from '../../../src/api/validation';
 import { HANDLE_PATTERN } from '../../../src/domain/text';
 import { createUser, startApi, type ApiHarness } from './harness';
 
-// any: the document is plain JSON; the tests walk it by key.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the document is plain JSON; the tests walk it by key
 type Json = any;
 
 /** `METHOD /path/{param}` for every route the app's router serves (HEAD is implied by GET). */

@@ -1,3 +1,4 @@
+import Database from 'better-sqlite3';
 import { expect } from 'chai';
 import type { Knex } from 'knex';
 import sinon from 'sinon';
@@ -6,12 +7,6 @@ import { sqliteTestDatabase, type TestDatabase } from '../../support/databases';
 import { consumerOnFakes, Gate, handlerLog, recordingWorker, tweetMessage, type ConsumerOnFakes } from '../../support/fakeConsumer';
 import { waitFor } from '../../support/wait';
 
-/** better-sqlite3 (a driver Warren supports) has no type package here: the little of it these tests use. */
-interface SyncSqlite {
-  prepare(sql: string): { get(...params: unknown[]): unknown };
-  close(): void;
-}
-const Database = require('better-sqlite3') as new (file: string, opts: { readonly: boolean }) => SyncSqlite;
 
 /**
  * The consuming invariants of QueueConsumer (src/consume/consumer.ts), each on
