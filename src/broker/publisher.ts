@@ -55,6 +55,18 @@ interface ReturnedMessage {
  * Nothing is buffered while disconnected: the caller keeps the message
  * (outbox row, unacked delivery) and tries again.
  */
+/**
+ * amqplib fails a publish still waiting for its confirm with this error when
+ * the channel closes (its own close listener runs before anyone else's): not
+ * a nack by the broker, which amqplib reports as 'message nacked'.
+ */
+const AMQPLIB_CHANNEL_CLOSED = 'channel closed';
+
+function confirmFailure(err: unknown): PublishError {
+  const message = String((err as Error).message ?? err);
+  return message === AMQPLIB_CHANNEL_CLOSED ? new PublishError('channel-closed', 'channel closed before the confirm arrived') : new PublishError('nacked', message);
+}
+
 export class ConfirmPublisher {
   private readonly channel: ManagedChannel<ConfirmChannel>;
   private readonly returned = new Map<string, string>();
@@ -130,7 +142,7 @@ export class ConfirmPublisher {
       }, this.timeoutMs);
       try {
         channel.publish(req.exchange, req.routingKey, req.content, { ...req.properties, persistent: true, mandatory: true }, (err) =>
-          settle(err ? new PublishError('nacked', String((err as Error).message ?? err)) : null),
+          settle(err ? confirmFailure(err) : null),
         );
       } catch (err) {
         // amqplib numbers a publish for its confirm before encoding it: one
