@@ -2,6 +2,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { loadConfigOrExit, servicePasswords, vhostOf, type Config } from './config';
 import { createLogger } from './log';
 import { exitWithLine } from './shutdown';
+import { isWorkerName, workerNames, workers, type WorkerName } from './workers/registry';
 
 /**
  * The `warren` command. Each subcommand loads and validates the
@@ -16,12 +17,10 @@ function positiveInt(value: string): number {
   return n;
 }
 
-const WORKER_NAMES = ['analytics', 'notifications'] as const;
-type WorkerArg = (typeof WORKER_NAMES)[number];
-
-function workerName(value: string): WorkerArg {
-  if (!(WORKER_NAMES as readonly string[]).includes(value)) throw new InvalidArgumentError(`must be one of ${WORKER_NAMES.join(', ')}`);
-  return value as WorkerArg;
+/** A worker of the registry, by its name. */
+function workerName(value: string): WorkerName {
+  if (!isWorkerName(value)) throw new InvalidArgumentError(`must be one of ${workerNames.join(', ')}`);
+  return value;
 }
 
 program
@@ -36,10 +35,10 @@ program
 program
   .command('worker')
   .description('run a worker (competing consumer); --processes N runs N supervised processes')
-  .argument('<name>', `one of ${WORKER_NAMES.join(', ')}`, workerName)
+  .argument('<name>', `one of ${workerNames.join(', ')}`, workerName)
   .option('-p, --processes <n>', 'number of worker processes', positiveInt, 1)
-  .action(async (name: WorkerArg, opts: { processes: number }) => {
-    const config = loadConfigOrExit();
+  .action(async (name: WorkerName, opts: { processes: number }) => {
+    const config = loadConfigOrExit(workers[name]);
     if (opts.processes > 1) {
       const { supervise } = await import('./supervisor');
       const children = Array.from({ length: opts.processes }, (_, i) => ({ name: `worker ${name} #${i + 1}`, args: ['worker', name], env: workerHealthPort(config, i) }));
@@ -54,7 +53,7 @@ program
   .description("bring every service's database to the latest version")
   .action(async () => {
     const config = loadConfigOrExit();
-    const { migrateAll } = await import('./db/migrate');
+    const { migrateAll } = await import('./services');
     await migrateAll(config, (line) => console.log(line));
   });
 
@@ -104,12 +103,12 @@ program
   .action(async () => {
     const config = loadConfigOrExit();
     await applyTopologyOrExit(config);
-    const { migrateAll } = await import('./db/migrate');
+    const { migrateAll } = await import('./services');
     await migrateAll(config, (line) => console.log(`migrate ${line}`));
     const { supervise } = await import('./supervisor');
     const children = [
       { name: 'api', args: ['api'] },
-      ...WORKER_NAMES.map((w, i) => ({ name: `worker ${w}`, args: ['worker', w], env: workerHealthPort(config, i) })),
+      ...workerNames.map((w, i) => ({ name: `worker ${w}`, args: ['worker', w], env: workerHealthPort(config, i) })),
     ];
     process.exit(await supervise(children, { log: createLogger('supervisor', config.log.level), ...config.supervisor }));
   });

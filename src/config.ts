@@ -1,11 +1,16 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import type { WorkerDeclaration } from './workers/declaration';
+import { declaredWorkers } from './workers/registry';
 
 /**
  * Configuration is data: default.json, then <NODE_ENV>.json, then environment
  * variables, validated once here and handed down as a typed object. A bad
  * value stops the process with one line naming the key (see loadConfigOrExit).
+ * What differs per service (its broker user, its PostgreSQL role, its
+ * queue's retry attempts) defaults from the worker declarations of
+ * src/workers/registry.ts, so default.json names no worker.
  */
 const positiveInt = z.coerce.number().int().positive();
 const brokerUser = z.object({ username: z.string().min(1), password: z.string() });
@@ -17,6 +22,14 @@ const databaseRole = z.object({
 
 /** How long a stopping worker may take beyond its handler timeout to close its connections and database. */
 export const WORKER_STOP_MARGIN_MS = 10_000;
+
+/**
+ * The keys of the sections that hold one entry per service: the API's, then
+ * each worker's of src/workers/registry.ts (amqp.users by its broker user,
+ * database.roles by its database).
+ */
+const BROKER_USERS = ['api', ...declaredWorkers.map((w) => w.brokerUser)];
+const DATABASE_SERVICES = ['api', ...declaredWorkers.map((w) => w.database.service)];
 
 export const configSchema = z.object({
   http: z.object({
@@ -33,7 +46,7 @@ export const configSchema = z.object({
     heartbeatSeconds: positiveInt,
     reconnectSeconds: z.coerce.number().positive(),
     /** Each service's own RabbitMQ user; with no password the service uses amqp.url's credentials (local development). */
-    users: z.object({ api: brokerUser, analytics: brokerUser, notifications: brokerUser }),
+    users: z.record(z.string(), brokerUser),
     /**
      * The read-only management user (tag `monitoring`, read-only permissions in
      * the definitions) that `topology apply` gives this password; services put
@@ -59,7 +72,7 @@ export const configSchema = z.object({
      * updates the roles, and migrates each schema as its role so that the role
      * owns it. With no passwords every process uses database.url as it is.
      */
-    roles: z.object({ api: databaseRole, analytics: databaseRole, notifications: databaseRole }),
+    roles: z.record(z.string(), databaseRole),
   }),
   outbox: z.object({ maxBacklog: positiveInt, retainSentHours: z.coerce.number().nonnegative() }),
   relay: z.object({
@@ -86,6 +99,16 @@ export const configSchema = z.object({
   supervisor: z.object({ restartMinMs: positiveInt, restartMaxMs: positiveInt, stopTimeoutMs: positiveInt }),
   log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) }),
 }).superRefine((c, ctx) => {
+  // A misspelt service would configure nothing, and leave the real one on its defaults without a word.
+  const perService: [string[], Record<string, unknown>, string[]][] = [
+    [['amqp', 'users'], c.amqp.users, BROKER_USERS],
+    [['database', 'roles'], c.database.roles, DATABASE_SERVICES],
+  ];
+  for (const [section, entries, known] of perService) {
+    for (const key of Object.keys(entries)) {
+      if (!known.includes(key)) ctx.addIssue({ code: 'custom', path: [...section, key], message: `${key} is not a service of Warren (${known.join(', ')})`, params: { unknownKey: true } });
+    }
+  }
   if (c.database.client === 'postgres' && !/^postgres(ql)?:\/\//.test(c.database.url)) {
     ctx.addIssue({ code: 'custom', path: ['database', 'url'], message: 'must be a postgres:// URL when database.client is postgres' });
   }
@@ -186,11 +209,34 @@ function applyEnv(node: Json, env: NodeJS.ProcessEnv, prefix: string[] = []): Js
 export const projectRoot = path.resolve(__dirname, '..', '..');
 
 /**
- * Loads and validates the configuration. `WARREN_CONFIG` may hold a JSON
- * object merged last (handy for tests and containers).
+ * The defaults the registry's declarations give, under config/default.json:
+ * each service's broker user (`warren-<key>`) and PostgreSQL role
+ * (`warren_<service>`), without passwords, and each worker queue's retry
+ * attempts. Every key is there, so the environment can set any of them.
  */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env, configDir = path.join(projectRoot, 'config')): Config {
-  let merged = readJson(path.join(configDir, 'default.json'));
+function declaredDefaults(): Json {
+  return {
+    amqp: { users: Object.fromEntries(BROKER_USERS.map((user) => [user, { username: `warren-${user}`, password: '' }])) },
+    database: { roles: Object.fromEntries(DATABASE_SERVICES.map((service) => [service, { username: `warren_${service}`, password: '' }])) },
+    retry: { attempts: Object.fromEntries(declaredWorkers.map((w) => [w.queue, w.defaults.retryAttempts])) },
+  };
+}
+
+/** One worker's own defaults, over config/default.json's for every worker. */
+function workerDefaults(worker: WorkerDeclaration): Json {
+  const { prefetch, handlerTimeoutMs } = worker.defaults;
+  return { worker: { ...(prefetch === undefined ? {} : { prefetch }), ...(handlerTimeoutMs === undefined ? {} : { handlerTimeoutMs }) } };
+}
+
+/**
+ * Loads and validates the configuration: the declared defaults, then
+ * default.json (then, for a `worker` process, that worker's declared
+ * defaults), then <NODE_ENV>.json, the environment, and `WARREN_CONFIG`, a
+ * JSON object merged last (handy for tests and containers).
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, configDir = path.join(projectRoot, 'config'), worker?: WorkerDeclaration): Config {
+  let merged = deepMerge(declaredDefaults(), readJson(path.join(configDir, 'default.json')));
+  if (worker) merged = deepMerge(merged, workerDefaults(worker));
   const nodeEnv = env.NODE_ENV;
   if (nodeEnv && fs.existsSync(path.join(configDir, `${nodeEnv}.json`))) {
     merged = deepMerge(merged, readJson(path.join(configDir, `${nodeEnv}.json`)));
@@ -210,7 +256,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, configDir = pat
   if (!result.success) {
     const issue = result.error.issues[0]!;
     const key = issue.path.join('.');
-    const envHint = issue.path.every((p) => typeof p === 'string') ? ` (${envName(issue.path as string[])})` : '';
+    // The environment sets only keys that exist: an unknown one came from a file or WARREN_CONFIG.
+    const unknownKey = issue.code === 'custom' && issue.params?.unknownKey === true;
+    const envHint = !unknownKey && issue.path.every((p) => typeof p === 'string') ? ` (${envName(issue.path as string[])})` : '';
     throw new ConfigError(key + envHint, issue.message);
   }
   return resolvePaths(result.data);
@@ -224,7 +272,8 @@ function resolvePaths(c: Config): Config {
   };
 }
 
-export type BrokerService = keyof Config['amqp']['users'];
+/** A key of amqp.users: `api`, or a worker's declared broker user. */
+export type BrokerService = string;
 
 /**
  * The AMQP URL a service connects with: its own least-privilege user when a
@@ -233,6 +282,7 @@ export type BrokerService = keyof Config['amqp']['users'];
 export function serviceAmqpUrl(config: Config, service: BrokerService): string {
   const url = new URL(config.amqp.url);
   const own = config.amqp.users[service];
+  if (!own) throw new ConfigError(`amqp.users.${service}`, `${service} is not a service of Warren (${Object.keys(config.amqp.users).join(', ')})`);
   if (own.password) {
     url.username = encodeURIComponent(own.username);
     url.password = encodeURIComponent(own.password);
@@ -257,9 +307,10 @@ export function vhostOf(amqpUrl: string): string {
   return p && p !== '/' ? decodeURIComponent(p.slice(1)) : '/';
 }
 
-export function loadConfigOrExit(): Config {
+/** The configuration of this process (of `worker`'s process, with its declared defaults), or exit 2 with the one line. */
+export function loadConfigOrExit(worker?: WorkerDeclaration): Config {
   try {
-    return loadConfig();
+    return loadConfig(process.env, undefined, worker);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.message}\n`);

@@ -5,7 +5,7 @@ import knexFactory, { type Knex } from 'knex';
 import { loadConfig, type Config } from '../../src/config';
 import { claimInboxRecord } from '../../src/db/inbox';
 import { openDatabase } from '../../src/db/knex';
-import { migrateAll } from '../../src/db/migrate';
+import { migrateAll } from '../../src/services';
 import type { WarrenMessage } from '../../src/domain/messages';
 import { extractHashtags, extractMentions } from '../../src/domain/text';
 import { analyticsHandler } from '../../src/workers/analytics';

@@ -9,7 +9,7 @@ import knexFactory from 'knex';
 import { loadConfig, type Config } from '../../src/config';
 import { ManagementClient } from '../../src/topology/management';
 import { applyTopology, loadDefinitions, retargetDefinitions } from '../../src/topology/definitions';
-import { migrateAll } from '../../src/db/migrate';
+import { migrateAll } from '../../src/services';
 import { createLogger } from '../../src/log';
 import { pollUntil, sleep } from './stats';
 

@@ -27,11 +27,12 @@ export interface HandlerContext {
  * it; it knows nothing of channels, acks, retries or DLQs
  * (src/consume/consumer.ts owns those, once, for every worker).
  * Throw PermanentError for a message that can never succeed; any other error
- * is retried with backoff.
+ * is retried with backoff. What a worker needs around this (its database,
+ * broker user, defaults, collaborators) is its declaration, src/workers/declaration.ts.
  */
 export interface WorkerDefinition<T extends MessageType = MessageType> {
-  /** CLI name (`warren worker <name>`), database service and inbox consumer name. */
-  name: 'analytics' | 'notifications';
+  /** CLI name (`warren worker <name>`) and inbox consumer name. */
+  name: string;
   /** The work queue it consumes. */
   queue: string;
   /** Its queue's own bindings, re-applied on every (re)connect. */

@@ -2,14 +2,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import knexFactory, { Knex } from 'knex';
 import type { Config } from '../config';
-import { serviceDatabaseUrl } from './roles';
+import { READ_MODELS, serviceDatabaseUrl } from './roles';
 
-/** Each service owns its tables; with SQLite each has its own file under data/. */
-export type Service = 'api' | 'analytics' | 'notifications';
-export const SERVICES: Service[] = ['api', 'analytics', 'notifications'];
-
-/** The services whose read models the API serves (read-only). */
-export const READ_MODELS: Service[] = ['analytics', 'notifications'];
+/**
+ * A service that owns tables: the API, or a worker by the database its
+ * declaration names (src/services.ts lists them all). With SQLite each has
+ * its own file under data/; with PostgreSQL its own schema.
+ */
+export type Service = string;
 
 export type Db = Knex;
 

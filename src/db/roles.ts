@@ -6,13 +6,18 @@ import type { Service } from './knex';
  * One PostgreSQL role per service (database.roles.*): the role owns its
  * service's schema and every table in it, so no service's credentials can
  * read or write another's tables, and the API's role is given read access to
- * the read models it serves (the analytics and notifications schemas), and
+ * the read models it serves (READ_MODELS: the analytics and notifications schemas), and
  * nothing else. A role is in use when its password is configured; with none,
  * every process connects with database.url as it always has.
  */
 
-/** The read models the API serves, whose schemas its role may read. */
-const READ_BY_API: Service[] = ['analytics', 'notifications'];
+/**
+ * The services whose read models the API serves (read-only): the schemas
+ * src/db/repositories/readModels.ts queries, which the API's connection
+ * attaches and its role may read. The API's list, not the workers': a worker
+ * whose tables the API does not read stays off it.
+ */
+export const READ_MODELS: readonly Service[] = ['analytics', 'notifications'];
 
 /** The role a service connects and migrates as, or undefined when it has none (database.url's user). */
 export function serviceRole(config: Config, service: Service): string | undefined {
@@ -96,7 +101,7 @@ export async function handSchemaToRole(owner: Knex, schema: Service, role: strin
  */
 export async function grantReadModelToApi(db: Knex, config: Config, service: Service): Promise<void> {
   const api = serviceRole(config, 'api');
-  if (!api || !READ_BY_API.includes(service)) return;
+  if (!api || !READ_MODELS.includes(service)) return;
   await db.raw('GRANT USAGE ON SCHEMA ?? TO ??', [service, api]);
   await db.raw('GRANT SELECT ON ALL TABLES IN SCHEMA ?? TO ??', [service, api]);
   await db.raw('ALTER DEFAULT PRIVILEGES IN SCHEMA ?? GRANT SELECT ON TABLES TO ??', [service, api]);

@@ -2,7 +2,8 @@ import type { Knex } from 'knex';
 import { PermanentError } from '../domain/errors';
 import type { WarrenMessage } from '../domain/messages';
 import { extractHashtags, extractMentions, HANDLE_PATTERN } from '../domain/text';
-import type { WorkerDefinition } from '../consume/handler';
+import { analyticsMigrations } from '../db/migrations/analytics';
+import type { WorkerDeclaration } from './declaration';
 
 /** Width of the `tag` columns (see migrations/analytics.ts); PostgreSQL enforces it, SQLite does not. */
 const TAG_MAX_CHARS = 100;
@@ -181,11 +182,15 @@ function plusExcluded(tx: Knex.Transaction, table: string): Knex.Raw {
   return tx.raw('?? + excluded.??', [`${table}.count`, 'count']);
 }
 
-export const analyticsWorker: WorkerDefinition<'tweet.created'> = {
+/** `warren worker analytics`: the competing consumers of the tweets work queue. */
+export const analyticsWorker: WorkerDeclaration<'tweet.created'> = {
   name: 'analytics',
   queue: 'analytics.tweets',
   bindings: [{ exchange: 'tweets', routingKey: 'tweet.*' }],
   handles: ['tweet.created'],
   handle: analyticsHandler,
   handleBatch: analyticsBatchHandler,
+  database: { service: 'analytics', migrations: analyticsMigrations },
+  brokerUser: 'analytics',
+  defaults: { retryAttempts: 5 },
 };

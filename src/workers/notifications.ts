@@ -3,7 +3,9 @@ import type { MessageBody, WarrenMessage } from '../domain/messages';
 import { newId } from '../domain/ids';
 import type { LiveNotification, LiveNotificationCause } from '../domain/liveNotification';
 import type { HandlerContext, WorkerDefinition } from '../consume/handler';
-import { STREAM_COUNTERS_TABLE } from '../db/migrations/notifications';
+import { LiveNotificationPublisher } from '../broker/live';
+import { notificationsMigrations, STREAM_COUNTERS_TABLE } from '../db/migrations/notifications';
+import type { WorkerDeclaration } from './declaration';
 
 type Change = { from: unknown; to: unknown };
 type NotificationKind = 'profile_updated' | 'new_follower';
@@ -100,8 +102,11 @@ function isQuotable(value: unknown): value is string {
   return typeof value === 'string' && value.length <= QUOTE_MAX_CHARS;
 }
 
+/** The events that notify someone. */
+type NotifyingEvent = 'user.updated' | 'user.followed';
+
 /** The notifications worker, sending what it commits to `live` when given one. */
-export function notificationsWorkerWith(live: LiveNotificationSink | undefined): WorkerDefinition<'user.updated' | 'user.followed'> {
+export function notificationsWorkerWith(live: LiveNotificationSink | undefined): WorkerDefinition<NotifyingEvent> {
   return {
     name: 'notifications',
     queue: 'notifications.user-events',
@@ -111,4 +116,18 @@ export function notificationsWorkerWith(live: LiveNotificationSink | undefined):
   };
 }
 
-export const notificationsWorker = notificationsWorkerWith(undefined);
+/**
+ * `warren worker notifications`: the subscription of the user.events fanout.
+ * Its process also sends each committed notification to the API processes'
+ * live streams (best effort), on its publishing connection.
+ */
+export const notificationsWorker: WorkerDeclaration<NotifyingEvent> = {
+  ...notificationsWorkerWith(undefined),
+  database: { service: 'notifications', migrations: notificationsMigrations },
+  brokerUser: 'notifications',
+  defaults: { retryAttempts: 5 },
+  withCollaborators({ publishConnection, log }) {
+    const live = new LiveNotificationPublisher(publishConnection, log);
+    return { worker: notificationsWorkerWith(live), close: () => live.close() };
+  },
+};

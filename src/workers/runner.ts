@@ -2,7 +2,6 @@ import type { Config } from '../config';
 import { ConfigError, serviceAmqpUrl, vhostOf, WORKER_STOP_MARGIN_MS } from '../config';
 import { connectBroker } from '../broker/connection';
 import { QueueConsumer } from '../consume/consumer';
-import { LiveNotificationPublisher } from '../broker/live';
 import { ConfirmPublisher } from '../broker/publisher';
 import { delaySteps, loadDefinitions, queuesNeededBy, retargetDefinitions, workQueues, type Definitions } from '../topology/definitions';
 import { awaitTopology } from '../topology/gate';
@@ -11,8 +10,8 @@ import { asyncCommitRefusal, openDatabase } from '../db/knex';
 import { createLogger } from '../log';
 import { ConsumerMetrics, createRegistry, PublishMetrics } from '../observability/metrics';
 import { exitWithLine, onShutdown } from '../shutdown';
+import type { WorkerDeclaration } from './declaration';
 import { serveWorkerHealth } from './health';
-import { notificationsWorkerWith } from './notifications';
 import { workers, type WorkerName } from './registry';
 
 const PRUNE_EVERY_MS = 60 * 60 * 1000;
@@ -33,11 +32,13 @@ export function retryAttemptsFor(config: Config, queue: string, defs: Definition
 }
 
 /**
- * `warren worker <name>`: one consumer process. Competing consumers scale by
- * process count; prefetch gives fair dispatch between them.
+ * `warren worker <name>`: one consumer process of the worker the registry
+ * declares under that name. Competing consumers scale by process count;
+ * prefetch gives fair dispatch between them. `config` is loaded for this
+ * worker (loadConfig's `worker`), so its declared defaults are in it.
  */
 export async function runWorker(config: Config, name: WorkerName): Promise<void> {
-  const worker = workers[name];
+  const worker: WorkerDeclaration = workers[name];
   const log = createLogger(`worker-${name}`, config.log.level);
   const vhost = vhostOf(config.amqp.url);
   const defs = retargetDefinitions(loadDefinitions(config.amqp.definitionsFile), vhost);
@@ -56,22 +57,22 @@ export async function runWorker(config: Config, name: WorkerName): Promise<void>
     exitWithLine(`warren worker ${name}: ${(err as Error).message}`);
   }
 
-  const db = openDatabase(config, worker.name, { statementTimeoutMs: config.worker.handlerTimeoutMs });
-  const asyncCommit = await asyncCommitRefusal(config, worker.name);
+  const db = openDatabase(config, worker.database.service, { statementTimeoutMs: config.worker.handlerTimeoutMs });
+  const asyncCommit = await asyncCommitRefusal(config, worker.database.service);
   if (asyncCommit) exitWithLine(`warren worker ${name}: ${asyncCommit}`);
-  const common = { url: serviceAmqpUrl(config, name), service: `worker ${name}`, heartbeatSeconds: config.amqp.heartbeatSeconds, reconnectSeconds: config.amqp.reconnectSeconds, log };
+  const common = { url: serviceAmqpUrl(config, worker.brokerUser), service: `worker ${name}`, heartbeatSeconds: config.amqp.heartbeatSeconds, reconnectSeconds: config.amqp.reconnectSeconds, log };
   const consumeConnection = connectBroker({ ...common, role: 'consume' });
   const publishConnection = connectBroker({ ...common, role: 'publish' });
   const registry = createRegistry(`worker-${name}`, { processMetrics: true });
   const consumerMetrics = new ConsumerMetrics(registry);
   const publisher = new ConfirmPublisher(publishConnection, log, config.relay.publishTimeoutMs, new PublishMetrics(registry).settled);
-  // Committed notifications also go to the API processes' live streams (best effort).
-  const live = name === 'notifications' ? new LiveNotificationPublisher(publishConnection, log) : undefined;
+  // What the handler needs beyond its transaction (a publisher of its own, say), built by the declaration.
+  const wired = worker.withCollaborators?.({ publishConnection, log });
   const consumer = new QueueConsumer({
     connection: consumeConnection,
     publisher,
     db,
-    worker: consumerMetrics.timed(live ? notificationsWorkerWith(live) : worker),
+    worker: consumerMetrics.timed(wired?.worker ?? worker),
     prefetch: config.worker.prefetch,
     handlerTimeoutMs: config.worker.handlerTimeoutMs,
     batchDeadlineMs: config.worker.batchDeadlineMs,
@@ -96,7 +97,7 @@ export async function runWorker(config: Config, name: WorkerName): Promise<void>
     log.info({ counts: consumer.counts }, 'worker stopped');
     await health?.close();
     await publisher.close();
-    await live?.close();
+    await wired?.close();
     await Promise.all([consumeConnection.close(), publishConnection.close()]);
     await db.destroy();
   });

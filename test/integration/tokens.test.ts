@@ -3,7 +3,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
 import knexFactory from 'knex';
-import { openDatabase, SERVICES } from '../../src/db/knex';
+import { openDatabase } from '../../src/db/knex';
+import { SERVICES } from '../../src/services';
 import { TestSystem, TEST_DB, type WarrenProcess } from '../support/system';
 
 /**

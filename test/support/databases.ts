@@ -4,7 +4,7 @@ import path from 'node:path';
 import knexFactory, { type Knex } from 'knex';
 import { loadConfig, type Config } from '../../src/config';
 import { openDatabase, type Service } from '../../src/db/knex';
-import { migrateService, migrationSourceFor } from '../../src/db/migrate';
+import { migrateService, migrationSourceFor } from '../../src/services';
 import { newId } from '../../src/domain/ids';
 
 /** A database a suite owns: a SQLite directory of its own, or a schema of its own on the shared PostgreSQL. */

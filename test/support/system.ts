@@ -8,7 +8,8 @@ import knexFactory from 'knex';
 import { loadConfig, type Config } from '../../src/config';
 import { ManagementClient } from '../../src/topology/management';
 import { applyTopology, loadDefinitions, retargetDefinitions } from '../../src/topology/definitions';
-import { migrateAll } from '../../src/db/migrate';
+import { migrateAll } from '../../src/services';
+import { workers, type WorkerName } from '../../src/workers/registry';
 import { queueStats } from './amqp';
 import { createLogger } from '../../src/log';
 import { waitFor } from './wait';
@@ -167,8 +168,8 @@ export class TestSystem {
    * worker opening up from one delivery at a time to its full prefetch
    * subscribes anew before it cancels, so the count moves on its own.
    */
-  async startWorker(name: 'analytics' | 'notifications', extraEnv: NodeJS.ProcessEnv = {}): Promise<WarrenProcess> {
-    const queue = name === 'analytics' ? 'analytics.tweets' : 'notifications.user-events';
+  async startWorker(name: WorkerName, extraEnv: NodeJS.ProcessEnv = {}): Promise<WarrenProcess> {
+    const { queue } = workers[name];
     const healthPort = await freePort();
     const env = { WARREN_WORKER_HEALTH_PORT: String(healthPort), ...extraEnv };
     // A test that configures the port itself (WARREN_CONFIG wins over the variable) is waited for by the count.

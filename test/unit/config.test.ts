@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { ConfigError, envName, loadConfig, vhostOf } from '../../src/config';
 import { serviceDatabaseUrl, serviceRole } from '../../src/db/roles';
+import { analyticsWorker } from '../../src/workers/analytics';
 
 describe('configuration', () => {
   it('loads the defaults and lets the environment override them', () => {
@@ -91,6 +92,48 @@ describe('configuration', () => {
     );
     expect(() => loadConfig({ ...pg, WARREN_DATABASE_ROLES_API_USERNAME: 'Warren-API' })).to.throw(ConfigError, /^config: database\.roles\.api\.username .*PostgreSQL role name/);
     expect(loadConfig(pg).database.roles.notifications.username).to.equal('warren_notifications');
+  });
+
+  it("defaults each service's broker user and PostgreSQL role, and each worker queue's retry attempts, from the worker declarations", () => {
+    const config = loadConfig({});
+    expect(config.amqp.users).to.deep.equal({
+      api: { username: 'warren-api', password: '' },
+      analytics: { username: 'warren-analytics', password: '' },
+      notifications: { username: 'warren-notifications', password: '' },
+    });
+    expect(Object.entries(config.database.roles).map(([service, role]) => [service, role.username])).to.deep.equal([
+      ['api', 'warren_api'],
+      ['analytics', 'warren_analytics'],
+      ['notifications', 'warren_notifications'],
+    ]);
+    expect(config.retry.attempts).to.deep.equal({ 'analytics.tweets': 5, 'notifications.user-events': 5 });
+    // Declared keys are keys like any other: the environment and the files set them.
+    expect(loadConfig({ WARREN_AMQP_USERS_NOTIFICATIONS_PASSWORD: 's' }).amqp.users.notifications).to.deep.equal({ username: 'warren-notifications', password: 's' });
+    expect(loadConfig({ NODE_ENV: 'test' }).retry.attempts).to.deep.equal({ 'analytics.tweets': 2, 'notifications.user-events': 2 });
+  });
+
+  it('stops with one line naming a per-service key that names no service, and the services there are', () => {
+    const withEntry = (section: object) => ({ WARREN_CONFIG: JSON.stringify(section) });
+    expect(() => loadConfig(withEntry({ amqp: { users: { analytic: { username: 'warren-analytic', password: '' } } } }))).to.throw(
+      ConfigError,
+      /^config: amqp\.users\.analytic: analytic is not a service of Warren \(api, analytics, notifications\)$/,
+    );
+    expect(() => loadConfig(withEntry({ database: { roles: { notification: { username: 'warren_notification', password: '' } } } }))).to.throw(
+      ConfigError,
+      /^config: database\.roles\.notification: notification is not a service of Warren \(api, analytics, notifications\)$/,
+    );
+  });
+
+  it("gives a worker's process the prefetch and handler timeout its declaration sets over default.json's, and lets configuration override them", () => {
+    const declaring = { ...analyticsWorker, defaults: { retryAttempts: 5, prefetch: 20, handlerTimeoutMs: 20_000 } };
+    expect(loadConfig({}, undefined, analyticsWorker).worker).to.include({ prefetch: 200, handlerTimeoutMs: 30_000 });
+    expect(loadConfig({}, undefined, declaring).worker).to.include({ prefetch: 20, handlerTimeoutMs: 20_000 });
+    expect(loadConfig({ NODE_ENV: 'test' }, undefined, declaring).worker).to.include({ prefetch: 20, handlerTimeoutMs: 20_000 });
+    expect(loadConfig({ WARREN_WORKER_PREFETCH: '50', WARREN_WORKER_HANDLER_TIMEOUT_MS: '10000' }, undefined, declaring).worker).to.include({ prefetch: 50, handlerTimeoutMs: 10_000 });
+    expect(loadConfig({}).worker.prefetch, 'no worker: every worker’s default').to.equal(200);
+    // Checked like a configured one: a supervisor must not kill this worker while it waits out its handlers.
+    const slow = { ...analyticsWorker, defaults: { retryAttempts: 5, handlerTimeoutMs: 60_000 } };
+    expect(() => loadConfig({}, undefined, slow)).to.throw(ConfigError, /^config: supervisor\.stopTimeoutMs .*must be more than worker\.handlerTimeoutMs/);
   });
 
   it('derives environment names and the vhost', () => {

@@ -7,7 +7,7 @@ import type { Knex } from 'knex';
 import { createApp, type AppDeps, type ReadinessCheck } from '../../../src/api/app';
 import { loadConfig, type Config } from '../../../src/config';
 import { openDatabase } from '../../../src/db/knex';
-import { migrateService } from '../../../src/db/migrate';
+import { migrateService } from '../../../src/services';
 import { createLogger } from '../../../src/log';
 import { NotificationHub } from '../../../src/api/notificationHub';
 import { GroupCommit } from '../../../src/db/groupCommit';

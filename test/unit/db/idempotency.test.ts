@@ -5,7 +5,7 @@ import { expect } from 'chai';
 import type { Knex } from 'knex';
 import { loadConfig } from '../../../src/config';
 import { openDatabase } from '../../../src/db/knex';
-import { migrateService, migrationSourceFor } from '../../../src/db/migrate';
+import { migrateService, migrationSourceFor } from '../../../src/services';
 import { findIdempotencyRecord, idempotencyRow } from '../../../src/db/repositories/idempotency';
 import { newId } from '../../../src/domain/ids';
 

@@ -5,7 +5,7 @@ import { expect } from 'chai';
 import type { Knex } from 'knex';
 import { loadConfig } from '../../../src/config';
 import { openDatabase } from '../../../src/db/knex';
-import { migrateService, migrationSourceFor } from '../../../src/db/migrate';
+import { migrateService, migrationSourceFor } from '../../../src/services';
 import { STREAM_COUNTERS_TABLE } from '../../../src/db/migrations/notifications';
 import { newId } from '../../../src/domain/ids';
 import { nextStreamPosition } from '../../../src/workers/notifications';

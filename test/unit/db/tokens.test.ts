@@ -5,7 +5,7 @@ import { expect } from 'chai';
 import type { Knex } from 'knex';
 import { loadConfig } from '../../../src/config';
 import { openDatabase } from '../../../src/db/knex';
-import { migrateService } from '../../../src/db/migrate';
+import { migrateService } from '../../../src/services';
 import { insertToken, PreparedTokenLookups, revokeToken, tokenFinder, TokenLookups } from '../../../src/db/repositories/tokens';
 import { newId } from '../../../src/domain/ids';
 

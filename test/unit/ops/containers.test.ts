@@ -4,7 +4,7 @@ import path from 'node:path';
 import { expect } from 'chai';
 import { parse } from 'yaml';
 import { envName, loadConfig, projectRoot, serviceAmqpUrl, servicePasswords, type Config } from '../../../src/config';
-import { SERVICES } from '../../../src/db/knex';
+import { SERVICES } from '../../../src/services';
 import { serviceDatabaseUrl } from '../../../src/db/roles';
 
 /**
@@ -45,7 +45,10 @@ function interpolate(value: string, vars: Record<string, string>): string {
   });
 }
 
-/** Every configuration key as its environment variable (`amqp.users.api.password` -> WARREN_AMQP_USERS_API_PASSWORD). */
+/**
+ * Every configuration key as its environment variable (`amqp.users.api.password` -> WARREN_AMQP_USERS_API_PASSWORD):
+ * the keys of the default configuration, the ones the worker declarations add included.
+ */
 function configEnvNames(): Set<string> {
   const out = new Set<string>(['WARREN_CONFIG']);
   const walk = (node: Record<string, unknown>, prefix: string[]) => {
@@ -54,7 +57,7 @@ function configEnvNames(): Set<string> {
       else out.add(envName([...prefix, k]));
     }
   };
-  walk(JSON.parse(fs.readFileSync(path.join(root, 'config', 'default.json'), 'utf8')), []);
+  walk(loadConfig({}) as unknown as Record<string, unknown>, []);
   return out;
 }
 

@@ -6,7 +6,7 @@ import type { Knex } from 'knex';
 import pino from 'pino';
 import { loadConfig } from '../../../src/config';
 import { openDatabase } from '../../../src/db/knex';
-import { migrateService } from '../../../src/db/migrate';
+import { migrateService } from '../../../src/services';
 import { isUuidV7, newId } from '../../../src/domain/ids';
 import type { WarrenMessage } from '../../../src/domain/messages';
 import type { LiveNotification } from '../../../src/domain/liveNotification';

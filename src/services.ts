@@ -1,0 +1,36 @@
+import type { Knex } from 'knex';
+import type { Config } from './config';
+import { apiMigrations } from './db/migrations/api';
+import { migrateDatabase, migrateDatabases, migrationSource, type ServiceDatabase } from './db/migrate';
+import type { Service } from './db/knex';
+import { declaredWorkers } from './workers/registry';
+
+/**
+ * Every service that owns a database, in the order `warren migrate` brings
+ * them up: the API, then each worker of src/workers/registry.ts with the
+ * database its declaration names. Each is the only writer of its tables.
+ */
+export const DATABASES: readonly ServiceDatabase[] = [{ service: 'api', migrations: apiMigrations }, ...declaredWorkers.map((w) => w.database)];
+
+export const SERVICES: Service[] = DATABASES.map((d) => d.service);
+
+function databaseOf(service: Service): ServiceDatabase {
+  const database = DATABASES.find((d) => d.service === service);
+  if (!database) throw new Error(`${service} is not a service with a database (${SERVICES.join(', ')})`);
+  return database;
+}
+
+/** The migrations of one service's database, as knex reads them. */
+export function migrationSourceFor(service: Service): Knex.MigrationSource<string> {
+  return migrationSource(databaseOf(service).migrations);
+}
+
+/** Brings one service's database to the latest version; returns the migrations it ran. */
+export function migrateService(db: Knex, service: Service, config: Config): Promise<string[]> {
+  return migrateDatabase(db, databaseOf(service), config);
+}
+
+/** `warren migrate`: every service's database (see migrateDatabases for the roles on PostgreSQL). */
+export function migrateAll(config: Config, log: (msg: string) => void = () => {}): Promise<void> {
+  return migrateDatabases(config, DATABASES, log);
+}
