@@ -1,4 +1,5 @@
 import type { Channel, ConsumeMessage } from 'amqplib';
+import type { AckChannel } from './delivery';
 
 /**
  * The delivery tags of one channel that are not settled yet, so that a batch
@@ -8,11 +9,21 @@ import type { Channel, ConsumeMessage } from 'amqplib';
  * confirmed: so it is sent only up to the lowest tag still open, and every
  * tag above that is acked alone.
  */
-export class ChannelAcks {
+export class ChannelAcks implements AckChannel {
   /** Tags delivered and not yet acked or given up, in delivery order (tags only grow). */
   private readonly open = new Set<number>();
+  private isClosed = false;
 
-  constructor(private readonly channel: Channel) {}
+  constructor(readonly channel: Channel) {}
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  /** The channel closed: the broker requeued everything it held, and nothing is acked on it any more. */
+  close(): void {
+    this.isClosed = true;
+  }
 
   received(msg: ConsumeMessage): void {
     this.open.add(msg.fields.deliveryTag);

@@ -1,5 +1,6 @@
 import type { Channel, ConsumeMessage } from 'amqplib';
 import type { Logger } from '../log';
+import type { Delivery } from './delivery';
 
 /**
  * `cautious` holds one delivery at a time (prefetch 1), `open` holds up to
@@ -11,37 +12,24 @@ export type Subscription = 'cautious' | 'open' | 'none';
 /** How long a handled delivery may wait for its retry/park copy before it counts as stuck. */
 const STUCK_AFTER_MS = 1000;
 
-/** One delivery of a batch, with what the lane needs to hear about it. */
-export interface BatchDelivery {
-  msg: ConsumeMessage;
-  /** The handler is done with it (see DeliveryLaneOptions.run). */
-  handled(): void;
-  /** It is acked, or given up (its channel closed). */
-  finished(): void;
-}
-
 export interface DeliveryLaneOptions {
   channel: Channel;
   queue: string;
   /** The open subscription's prefetch; the cautious one holds 1. */
   prefetch: number;
-  /** Most first deliveries handed to `runBatch` at once. */
+  /** Most first deliveries handed to `run` at once. */
   batchSize: number;
   consumerTag(): string;
-  /** Every delivery, as it arrives, before the lane decides when it runs. */
-  received(msg: ConsumeMessage): void;
+  /** Each message as it arrives, made a delivery of this channel before the lane decides when it runs. */
+  receive(msg: ConsumeMessage): Delivery;
   /**
-   * Handles and acknowledges one delivery on this channel; never rejects.
-   * Calls `handled` once the handler is done with it (what is left, a retry
-   * or park copy and the ack, cannot crash the process but may wait long on
-   * a broker that refuses the copy).
+   * Handles and settles deliveries of this channel, first deliveries
+   * together, or a redelivery `alone`; resolves once each is settled, never
+   * rejects. Each delivery is handled when its handler is done with it
+   * (what is left, a retry or park copy and the ack, cannot crash the
+   * process but may wait long on a broker that refuses the copy).
    */
-  run(msg: ConsumeMessage, handled: () => void): Promise<void>;
-  /**
-   * Handles and acknowledges first deliveries of this channel together;
-   * never rejects. Calls each one's `handled` and `finished` as `run` would.
-   */
-  runBatch(batch: BatchDelivery[]): Promise<void>;
+  run(batch: Delivery[], alone: boolean): Promise<void>;
   /** The broker cancelled the subscription (its queue was deleted). */
   onCancelled(): void;
   log: Logger;
@@ -85,21 +73,18 @@ export class DeliveryLane {
   /** The open subscription's tag until its cancel is confirmed: its deliveries were sent before a step-down. */
   private openTag: string | undefined;
   private changing: Promise<void> = Promise.resolve();
-  /** Deliveries whose handler has not finished: what a suspect must not run beside. */
-  private readonly handling = new Set<Promise<void>>();
-  /** Every delivery not yet acked or given up. */
-  private readonly jobs = new Set<Promise<void>>();
-  private readonly suspects: ConsumeMessage[] = [];
+  /** Deliveries given a run (or waiting in a batch) whose handler is not done: what a suspect must not run beside. */
+  private readonly handling = new Set<Delivery>();
+  private readonly suspects: Delivery[] = [];
   /** First deliveries that arrived while suspects run: they wait their turn. */
-  private readonly deferred: ConsumeMessage[] = [];
+  private readonly deferred: Delivery[] = [];
   /** First deliveries waiting for the next batch. */
-  private readonly ready: Held[] = [];
+  private readonly ready: Delivery[] = [];
   private batchRunning = false;
   private batchScheduled = false;
   /** Handled deliveries whose retry or park copy the broker keeps refusing. */
   private stuck = 0;
   private isolating = false;
-  private isolation: Promise<void> = Promise.resolve();
   private closed = false;
   private stopping = false;
 
@@ -129,22 +114,24 @@ export class DeliveryLane {
       return;
     }
     if (this.closed) return; // the broker has requeued it
-    this.opts.received(msg);
+    const delivery = this.opts.receive(msg);
+    delivery.wait();
     if (deliveryCount(msg) > 0) {
-      this.suspects.push(msg);
+      this.suspects.push(delivery);
       if (!this.isolating) {
         this.isolating = true;
-        this.isolation = this.isolate();
+        void this.isolate();
       }
       return;
     }
     // Sent by the open subscription before the step-down took effect: it runs, and the suspects wait for its handler.
-    if (this.isolating && msg.fields.consumerTag !== this.openTag) this.deferred.push(msg);
-    else this.runFirstDelivery(msg);
+    if (this.isolating && msg.fields.consumerTag !== this.openTag) this.deferred.push(delivery);
+    else this.runFirstDelivery(delivery);
   }
 
-  private runFirstDelivery(msg: ConsumeMessage): void {
-    this.ready.push(this.hold(msg));
+  private runFirstDelivery(delivery: Delivery): void {
+    this.busy(delivery);
+    this.ready.push(delivery);
     this.scheduleBatch();
     // Not a redelivery: nothing returned is left ahead of it in the queue.
     if (this.subscription === 'cautious' && !this.isolating && !this.stopping && this.opts.prefetch > 1) {
@@ -169,34 +156,23 @@ export class DeliveryLane {
 
   private startBatch(): void {
     if (this.batchRunning) return;
-    if (this.closed) {
-      this.dropReady();
-      return;
-    }
+    if (this.closed) return; // close() gave up what waited
     const batch = this.ready.splice(0, Math.max(1, this.opts.batchSize));
     if (batch.length === 0) return;
     this.batchRunning = true;
-    const job = this.opts.runBatch(batch.map((h) => ({ msg: h.msg, handled: h.handled, finished: h.finished })));
-    // Whatever the consumer did, nothing of this batch is left pending once its job is over.
-    const release = () => {
-      for (const h of batch) {
-        h.finished();
-        h.handled();
-      }
-    };
-    job.then(release, release);
-    void Promise.all(batch.map((h) => h.handlerDone)).then(() => {
+    this.dispatch(batch, false);
+    void Promise.all(batch.map((d) => d.whenHandled)).then(() => {
       this.batchRunning = false;
       this.scheduleBatch();
     });
   }
 
-  /** The channel closed: the broker requeued what waited for a batch. */
-  private dropReady(): void {
-    for (const h of this.ready.splice(0)) {
-      h.finished();
-      h.handled();
-    }
+  /** Hands deliveries to the consumer; whatever it did, none is left unsettled once its run is over. */
+  private dispatch(batch: Delivery[], alone: boolean): void {
+    const release = () => {
+      for (const d of batch) if (!d.settled) d.giveUp('its run ended without settling it');
+    };
+    this.opts.run(batch, alone).then(release, release);
   }
 
   /** Runs the suspects one by one, with nothing else held on this channel. */
@@ -207,10 +183,11 @@ export class DeliveryLane {
         if (this.subscription === 'open') await this.resubscribe('cautious');
       });
       for (;;) {
-        while (this.handling.size > 0) await Promise.all([...this.handling]);
+        while (this.handling.size > 0) await Promise.all([...this.handling].map((d) => d.whenHandled));
         const next = this.takeSuspect();
         if (!next) break;
-        this.opts.log.debug({ queue: this.opts.queue, messageId: next.properties.messageId, deliveryCount: deliveryCount(next) }, 'redelivered message runs alone');
+        const { msg } = next;
+        this.opts.log.debug({ queue: this.opts.queue, messageId: msg.properties.messageId, deliveryCount: deliveryCount(msg) }, 'redelivered message runs alone');
         await this.runOne(next);
       }
     } catch (err) {
@@ -219,39 +196,30 @@ export class DeliveryLane {
       // No await between the last empty check and this: a later suspect starts a new isolation.
       this.isolating = false;
     }
-    for (const msg of this.deferred.splice(0)) if (!this.closed) this.runFirstDelivery(msg);
+    for (const d of this.deferred.splice(0)) this.runFirstDelivery(d);
   }
 
-  /** Starts one delivery; resolves when its handler is done (its copy and ack may still be under way). */
-  private runOne(msg: ConsumeMessage): Promise<void> {
-    const held = this.hold(msg);
-    this.opts.run(msg, held.handled).then(held.finished, held.finished);
-    return held.handlerDone;
+  /** Starts one delivery alone; resolves when its handler is done (its copy and ack may still be under way). */
+  private runOne(delivery: Delivery): Promise<void> {
+    this.busy(delivery);
+    this.dispatch([delivery], true);
+    return delivery.whenHandled;
   }
 
   /**
-   * Counts a delivery as held from now until `finished`, and as being
-   * handled (what a suspect must not run beside) until `handled`: a first
-   * delivery waiting for its batch already counts.
+   * Counts a delivery as being handled (what a suspect must not run beside)
+   * until its handler is done: a first delivery waiting for its batch
+   * already counts. Once handled, one whose copy is still unconfirmed after
+   * a while counts as stuck.
    */
-  private hold(msg: ConsumeMessage): Held {
-    let handled!: () => void;
-    let finished!: () => void;
-    const handlerDone = new Promise<void>((resolve) => (handled = resolve));
-    const job = new Promise<void>((resolve) => (finished = resolve));
-    let isFinished = false;
-    void job.finally(() => (isFinished = true));
-    void job.finally(handled);
-    this.handling.add(handlerDone);
-    void handlerDone.finally(() => this.handling.delete(handlerDone));
-    this.jobs.add(job);
-    void job.finally(() => this.jobs.delete(job));
-    void handlerDone.then(() => {
-      if (isFinished) return;
-      const timer = setTimeout(() => this.copyStuck(job), STUCK_AFTER_MS);
-      void job.finally(() => clearTimeout(timer));
+  private busy(delivery: Delivery): void {
+    this.handling.add(delivery);
+    void delivery.whenHandled.then(() => {
+      this.handling.delete(delivery);
+      if (delivery.settled) return;
+      const timer = setTimeout(() => this.copyStuck(delivery), STUCK_AFTER_MS);
+      void delivery.whenSettled.finally(() => clearTimeout(timer));
     });
-    return { msg, handled, finished, handlerDone };
   }
 
   /**
@@ -260,9 +228,9 @@ export class DeliveryLane {
    * the lane subscribes anew with one more, so the queue does not stall
    * behind it; at most `prefetch` are held that way, as when open.
    */
-  private copyStuck(job: Promise<void>): void {
+  private copyStuck(delivery: Delivery): void {
     this.stuck++;
-    void job.finally(() => this.stuck--);
+    void delivery.whenSettled.finally(() => this.stuck--);
     void this.change(async () => {
       if (this.subscription !== 'cautious' || this.stopping || this.stuck >= this.opts.prefetch) return;
       await this.resubscribe('cautious', true);
@@ -277,14 +245,10 @@ export class DeliveryLane {
    * any fixed order (the broker returns them in the order it sent them)
    * could make the same one lose every time.
    */
-  private takeSuspect(): ConsumeMessage | undefined {
-    if (this.closed) {
-      this.suspects.length = 0;
-      return undefined;
-    }
-    if (this.suspects.length === 0) return undefined;
-    const lowest = Math.min(...this.suspects.map(deliveryCount));
-    const candidates = this.suspects.flatMap((m, i) => (deliveryCount(m) === lowest ? [i] : []));
+  private takeSuspect(): Delivery | undefined {
+    if (this.closed || this.suspects.length === 0) return undefined;
+    const lowest = Math.min(...this.suspects.map((d) => deliveryCount(d.msg)));
+    const candidates = this.suspects.flatMap((d, i) => (deliveryCount(d.msg) === lowest ? [i] : []));
     const pick = candidates[Math.floor(Math.random() * candidates.length)]!;
     return this.suspects.splice(pick, 1)[0];
   }
@@ -346,26 +310,12 @@ export class DeliveryLane {
     this.closed = true;
     this.subscription = 'none';
     this.tag = undefined;
-    this.suspects.length = 0;
-    this.deferred.length = 0;
-    this.dropReady();
+    for (const d of [...this.suspects.splice(0), ...this.deferred.splice(0), ...this.ready.splice(0)]) d.giveUp('its channel closed before it ran: the broker requeued it');
   }
 
-  /** Stops taking deliveries; what is held still runs (see idle). */
+  /** Stops taking deliveries; what is held still runs, and settles. */
   async stop(): Promise<void> {
     this.stopping = true;
     await this.subscribe('none');
   }
-
-  /** Resolves when nothing of this channel runs or waits to run (a batch waiting to start is held, so counted). */
-  async idle(): Promise<void> {
-    while (this.jobs.size > 0 || this.isolating) await Promise.all([...this.jobs, this.isolation]);
-  }
-}
-
-interface Held {
-  msg: ConsumeMessage;
-  handled: () => void;
-  finished: () => void;
-  handlerDone: Promise<void>;
 }

@@ -1,13 +1,13 @@
 import crypto from 'node:crypto';
 import { createRequire } from 'node:module';
-import type { Channel, ConsumeMessage } from 'amqplib';
+import type { ConsumeMessage } from 'amqplib';
 import { expect } from 'chai';
 import type { Knex } from 'knex';
 import { QueueConsumer } from '../../../src/consume/consumer';
 import type { WorkerDefinition } from '../../../src/consume/handler';
 import { PublishError, type ConfirmPublisher, type PublishRequest } from '../../../src/broker/publisher';
 import { createLogger } from '../../../src/log';
-import { fakeConnection, FakeChannel } from '../../support/fakeAmqp';
+import { fakeConnection } from '../../support/fakeAmqp';
 import { encodeTable, nestedTable } from '../../support/rawAmqp';
 
 const codec = createRequire(require.resolve('amqplib'))('./lib/codec.js') as { decodeFields(slice: Buffer): Record<string, unknown> };
@@ -29,7 +29,7 @@ function tweet(headers: Record<string, unknown>, opts: { exchange?: string; cont
   } as unknown as ConsumeMessage;
 }
 
-/** A consumer that never subscribes (its connection is down): `process` is driven by hand. */
+/** A consumer that never subscribes (its connection is down): `process` is driven by hand, with no channel to ack on. */
 function consumer(publish: (req: PublishRequest) => Promise<void>) {
   const { connection, setConnected } = fakeConnection();
   setConnected(false);
@@ -37,17 +37,17 @@ function consumer(publish: (req: PublishRequest) => Promise<void>) {
   const log = createLogger('test', 'info', { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) });
   const publisher = { publish, isReady: () => true } as unknown as ConfirmPublisher;
   const c = new QueueConsumer({ connection, publisher, db: {} as Knex, worker, prefetch: 1, handlerTimeoutMs: 1000, maxAttempts: 5, steps: [], log });
-  return { c, lines, ch: new FakeChannel(1) as unknown as Channel };
+  return { c, lines };
 }
 
 describe('QueueConsumer parking', () => {
   it('names the message in the log line of a retry or park the broker refused', async () => {
     let calls = 0;
-    const { c, lines, ch } = consumer(async () => {
+    const { c, lines } = consumer(async () => {
       if (calls++ === 0) throw new PublishError('nacked', 'queue full');
     });
     try {
-      expect(await c.process(ch, tweet({}, { contentType: 'text/plain' }))).to.equal('parked');
+      expect(await c.process(tweet({}, { contentType: 'text/plain' }))).to.equal('parked');
       const refused = lines.find((l) => String(l.msg).startsWith('retry/park publish failed'));
       expect(refused, JSON.stringify(lines)).to.include({ messageId: 'm-1', exchange: 'warren.dlx', routingKey: 'analytics.tweets' });
     } finally {
@@ -57,12 +57,12 @@ describe('QueueConsumer parking', () => {
 
   it('sends a copy amqplib could not encode again with only Warren\'s headers, once', async () => {
     const sent: PublishRequest[] = [];
-    const { c, ch } = consumer(async (req) => {
+    const { c } = consumer(async (req) => {
       sent.push(req);
       if (sent.length === 1) throw new PublishError('unencodable', 'Unknown type to encode: symbol');
     });
     try {
-      expect(await c.process(ch, tweet({ traceparent: 't', odd: 'x' }, { contentType: 'text/plain' }))).to.equal('parked');
+      expect(await c.process(tweet({ traceparent: 't', odd: 'x' }, { contentType: 'text/plain' }))).to.equal('parked');
       expect(sent).to.have.length(2);
       const h = sent[1]!.properties.headers as Record<string, unknown>;
       expect(Object.keys(h).every((k) => k.startsWith('x-warren-'))).to.equal(true);
@@ -75,11 +75,11 @@ describe('QueueConsumer parking', () => {
 
   it("ignores forged x-warren-* headers on a first delivery, and trusts Warren's on a retry", async () => {
     const sent: PublishRequest[] = [];
-    const { c, ch } = consumer(async (req) => void sent.push(req));
+    const { c } = consumer(async (req) => void sent.push(req));
     const forged = { 'x-warren-attempts': 4, 'x-warren-original-exchange': 'evil', 'x-warren-original-routing-key': 'evil', 'x-warren-first-failure': '2020-01-01T00:00:00.000Z' };
     try {
-      await c.process(ch, tweet(forged, { contentType: 'text/plain' }));
-      await c.process(ch, tweet(forged, { contentType: 'text/plain', exchange: 'warren.return' }));
+      await c.process(tweet(forged, { contentType: 'text/plain' }));
+      await c.process(tweet(forged, { contentType: 'text/plain', exchange: 'warren.return' }));
       const [first, retried] = sent.map((r) => r.properties.headers as Record<string, unknown>);
       expect(first).to.include({ 'x-warren-attempts': 1, 'x-warren-original-exchange': 'tweets', 'x-warren-original-routing-key': 'tweet.created' });
       expect(first!['x-warren-first-failure']).to.not.equal(forged['x-warren-first-failure']);
@@ -91,10 +91,10 @@ describe('QueueConsumer parking', () => {
 
   it('parks a valid message whose header is nested 3,000 levels deep as permanent, naming the header, without it', async () => {
     const sent: PublishRequest[] = [];
-    const { c, ch } = consumer(async (req) => void sent.push(req));
+    const { c } = consumer(async (req) => void sent.push(req));
     const headers = codec.decodeFields(encodeTable({ deep: nestedTable(3000), traceparent: '00-0123456789abcdef0123456789abcdef-0123456789abcdef-01' }).subarray(4));
     try {
-      expect(await c.process(ch, tweet(headers))).to.equal('parked');
+      expect(await c.process(tweet(headers))).to.equal('parked');
       expect(sent).to.have.length(1);
       const h = sent[0]!.properties.headers as Record<string, unknown>;
       expect(sent[0]!.exchange).to.equal('warren.dlx');
