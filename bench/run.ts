@@ -120,7 +120,10 @@ async function main(): Promise<void> {
         log(`starting the previous build's \`warren start\` (${baseline.label}, fresh SQLite directory)`);
         // A vhost of its own: beside the shared deployment, their workers would otherwise share the work queues.
         const amqpUrl = await sys.addVhost('baseline');
-        baselineDeployment = { dep: await Deployment.start(sys, await sys.sqliteStore('deployed-baseline'), { cli: baseline.cli, amqpUrl }), label: baseline.label };
+        baselineDeployment = {
+          dep: await Deployment.start(sys, await sys.sqliteStore('deployed-baseline'), { cli: baseline.cli, amqpUrl }),
+          label: baseline.label,
+        };
       }
       return baselineDeployment;
     },
@@ -143,7 +146,13 @@ async function main(): Promise<void> {
       } catch (err) {
         const message = (err as Error).stack ?? String(err);
         log(`${s.id}: FAILED: ${message}`);
-        results.push({ id: s.id, title: s.id, rows: [{ measure: 'scenario failed', warren: (err as Error).message.split('\n')[0]!.slice(0, 120), met: false }], notes: ['```', message.slice(0, 3000), '```'], seconds: (Date.now() - started) / 1000 });
+        results.push({
+          id: s.id,
+          title: s.id,
+          rows: [{ measure: 'scenario failed', warren: (err as Error).message.split('\n')[0]!.slice(0, 120), met: false }],
+          notes: ['```', message.slice(0, 3000), '```'],
+          seconds: (Date.now() - started) / 1000,
+        });
       }
     }
   } finally {
@@ -172,8 +181,8 @@ async function main(): Promise<void> {
         'Everything runs on this one machine over loopback: RabbitMQ, PostgreSQL, Redis, Warren, the load generators. Each load generator is its own process (autocannon for closed-loop ingest, a paced open-loop client for fixed rates), bounded in count and time.',
         'Warren runs as deployed: `warren start` (API with its outbox relay, analytics and notifications workers) or the single `warren api` / `warren worker analytics` command a scenario needs, default configuration (SQLite WAL with synchronous=FULL, prefetch ' +
           `${ctx.prefetch}, logs at info to files), in a vhost of its own with the topology of rabbitmq/definitions.json and a fresh database per run.`,
-        'Lag 201 → counted: the analytics worker writes its inbox record in the same transaction as the counts, so the benchmark polls the analytics SQLite file read-only for new inbox rows (by rowid) every few milliseconds and matches them to the tweets through the API\'s outbox. A poll costs a fraction of a millisecond (given with each figure); a lag is overstated by at most one poll period plus one poll.',
-        'Rates of Warren\'s relay and workers come from timestamps Warren writes itself (outbox `sent_at`, inbox `processed_at`), so process start-up is never counted, and the benchmark adds nothing to their hot path.',
+        "Lag 201 → counted: the analytics worker writes its inbox record in the same transaction as the counts, so the benchmark polls the analytics SQLite file read-only for new inbox rows (by rowid) every few milliseconds and matches them to the tweets through the API's outbox. A poll costs a fraction of a millisecond (given with each figure); a lag is overstated by at most one poll period plus one poll.",
+        "Rates of Warren's relay and workers come from timestamps Warren writes itself (outbox `sent_at`, inbox `processed_at`), so process start-up is never counted, and the benchmark adds nothing to their hot path.",
         `Other processes on the machine are not stopped; the load average at the start of this run was ${machine.loadAtStart} (${os.cpus().length} CPUs).`,
       ],
       findings: findings(results),
@@ -186,7 +195,9 @@ async function main(): Promise<void> {
 /** Findings are written by hand into docs after a run; the generated page keeps the slot with what the run itself can say. */
 function findings(results: ScenarioResult[]): string[] {
   const missed = results.flatMap((r) => r.rows.filter((row) => row.met === false).map((row) => `${r.title}: ${row.measure}`));
-  return missed.length ? [`Targets missed in this run: ${missed.join('; ')}. See each scenario's notes and the profiles below.`] : ['Every target was met in this run.'];
+  return missed.length
+    ? [`Targets missed in this run: ${missed.join('; ')}. See each scenario's notes and the profiles below.`]
+    : ['Every target was met in this run.'];
 }
 
 main().catch((err) => {

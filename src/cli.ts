@@ -41,7 +41,11 @@ program
     const config = loadConfigOrExit(workers[name]);
     if (opts.processes > 1) {
       const { supervise } = await import('./supervisor');
-      const children = Array.from({ length: opts.processes }, (_, i) => ({ name: `worker ${name} #${i + 1}`, args: ['worker', name], env: workerHealthPort(config, i) }));
+      const children = Array.from({ length: opts.processes }, (_, i) => ({
+        name: `worker ${name} #${i + 1}`,
+        args: ['worker', name],
+        env: workerHealthPort(config, i),
+      }));
       process.exit(await supervise(children, { log: createLogger('supervisor', config.log.level), ...config.supervisor }));
     }
     const { runWorker } = await import('./workers/runner');
@@ -82,7 +86,13 @@ async function applyTopologyOrExit(config: ReturnType<typeof loadConfigOrExit>):
   const vhost = vhostOf(config.amqp.url);
   const defs = retargetDefinitions(loadDefinitions(config.amqp.definitionsFile), vhost);
   try {
-    await applyTopology({ managementUrl: config.amqp.managementUrl, vhost, defs, passwords: servicePasswords(config), log: createLogger('topology', config.log.level) });
+    await applyTopology({
+      managementUrl: config.amqp.managementUrl,
+      vhost,
+      defs,
+      passwords: servicePasswords(config),
+      log: createLogger('topology', config.log.level),
+    });
   } catch (err) {
     exitWithLine(`warren topology apply: ${(err as Error).message}`);
   }
@@ -178,9 +188,7 @@ dlq
   .description('delete every parked message of the queue (asks on a terminal; --yes otherwise)')
   .argument('<queue>', 'work queue, e.g. analytics.tweets')
   .option('-y, --yes', 'really delete every parked message, without asking')
-  .action((queue: string, opts: { yes?: boolean }) =>
-    operatorAction(async (config) => (await import('./ops/dlqCommands')).dlqPurge(config, queue, opts)),
-  );
+  .action((queue: string, opts: { yes?: boolean }) => operatorAction(async (config) => (await import('./ops/dlqCommands')).dlqPurge(config, queue, opts)));
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   exitWithLine(`warren: ${(err as Error).message}`);

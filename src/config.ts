@@ -31,133 +31,164 @@ export const WORKER_STOP_MARGIN_MS = 10_000;
 const BROKER_USERS = ['api', ...declaredWorkers.map((w) => w.brokerUser)];
 const DATABASE_SERVICES = ['api', ...declaredWorkers.map((w) => w.database.service)];
 
-export const configSchema = z.object({
-  http: z.object({
-    host: z.string().min(1),
-    port: z.coerce.number().int().min(0).max(65535),
-    bodyLimitBytes: positiveInt,
-    /** On SIGTERM the API answers /readyz 503 this long before it stops taking connections, so a load balancer notices first. */
-    drainDelayMs: z.coerce.number().int().min(0).max(20_000),
-  }),
-  amqp: z.object({
-    url: z.string().regex(/^amqps?:\/\//, 'must be an amqp:// or amqps:// URL'),
-    managementUrl: z.string().regex(/^https?:\/\//, 'must be an http:// or https:// URL'),
-    definitionsFile: z.string().min(1),
-    heartbeatSeconds: positiveInt,
-    reconnectSeconds: z.coerce.number().positive(),
-    /** Each service's own RabbitMQ user; with no password the service uses amqp.url's credentials (local development). */
-    users: z.record(z.string(), brokerUser),
-    /**
-     * The read-only management user (tag `monitoring`, read-only permissions in
-     * the definitions) that `topology apply` gives this password; services put
-     * its credentials in amqp.managementUrl for their start-up checks.
-     */
-    monitor: brokerUser,
-    /** `guest` only connects from localhost: allowed for local development, refused in production. */
-    allowGuest: z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]),
-  }),
-  database: z.object({
-    client: z.enum(['sqlite', 'postgres']),
-    /** knex's SQLite client: node-sqlite3 (asynchronous, on libuv's thread pool) or better-sqlite3 (synchronous, in-thread). */
-    sqliteDriver: z.enum(['sqlite3', 'better-sqlite3']),
-    dir: z.string().min(1),
-    url: z.string(),
-    statementTimeoutMs: positiveInt,
-    /** PostgreSQL: start even when the session's synchronous_commit is off or local (commits acknowledged before they are durable). */
-    allowAsyncCommit: z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]),
-    /**
-     * PostgreSQL: each service's own role, used when its password is set. The
-     * service connects as it (database.url's host and database); `warren
-     * migrate` connects with database.url (the database owner), creates or
-     * updates the roles, and migrates each schema as its role so that the role
-     * owns it. With no passwords every process uses database.url as it is.
-     */
-    roles: z.record(z.string(), databaseRole),
-  }),
-  outbox: z.object({ maxBacklog: positiveInt, retainSentHours: z.coerce.number().nonnegative() }),
-  relay: z.object({
-    batchSize: positiveInt,
-    pollIntervalMs: positiveInt,
-    claimTimeoutMs: positiveInt,
-    publishTimeoutMs: positiveInt,
-  }),
-  worker: z.object({
-    prefetch: z.coerce.number().int().min(1).max(65535),
-    // Far below RabbitMQ's 30-minute consumer acknowledgement timeout.
-    handlerTimeoutMs: z.coerce.number().int().positive().max(20 * 60 * 1000),
-    // A failed batch's messages are acked or retried within this of their arrival: far below the consumer timeout too.
-    batchDeadlineMs: z.coerce.number().int().positive().max(20 * 60 * 1000),
-    // GET /healthz and /readyz of `warren worker`; 0 = none.
-    healthPort: z.coerce.number().int().min(0).max(65535),
-  }),
-  retry: z.object({ attempts: z.record(z.string(), z.coerce.number().int().min(1).max(100)) }),
-  inbox: z.object({ retentionDays: z.coerce.number().positive() }),
-  auth: z.object({ tokenTtlDays: z.coerce.number().positive(), maxTokens: positiveInt }),
-  /** Open notification streams an API process keeps, per user and in all; past either, 429. */
-  streams: z.object({ maxPerUser: positiveInt, maxPerProcess: positiveInt }),
-  idempotency: z.object({ ttlHours: z.coerce.number().positive() }),
-  supervisor: z.object({ restartMinMs: positiveInt, restartMaxMs: positiveInt, stopTimeoutMs: positiveInt }),
-  log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) }),
-}).superRefine((c, ctx) => {
-  // A misspelt service would configure nothing, and leave the real one on its defaults without a word.
-  const perService: [string[], Record<string, unknown>, string[]][] = [
-    [['amqp', 'users'], c.amqp.users, BROKER_USERS],
-    [['database', 'roles'], c.database.roles, DATABASE_SERVICES],
-  ];
-  for (const [section, entries, known] of perService) {
-    for (const key of Object.keys(entries)) {
-      if (!known.includes(key)) ctx.addIssue({ code: 'custom', path: [...section, key], message: `${key} is not a service of Warren (${known.join(', ')})`, params: { unknownKey: true } });
+export const configSchema = z
+  .object({
+    http: z.object({
+      host: z.string().min(1),
+      port: z.coerce.number().int().min(0).max(65535),
+      bodyLimitBytes: positiveInt,
+      /** On SIGTERM the API answers /readyz 503 this long before it stops taking connections, so a load balancer notices first. */
+      drainDelayMs: z.coerce.number().int().min(0).max(20_000),
+    }),
+    amqp: z.object({
+      url: z.string().regex(/^amqps?:\/\//, 'must be an amqp:// or amqps:// URL'),
+      managementUrl: z.string().regex(/^https?:\/\//, 'must be an http:// or https:// URL'),
+      definitionsFile: z.string().min(1),
+      heartbeatSeconds: positiveInt,
+      reconnectSeconds: z.coerce.number().positive(),
+      /** Each service's own RabbitMQ user; with no password the service uses amqp.url's credentials (local development). */
+      users: z.record(z.string(), brokerUser),
+      /**
+       * The read-only management user (tag `monitoring`, read-only permissions in
+       * the definitions) that `topology apply` gives this password; services put
+       * its credentials in amqp.managementUrl for their start-up checks.
+       */
+      monitor: brokerUser,
+      /** `guest` only connects from localhost: allowed for local development, refused in production. */
+      allowGuest: z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]),
+    }),
+    database: z.object({
+      client: z.enum(['sqlite', 'postgres']),
+      /** knex's SQLite client: node-sqlite3 (asynchronous, on libuv's thread pool) or better-sqlite3 (synchronous, in-thread). */
+      sqliteDriver: z.enum(['sqlite3', 'better-sqlite3']),
+      dir: z.string().min(1),
+      url: z.string(),
+      statementTimeoutMs: positiveInt,
+      /** PostgreSQL: start even when the session's synchronous_commit is off or local (commits acknowledged before they are durable). */
+      allowAsyncCommit: z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]),
+      /**
+       * PostgreSQL: each service's own role, used when its password is set. The
+       * service connects as it (database.url's host and database); `warren
+       * migrate` connects with database.url (the database owner), creates or
+       * updates the roles, and migrates each schema as its role so that the role
+       * owns it. With no passwords every process uses database.url as it is.
+       */
+      roles: z.record(z.string(), databaseRole),
+    }),
+    outbox: z.object({ maxBacklog: positiveInt, retainSentHours: z.coerce.number().nonnegative() }),
+    relay: z.object({
+      batchSize: positiveInt,
+      pollIntervalMs: positiveInt,
+      claimTimeoutMs: positiveInt,
+      publishTimeoutMs: positiveInt,
+    }),
+    worker: z.object({
+      prefetch: z.coerce.number().int().min(1).max(65535),
+      // Far below RabbitMQ's 30-minute consumer acknowledgement timeout.
+      handlerTimeoutMs: z.coerce
+        .number()
+        .int()
+        .positive()
+        .max(20 * 60 * 1000),
+      // A failed batch's messages are acked or retried within this of their arrival: far below the consumer timeout too.
+      batchDeadlineMs: z.coerce
+        .number()
+        .int()
+        .positive()
+        .max(20 * 60 * 1000),
+      // GET /healthz and /readyz of `warren worker`; 0 = none.
+      healthPort: z.coerce.number().int().min(0).max(65535),
+    }),
+    retry: z.object({ attempts: z.record(z.string(), z.coerce.number().int().min(1).max(100)) }),
+    inbox: z.object({ retentionDays: z.coerce.number().positive() }),
+    auth: z.object({ tokenTtlDays: z.coerce.number().positive(), maxTokens: positiveInt }),
+    /** Open notification streams an API process keeps, per user and in all; past either, 429. */
+    streams: z.object({ maxPerUser: positiveInt, maxPerProcess: positiveInt }),
+    idempotency: z.object({ ttlHours: z.coerce.number().positive() }),
+    supervisor: z.object({ restartMinMs: positiveInt, restartMaxMs: positiveInt, stopTimeoutMs: positiveInt }),
+    log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) }),
+  })
+  .superRefine((c, ctx) => {
+    // A misspelt service would configure nothing, and leave the real one on its defaults without a word.
+    const perService: [string[], Record<string, unknown>, string[]][] = [
+      [['amqp', 'users'], c.amqp.users, BROKER_USERS],
+      [['database', 'roles'], c.database.roles, DATABASE_SERVICES],
+    ];
+    for (const [section, entries, known] of perService) {
+      for (const key of Object.keys(entries)) {
+        if (!known.includes(key))
+          ctx.addIssue({
+            code: 'custom',
+            path: [...section, key],
+            message: `${key} is not a service of Warren (${known.join(', ')})`,
+            params: { unknownKey: true },
+          });
+      }
     }
-  }
-  if (c.database.client === 'postgres' && !/^postgres(ql)?:\/\//.test(c.database.url)) {
-    ctx.addIssue({ code: 'custom', path: ['database', 'url'], message: 'must be a postgres:// URL when database.client is postgres' });
-  }
-  // A worker's SIGTERM waits out its handlers, then closes: a supervisor that kills it sooner turns a clean stop into a crash.
-  if (c.supervisor.stopTimeoutMs <= c.worker.handlerTimeoutMs + WORKER_STOP_MARGIN_MS) {
-    ctx.addIssue({
-      code: 'custom',
-      path: ['supervisor', 'stopTimeoutMs'],
-      message: `must be more than worker.handlerTimeoutMs + ${WORKER_STOP_MARGIN_MS} ms (${c.worker.handlerTimeoutMs + WORKER_STOP_MARGIN_MS}), the time a worker may take to stop`,
-    });
-  }
-  // A batch may fail only at its timeout; its messages should then still have time to run alone, one at least.
-  if (c.worker.batchDeadlineMs < 2 * c.worker.handlerTimeoutMs) {
-    ctx.addIssue({
-      code: 'custom',
-      path: ['worker', 'batchDeadlineMs'],
-      message: `must be at least 2 × worker.handlerTimeoutMs (${2 * c.worker.handlerTimeoutMs}): a batch that fails at its timeout must leave time to run a message alone`,
-    });
-  }
-  // A claim that expires while its batch may still be waiting for confirms lets another relay publish the same rows.
-  if (c.relay.claimTimeoutMs <= c.relay.publishTimeoutMs) {
-    ctx.addIssue({
-      code: 'custom',
-      path: ['relay', 'claimTimeoutMs'],
-      message: `must be more than relay.publishTimeoutMs (${c.relay.publishTimeoutMs} ms), or another relay takes over rows still being published`,
-    });
-  }
-  // Two services under one role could read and write each other's tables.
-  const roles = Object.entries(c.database.roles);
-  for (const [i, [service, role]] of roles.entries()) {
-    if (!role.password) continue;
-    if (c.database.client !== 'postgres') {
-      ctx.addIssue({ code: 'custom', path: ['database', 'roles', service, 'password'], message: 'is set, but database.client is not postgres: service roles are PostgreSQL roles' });
+    if (c.database.client === 'postgres' && !/^postgres(ql)?:\/\//.test(c.database.url)) {
+      ctx.addIssue({ code: 'custom', path: ['database', 'url'], message: 'must be a postgres:// URL when database.client is postgres' });
     }
-    const twin = roles.slice(0, i).find(([, other]) => other.password && other.username === role.username);
-    if (twin) {
-      ctx.addIssue({ code: 'custom', path: ['database', 'roles', service, 'username'], message: `is ${role.username}, the role of ${twin[0]} too: each service needs a role of its own` });
+    // A worker's SIGTERM waits out its handlers, then closes: a supervisor that kills it sooner turns a clean stop into a crash.
+    if (c.supervisor.stopTimeoutMs <= c.worker.handlerTimeoutMs + WORKER_STOP_MARGIN_MS) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['supervisor', 'stopTimeoutMs'],
+        message: `must be more than worker.handlerTimeoutMs + ${WORKER_STOP_MARGIN_MS} ms (${c.worker.handlerTimeoutMs + WORKER_STOP_MARGIN_MS}), the time a worker may take to stop`,
+      });
     }
-  }
-  // A URL alone would otherwise be ignored, and every host would quietly write a SQLite file of its own.
-  if (c.database.client === 'sqlite' && c.database.url !== '') {
-    ctx.addIssue({ code: 'custom', path: ['database', 'client'], message: 'is sqlite, but database.url is set: set the client to postgres to use that URL, or clear the URL' });
-  }
-});
+    // A batch may fail only at its timeout; its messages should then still have time to run alone, one at least.
+    if (c.worker.batchDeadlineMs < 2 * c.worker.handlerTimeoutMs) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['worker', 'batchDeadlineMs'],
+        message: `must be at least 2 × worker.handlerTimeoutMs (${2 * c.worker.handlerTimeoutMs}): a batch that fails at its timeout must leave time to run a message alone`,
+      });
+    }
+    // A claim that expires while its batch may still be waiting for confirms lets another relay publish the same rows.
+    if (c.relay.claimTimeoutMs <= c.relay.publishTimeoutMs) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['relay', 'claimTimeoutMs'],
+        message: `must be more than relay.publishTimeoutMs (${c.relay.publishTimeoutMs} ms), or another relay takes over rows still being published`,
+      });
+    }
+    // Two services under one role could read and write each other's tables.
+    const roles = Object.entries(c.database.roles);
+    for (const [i, [service, role]] of roles.entries()) {
+      if (!role.password) continue;
+      if (c.database.client !== 'postgres') {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['database', 'roles', service, 'password'],
+          message: 'is set, but database.client is not postgres: service roles are PostgreSQL roles',
+        });
+      }
+      const twin = roles.slice(0, i).find(([, other]) => other.password && other.username === role.username);
+      if (twin) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['database', 'roles', service, 'username'],
+          message: `is ${role.username}, the role of ${twin[0]} too: each service needs a role of its own`,
+        });
+      }
+    }
+    // A URL alone would otherwise be ignored, and every host would quietly write a SQLite file of its own.
+    if (c.database.client === 'sqlite' && c.database.url !== '') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['database', 'client'],
+        message: 'is sqlite, but database.url is set: set the client to postgres to use that URL, or clear the URL',
+      });
+    }
+  });
 
 export type Config = z.infer<typeof configSchema>;
 
 export class ConfigError extends Error {
-  constructor(readonly key: string, detail: string) {
+  constructor(
+    readonly key: string,
+    detail: string,
+  ) {
     super(`config: ${key}: ${detail}`);
     this.name = 'ConfigError';
   }
@@ -289,7 +320,10 @@ export function serviceAmqpUrl(config: Config, service: BrokerService): string {
   }
   const user = decodeURIComponent(url.username || 'guest');
   if (user === 'guest' && !config.amqp.allowGuest) {
-    throw new ConfigError(`amqp.users.${service}.password (${envName(['amqp', 'users', service, 'password'])})`, 'required: guest is for local development only (amqp.allowGuest is false)');
+    throw new ConfigError(
+      `amqp.users.${service}.password (${envName(['amqp', 'users', service, 'password'])})`,
+      'required: guest is for local development only (amqp.allowGuest is false)',
+    );
   }
   return url.toString();
 }

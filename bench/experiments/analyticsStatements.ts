@@ -78,12 +78,33 @@ async function setBased(db: Knex, batch: Tweet[]): Promise<void> {
       await tx('user_stats')
         .insert([...users.values()].map((u) => ({ user_id: u.user_id, handle: u.handle, tweet_count: u.count, last_tweet_at: u.last_tweet_at })))
         .onConflict('user_id')
-        .merge({ tweet_count: tx.raw('user_stats.tweet_count + excluded.tweet_count'), last_tweet_at: tx.raw('CASE WHEN user_stats.last_tweet_at IS NULL OR user_stats.last_tweet_at <= excluded.last_tweet_at THEN excluded.last_tweet_at ELSE user_stats.last_tweet_at END') });
+        .merge({
+          tweet_count: tx.raw('user_stats.tweet_count + excluded.tweet_count'),
+          last_tweet_at: tx.raw(
+            'CASE WHEN user_stats.last_tweet_at IS NULL OR user_stats.last_tweet_at <= excluded.last_tweet_at THEN excluded.last_tweet_at ELSE user_stats.last_tweet_at END',
+          ),
+        });
     }
-    if (userTags.size) await tx('user_hashtags').insert([...userTags.values()]).onConflict(['user_id', 'tag']).merge({ count: plus('user_hashtags') });
-    if (tags.size) await tx('hashtags').insert([...tags.values()]).onConflict('tag').merge({ count: plus('hashtags') });
-    if (mentions.size) await tx('user_mentions').insert([...mentions.values()]).onConflict(['user_id', 'handle']).merge({ count: plus('user_mentions') });
-    if (hours.size) await tx('tweets_per_hour').insert([...hours.values()]).onConflict('hour').merge({ count: plus('tweets_per_hour') });
+    if (userTags.size)
+      await tx('user_hashtags')
+        .insert([...userTags.values()])
+        .onConflict(['user_id', 'tag'])
+        .merge({ count: plus('user_hashtags') });
+    if (tags.size)
+      await tx('hashtags')
+        .insert([...tags.values()])
+        .onConflict('tag')
+        .merge({ count: plus('hashtags') });
+    if (mentions.size)
+      await tx('user_mentions')
+        .insert([...mentions.values()])
+        .onConflict(['user_id', 'handle'])
+        .merge({ count: plus('user_mentions') });
+    if (hours.size)
+      await tx('tweets_per_hour')
+        .insert([...hours.values()])
+        .onConflict('hour')
+        .merge({ count: plus('tweets_per_hour') });
   });
 }
 

@@ -19,9 +19,18 @@ export class Deployment {
   private api!: Reader;
   private analytics!: Reader;
 
-  private constructor(readonly sys: BenchSystem, readonly store: Store, readonly supervisor: Proc, readonly port: number) {}
+  private constructor(
+    readonly sys: BenchSystem,
+    readonly store: Store,
+    readonly supervisor: Proc,
+    readonly port: number,
+  ) {}
 
-  static async start(sys: BenchSystem, store: Store, opts: { amqpUrl?: string; users?: number; extraEnv?: NodeJS.ProcessEnv; cli?: string } = {}): Promise<Deployment> {
+  static async start(
+    sys: BenchSystem,
+    store: Store,
+    opts: { amqpUrl?: string; users?: number; extraEnv?: NodeJS.ProcessEnv; cli?: string } = {},
+  ): Promise<Deployment> {
     const port = await freePort();
     const supervisor = sys.warren(['start'], store, { WARREN_HTTP_PORT: String(port), ...opts.extraEnv }, { amqpUrl: opts.amqpUrl, cli: opts.cli });
     const dep = new Deployment(sys, store, supervisor, port);
@@ -90,10 +99,14 @@ export class Deployment {
 
   /** Waits until every tweet is relayed and counted; false when `timeoutMs` passed first. */
   async drained(timeoutMs: number): Promise<boolean> {
-    const ok = await pollUntil(async () => {
-      const p = await this.progress();
-      return p.backlog === 0 && p.counted >= p.tweets;
-    }, timeoutMs, 250);
+    const ok = await pollUntil(
+      async () => {
+        const p = await this.progress();
+        return p.backlog === 0 && p.counted >= p.tweets;
+      },
+      timeoutMs,
+      250,
+    );
     return ok === true;
   }
 
@@ -111,7 +124,10 @@ export class Sampler<T> {
   private busy = false;
   private readonly t0 = Date.now();
 
-  constructor(private readonly sample: () => Promise<T>, private readonly everyMs = 1000) {}
+  constructor(
+    private readonly sample: () => Promise<T>,
+    private readonly everyMs = 1000,
+  ) {}
 
   start(): this {
     const tick = async () => {

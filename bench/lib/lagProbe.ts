@@ -21,7 +21,10 @@ export class LagProbe {
   private loop: Promise<void> | undefined;
   private readonly queryMs: number[] = [];
 
-  constructor(private readonly store: Store, private readonly intervalMs = 5) {
+  constructor(
+    private readonly store: Store,
+    private readonly intervalMs = 5,
+  ) {
     if (store.kind !== 'sqlite') throw new Error('the lag probe reads the analytics SQLite file');
     this.reader = openReader(store, 'analytics');
   }
@@ -37,7 +40,10 @@ export class LagProbe {
     while (this.running) {
       const started = nowMs();
       try {
-        const rows = await this.reader.all<{ r: number; m: string }>('SELECT rowid AS r, message_id AS m FROM processed_messages WHERE rowid > ? ORDER BY rowid', [this.lastRowid]);
+        const rows = await this.reader.all<{ r: number; m: string }>(
+          'SELECT rowid AS r, message_id AS m FROM processed_messages WHERE rowid > ? ORDER BY rowid',
+          [this.lastRowid],
+        );
         for (const row of rows) {
           this.seen.set(row.m, started);
           this.lastRowid = row.r;
@@ -84,7 +90,9 @@ export class LagProbe {
     const lags: number[] = [];
     let missing = 0;
     try {
-      const rows = await api.all<{ m: string; t: string }>("SELECT message_id AS m, json_extract(payload, '$.tweetId') AS t FROM outbox WHERE type = 'tweet.created'");
+      const rows = await api.all<{ m: string; t: string }>(
+        "SELECT message_id AS m, json_extract(payload, '$.tweetId') AS t FROM outbox WHERE type = 'tweet.created'",
+      );
       const messageOf = new Map(rows.map((r) => [r.t, r.m]));
       for (const [tweetId, at] of answered) {
         const m = messageOf.get(tweetId);

@@ -58,7 +58,10 @@ export async function describeMachine(managementUrl: string): Promise<Machine> {
     postgres: pg ? `PostgreSQL ${pg.split(' ')[0]}` : 'PostgreSQL (version unknown)',
     redis,
     sqlite: (sqlite3 as unknown as { VERSION: string }).VERSION,
-    loadAtStart: os.loadavg().map((l) => l.toFixed(2)).join(' / '),
+    loadAtStart: os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' / '),
     warren: describeCommit(),
   };
 }

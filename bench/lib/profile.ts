@@ -45,13 +45,20 @@ export function summarizeProfile(file: string, topN = 12): ProfileSummary {
   return {
     file,
     seconds: (prof.endTime - prof.startTime) / 1e6,
-    byArea: sorted(areas).slice(0, topN).map(([area, hits]) => ({ area, share: hits / total })),
-    top: sorted(fns).slice(0, topN).map(([fn, hits]) => ({ fn, share: hits / total })),
+    byArea: sorted(areas)
+      .slice(0, topN)
+      .map(([area, hits]) => ({ area, share: hits / total })),
+    top: sorted(fns)
+      .slice(0, topN)
+      .map(([fn, hits]) => ({ fn, share: hits / total })),
   };
 }
 
 /** The profiles written into `dir` (one per process; V8 names them CPU.<date>.<time>.<pid>...). */
 export function profilesIn(dir: string): string[] {
   if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')).map((f) => path.join(dir, f));
+  return fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith('.cpuprofile'))
+    .map((f) => path.join(dir, f));
 }

@@ -24,7 +24,15 @@ export interface ScenarioResult {
 const HEAD = ['scenario', 'measure', 'Warren', 'reference (same run)', 'ratio', 'target', 'met'];
 
 function cells(r: ScenarioResult, row: Row, first: boolean): string[] {
-  return [first ? r.title : '', row.measure, row.warren, row.reference ?? '', row.ratio ?? '', row.target ?? '', row.met === undefined ? '' : row.met ? 'yes' : 'NO'];
+  return [
+    first ? r.title : '',
+    row.measure,
+    row.warren,
+    row.reference ?? '',
+    row.ratio ?? '',
+    row.target ?? '',
+    row.met === undefined ? '' : row.met ? 'yes' : 'NO',
+  ];
 }
 
 export function consoleTable(results: ScenarioResult[]): string {
@@ -37,7 +45,14 @@ export function consoleTable(results: ScenarioResult[]): string {
 function mdTable(results: ScenarioResult[]): string {
   const esc = (s: string) => s.replace(/\|/g, '\\|');
   const lines = [`| ${HEAD.join(' | ')} |`, `|${HEAD.map(() => '---').join('|')}|`];
-  for (const r of results) r.rows.forEach((row, i) => lines.push(`| ${cells(r, row, i === 0).map(esc).join(' | ')} |`));
+  for (const r of results)
+    r.rows.forEach((row, i) =>
+      lines.push(
+        `| ${cells(r, row, i === 0)
+          .map(esc)
+          .join(' | ')} |`,
+      ),
+    );
   return lines.join('\n');
 }
 
@@ -79,7 +94,9 @@ export function markdown(input: ReportInput): string {
   out.push(`- **Command**: \`${input.command}\` (whole run: ${Math.round(input.totalSeconds)} s)`);
   out.push(`- **Machine**: ${machine.cpus} × ${machine.cpuModel}, ${machine.memory} memory, ${machine.os}; load average at start ${machine.loadAtStart}`);
   out.push(`- **Warren**: ${machine.warren}`);
-  out.push(`- **Software**: Node.js ${machine.node}, RabbitMQ ${machine.rabbitmq} (loopback), ${machine.postgres}, Redis ${machine.redis}, SQLite ${machine.sqlite} (node sqlite3)`);
+  out.push(
+    `- **Software**: Node.js ${machine.node}, RabbitMQ ${machine.rabbitmq} (loopback), ${machine.postgres}, Redis ${machine.redis}, SQLite ${machine.sqlite} (node sqlite3)`,
+  );
   out.push('');
   out.push('## Summary', '', mdTable(input.results), '');
   out.push('## What holds Warren back', '', ...input.findings, '');

@@ -51,7 +51,12 @@ export class Proc {
   exitCode: number | null | undefined;
   readonly stdout: string[] = [];
 
-  constructor(readonly name: string, readonly child: ChildProcess, readonly logFile: string, keepStdout = false) {
+  constructor(
+    readonly name: string,
+    readonly child: ChildProcess,
+    readonly logFile: string,
+    keepStdout = false,
+  ) {
     everyChild.add(child);
     const log = fs.createWriteStream(logFile);
     child.stdout?.on('data', (chunk: Buffer) => {
@@ -253,7 +258,10 @@ export class BenchSystem {
   /** Starts `warren <args>` with the store's environment. */
   warren(args: string[], store: Store, extraEnv: NodeJS.ProcessEnv = {}, opts: WarrenOptions = {}): Proc {
     const env = { ...this.baseEnv(store.env, opts.amqpUrl), ...extraEnv };
-    const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--enable-source-maps', opts.cli ?? cli, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--enable-source-maps', opts.cli ?? cli, ...args], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const proc = new Proc(`warren ${args.join(' ')}`, child, this.logFile(`warren-${args.join('-')}-${store.label}`));
     this.procs.push(proc);
     return proc;

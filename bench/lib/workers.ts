@@ -36,7 +36,13 @@ export interface ConsumeFigures {
  * record to the last (processed_at, written in the effect's transaction):
  * process start-up is not counted, only consuming.
  */
-export async function timeAnalyticsWorker(ctx: BenchContext, store: Store, processes: number, extraEnv: NodeJS.ProcessEnv = {}, cli?: string): Promise<ConsumeFigures> {
+export async function timeAnalyticsWorker(
+  ctx: BenchContext,
+  store: Store,
+  processes: number,
+  extraEnv: NodeJS.ProcessEnv = {},
+  cli?: string,
+): Promise<ConsumeFigures> {
   const count = ctx.sizes.messages;
   await fillWorkQueue(ctx, count);
   const parkedBefore = (await ctx.sys.queue(`${WORK_QUEUE}.dlq`)).messages;

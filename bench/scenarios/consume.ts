@@ -69,7 +69,14 @@ export async function consume(ctx: BenchContext): Promise<ScenarioResult> {
     });
   }
   const vsBull = fastest.figures!.rate / bull.rate;
-  rows.push({ measure: `fastest (${fastest.driver}) vs BullMQ`, warren: fmt(fastest.figures!.rate), reference: `${fmt(bull.rate)} BullMQ + same SQLite work`, ratio: `${fmt(vsBull, 2)}×`, target: '≥ 3×', met: vsBull >= 3 });
+  rows.push({
+    measure: `fastest (${fastest.driver}) vs BullMQ`,
+    warren: fmt(fastest.figures!.rate),
+    reference: `${fmt(bull.rate)} BullMQ + same SQLite work`,
+    ratio: `${fmt(vsBull, 2)}×`,
+    target: '≥ 3×',
+    met: vsBull >= 3,
+  });
 
   return {
     id: 'consume',
@@ -83,7 +90,11 @@ export async function consume(ctx: BenchContext): Promise<ScenarioResult> {
           ? `- ${r.driver}: ${fmt(r.figures.count)} messages in ${fmt(r.figures.seconds, 1)} s = **${fmt(r.figures.rate)} msg/s**; parked ${r.figures.parked}${r.figures.complete ? '' : ' (INCOMPLETE within the bound)'}`
           : `- ${r.driver}: ${r.why}`,
       ),
-      ...(before && baseline ? [`- Previous build (${baseline.label}), default driver, the same run first: ${fmt(before.count)} messages in ${fmt(before.seconds, 1)} s = **${fmt(before.rate)} msg/s**; parked ${before.parked}`] : []),
+      ...(before && baseline
+        ? [
+            `- Previous build (${baseline.label}), default driver, the same run first: ${fmt(before.count)} messages in ${fmt(before.seconds, 1)} s = **${fmt(before.rate)} msg/s**; parked ${before.parked}`,
+          ]
+        : []),
       `- Raw amqplib, prefetch ${ctx.prefetch}, \`ack\` of each delivery and nothing else: ${fmt(raw.acked)} in ${fmt(raw.seconds, 2)} s = **${fmt(raw.rate)} msg/s**.`,
       `- BullMQ ${packageVersion('bullmq')} on Redis, concurrency 50, each job one knex sqlite3 transaction with the same inbox record and analytics upserts as Warren's handler, on the same schema: ${fmt(bull.done)} jobs (${bull.failed} failed) in ${fmt(bull.seconds, 1)} s = **${fmt(bull.rate)} jobs/s** (timed from the first job started to the last completed; adding the jobs is not counted).`,
     ],

@@ -88,7 +88,9 @@ export async function endToEnd(ctx: BenchContext): Promise<ScenarioResult> {
       `Paced open-loop load (its own process, ≤ 256 requests open) against the \`warren start\` deployment; every accepted tweet's 201 time is matched to the moment its inbox record became visible in the analytics SQLite file (read-only probe).`,
       ...describe(main, e2eRate, e2eSeconds),
       ...(fallback ? describe(fallback.run, fallback.rate, Math.min(30, e2eSeconds)) : []),
-      ...(before && baseline ? [`The previous build (${baseline.label}), the same load first on a \`warren start\` of its own:`, ...describe(before, e2eRate, e2eSeconds)] : []),
+      ...(before && baseline
+        ? [`The previous build (${baseline.label}), the same load first on a \`warren start\` of its own:`, ...describe(before, e2eRate, e2eSeconds)]
+        : []),
       '',
       `Queue depth (\`${WORK_QUEUE}\`, ready messages), outbox backlog and RSS during the ${fmt(e2eRate)}/s run and its drain:`,
       '',

@@ -74,7 +74,10 @@ export async function ingest(ctx: BenchContext): Promise<ScenarioResult> {
   const baseline = baselineBuild();
   let before: LoadFigures | undefined;
   if (baseline) {
-    const dep = await Deployment.start(ctx.sys, await ctx.sys.sqliteStore('ingest-baseline'), { cli: baseline.cli, amqpUrl: await ctx.sys.addVhost('ingest-baseline') });
+    const dep = await Deployment.start(ctx.sys, await ctx.sys.sqliteStore('ingest-baseline'), {
+      cli: baseline.cli,
+      amqpUrl: await ctx.sys.addVhost('ingest-baseline'),
+    });
     try {
       before = await loadDeployment(dep);
     } finally {
@@ -111,18 +114,62 @@ export async function ingest(ctx: BenchContext): Promise<ScenarioResult> {
     `server CPU ${us(f.cpuUsPerRequest)} per accepted request (${pct(f.cpuShare)} of a core), event-loop delay mean ${ms(f.loopDelayMeanMs)}, p99 ${ms(f.loopDelayP99Ms)}`;
   const machineLine = (name: string, f: LoadFigures) => {
     const by = f.cpuUsPerRequestBy;
-    const parts = Object.entries(by).filter(([k]) => k !== 'machine').map(([k, v]) => `${k === 'server' ? 'server' : k} ${us(v)}`);
+    const parts = Object.entries(by)
+      .filter(([k]) => k !== 'machine')
+      .map(([k, v]) => `${k === 'server' ? 'server' : k} ${us(v)}`);
     return `| ${name} | ${us(by.machine ?? NaN)} | ${parts.join(', ')} |`;
   };
   const clean = (f: LoadFigures) => f.non2xx === 0 && f.errors === 0 && f.timeouts === 0;
   const rows: Row[] = [
-    { measure: `POST /tweets req/s, ${connections} connections, SQLite`, warren: fmt(warren.rps), reference: `${fmt(bare.rps)} bare Koa${was((f) => fmt(f.rps))}`, ratio: pct(ratio), target: '≥ 30 % (goal 60 %)', met: ratio >= 0.3 },
-    { measure: 'vs confirm-per-request handler', warren: fmt(warren.rps), reference: `${fmt(confirm.rps)} req/s, p99 ${ms(confirm.p99)}`, ratio: pct(vsConfirm), target: '≥ 100 %', met: vsConfirm >= 1 },
-    { measure: 'POST /tweets p99, non-2xx', warren: `${ms(warren.p99)}, ${fmt(warren.non2xx + warren.errors + warren.timeouts)}`, reference: `${ms(bare.p99)} bare Koa${was((f) => ms(f.p99))}`, target: '≤ 25 ms, 0', met: warren.p99 <= 25 && clean(warren) },
-    { measure: 'API CPU per accepted request', warren: us(warren.cpuUsPerRequest), reference: `${us(bare.cpuUsPerRequest)} bare Koa, ${us(confirm.cpuUsPerRequest)} confirm-per-request${was((f) => us(f.cpuUsPerRequest))}`, target: '≤ 120 µs', met: warren.cpuUsPerRequest <= 120 },
-    { measure: 'API event-loop delay p99', warren: ms(warren.loopDelayP99Ms), reference: `${ms(bare.loopDelayP99Ms)} bare Koa${was((f) => ms(f.loopDelayP99Ms))}`, target: '≤ 5 ms', met: warren.loopDelayP99Ms <= 5 },
-    { measure: 'PostgreSQL: req/s, p99, CPU/request, loop delay p99', warren: `${fmt(pg.rps)}, ${ms(pg.p99)}, ${us(pg.cpuUsPerRequest)}, ${ms(pg.loopDelayP99Ms)}`, reference: `${pct(pg.rps / confirm.rps)} of confirm-per-request; ${fmt(pg.non2xx + pg.errors + pg.timeouts)} non-2xx`, target: 'reported' },
-    { measure: 'relay lag (created → confirmed)', warren: `p50 ${ms(relayLag.p50)}, p99 ${ms(relayLag.p99)}`, reference: `backlog ${fmt(backlogAtEnd)} at end, 0 after ${fmt(relayDrainS, 1)} s`, target: 'reported' },
+    {
+      measure: `POST /tweets req/s, ${connections} connections, SQLite`,
+      warren: fmt(warren.rps),
+      reference: `${fmt(bare.rps)} bare Koa${was((f) => fmt(f.rps))}`,
+      ratio: pct(ratio),
+      target: '≥ 30 % (goal 60 %)',
+      met: ratio >= 0.3,
+    },
+    {
+      measure: 'vs confirm-per-request handler',
+      warren: fmt(warren.rps),
+      reference: `${fmt(confirm.rps)} req/s, p99 ${ms(confirm.p99)}`,
+      ratio: pct(vsConfirm),
+      target: '≥ 100 %',
+      met: vsConfirm >= 1,
+    },
+    {
+      measure: 'POST /tweets p99, non-2xx',
+      warren: `${ms(warren.p99)}, ${fmt(warren.non2xx + warren.errors + warren.timeouts)}`,
+      reference: `${ms(bare.p99)} bare Koa${was((f) => ms(f.p99))}`,
+      target: '≤ 25 ms, 0',
+      met: warren.p99 <= 25 && clean(warren),
+    },
+    {
+      measure: 'API CPU per accepted request',
+      warren: us(warren.cpuUsPerRequest),
+      reference: `${us(bare.cpuUsPerRequest)} bare Koa, ${us(confirm.cpuUsPerRequest)} confirm-per-request${was((f) => us(f.cpuUsPerRequest))}`,
+      target: '≤ 120 µs',
+      met: warren.cpuUsPerRequest <= 120,
+    },
+    {
+      measure: 'API event-loop delay p99',
+      warren: ms(warren.loopDelayP99Ms),
+      reference: `${ms(bare.loopDelayP99Ms)} bare Koa${was((f) => ms(f.loopDelayP99Ms))}`,
+      target: '≤ 5 ms',
+      met: warren.loopDelayP99Ms <= 5,
+    },
+    {
+      measure: 'PostgreSQL: req/s, p99, CPU/request, loop delay p99',
+      warren: `${fmt(pg.rps)}, ${ms(pg.p99)}, ${us(pg.cpuUsPerRequest)}, ${ms(pg.loopDelayP99Ms)}`,
+      reference: `${pct(pg.rps / confirm.rps)} of confirm-per-request; ${fmt(pg.non2xx + pg.errors + pg.timeouts)} non-2xx`,
+      target: 'reported',
+    },
+    {
+      measure: 'relay lag (created → confirmed)',
+      warren: `p50 ${ms(relayLag.p50)}, p99 ${ms(relayLag.p99)}`,
+      reference: `backlog ${fmt(backlogAtEnd)} at end, 0 after ${fmt(relayDrainS, 1)} s`,
+      target: 'reported',
+    },
   ];
   return {
     id: 'ingest',
@@ -130,14 +177,20 @@ export async function ingest(ctx: BenchContext): Promise<ScenarioResult> {
     rows,
     notes: [
       `autocannon (its own process), ${connections} connections, ${warmupSeconds} s warm-up then ${ingestSeconds} s measured; each request a ~90-character tweet with a hashtag and a mention; Warren's requests rotate over ${dep.tokens.length} users' tokens.`,
-      'Each server\'s CPU time is read from /proc/<pid>/stat at the start and end of the measured run; its event-loop delay is prom-client\'s `nodejs_eventloop_lag_p99_seconds` (perf_hooks.monitorEventLoopDelay, reset by a scrape at the start of the measured run).',
-      line('Bare Koa ceiling (Warren\'s body parser, schema and text checks, 201 with the tweet; no database, no broker)', bare),
-      line('Hand-written confirm-per-request (the same handler + one persistent, mandatory publish on a shared confirm channel, awaited before answering)', confirm),
+      "Each server's CPU time is read from /proc/<pid>/stat at the start and end of the measured run; its event-loop delay is prom-client's `nodejs_eventloop_lag_p99_seconds` (perf_hooks.monitorEventLoopDelay, reset by a scrape at the start of the measured run).",
+      line("Bare Koa ceiling (Warren's body parser, schema and text checks, 201 with the tweet; no database, no broker)", bare),
+      line(
+        'Hand-written confirm-per-request (the same handler + one persistent, mandatory publish on a shared confirm channel, awaited before answering)',
+        confirm,
+      ),
       ...(before && baseline ? [line(`Previous build (${baseline.label}), \`warren start\` on SQLite, the same load`, before)] : []),
-      line('Warren `POST /tweets` as `warren start` runs it on SQLite (auth lookup, group-committed tweet + outbox row with synchronous=FULL, relay and both workers running, access log at info to a file)', warren),
+      line(
+        'Warren `POST /tweets` as `warren start` runs it on SQLite (auth lookup, group-committed tweet + outbox row with synchronous=FULL, relay and both workers running, access log at info to a file)',
+        warren,
+      ),
       line('The same on PostgreSQL (a fresh database, `warren start` with its relay and workers)', pg),
       '',
-      'Where the machine\'s CPU went, per accepted request (from /proc: every process\'s busy time over the measured run; `load` is autocannon, `rabbitmq` the broker node, which the confirm-per-request handler uses too):',
+      "Where the machine's CPU went, per accepted request (from /proc: every process's busy time over the measured run; `load` is autocannon, `rabbitmq` the broker node, which the confirm-per-request handler uses too):",
       '',
       '| server | machine CPU per request | by process |',
       '|---|---|---|',

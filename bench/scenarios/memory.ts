@@ -49,10 +49,19 @@ export async function memory(ctx: BenchContext): Promise<ScenarioResult> {
       met: growth.api <= MB50 && growth.worker <= MB50,
     });
   }
-  notes.push('RSS of the `warren start` deployment\'s API and analytics worker processes (/proc VmRSS):', '', '| when | API | analytics worker |', '|---|---|---|');
+  notes.push(
+    "RSS of the `warren start` deployment's API and analytics worker processes (/proc VmRSS):",
+    '',
+    '| when | API | analytics worker |',
+    '|---|---|---|',
+  );
   for (const s of snaps) notes.push(`| ${s.label} | ${mb(s.api)} | ${mb(s.worker)} |`);
   if (ctx.shared.e2eRss) notes.push(`| peak during the sustained run | ${mb(ctx.shared.e2eRss.api)} | ${mb(ctx.shared.e2eRss.worker)} |`);
-  notes.push('', `The sustained run is the end-to-end scenario (${ctx.sizes.e2eSeconds} s; the issue asks for 5 minutes, which the 15-minute budget of the whole run does not allow: set BENCH_E2E_SECONDS=300 for it).`, '');
+  notes.push(
+    '',
+    `The sustained run is the end-to-end scenario (${ctx.sizes.e2eSeconds} s; the issue asks for 5 minutes, which the 15-minute budget of the whole run does not allow: set BENCH_E2E_SECONDS=300 for it).`,
+    '',
+  );
   await ctx.closeDeployment();
 
   // The outage: its own deployment, through a proxy.
@@ -66,13 +75,27 @@ export async function memory(ctx: BenchContext): Promise<ScenarioResult> {
   const { outageRate, outageSeconds } = ctx.sizes;
   try {
     // Warm up at the same rate with the broker there, so "before" is a warmed-up process.
-    await ctx.sys.runTool<PacedFigures>('pacedLoad', { baseUrl: outage.baseUrl, tokens: outage.tokens, rate: outageRate, durationSec: 5, maxInFlight: 256, firstIndex: 8_000_000 });
+    await ctx.sys.runTool<PacedFigures>('pacedLoad', {
+      baseUrl: outage.baseUrl,
+      tokens: outage.tokens,
+      rate: outageRate,
+      durationSec: 5,
+      maxInFlight: 256,
+      firstIndex: 8_000_000,
+    });
     await outage.drained(ctx.sizes.drainSeconds * 1000);
     const before = outage.rss();
     const dbBefore = dbBytes(store.dir!);
     await proxy.cut();
     const sampler = new Sampler(async () => ({ ...outage.rss(), backlog: await outage.backlog() })).start();
-    const load = await ctx.sys.runTool<PacedFigures>('pacedLoad', { baseUrl: outage.baseUrl, tokens: outage.tokens, rate: outageRate, durationSec: outageSeconds, maxInFlight: 256, firstIndex: 9_000_000 });
+    const load = await ctx.sys.runTool<PacedFigures>('pacedLoad', {
+      baseUrl: outage.baseUrl,
+      tokens: outage.tokens,
+      rate: outageRate,
+      durationSec: outageSeconds,
+      maxInFlight: 256,
+      firstIndex: 9_000_000,
+    });
     const series = sampler.stop();
     const backlog = await outage.backlog();
     const during = { api: Math.max(...series.map((s) => s.api)), worker: Math.max(...series.map((s) => s.worker)) };
@@ -105,7 +128,9 @@ export async function memory(ctx: BenchContext): Promise<ScenarioResult> {
       '',
       '| t (s) | outbox backlog | API RSS | worker RSS |',
       '|---|---|---|---|',
-      ...series.filter((_, i) => i % Math.max(1, Math.round(series.length / 12)) === 0 || i === series.length - 1).map((s) => `| ${fmt(s.t, 0)} | ${fmt(s.backlog)} | ${mb(s.api)} | ${mb(s.worker)} |`),
+      ...series
+        .filter((_, i) => i % Math.max(1, Math.round(series.length / 12)) === 0 || i === series.length - 1)
+        .map((s) => `| ${fmt(s.t, 0)} | ${fmt(s.backlog)} | ${mb(s.api)} | ${mb(s.worker)} |`),
     );
   } finally {
     await outage.stop();

@@ -29,10 +29,20 @@ export async function profile(ctx: BenchContext): Promise<ScenarioResult> {
   await ctx.sys.waitHttp(port);
   const tokens: string[] = [];
   for (let i = 0; i < 10; i++) {
-    const res = await fetch(`http://127.0.0.1:${port}/users`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ handle: `prof_${i}`, displayName: `P ${i}` }) });
+    const res = await fetch(`http://127.0.0.1:${port}/users`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ handle: `prof_${i}`, displayName: `P ${i}` }),
+    });
     tokens.push(((await res.json()) as { token: string }).token);
   }
-  const ingest = await ctx.sys.runTool<{ rps: number; p99: number }>('ingestLoad', { url: `http://127.0.0.1:${port}`, connections: ctx.sizes.connections, durationSec: ctx.sizes.ingestSeconds, warmupSec: 0, tokens });
+  const ingest = await ctx.sys.runTool<{ rps: number; p99: number }>('ingestLoad', {
+    url: `http://127.0.0.1:${port}`,
+    connections: ctx.sizes.connections,
+    durationSec: ctx.sizes.ingestSeconds,
+    warmupSec: 0,
+    tokens,
+  });
   await api.stop();
 
   await fillWorkQueue(ctx, ctx.sizes.messages);
@@ -44,8 +54,16 @@ export async function profile(ctx: BenchContext): Promise<ScenarioResult> {
   await worker.stop();
 
   const summaries: { name: string; s: ProfileSummary | undefined; figure: string }[] = [
-    { name: '`warren api` under the ingest load (relay running)', s: profilesIn(apiDir).map((f) => summarizeProfile(f))[0], figure: `${fmt(ingest.rps)} req/s while profiled` },
-    { name: '`warren worker analytics` on the pre-filled queue', s: profilesIn(workerDir).map((f) => summarizeProfile(f))[0], figure: `${fmt(span.n / ((span.last - span.first) / 1000))} msg/s while profiled` },
+    {
+      name: '`warren api` under the ingest load (relay running)',
+      s: profilesIn(apiDir).map((f) => summarizeProfile(f))[0],
+      figure: `${fmt(ingest.rps)} req/s while profiled`,
+    },
+    {
+      name: '`warren worker analytics` on the pre-filled queue',
+      s: profilesIn(workerDir).map((f) => summarizeProfile(f))[0],
+      figure: `${fmt(span.n / ((span.last - span.first) / 1000))} msg/s while profiled`,
+    },
   ];
   const notes: string[] = [];
   for (const { name, s, figure } of summaries) {

@@ -19,7 +19,9 @@ export async function relay(ctx: BenchContext): Promise<ScenarioResult> {
   const ceilingRuns: { rate: number; seconds: number }[] = [];
   for (let i = 0; i < 3; i++) {
     await ctx.sys.purge(WORK_QUEUE);
-    ceilingRuns.push(await ctx.sys.runTool<{ rate: number; seconds: number }>('rawPublish', { amqpUrl: ctx.sys.amqpUrl, count: n, outstanding: ctx.sizes.outstanding }));
+    ceilingRuns.push(
+      await ctx.sys.runTool<{ rate: number; seconds: number }>('rawPublish', { amqpUrl: ctx.sys.amqpUrl, count: n, outstanding: ctx.sizes.outstanding }),
+    );
   }
   const raw = ceilingRuns.reduce((a, b) => (b.rate > a.rate ? b : a));
   await ctx.sys.purge(WORK_QUEUE);
@@ -35,11 +37,22 @@ export async function relay(ctx: BenchContext): Promise<ScenarioResult> {
   return {
     id: 'relay',
     title: '2. Relay',
-    rows: [{ measure: 'outbox rows relayed/s', warren: fmt(rate), reference: `${fmt(raw.rate)} raw amqplib, ${ctx.sizes.outstanding} confirms outstanding${was}`, ratio: pct(ratio), target: '≥ 80 %', met: ratio >= 0.8 }],
+    rows: [
+      {
+        measure: 'outbox rows relayed/s',
+        warren: fmt(rate),
+        reference: `${fmt(raw.rate)} raw amqplib, ${ctx.sizes.outstanding} confirms outstanding${was}`,
+        ratio: pct(ratio),
+        target: '≥ 80 %',
+        met: ratio >= 0.8,
+      },
+    ],
     notes: [
       `${fmt(n)} tweet.created rows were written into a stopped API's outbox, then \`warren api\` started and relayed them (batch size, poll interval and claim statements as configured by default) to exchange \`tweets\` → quorum queue \`${WORK_QUEUE}\` with no consumer.`,
       `The rate is taken from the rows' own \`sent_at\` marks: (${fmt(n)} − ${fmt(firstBatch)} rows of the first mark) / (last mark − first mark), so process start-up and topology checks are not counted. ${fmt(depth)} messages were in the queue afterwards.`,
-      ...(before && baseline ? [`The previous build (${baseline.label}) relayed the same backlog from a store of its own first: ${fmt(before.rate)} rows/s.`] : []),
+      ...(before && baseline
+        ? [`The previous build (${baseline.label}) relayed the same backlog from a store of its own first: ${fmt(before.rate)} rows/s.`]
+        : []),
       `Ceiling: raw amqplib, one confirm channel, the same ${fmt(n)} messages with the relay's properties (persistent, mandatory), at most ${ctx.sizes.outstanding} unconfirmed, best of three runs (${ceilingRuns.map((r) => fmt(r.rate)).join(', ')} msg/s): ${fmt(raw.rate)} msg/s.`,
     ],
   };

@@ -37,8 +37,12 @@ export async function scale(ctx: BenchContext): Promise<ScenarioResult> {
       target: target ? '≥ 1.6×' : 'reported',
       met: target ? ratio >= 1.6 : undefined,
     });
-    notes.push(`- ${name}: one process ${fmt(one)} msg/s (from ${oneFrom}); two processes ${fmt(two.count)} messages in ${fmt(two.seconds, 1)} s = ${fmt(two.rate)} msg/s, parked ${two.parked}${two.complete ? '' : ' (INCOMPLETE within the bound)'}.`);
+    notes.push(
+      `- ${name}: one process ${fmt(one)} msg/s (from ${oneFrom}); two processes ${fmt(two.count)} messages in ${fmt(two.seconds, 1)} s = ${fmt(two.rate)} msg/s, parked ${two.parked}${two.complete ? '' : ' (INCOMPLETE within the bound)'}.`,
+    );
   }
-  notes.push('On 2 cores the broker, the database server and the load share the same CPUs as the workers, so a second process competes with them as much as it adds.');
+  notes.push(
+    'On 2 cores the broker, the database server and the load share the same CPUs as the workers, so a second process competes with them as much as it adds.',
+  );
   return { id: 'scale', title: '5. Scale', rows, notes };
 }

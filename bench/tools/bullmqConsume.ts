@@ -31,7 +31,11 @@ async function main(): Promise<void> {
   for (let i = 0; i < input.count; i += 1000) {
     const jobs = Array.from({ length: Math.min(1000, input.count - i) }, (_, k) => {
       const e = tweetEvent(i + k);
-      return { name: 'tweet.created', data: { messageId: e.messageId, body: JSON.parse(e.payload) as unknown }, opts: { removeOnComplete: true, removeOnFail: true } };
+      return {
+        name: 'tweet.created',
+        data: { messageId: e.messageId, body: JSON.parse(e.payload) as unknown },
+        opts: { removeOnComplete: true, removeOnFail: true },
+      };
     });
     await queue.addBulk(jobs);
   }

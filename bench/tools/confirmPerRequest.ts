@@ -13,13 +13,26 @@ async function main(): Promise<void> {
   const conn = await amqplib.connect(amqpUrl, { noDelay: true });
   const ch = await conn.createConfirmChannel();
   await serveCeiling(port, async (tweet) => {
-    const event = buildEvent('tweet.created', { tweetId: tweet.id, authorId: tweet.authorId, authorHandle: tweet.authorHandle, text: tweet.text, createdAt: tweet.createdAt });
+    const event = buildEvent('tweet.created', {
+      tweetId: tweet.id,
+      authorId: tweet.authorId,
+      authorHandle: tweet.authorHandle,
+      text: tweet.text,
+      createdAt: tweet.createdAt,
+    });
     await new Promise<void>((resolve, reject) =>
       ch.publish(
         '',
         queue,
         Buffer.from(event.payload),
-        { persistent: true, mandatory: true, messageId: event.messageId, type: event.type, contentType: 'application/json', headers: { 'x-schema-version': event.schemaVersion, traceparent: event.traceparent } },
+        {
+          persistent: true,
+          mandatory: true,
+          messageId: event.messageId,
+          type: event.type,
+          contentType: 'application/json',
+          headers: { 'x-schema-version': event.schemaVersion, traceparent: event.traceparent },
+        },
         (err) => (err ? reject(err) : resolve()),
       ),
     );

@@ -54,7 +54,6 @@ function cpuOf(pids: Record<string, number>): Record<string, number> {
   return out;
 }
 
-
 function run(input: Input, durationSec: number): Promise<autocannon.Result> {
   let i = 0;
   const tokens = input.tokens ?? [];

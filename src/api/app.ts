@@ -33,7 +33,17 @@ export function createApp(deps: AppDeps): Koa<ApiState> {
     liveNotifications: deps.liveNotifications ?? new NotificationHub(),
   };
   const router = new Router<ApiState>();
-  const resources = [healthRoutes, metricsRoutes, userRoutes, tweetRoutes, timelineRoutes, notificationRoutes, notificationStreamRoutes, analyticsRoutes, openApiRoutes];
+  const resources = [
+    healthRoutes,
+    metricsRoutes,
+    userRoutes,
+    tweetRoutes,
+    timelineRoutes,
+    notificationRoutes,
+    notificationStreamRoutes,
+    analyticsRoutes,
+    openApiRoutes,
+  ];
   for (const routes of resources) {
     router.use(routes(api).routes());
   }

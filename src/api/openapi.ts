@@ -66,63 +66,145 @@ const json = (description: string, schema: z.ZodType): ResponseSpec => ({ descri
 export const operations: OperationSpec[] = [
   { method: 'get', path: '/healthz', summary: 'Liveness: the process answers', tag: 'health', noDatabase: true, ok: { 200: json('alive', liveness) } },
   {
-    method: 'get', path: '/readyz', summary: 'Readiness: ready while it can take writes (database, writer, outbox backlog); broker, topology, relay and consumers are reported', tag: 'health',
-    ok: { 200: json('ready (status degraded when a reported check fails)', readiness), 503: json('not ready (cannot take writes, or draining for a stop); each check says why', readiness) },
+    method: 'get',
+    path: '/readyz',
+    summary: 'Readiness: ready while it can take writes (database, writer, outbox backlog); broker, topology, relay and consumers are reported',
+    tag: 'health',
+    ok: {
+      200: json('ready (status degraded when a reported check fails)', readiness),
+      503: json('not ready (cannot take writes, or draining for a stop); each check says why', readiness),
+    },
   },
   {
-    method: 'post', path: '/users', summary: 'Create a user and its first API token (shown once); emits user.created', tag: 'users',
-    body: createUserBody, idempotent: true, emits: true,
-    ok: { 201: json('the user and its token', createdUser) }, errors: [409],
+    method: 'post',
+    path: '/users',
+    summary: 'Create a user and its first API token (shown once); emits user.created',
+    tag: 'users',
+    body: createUserBody,
+    idempotent: true,
+    emits: true,
+    ok: { 201: json('the user and its token', createdUser) },
+    errors: [409],
   },
   { method: 'get', path: '/users/:id', summary: 'A user', tag: 'users', params: user, ok: { 200: json('the user', userResponse) } },
   {
-    method: 'patch', path: '/users/:id', summary: 'Change the profile; emits user.updated when something changed', tag: 'users',
-    auth: true, params: user, body: patchUserBody, emits: true, ok: { 200: json('the user as it is now', userResponse) }, errors: [409],
+    method: 'patch',
+    path: '/users/:id',
+    summary: 'Change the profile; emits user.updated when something changed',
+    tag: 'users',
+    auth: true,
+    params: user,
+    body: patchUserBody,
+    emits: true,
+    ok: { 200: json('the user as it is now', userResponse) },
+    errors: [409],
   },
   {
-    method: 'post', path: '/users/:id/tokens', summary: 'Issue another API token (at most auth.maxTokens active, default 20)', tag: 'users',
-    auth: true, params: user, ok: { 201: json('the new token (shown once)', issuedToken) }, errors: [409],
+    method: 'post',
+    path: '/users/:id/tokens',
+    summary: 'Issue another API token (at most auth.maxTokens active, default 20)',
+    tag: 'users',
+    auth: true,
+    params: user,
+    ok: { 201: json('the new token (shown once)', issuedToken) },
+    errors: [409],
   },
   {
-    method: 'get', path: '/users/:id/tokens', summary: 'The user’s active tokens, newest first; never the secret', tag: 'users',
-    auth: true, params: user, ok: { 200: json('the tokens; nextCursor is always null', tokenList) },
+    method: 'get',
+    path: '/users/:id/tokens',
+    summary: 'The user’s active tokens, newest first; never the secret',
+    tag: 'users',
+    auth: true,
+    params: user,
+    ok: { 200: json('the tokens; nextCursor is always null', tokenList) },
   },
   {
-    method: 'delete', path: '/users/:id/tokens/current', summary: 'Revoke the token presented', tag: 'users', auth: true, params: user,
+    method: 'delete',
+    path: '/users/:id/tokens/current',
+    summary: 'Revoke the token presented',
+    tag: 'users',
+    auth: true,
+    params: user,
     ok: { 204: { description: 'revoked' } },
   },
   {
-    method: 'delete', path: '/users/:id/tokens/:tokenId', summary: 'Revoke one of the user’s tokens', tag: 'users',
-    auth: true, params: { id: 'the user', tokenId: 'the token (its public id)' }, ok: { 204: { description: 'revoked' } },
+    method: 'delete',
+    path: '/users/:id/tokens/:tokenId',
+    summary: 'Revoke one of the user’s tokens',
+    tag: 'users',
+    auth: true,
+    params: { id: 'the user', tokenId: 'the token (its public id)' },
+    ok: { 204: { description: 'revoked' } },
   },
   {
-    method: 'delete', path: '/users/:id/tokens', summary: 'Revoke every token of the user, the one presented included', tag: 'users',
-    auth: true, params: user, ok: { 204: { description: 'all revoked' } },
+    method: 'delete',
+    path: '/users/:id/tokens',
+    summary: 'Revoke every token of the user, the one presented included',
+    tag: 'users',
+    auth: true,
+    params: user,
+    ok: { 204: { description: 'all revoked' } },
   },
   {
-    method: 'put', path: '/users/:id/following/:targetId', summary: 'Follow a user; emits user.followed only when new', tag: 'follows',
-    auth: true, params: { id: 'the follower', targetId: 'the user to follow' }, emits: true, ok: { 204: { description: 'following' } },
+    method: 'put',
+    path: '/users/:id/following/:targetId',
+    summary: 'Follow a user; emits user.followed only when new',
+    tag: 'follows',
+    auth: true,
+    params: { id: 'the follower', targetId: 'the user to follow' },
+    emits: true,
+    ok: { 204: { description: 'following' } },
   },
   {
-    method: 'delete', path: '/users/:id/following/:targetId', summary: 'Stop following a user', tag: 'follows',
-    auth: true, params: { id: 'the follower', targetId: 'the user followed' }, ok: { 204: { description: 'not following' } },
+    method: 'delete',
+    path: '/users/:id/following/:targetId',
+    summary: 'Stop following a user',
+    tag: 'follows',
+    auth: true,
+    params: { id: 'the follower', targetId: 'the user followed' },
+    ok: { 204: { description: 'not following' } },
   },
   {
-    method: 'post', path: '/tweets', summary: 'Post a tweet as the token’s user; emits tweet.created', tag: 'tweets',
-    auth: true, body: createTweetBody, idempotent: true, emits: true, ok: { 201: json('the tweet', tweetResponse) },
+    method: 'post',
+    path: '/tweets',
+    summary: 'Post a tweet as the token’s user; emits tweet.created',
+    tag: 'tweets',
+    auth: true,
+    body: createTweetBody,
+    idempotent: true,
+    emits: true,
+    ok: { 201: json('the tweet', tweetResponse) },
   },
   { method: 'get', path: '/tweets/:id', summary: 'A tweet', tag: 'tweets', params: { id: 'the tweet' }, ok: { 200: json('the tweet', tweetResponse) } },
   {
-    method: 'get', path: '/users/:id/timeline', summary: 'The user’s and their followees’ tweets, newest first', tag: 'tweets',
-    params: user, query: listQuery, ok: { 200: json('a page of tweets', pageOf(tweetResponse)) },
+    method: 'get',
+    path: '/users/:id/timeline',
+    summary: 'The user’s and their followees’ tweets, newest first',
+    tag: 'tweets',
+    params: user,
+    query: listQuery,
+    ok: { 200: json('a page of tweets', pageOf(tweetResponse)) },
   },
   {
-    method: 'get', path: '/users/:id/notifications', summary: 'The user’s notifications, newest first', tag: 'notifications',
-    auth: true, params: user, query: listQuery, ok: { 200: json('a page of notifications', pageOf(notificationResponse)) },
+    method: 'get',
+    path: '/users/:id/notifications',
+    summary: 'The user’s notifications, newest first',
+    tag: 'notifications',
+    auth: true,
+    params: user,
+    query: listQuery,
+    ok: { 200: json('a page of notifications', pageOf(notificationResponse)) },
   },
   {
-    method: 'get', path: '/users/:id/notifications/stream', summary: 'The user’s notifications as Server-Sent Events', tag: 'notifications',
-    auth: true, params: user, query: streamQuery, resumable: true, errors: [429, 503],
+    method: 'get',
+    path: '/users/:id/notifications/stream',
+    summary: 'The user’s notifications as Server-Sent Events',
+    tag: 'notifications',
+    auth: true,
+    params: user,
+    query: streamQuery,
+    resumable: true,
+    errors: [429, 503],
     ok: {
       200: {
         description:
@@ -135,22 +217,44 @@ export const operations: OperationSpec[] = [
     },
   },
   {
-    method: 'get', path: '/analytics/users/:id', summary: 'Tweet count, last tweet time, top hashtags and mentions of a user', tag: 'analytics',
-    params: user, ok: { 200: json('the user’s analytics', userAnalytics) },
+    method: 'get',
+    path: '/analytics/users/:id',
+    summary: 'Tweet count, last tweet time, top hashtags and mentions of a user',
+    tag: 'analytics',
+    params: user,
+    ok: { 200: json('the user’s analytics', userAnalytics) },
   },
   {
-    method: 'get', path: '/analytics/hashtags', summary: 'Top hashtags overall (case-folded); not paged', tag: 'analytics',
-    query: topQuery, ok: { 200: json('the top hashtags; nextCursor is always null', hashtagList) },
+    method: 'get',
+    path: '/analytics/hashtags',
+    summary: 'Top hashtags overall (case-folded); not paged',
+    tag: 'analytics',
+    query: topQuery,
+    ok: { 200: json('the top hashtags; nextCursor is always null', hashtagList) },
   },
   {
-    method: 'get', path: '/analytics/summary', summary: 'Totals and tweets per hour (last 24 hours)', tag: 'analytics',
+    method: 'get',
+    path: '/analytics/summary',
+    summary: 'Totals and tweets per hour (last 24 hours)',
+    tag: 'analytics',
     ok: { 200: json('the summary', analyticsSummary) },
   },
   {
-    method: 'get', path: '/metrics', summary: 'Prometheus metrics of this process (text exposition format)', tag: 'meta', noDatabase: true,
+    method: 'get',
+    path: '/metrics',
+    summary: 'Prometheus metrics of this process (text exposition format)',
+    tag: 'meta',
+    noDatabase: true,
     ok: { 200: { description: 'Prometheus text format 0.0.4', contentType: 'text/plain', schema: z.string() } },
   },
-  { method: 'get', path: '/openapi.json', summary: 'This document', tag: 'meta', noDatabase: true, ok: { 200: { description: 'OpenAPI 3.1', schema: z.record(z.string(), z.unknown()) } } },
+  {
+    method: 'get',
+    path: '/openapi.json',
+    summary: 'This document',
+    tag: 'meta',
+    noDatabase: true,
+    ok: { 200: { description: 'OpenAPI 3.1', schema: z.record(z.string(), z.unknown()) } },
+  },
 ];
 
 /**
@@ -257,7 +361,9 @@ function schemaOf(schema: z.ZodType, inline: Map<z.ZodType, JsonSchema>): JsonSc
   return name ? { $ref: `#/components/schemas/${name}` } : inline.get(schema)!;
 }
 
-const requestIdHeader = { 'x-request-id': { description: 'the request id (the caller’s if sane, else generated)', required: true, schema: { type: 'string', minLength: 1 } } };
+const requestIdHeader = {
+  'x-request-id': { description: 'the request id (the caller’s if sane, else generated)', required: true, schema: { type: 'string', minLength: 1 } },
+};
 
 function errorStatuses(op: OperationSpec): number[] {
   const statuses = new Set(op.errors ?? []);
@@ -286,13 +392,19 @@ function parametersOf(op: OperationSpec, inline: Map<z.ZodType, JsonSchema>): Js
   }
   if (op.idempotent) {
     out.push({
-      name: 'Idempotency-Key', in: 'header', required: false, schema: { type: 'string', minLength: 1, maxLength: MAX_KEY_LENGTH },
+      name: 'Idempotency-Key',
+      in: 'header',
+      required: false,
+      schema: { type: 'string', minLength: 1, maxLength: MAX_KEY_LENGTH },
       description: 'a repeat within idempotency.ttlHours gets the first response; the same key with another body is 409',
     });
   }
   if (op.resumable) {
     out.push({
-      name: 'Last-Event-ID', in: 'header', required: false, schema: { type: 'string', pattern: STREAM_POSITION_PATTERN.source },
+      name: 'Last-Event-ID',
+      in: 'header',
+      required: false,
+      schema: { type: 'string', pattern: STREAM_POSITION_PATTERN.source },
       description: 'sent by a reconnecting EventSource: the stored notifications after this event are sent first',
     });
   }
@@ -317,7 +429,9 @@ function operationObject(op: OperationSpec, inline: Map<z.ZodType, JsonSchema>):
   }
   const parameters = parametersOf(op, inline);
   return {
-    operationId: `${op.method}${openApiPath(op.path).replace(/[{}]/g, '').replace(/[^A-Za-z0-9]+(.)?/g, (_, c: string | undefined) => (c ?? '').toUpperCase())}`,
+    operationId: `${op.method}${openApiPath(op.path)
+      .replace(/[{}]/g, '')
+      .replace(/[^A-Za-z0-9]+(.)?/g, (_, c: string | undefined) => (c ?? '').toUpperCase())}`,
     summary: op.summary,
     tags: [op.tag],
     ...(op.auth ? { security: [{ bearerAuth: [] }] } : {}),

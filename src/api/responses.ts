@@ -9,30 +9,31 @@ import { z } from 'zod';
 const id = z.uuid().meta({ description: 'a UUIDv7 (time-ordered)' });
 const time = z.iso.datetime().meta({ description: 'ISO-8601 UTC' });
 
-export const errorBody = z
-  .strictObject({
-    error: z.strictObject({
-      code: z.string().meta({ description: 'machine-readable, e.g. validation_failed, unauthorized, token_expired, not_found, handle_taken' }),
-      message: z.string(),
-      details: z.array(z.strictObject({ path: z.string(), message: z.string() })).optional().meta({ description: 'for 400: each invalid field by its path' }),
-    }),
-  })
-;
+export const errorBody = z.strictObject({
+  error: z.strictObject({
+    code: z.string().meta({ description: 'machine-readable, e.g. validation_failed, unauthorized, token_expired, not_found, handle_taken' }),
+    message: z.string(),
+    details: z
+      .array(z.strictObject({ path: z.string(), message: z.string() }))
+      .optional()
+      .meta({ description: 'for 400: each invalid field by its path' }),
+  }),
+});
 
 /** Every list: a page of items, newest first, and the cursor of the next page (null on the last). */
 export function pageOf<T extends z.ZodType>(item: T) {
   return z.strictObject({ items: z.array(item), nextCursor: z.string().nullable().meta({ description: 'pass as `before` for the next page' }) });
 }
 
-export const userResponse = z
-  .strictObject({ id, handle: z.string(), displayName: z.string(), bio: z.string().nullable(), createdAt: time, updatedAt: time })
-;
+export const userResponse = z.strictObject({ id, handle: z.string(), displayName: z.string(), bio: z.string().nullable(), createdAt: time, updatedAt: time });
 
 const tokenId = z.uuid().meta({ description: 'the token’s public id (random, not derived from the secret)' });
 
-export const issuedToken = z
-  .strictObject({ id: tokenId, token: z.string().meta({ description: '`wrn_` and 43 base64url characters; shown once' }), expiresAt: time })
-;
+export const issuedToken = z.strictObject({
+  id: tokenId,
+  token: z.string().meta({ description: '`wrn_` and 43 base64url characters; shown once' }),
+  expiresAt: time,
+});
 
 /** A token as its user may see it: never the secret nor its hash. */
 export const tokenInfo = z.strictObject({
@@ -47,19 +48,15 @@ export const tokenList = pageOf(tokenInfo);
 
 export const createdUser = z.strictObject({ user: userResponse, token: issuedToken.shape.token });
 
-export const tweetResponse = z
-  .strictObject({ id, authorId: id, authorHandle: z.string(), text: z.string(), createdAt: time })
-;
+export const tweetResponse = z.strictObject({ id, authorId: id, authorHandle: z.string(), text: z.string(), createdAt: time });
 
-export const notificationResponse = z
-  .strictObject({
-    id,
-    kind: z.string().meta({ description: 'profile_updated | new_follower' }),
-    text: z.string(),
-    data: z.unknown().meta({ description: 'what the notification is about (kind-specific)' }),
-    createdAt: time,
-  })
-;
+export const notificationResponse = z.strictObject({
+  id,
+  kind: z.string().meta({ description: 'profile_updated | new_follower' }),
+  text: z.string(),
+  data: z.unknown().meta({ description: 'what the notification is about (kind-specific)' }),
+  createdAt: time,
+});
 
 const tagCount = z.strictObject({ tag: z.string(), count: z.number().int() });
 const mentionCount = z.strictObject({ handle: z.string(), count: z.number().int() });
@@ -83,7 +80,9 @@ export const analyticsSummary = z.strictObject({
 export const liveness = z.strictObject({ status: z.literal('ok') });
 
 export const readiness = z.strictObject({
-  status: z.enum(['ok', 'degraded', 'unavailable']).meta({ description: 'degraded: ready to take writes, but a reported check (broker, relay, consumers, ...) fails' }),
+  status: z
+    .enum(['ok', 'degraded', 'unavailable'])
+    .meta({ description: 'degraded: ready to take writes, but a reported check (broker, relay, consumers, ...) fails' }),
   checks: z.array(
     z.strictObject({
       name: z.string(),

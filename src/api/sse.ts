@@ -31,7 +31,12 @@ export function formatEvent(e: SseEvent): string {
 
 /** A comment keeps idle proxies and the client's connection alive; clients ignore it. */
 export function formatComment(text: string): string {
-  return text.split(LINE_BREAK).map((line) => `: ${line}\n`).join('') + '\n';
+  return (
+    text
+      .split(LINE_BREAK)
+      .map((line) => `: ${line}\n`)
+      .join('') + '\n'
+  );
 }
 
 /** How long a client waits before reconnecting (the `retry:` field). */

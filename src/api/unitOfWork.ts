@@ -21,7 +21,9 @@ export const RETRY_AFTER_SECONDS = 5;
 export function refuseWithoutDatabaseFile(db: Db): () => Error | undefined {
   return () => {
     const missing = missingDatabaseFile(db);
-    return missing ? new UnavailableError(`the database file ${missing} is missing; nothing was written`, RETRY_AFTER_SECONDS, 'database_unavailable') : undefined;
+    return missing
+      ? new UnavailableError(`the database file ${missing} is missing; nothing was written`, RETRY_AFTER_SECONDS, 'database_unavailable')
+      : undefined;
   };
 }
 
@@ -74,11 +76,7 @@ function answer(ctx: ApiContext, deps: ApiDeps, events: OutgoingEvent[], result:
  * half-written. The relay is woken only after the commit, when the events
  * are visible to it.
  */
-export async function commitWrite(
-  ctx: ApiContext,
-  deps: ApiDeps,
-  work: (tx: Knex.Transaction, emit: Emit, now: Date) => Promise<WriteResult>,
-): Promise<void> {
+export async function commitWrite(ctx: ApiContext, deps: ApiDeps, work: (tx: Knex.Transaction, emit: Emit, now: Date) => Promise<WriteResult>): Promise<void> {
   const { now, events, emit, recordOf, notBefore } = prepareWrite(ctx, deps);
   const result = await deps.writes.run(async (tx) => {
     const outcome = await work(tx, emit, now);

@@ -21,7 +21,13 @@ const storableText = z.string().superRefine((s, ctx) => {
 // OpenAPI document: the transform hides the piped checks from it.
 const displayName = storableText
   .transform((s) => s.normalize('NFC'))
-  .pipe(z.string().min(1, 'must not be empty').max(100, 'must be at most 100 characters').refine((s) => s.trim() !== '', 'must not be blank'))
+  .pipe(
+    z
+      .string()
+      .min(1, 'must not be empty')
+      .max(100, 'must be at most 100 characters')
+      .refine((s) => s.trim() !== '', 'must not be blank'),
+  )
   .meta({ description: '1-100 characters (UTF-16 units, after NFC), not blank', minLength: 1, maxLength: 100, pattern: '\\S' });
 const bio = storableText
   .transform((s) => s.normalize('NFC'))

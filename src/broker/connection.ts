@@ -96,7 +96,9 @@ export function coalesceWrites(stream: CorkableStream): void {
 /** amqplib's socket under the model amqp-connection-manager reports on connect, if it has one. */
 function socketOf(model: unknown): CorkableStream | undefined {
   const stream = (model as { connection?: { stream?: Partial<CorkableStream> } } | undefined)?.connection?.stream;
-  return stream && typeof stream.cork === 'function' && typeof stream.uncork === 'function' && typeof stream.write === 'function' ? (stream as CorkableStream) : undefined;
+  return stream && typeof stream.cork === 'function' && typeof stream.uncork === 'function' && typeof stream.write === 'function'
+    ? (stream as CorkableStream)
+    : undefined;
 }
 
 export function connectBroker(opts: BrokerConnectionOptions): BrokerConnection {

@@ -19,7 +19,10 @@ export class LiveNotificationPublisher {
   private readonly channel: ManagedChannel<Channel>;
   dropped = 0;
 
-  constructor(connection: BrokerConnection, private readonly log: Logger) {
+  constructor(
+    connection: BrokerConnection,
+    private readonly log: Logger,
+  ) {
     this.channel = new ManagedChannel<Channel>({ connection, confirm: false, name: 'live publisher', log, setup: async () => undefined });
   }
 
@@ -117,7 +120,10 @@ export class LiveNotificationSubscriber {
   private deliver(msg: ConsumeMessage | null): void {
     if (!msg) {
       // The broker cancelled the subscription (the queue was deleted): a new channel declares a new one.
-      this.channel.current()?.close().catch(() => undefined);
+      this.channel
+        .current()
+        ?.close()
+        .catch(() => undefined);
       return;
     }
     let userId: string;

@@ -33,7 +33,10 @@ export function copiedProperties(p: MessageProperties, messageId: string, header
 export type PublishFailure = 'returned' | 'nacked' | 'not-connected' | 'channel-closed' | 'timeout' | 'unencodable';
 
 export class PublishError extends Error {
-  constructor(readonly reason: PublishFailure, detail: string) {
+  constructor(
+    readonly reason: PublishFailure,
+    detail: string,
+  ) {
     super(`publish ${reason}: ${detail}`);
     this.name = 'PublishError';
   }
@@ -64,7 +67,9 @@ const AMQPLIB_CHANNEL_CLOSED = 'channel closed';
 
 function confirmFailure(err: unknown): PublishError {
   const message = String((err as Error).message ?? err);
-  return message === AMQPLIB_CHANNEL_CLOSED ? new PublishError('channel-closed', 'channel closed before the confirm arrived') : new PublishError('nacked', message);
+  return message === AMQPLIB_CHANNEL_CLOSED
+    ? new PublishError('channel-closed', 'channel closed before the confirm arrived')
+    : new PublishError('nacked', message);
 }
 
 export class ConfirmPublisher {
@@ -131,7 +136,11 @@ export class ConfirmPublisher {
         const returnedWhy = this.returned.get(id);
         this.returned.delete(id);
         const failure = err ?? (returnedWhy !== undefined ? new PublishError('returned', returnedWhy) : null);
-        this.observe(req.exchange, Number(process.hrtime.bigint() - started) / 1e9, failure ? (failure instanceof PublishError ? failure.reason : 'nacked') : undefined);
+        this.observe(
+          req.exchange,
+          Number(process.hrtime.bigint() - started) / 1e9,
+          failure ? (failure instanceof PublishError ? failure.reason : 'nacked') : undefined,
+        );
         if (failure) reject(failure);
         else resolve();
       };
@@ -166,9 +175,7 @@ export class ConfirmPublisher {
   /** Publishes a batch with confirms pipelined; one outcome per request, in order. */
   async publishAll(reqs: PublishRequest[]): Promise<(PublishError | null)[]> {
     const outcomes = await Promise.allSettled(reqs.map((r) => this.publish(r)));
-    return outcomes.map((o) =>
-      o.status === 'fulfilled' ? null : o.reason instanceof PublishError ? o.reason : new PublishError('nacked', String(o.reason)),
-    );
+    return outcomes.map((o) => (o.status === 'fulfilled' ? null : o.reason instanceof PublishError ? o.reason : new PublishError('nacked', String(o.reason))));
   }
 
   async close(): Promise<void> {

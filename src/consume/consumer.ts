@@ -105,7 +105,14 @@ export class QueueConsumer {
 
   constructor(private readonly opts: QueueConsumerOptions) {
     const { worker } = opts;
-    this.failures = new FailurePolicy({ publisher: opts.publisher, queue: worker.queue, maxAttempts: opts.maxAttempts, steps: opts.steps, log: opts.log, now: this.now });
+    this.failures = new FailurePolicy({
+      publisher: opts.publisher,
+      queue: worker.queue,
+      maxAttempts: opts.maxAttempts,
+      steps: opts.steps,
+      log: opts.log,
+      now: this.now,
+    });
     this.onSettled(countSettlements(this.counts));
     this.onSettled(logSettlements(opts.log));
     // The queue's own bindings, and the route its retries come back by.
@@ -253,7 +260,10 @@ export class QueueConsumer {
     let effects: CommittedEffects | undefined;
     let failure: unknown;
     try {
-      effects = await applyInOneTransaction(valid.map((v) => v.message), { db, worker, timeoutMs: handlerTimeoutMs, log, now: this.now, batched });
+      effects = await applyInOneTransaction(
+        valid.map((v) => v.message),
+        { db, worker, timeoutMs: handlerTimeoutMs, log, now: this.now, batched },
+      );
     } catch (err) {
       failure = err;
     }
@@ -262,12 +272,15 @@ export class QueueConsumer {
       if (batched) log.debug({ messages: valid.length, applied: applied.size }, 'batch committed');
       this.runAfterCommit(effects);
       // The first delivery of an id applied it; a second one in the same batch is a duplicate.
-      this.ackHandled(valid.map((v) => ({ delivery: v.delivery, outcome: applied.delete(v.message.messageId) ? ('applied' as const) : ('duplicate' as const) })));
+      this.ackHandled(
+        valid.map((v) => ({ delivery: v.delivery, outcome: applied.delete(v.message.messageId) ? ('applied' as const) : ('duplicate' as const) })),
+      );
       return;
     }
     // A batch of one already ran alone.
     const culprit = failure instanceof MessageFailedError ? failure.culprit : valid.length === 1 ? valid[0]!.message : undefined;
-    if (valid.length > 1) log.warn({ messages: valid.length, culprit: culprit?.messageId, err: errorText(failure) }, 'batch failed; its messages run again one at a time');
+    if (valid.length > 1)
+      log.warn({ messages: valid.length, culprit: culprit?.messageId, err: errorText(failure) }, 'batch failed; its messages run again one at a time');
     const settling: Promise<void>[] = [];
     let unrun = 0;
     for (const v of valid) {
@@ -288,13 +301,17 @@ export class QueueConsumer {
       settling.push(run);
       await Promise.race([v.delivery.whenHandled, run]);
     }
-    if (unrun > 0) log.warn({ messages: unrun, batchDeadlineMs: this.batchDeadlineMs }, 'failed batch out of time: messages sent to their retry without running alone');
+    if (unrun > 0)
+      log.warn({ messages: unrun, batchDeadlineMs: this.batchDeadlineMs }, 'failed batch out of time: messages sent to their retry without running alone');
     await allSettled(settling);
   }
 
   private handlerFailed({ delivery, message }: DecodedDelivery, failure: unknown): Promise<void> {
     const err = failure instanceof MessageFailedError ? failure.error : failure;
-    deliveryLogger(this.opts.log, delivery.msg.properties).warn({ messageId: message.messageId, type: message.type, attempt: attemptOf(delivery.msg), err: errorText(err) }, 'handler failed');
+    deliveryLogger(this.opts.log, delivery.msg.properties).warn(
+      { messageId: message.messageId, type: message.type, attempt: attemptOf(delivery.msg), err: errorText(err) },
+      'handler failed',
+    );
     return this.failed(delivery, err);
   }
 
@@ -321,7 +338,9 @@ export class QueueConsumer {
 
   /** Transient whatever failed the batch: the message itself was never tried alone. */
   private outOfTime(failure: unknown): TransientError {
-    return new TransientError(`not run: its batch failed and a run alone would not end within ${this.batchDeadlineMs} ms of its delivery (${errorText(failure)})`);
+    return new TransientError(
+      `not run: its batch failed and a run alone would not end within ${this.batchDeadlineMs} ms of its delivery (${errorText(failure)})`,
+    );
   }
 
   /** Best effort, after the commit and apart from the ack: a failing callback is logged, nothing else. */

@@ -162,7 +162,8 @@ export class Delivery {
     // Every check before anything is sent: a batch is acked whole or not at all.
     if (decided.length > 1 && new Set(decided.map((d) => d.delivery)).size !== decided.length) throw new Error('a delivery listed twice in one ack');
     for (const { delivery } of decided) {
-      if (delivery.channel !== channel) throw new Error(`delivery ${delivery.msg.fields.deliveryTag} arrived on another channel than the deliveries it would be acked with`);
+      if (delivery.channel !== channel)
+        throw new Error(`delivery ${delivery.msg.fields.deliveryTag} arrived on another channel than the deliveries it would be acked with`);
       delivery.check('acked');
     }
     let why: string | undefined;

@@ -187,7 +187,10 @@ export class DeliveryLane {
         const next = this.takeSuspect();
         if (!next) break;
         const { msg } = next;
-        this.opts.log.debug({ queue: this.opts.queue, messageId: msg.properties.messageId, deliveryCount: deliveryCount(msg) }, 'redelivered message runs alone');
+        this.opts.log.debug(
+          { queue: this.opts.queue, messageId: msg.properties.messageId, deliveryCount: deliveryCount(msg) },
+          'redelivered message runs alone',
+        );
         await this.runOne(next);
       }
     } catch (err) {
@@ -310,7 +313,8 @@ export class DeliveryLane {
     this.closed = true;
     this.subscription = 'none';
     this.tag = undefined;
-    for (const d of [...this.suspects.splice(0), ...this.deferred.splice(0), ...this.ready.splice(0)]) d.giveUp('its channel closed before it ran: the broker requeued it');
+    for (const d of [...this.suspects.splice(0), ...this.deferred.splice(0), ...this.ready.splice(0)])
+      d.giveUp('its channel closed before it ran: the broker requeued it');
   }
 
   /** Stops taking deliveries; what is held still runs, and settles. */

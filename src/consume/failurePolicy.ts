@@ -49,7 +49,11 @@ export class FailurePolicy {
       routingKey: queue,
       content: msg.content,
       // A message parked for lacking a message_id gets one, so its park can be confirmed.
-      properties: copiedProperties(msg.properties, (msg.properties.messageId as string | undefined) ?? `missing-${newId()}`, failureHeaders(headersOf(msg), record, kind)),
+      properties: copiedProperties(
+        msg.properties,
+        (msg.properties.messageId as string | undefined) ?? `missing-${newId()}`,
+        failureHeaders(headersOf(msg), record, kind),
+      ),
     };
     if (!(await this.publishUntilConfirmed(delivery, request))) {
       delivery.giveUp('its channel closed before its retry or park copy was confirmed: the broker requeued it');
@@ -78,7 +82,10 @@ export class FailurePolicy {
         } catch (err) {
           this.refused.set(attempt, `${request.exchange}: ${(err as Error).message}`);
           const { messageId } = request.properties;
-          deliveryLogger(this.opts.log, request.properties).error({ messageId, exchange: request.exchange, routingKey: request.routingKey, err: (err as Error).message }, 'retry/park publish failed; original kept unacked');
+          deliveryLogger(this.opts.log, request.properties).error(
+            { messageId, exchange: request.exchange, routingKey: request.routingKey, err: (err as Error).message },
+            'retry/park publish failed; original kept unacked',
+          );
           // The same copy would fail the same way for ever.
           if (err instanceof PublishError && err.reason === 'unencodable') {
             request = { ...request, properties: { ...request.properties, headers: withOnlyWarrenHeaders(request.properties.headers ?? {}, err.message) } };

@@ -108,8 +108,7 @@ export function measureHeader(value: unknown, maxBytes: number, maxDepth = MAX_F
     else if (typeof v === 'number') {
       if (!encodableNumber(v)) return { bytes, problem: `holds the number ${v}, which amqplib cannot encode` };
       bytes += numberBytes(v);
-    }
-    else if (typeof v === 'boolean') bytes += 1;
+    } else if (typeof v === 'boolean') bytes += 1;
     else if (v === null) bytes += 0;
     else if (Buffer.isBuffer(v)) bytes += 4 + v.length;
     else if (v instanceof Int64Header) bytes += 8;

@@ -60,7 +60,12 @@ export function truncateUtf8(text: string, maxBytes: number): string {
   const buf = Buffer.from(text, 'utf8');
   if (buf.length <= maxBytes) return text;
   // Cut on a character boundary: drop any partial trailing sequence.
-  return buf.subarray(0, maxBytes - 3).toString('utf8').replace(/\uFFFD$/, '') + '...';
+  return (
+    buf
+      .subarray(0, maxBytes - 3)
+      .toString('utf8')
+      .replace(/\uFFFD$/, '') + '...'
+  );
 }
 
 export interface FailureRecord {

@@ -23,7 +23,8 @@ export function logSettlements(log: Logger): (s: Settlement) => void {
     const { properties } = delivery.msg;
     const messageId = properties.messageId as string | undefined;
     if (outcome === 'retried') deliveryLogger(log, properties).info({ messageId, attempt: failure?.attempt, delay: failure?.delay }, 'retry scheduled');
-    if (outcome === 'parked') deliveryLogger(log, properties).warn({ messageId, attempt: failure?.attempt, kind: failure?.kind, err: failure?.err }, 'message parked');
+    if (outcome === 'parked')
+      deliveryLogger(log, properties).warn({ messageId, attempt: failure?.attempt, kind: failure?.kind, err: failure?.err }, 'message parked');
     if (end === 'stale') log.warn({ messageId, outcome, ...(error ? { err: error } : {}) }, `stale delivery: ${why}`);
   };
 }

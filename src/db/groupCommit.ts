@@ -115,7 +115,10 @@ export class GroupCommit {
   private readonly stallAfterMs: number;
   private readonly refuseWhen: () => Error | undefined;
 
-  constructor(private readonly db: Knex, opts: GroupCommitOptions = {}) {
+  constructor(
+    private readonly db: Knex,
+    opts: GroupCommitOptions = {},
+  ) {
     this.maxBatch = opts.maxBatch ?? 256;
     this.stallAfterMs = opts.stallAfterMs ?? 10_000;
     this.refuseWhen = opts.refuseWhen ?? (() => undefined);
@@ -188,7 +191,13 @@ export class GroupCommit {
       try {
         await this.transaction(async (tx) => {
           // Settled, not raced: nothing may still be running when the transaction ends.
-          const settled = await Promise.allSettled([...insertMerged(tx, inserts.map((w) => w.insert!)), ...together.map((w) => w.work!(tx))]);
+          const settled = await Promise.allSettled([
+            ...insertMerged(
+              tx,
+              inserts.map((w) => w.insert!),
+            ),
+            ...together.map((w) => w.work!(tx)),
+          ]);
           const refused = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
           if (refused) {
             togetherFailed = true;

@@ -52,7 +52,9 @@ export async function claimInboxRecords(tx: Knex.Transaction, consumer: string, 
 
 /** Prunes records older than the retention window (longer than any replay window). */
 export async function pruneInbox(db: Knex, retentionDays: number, now = Date.now()): Promise<number> {
-  return db(INBOX_TABLE).where('processed_at', '<', now - retentionDays * 86_400_000).delete();
+  return db(INBOX_TABLE)
+    .where('processed_at', '<', now - retentionDays * 86_400_000)
+    .delete();
 }
 
 const DAY_MS = 86_400_000;

@@ -25,7 +25,10 @@ export function migrationSource(migrations: Migrations): Knex.MigrationSource<st
 /** Brings one service's database to the latest version; returns the migrations it ran. */
 export async function migrateDatabase(db: Knex, { service, migrations }: ServiceDatabase, config: Config): Promise<string[]> {
   // Only when missing: CREATE SCHEMA IF NOT EXISTS still asks for CREATE on the database, which a service's role lacks.
-  if (config.database.client === 'postgres' && !(await db.raw('SELECT 1 FROM pg_namespace WHERE nspname = ?', [service]) as { rows: unknown[] }).rows.length) {
+  if (
+    config.database.client === 'postgres' &&
+    !((await db.raw('SELECT 1 FROM pg_namespace WHERE nspname = ?', [service])) as { rows: unknown[] }).rows.length
+  ) {
     await db.schema.createSchemaIfNotExists(service);
   }
   const [, ran] = (await db.migrate.latest({

@@ -9,14 +9,20 @@ export interface FieldIssue {
 }
 
 export class DomainError extends Error {
-  constructor(readonly code: string, message: string) {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
     super(message);
     this.name = new.target.name;
   }
 }
 
 export class ValidationError extends DomainError {
-  constructor(message: string, readonly details: FieldIssue[] = []) {
+  constructor(
+    message: string,
+    readonly details: FieldIssue[] = [],
+  ) {
     super('validation_failed', message);
   }
 }
@@ -41,14 +47,22 @@ export class ConflictError extends DomainError {
   }
 }
 export class UnavailableError extends DomainError {
-  constructor(message: string, readonly retryAfterSeconds = 5, code = 'unavailable') {
+  constructor(
+    message: string,
+    readonly retryAfterSeconds = 5,
+    code = 'unavailable',
+  ) {
     super(code, message);
   }
 }
 
 /** A configured limit is reached (429): the client may try again after `retryAfterSeconds`. */
 export class TooManyRequestsError extends DomainError {
-  constructor(message: string, readonly retryAfterSeconds: number, code = 'too_many_requests') {
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+    code = 'too_many_requests',
+  ) {
     super(code, message);
   }
 }

@@ -109,7 +109,8 @@ export function buildEvent<T extends MessageType>(
   const route = messageRoutes[type];
   const payload = JSON.stringify(parsed.data);
   // Consumers park a body over the limit, so it is never published.
-  if (Buffer.byteLength(payload) > MAX_BODY_BYTES) throw new Error(`refusing to publish a ${type} of ${Buffer.byteLength(payload)} bytes (over ${MAX_BODY_BYTES})`);
+  if (Buffer.byteLength(payload) > MAX_BODY_BYTES)
+    throw new Error(`refusing to publish a ${type} of ${Buffer.byteLength(payload)} bytes (over ${MAX_BODY_BYTES})`);
   return {
     messageId: newId(),
     type,
@@ -135,9 +136,7 @@ export interface RawDelivery {
   headers: Record<string, unknown>;
 }
 
-export type DecodeResult =
-  | { kind: 'message'; message: WarrenMessage }
-  | { kind: 'unhandled'; type: MessageType; messageId: string };
+export type DecodeResult = { kind: 'message'; message: WarrenMessage } | { kind: 'unhandled'; type: MessageType; messageId: string };
 
 /**
  * Decides whether a delivery can ever be processed by a consumer handling

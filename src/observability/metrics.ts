@@ -107,7 +107,7 @@ export class RelayMetrics {
     const metrics = this;
     new Gauge({
       name: 'warren_outbox_backlog',
-      help: 'Outbox events written but not yet confirmed by the broker, as of the relay\'s last count',
+      help: "Outbox events written but not yet confirmed by the broker, as of the relay's last count",
       registers: [registry],
       collect() {
         if (metrics.relay) this.set(metrics.relay.pending());
@@ -115,7 +115,7 @@ export class RelayMetrics {
     });
     new Gauge({
       name: 'warren_relay_up',
-      help: '1 while the outbox relay\'s last cycle succeeded, 0 while it fails',
+      help: "1 while the outbox relay's last cycle succeeded, 0 while it fails",
       registers: [registry],
       collect() {
         if (metrics.relay) this.set(metrics.relay.status().ok ? 1 : 0);
@@ -135,7 +135,7 @@ export class RelayMetrics {
     });
     this.lag = new Histogram({
       name: 'warren_relay_lag_seconds',
-      help: 'Time from an event\'s commit to the outbox to its broker confirm',
+      help: "Time from an event's commit to the outbox to its broker confirm",
       buckets: LAG_BUCKETS,
       registers: [registry],
     });
@@ -245,7 +245,11 @@ export class ConsumerMetrics {
           const batch = batched ? { batch: messages.length } : {};
           // One line per message, under its own request id, so one grep follows it
           // (a lone message's ctx.log carries it already; a batch's cannot).
-          for (const m of messages) (batched ? deliveryLogger(ctx.log, m) : ctx.log).debug({ messageId: m.messageId, type: m.type, queue: worker.queue, ...batch, ms }, 'handler finished');
+          for (const m of messages)
+            (batched ? deliveryLogger(ctx.log, m) : ctx.log).debug(
+              { messageId: m.messageId, type: m.type, queue: worker.queue, ...batch, ms },
+              'handler finished',
+            );
         }
       }
     };
@@ -253,7 +257,10 @@ export class ConsumerMetrics {
     return {
       ...worker,
       handle: (message, tx, ctx) => time([message], ctx, false, () => worker.handle(message, tx, ctx)),
-      ...(handleBatch && { handleBatch: (messages: WarrenMessage<T>[], tx: Knex.Transaction, ctx: HandlerContext) => time(messages, ctx, true, () => handleBatch(messages, tx, ctx)) }),
+      ...(handleBatch && {
+        handleBatch: (messages: WarrenMessage<T>[], tx: Knex.Transaction, ctx: HandlerContext) =>
+          time(messages, ctx, true, () => handleBatch(messages, tx, ctx)),
+      }),
     };
   }
 }
@@ -269,7 +276,10 @@ export interface QueueFigures {
 export class QueueMetrics {
   private last: { at: number; figures: Promise<QueueFigures[]> } | undefined;
 
-  constructor(registry: Registry, private readonly probe: () => Promise<QueueFigures[]>) {
+  constructor(
+    registry: Registry,
+    private readonly probe: () => Promise<QueueFigures[]>,
+  ) {
     // eslint-disable-next-line @typescript-eslint/no-this-alias -- prom-client calls collect() with `this` bound to the metric
     const metrics = this;
     // A scrape collects every metric at once: both gauges share one probe.

@@ -73,9 +73,7 @@ const CLAIMED_COLUMNS = [
  * statement_timestamp is fixed for the statement, like SQLite's 'now').
  */
 export function databaseNowMs(db: Knex): string {
-  return isPostgres(db)
-    ? 'CAST(EXTRACT(EPOCH FROM statement_timestamp()) * 1000 AS BIGINT)'
-    : "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
+  return isPostgres(db) ? 'CAST(EXTRACT(EPOCH FROM statement_timestamp()) * 1000 AS BIGINT)' : "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
 }
 
 function isPostgres(db: Knex): boolean {
@@ -124,7 +122,10 @@ export async function releaseClaims(db: Knex, relayId: string, seqs: number[], e
 }
 
 export async function pruneSent(db: Knex, retainMs: number, now = Date.now()): Promise<number> {
-  return db(OUTBOX_TABLE).whereNotNull('sent_at').andWhere('sent_at', '<', now - retainMs).delete();
+  return db(OUTBOX_TABLE)
+    .whereNotNull('sent_at')
+    .andWhere('sent_at', '<', now - retainMs)
+    .delete();
 }
 
 function chunks<T>(items: T[], size: number): T[][] {

@@ -1,7 +1,19 @@
 import amqp from 'amqplib';
 import { vhostOf } from '../config';
 import { connectionName } from '../broker/connection';
-import { bindingDrift, destinationKey, differs, exchangeDrift, missing, permissionDrift, policyDrift, queueFlagDrift, sortDrift, topicPermissionDrift, type Drift } from './drift';
+import {
+  bindingDrift,
+  destinationKey,
+  differs,
+  exchangeDrift,
+  missing,
+  permissionDrift,
+  policyDrift,
+  queueFlagDrift,
+  sortDrift,
+  topicPermissionDrift,
+  type Drift,
+} from './drift';
 import { ManagementClient, withoutPassword } from './management';
 import {
   grantablePermissions,
@@ -40,7 +52,11 @@ export interface CheckTopologyOptions extends TopologyNeeds {
 /** Resolves when everything listed is there as the definitions need it; else throws one line. */
 export async function checkTopology(opts: CheckTopologyOptions): Promise<void> {
   const drift = await findDrift(opts);
-  if (drift.length > 0) throw new TopologyError(drift.map((d) => d.text), `topology check (vhost ${opts.vhost})`);
+  if (drift.length > 0)
+    throw new TopologyError(
+      drift.map((d) => d.text),
+      `topology check (vhost ${opts.vhost})`,
+    );
 }
 
 /**
@@ -81,7 +97,14 @@ export async function findDrift(opts: CheckTopologyOptions): Promise<Drift[]> {
   }
   // Bindings into every queue and exchange that is there; a missing one is already named.
   const live = opts.full ? await api.listBindings(vhost) : (await Promise.all(present.map((q) => api.queueBindings(vhost, q)))).flat();
-  drift.push(...bindingDrift(defs, live, new Set([...present.map((q) => destinationKey('queue', q)), ...(opts.full ? opts.exchanges.map((e) => destinationKey('exchange', e)) : [])]), opts.full ?? false));
+  drift.push(
+    ...bindingDrift(
+      defs,
+      live,
+      new Set([...present.map((q) => destinationKey('queue', q)), ...(opts.full ? opts.exchanges.map((e) => destinationKey('exchange', e)) : [])]),
+      opts.full ?? false,
+    ),
+  );
   if (opts.full) {
     drift.push(...policyDrift(defs, await api.listPolicies(vhost)));
     for (const u of defs.users) if (!(await api.userExists(u.name))) drift.push(missing(`user ${u.name} does not exist`));
@@ -89,7 +112,13 @@ export async function findDrift(opts: CheckTopologyOptions): Promise<Drift[]> {
     const topic = await grantableTopicPermissions(api, defs);
     for (const user of new Set([...defs.users.map((u) => u.name), ...topic.map((t) => t.user)])) {
       if (!(await api.userExists(user))) continue; // named above
-      drift.push(...topicPermissionDrift(user, topic.filter((t) => t.user === user), await api.listTopicPermissions(vhost, user)));
+      drift.push(
+        ...topicPermissionDrift(
+          user,
+          topic.filter((t) => t.user === user),
+          await api.listTopicPermissions(vhost, user),
+        ),
+      );
     }
   }
   if (opts.amqpUrl) (await amqpProblems(opts.amqpUrl, opts)).forEach(problem);

@@ -21,7 +21,10 @@ export function dlqOf(queue: string): string {
 }
 
 export class TopologyError extends Error {
-  constructor(readonly problems: string[], prefix = 'topology') {
+  constructor(
+    readonly problems: string[],
+    prefix = 'topology',
+  ) {
     const shown = problems.slice(0, 3).join('; ');
     super(`${prefix}: ${shown}${problems.length > 3 ? `; and ${problems.length - 3} more` : ''}`.replace(/\s*\n\s*/g, ' '));
     this.name = 'TopologyError';
@@ -50,7 +53,15 @@ const definitionsSchema = z
     permissions: z.array(z.object({ user: z.string().min(1), vhost: z.string(), configure: z.string(), write: z.string(), read: z.string() })).default([]),
     /** Routing keys a user may publish with (write) and bind with (read), per topic exchange. */
     topic_permissions: z
-      .array(z.object({ user: z.string().min(1), vhost: z.string(), exchange: z.string().min(1), write: z.string().refine(isRegExp, 'not a valid regular expression'), read: z.string().refine(isRegExp, 'not a valid regular expression') }))
+      .array(
+        z.object({
+          user: z.string().min(1),
+          vhost: z.string(),
+          exchange: z.string().min(1),
+          write: z.string().refine(isRegExp, 'not a valid regular expression'),
+          read: z.string().refine(isRegExp, 'not a valid regular expression'),
+        }),
+      )
       .default([]),
     exchanges: z.array(
       z.object({
@@ -98,8 +109,14 @@ const definitionsSchema = z
     d.topic_permissions.forEach((p, i) => {
       const type = d.exchanges.find((e) => e.name === p.exchange)?.type;
       if (type === undefined) ctx.addIssue({ code: 'custom', path: ['topic_permissions', i, 'exchange'], message: `exchange ${p.exchange} is not defined` });
-      else if (type !== 'topic') ctx.addIssue({ code: 'custom', path: ['topic_permissions', i, 'exchange'], message: `${p.exchange} is a ${type} exchange; RabbitMQ applies topic permissions to topic exchanges only` });
-      if (!d.permissions.some((q) => q.user === p.user)) ctx.addIssue({ code: 'custom', path: ['topic_permissions', i, 'user'], message: `${p.user} has no permissions entry in the vhost` });
+      else if (type !== 'topic')
+        ctx.addIssue({
+          code: 'custom',
+          path: ['topic_permissions', i, 'exchange'],
+          message: `${p.exchange} is a ${type} exchange; RabbitMQ applies topic permissions to topic exchanges only`,
+        });
+      if (!d.permissions.some((q) => q.user === p.user))
+        ctx.addIssue({ code: 'custom', path: ['topic_permissions', i, 'user'], message: `${p.user} has no permissions entry in the vhost` });
     });
     // Retries, parks and their return route are shared by every service: a service user who may use one
     // without a routing-key permission could put messages into, or bind a copy out of, another's queues.
@@ -110,14 +127,19 @@ const definitionsSchema = z
       for (const e of shared) {
         const uses = new RegExp(p.write).test(e.name) || new RegExp(p.read).test(e.name);
         if (uses && !d.topic_permissions.some((t) => t.user === p.user && t.exchange === e.name)) {
-          ctx.addIssue({ code: 'custom', path: ['permissions', i], message: `${p.user} may use ${e.name} but has no topic permission on it naming the routing keys it may use` });
+          ctx.addIssue({
+            code: 'custom',
+            path: ['permissions', i],
+            message: `${p.user} may use ${e.name} but has no topic permission on it naming the routing keys it may use`,
+          });
         }
       }
     });
     d.bindings.forEach((b, i) => {
       if (!exchanges.has(b.source)) ctx.addIssue({ code: 'custom', path: ['bindings', i, 'source'], message: `exchange ${b.source} is not defined` });
       const known = b.destination_type === 'queue' ? queues : exchanges;
-      if (!known.has(b.destination)) ctx.addIssue({ code: 'custom', path: ['bindings', i, 'destination'], message: `${b.destination_type} ${b.destination} is not defined` });
+      if (!known.has(b.destination))
+        ctx.addIssue({ code: 'custom', path: ['bindings', i, 'destination'], message: `${b.destination_type} ${b.destination} is not defined` });
     });
   });
 
@@ -142,7 +164,10 @@ export function loadDefinitions(file: string): Definitions {
   }
   const parsed = definitionsSchema.safeParse(raw);
   if (!parsed.success) {
-    throw new TopologyError(parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`), `definitions ${file}`);
+    throw new TopologyError(
+      parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`),
+      `definitions ${file}`,
+    );
   }
   return parsed.data;
 }
@@ -196,7 +221,8 @@ export function delaySteps(defs: Definitions): DelayStep[] {
     .map((e) => {
       const queue = defs.queues.find((q) => q.name === e.name);
       const ttl = queue && policyFor(queue.name, defs)?.definition['message-ttl'];
-      if (typeof ttl !== 'number' || ttl <= 0) throw new TopologyError([`delay step ${e.name} needs a queue of the same name with a policy message-ttl`], 'definitions');
+      if (typeof ttl !== 'number' || ttl <= 0)
+        throw new TopologyError([`delay step ${e.name} needs a queue of the same name with a policy message-ttl`], 'definitions');
       return { name: e.name.slice(DELAY_PREFIX.length), exchange: e.name, queue: e.name, ttlMs: ttl };
     });
   return steps.sort((a, b) => a.ttlMs - b.ttlMs);
@@ -275,14 +301,21 @@ export function policyProblems(queue: string, info: QueueInfo, defs: Definitions
       const lost = req['dead-letter-strategy'] === 'at-least-once' ? `${where} lost at-least-once` : where;
       problem('dead-letter-strategy', `dead-letter-strategy is ${strategy ?? 'at-most-once'} (${lost}); ${loses}`);
     } else if (eff.overflow !== 'reject-publish') {
-      problem('overflow', `overflow is ${eff.overflow ?? 'drop-head'}, not reject-publish (${where}); without it the broker silently dead-letters at-most-once, ${loses}`);
+      problem(
+        'overflow',
+        `overflow is ${eff.overflow ?? 'drop-head'}, not reject-publish (${where}); without it the broker silently dead-letters at-most-once, ${loses}`,
+      );
     }
   } else if ('delivery-limit' in eff && role !== 'dlq') {
-    problem('dead-letter-exchange', `delivery-limit ${show(eff['delivery-limit'])} without a dead-letter-exchange (${where}); a crash-looping message would be dropped`);
+    problem(
+      'dead-letter-exchange',
+      `delivery-limit ${show(eff['delivery-limit'])} without a dead-letter-exchange (${where}); a crash-looping message would be dropped`,
+    );
   }
   if (role === 'dlq') {
     if (!('max-length-bytes' in eff)) problem('max-length-bytes', `has no max-length-bytes (${where}); parked messages could fill the disk`);
-    if (eff.overflow !== 'reject-publish') problem('overflow', `overflow is ${eff.overflow ?? 'drop-head'}, not reject-publish (${where}); a full DLQ would delete parked messages`);
+    if (eff.overflow !== 'reject-publish')
+      problem('overflow', `overflow is ${eff.overflow ?? 'drop-head'}, not reject-publish (${where}); a full DLQ would delete parked messages`);
     if ('delivery-limit' in eff) problem('delivery-limit', `a DLQ with delivery-limit (${where}) drops parked messages that are listed repeatedly`);
     if ('message-ttl' in eff) problem('message-ttl', `a DLQ with message-ttl (${where}) deletes parked messages`);
   }
@@ -304,7 +337,8 @@ export function shapeProblems(info: QueueInfo, defs: Definitions): string[] {
   const wantedType = String(def.arguments['x-queue-type'] ?? 'classic');
   if (info.type !== wantedType) out.push(`queue ${info.name}: is a ${info.type} queue, definitions say ${wantedType}`);
   for (const [key, value] of Object.entries(info.arguments ?? {})) {
-    if (!same(def.arguments[key], value)) out.push(`queue ${info.name}: has argument ${key}=${show(value)} the definitions do not (tunables belong in policies)`);
+    if (!same(def.arguments[key], value))
+      out.push(`queue ${info.name}: has argument ${key}=${show(value)} the definitions do not (tunables belong in policies)`);
   }
   return out;
 }
@@ -395,13 +429,20 @@ export async function applyTopology(opts: ApplyTopologyOptions): Promise<void> {
     if (password) await step(`user ${u.name}`, () => api.putUser(u.name, { password, tags }));
     else if (!(await api.userExists(u.name))) await step(`user ${u.name}`, () => api.putUser(u.name, { password_hash: '', tags }));
   }
-  for (const p of await grantablePermissions(api, defs)) await step(`permissions of ${p.user}`, () => api.setPermissions(vhost, p.user, { configure: p.configure, write: p.write, read: p.read }));
+  for (const p of await grantablePermissions(api, defs))
+    await step(`permissions of ${p.user}`, () => api.setPermissions(vhost, p.user, { configure: p.configure, write: p.write, read: p.read }));
   for (const p of await grantableTopicPermissions(api, defs)) {
-    await step(`topic permissions of ${p.user} on ${p.exchange}`, () => api.setTopicPermissions(vhost, p.user, { exchange: p.exchange, write: p.write, read: p.read }));
+    await step(`topic permissions of ${p.user} on ${p.exchange}`, () =>
+      api.setTopicPermissions(vhost, p.user, { exchange: p.exchange, write: p.write, read: p.read }),
+    );
   }
   for (const e of defs.exchanges) await step(`exchange ${e.name}`, () => declareExchange(api, vhost, e, opts.log));
-  for (const p of defs.policies) await step(`policy ${p.name}`, () => api.putPolicy(vhost, p.name, { pattern: p.pattern, 'apply-to': p['apply-to'], priority: p.priority, definition: p.definition }));
-  for (const q of defs.queues) await step(`queue ${q.name}`, () => api.putQueue(vhost, q.name, { durable: q.durable, auto_delete: q.auto_delete, arguments: q.arguments }));
+  for (const p of defs.policies)
+    await step(`policy ${p.name}`, () =>
+      api.putPolicy(vhost, p.name, { pattern: p.pattern, 'apply-to': p['apply-to'], priority: p.priority, definition: p.definition }),
+    );
+  for (const q of defs.queues)
+    await step(`queue ${q.name}`, () => api.putQueue(vhost, q.name, { durable: q.durable, auto_delete: q.auto_delete, arguments: q.arguments }));
   for (const b of defs.bindings) await step(`binding ${b.source} -> ${b.destination}`, () => api.putBinding(vhost, b));
 
   const deadline = Date.now() + (opts.timeoutMs ?? 30_000);

@@ -50,7 +50,8 @@ export function exchangeDrift(def: ExchangeDef, info: ExchangeInfo): Drift[] {
   for (const key of ['durable', 'auto_delete', 'internal'] as const) {
     if (info[key] !== def[key]) out.push(differs(`exchange ${def.name} has ${key}=${show(info[key])}, definitions say ${show(def[key])}`));
   }
-  if (!same(info.arguments ?? {}, def.arguments)) out.push(differs(`exchange ${def.name} has arguments ${show(info.arguments ?? {})}, definitions say ${show(def.arguments)}`));
+  if (!same(info.arguments ?? {}, def.arguments))
+    out.push(differs(`exchange ${def.name} has arguments ${show(info.arguments ?? {})}, definitions say ${show(def.arguments)}`));
   return out;
 }
 
@@ -122,10 +123,12 @@ export function topicPermissionDrift(user: string, defs: TopicPermissionDef[], l
       continue;
     }
     for (const key of ['write', 'read'] as const) {
-      if (got[key] !== def[key]) out.push(differs(`topic permissions of ${user} on exchange ${def.exchange}: ${key} is ${show(got[key])}, definitions say ${show(def[key])}`));
+      if (got[key] !== def[key])
+        out.push(differs(`topic permissions of ${user} on exchange ${def.exchange}: ${key} is ${show(got[key])}, definitions say ${show(def[key])}`));
     }
   }
-  for (const l of live) if (!defs.some((d) => d.exchange === l.exchange)) out.push(extra(`topic permissions of ${user} on exchange ${l.exchange} are not in the definitions`));
+  for (const l of live)
+    if (!defs.some((d) => d.exchange === l.exchange)) out.push(extra(`topic permissions of ${user} on exchange ${l.exchange} are not in the definitions`));
   return out;
 }
 

@@ -6,7 +6,10 @@
  */
 
 export class ManagementError extends Error {
-  constructor(message: string, readonly status?: number) {
+  constructor(
+    message: string,
+    readonly status?: number,
+  ) {
     super(message);
     this.name = 'ManagementError';
   }
@@ -150,11 +153,12 @@ export class ManagementClient {
   private readonly base: string;
   private readonly auth: string | undefined;
 
-  constructor(url: string, private readonly timeoutMs = 15_000) {
+  constructor(
+    url: string,
+    private readonly timeoutMs = 15_000,
+  ) {
     const u = new URL(url);
-    this.auth = u.username
-      ? 'Basic ' + Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')
-      : undefined;
+    this.auth = u.username ? 'Basic ' + Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64') : undefined;
     u.username = '';
     u.password = '';
     this.base = u.toString().replace(/\/+$/, '');

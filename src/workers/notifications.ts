@@ -72,10 +72,14 @@ export async function notificationsHandler(
  * commit, on whichever worker's clock.
  */
 export async function nextStreamPosition(tx: Knex.Transaction, userId: string): Promise<number> {
-  const bump = async () => (await tx(STREAM_COUNTERS_TABLE).where({ user_id: userId }).increment('last_seq', 1).returning('last_seq')) as { last_seq: number | string }[];
+  const bump = async () =>
+    (await tx(STREAM_COUNTERS_TABLE).where({ user_id: userId }).increment('last_seq', 1).returning('last_seq')) as { last_seq: number | string }[];
   let [row] = await bump();
   // A user's first notification; a concurrent first one makes the insert do nothing, and then the row is there to bump.
-  if (!row) [row] = (await tx(STREAM_COUNTERS_TABLE).insert({ user_id: userId, last_seq: 1 }).onConflict('user_id').ignore().returning('last_seq')) as { last_seq: number | string }[];
+  if (!row)
+    [row] = (await tx(STREAM_COUNTERS_TABLE).insert({ user_id: userId, last_seq: 1 }).onConflict('user_id').ignore().returning('last_seq')) as {
+      last_seq: number | string;
+    }[];
   if (!row) [row] = await bump();
   if (!row) throw new Error(`no stream position for user ${userId}`);
   return Number(row.last_seq);

@@ -27,7 +27,8 @@ export function retryAttemptsFor(config: Config, queue: string, defs: Definition
     if (!work.includes(key)) throw new ConfigError(`retry.attempts.${key}`, `${key} is not a work queue of the definitions file (${work.join(', ')})`);
   }
   const attempts = config.retry.attempts[queue];
-  if (attempts === undefined) throw new ConfigError(`retry.attempts.${queue}`, 'required: how many times a failing message of this queue is tried before it is parked');
+  if (attempts === undefined)
+    throw new ConfigError(`retry.attempts.${queue}`, 'required: how many times a failing message of this queue is tried before it is parked');
   return attempts;
 }
 
@@ -60,7 +61,13 @@ export async function runWorker(config: Config, name: WorkerName): Promise<void>
   const db = openDatabase(config, worker.database.service, { statementTimeoutMs: config.worker.handlerTimeoutMs });
   const asyncCommit = await asyncCommitRefusal(config, worker.database.service);
   if (asyncCommit) exitWithLine(`warren worker ${name}: ${asyncCommit}`);
-  const common = { url: serviceAmqpUrl(config, worker.brokerUser), service: `worker ${name}`, heartbeatSeconds: config.amqp.heartbeatSeconds, reconnectSeconds: config.amqp.reconnectSeconds, log };
+  const common = {
+    url: serviceAmqpUrl(config, worker.brokerUser),
+    service: `worker ${name}`,
+    heartbeatSeconds: config.amqp.heartbeatSeconds,
+    reconnectSeconds: config.amqp.reconnectSeconds,
+    log,
+  };
   const consumeConnection = connectBroker({ ...common, role: 'consume' });
   const publishConnection = connectBroker({ ...common, role: 'publish' });
   const registry = createRegistry(`worker-${name}`, { processMetrics: true });

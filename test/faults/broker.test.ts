@@ -1,14 +1,6 @@
 import fs from 'node:fs';
 import { expect } from 'chai';
-import {
-  closeVhostConnections,
-  healBroker,
-  setMemoryAlarm,
-  startBroker,
-  startBrokerApp,
-  stopBroker,
-  stopBrokerApp,
-} from '../support/broker';
+import { closeVhostConnections, healBroker, setMemoryAlarm, startBroker, startBrokerApp, stopBroker, stopBrokerApp } from '../support/broker';
 import { waitFor } from '../support/system';
 
 function rssMb(pid: number): number {
@@ -104,7 +96,10 @@ describe('faults: the broker goes away under load', function () {
       await sleep(3000);
       const ready = await sys.request('GET', '/readyz');
       expect(ready.status, 'the API stays ready: the outbox takes the writes').to.equal(200);
-      expect(ready.json.checks.find((c: { name: string }) => c.name === 'broker'), 'readiness reports the blocked broker').to.include({ ok: false });
+      expect(
+        ready.json.checks.find((c: { name: string }) => c.name === 'broker'),
+        'readiness reports the blocked broker',
+      ).to.include({ ok: false });
       await sleep(3000);
       const rssBlocked = rssMb(api.child.pid!);
       await setMemoryAlarm(false);

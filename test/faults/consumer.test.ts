@@ -129,7 +129,10 @@ describe(`faults: the consumer (${TEST_DB})`, function () {
     await w.stop();
     expect(await sys.queueDepth(QUEUE), 'nothing left unacked (it would be back in the queue now)').to.equal(0);
     expect(await sys.queueDepth(DLQ)).to.equal(0);
-    figures('10', { deliveries: w.deliveries.map((d) => `${d.text}@${d.ch === ch1 ? 'ch1' : 'ch2'}#${d.tag}${d.redelivered ? ' redelivered' : ''}`), counts: w.consumer.counts });
+    figures('10', {
+      deliveries: w.deliveries.map((d) => `${d.text}@${d.ch === ch1 ? 'ch1' : 'ch2'}#${d.tag}${d.redelivered ? ' redelivered' : ''}`),
+      counts: w.consumer.counts,
+    });
   });
 
   it('11. a hanging handler is abandoned after handlerTimeoutMs, retried through the delay queue, and applied once it stops hanging', async () => {
@@ -192,7 +195,10 @@ describe(`faults: the consumer (${TEST_DB})`, function () {
     figures('11', { abandonedAfterMs, appliedAfterMs, handlerCalls: hangCalls, lateError, counts: w.consumer.counts });
   });
 
-  async function probe(port: number, route: '/readyz' | '/healthz'): Promise<{ status: number; body: { status: string; consuming?: boolean; detail?: string } }> {
+  async function probe(
+    port: number,
+    route: '/readyz' | '/healthz',
+  ): Promise<{ status: number; body: { status: string; consuming?: boolean; detail?: string } }> {
     const res = await fetch(`http://127.0.0.1:${port}${route}`);
     return { status: res.status, body: (await res.json()) as { status: string; consuming?: boolean; detail?: string } };
   }
@@ -218,7 +224,9 @@ describe(`faults: the consumer (${TEST_DB})`, function () {
     await sleep(3000);
     const stillMissing = await probe(healthPort, '/readyz');
     expect(stillMissing.status, 'still not ready while the queue is missing').to.equal(503);
-    expect(stillMissing.body.detail).to.match(/cancelled by the broker/).and.to.match(/NOT.FOUND|no queue/);
+    expect(stillMissing.body.detail)
+      .to.match(/cancelled by the broker/)
+      .and.to.match(/NOT.FOUND|no queue/);
     expect(worker.running).to.equal(true);
 
     // The operator re-creates the queue alone, without its bindings.
@@ -228,14 +236,25 @@ describe(`faults: the consumer (${TEST_DB})`, function () {
     const readyAgainAfterMs = Date.now() - recreatedAt;
     expect(await sys.consumers(QUEUE)).to.equal(1);
     const bindings = await sys.management.queueBindings(sys.vhost, QUEUE);
-    expect(bindings.some((b) => b.source === 'tweets' && b.routing_key === 'tweet.*'), 're-bound to tweets').to.equal(true);
-    expect(bindings.some((b) => b.source === 'warren.return' && b.routing_key === QUEUE), 'the retry route re-bound').to.equal(true);
+    expect(
+      bindings.some((b) => b.source === 'tweets' && b.routing_key === 'tweet.*'),
+      're-bound to tweets',
+    ).to.equal(true);
+    expect(
+      bindings.some((b) => b.source === 'warren.return' && b.routing_key === QUEUE),
+      'the retry route re-bound',
+    ).to.equal(true);
 
     const [after] = await publishTweets(sys.amqpUrl, ['after the re-create']);
     await waitFor('the tweet published after the re-create to be applied', async () => (await books.tweetCount(after!.authorId)) === 1);
     expect(await books.applied()).to.equal(2);
     expect(worker.output.some((l) => l.includes('consumer cancelled by the broker'))).to.equal(true);
-    figures('12', { notReadyAfterMs, detailWhileMissing: stillMissing.body.detail, readyAgainAfterMs, bindings: bindings.map((b) => `${b.source || '(default)'}:${b.routing_key}`) });
+    figures('12', {
+      notReadyAfterMs,
+      detailWhileMissing: stillMissing.body.detail,
+      readyAgainAfterMs,
+      bindings: bindings.map((b) => `${b.source || '(default)'}:${b.routing_key}`),
+    });
   });
 
   /** Publishes to `exchange` until the broker refuses (a quorum queue's length limit is soft); returns how many it took. */
@@ -262,19 +281,35 @@ describe(`faults: the consumer (${TEST_DB})`, function () {
 
     // A policy above warren.dlq (priority 10): what it sets, plus a limit of one message.
     const dlqPolicy = { 'max-length-bytes': 1073741824, overflow: 'reject-publish', 'max-length': 1 };
-    await sys.management.putPolicy(sys.vhost, 'test.dlq-full', { pattern: '^analytics\\.tweets\\.dlq$', 'apply-to': 'queues', priority: 100, definition: dlqPolicy });
-    await waitFor('the DLQ to take the tiny limit', async () => (await sys.management.getQueue(sys.vhost, DLQ))?.effective_policy_definition?.['max-length'] === 1, 20_000, 250);
+    await sys.management.putPolicy(sys.vhost, 'test.dlq-full', {
+      pattern: '^analytics\\.tweets\\.dlq$',
+      'apply-to': 'queues',
+      priority: 100,
+      definition: dlqPolicy,
+    });
+    await waitFor(
+      'the DLQ to take the tiny limit',
+      async () => (await sys.management.getQueue(sys.vhost, DLQ))?.effective_policy_definition?.['max-length'] === 1,
+      20_000,
+      250,
+    );
     const fillers = await fillUntilRefused(sys.amqpUrl, 'warren.dlx', QUEUE);
 
     // A message that can never be processed: parked at once, or it would be, were the DLQ not full.
     const poisonId = newId();
-    await rawPublish(sys.amqpUrl, 'tweets', 'tweet.created', '{"not":"a tweet"}', { messageId: poisonId, type: 'tweet.created', contentType: 'application/json' });
+    await rawPublish(sys.amqpUrl, 'tweets', 'tweet.created', '{"not":"a tweet"}', {
+      messageId: poisonId,
+      type: 'tweet.created',
+      contentType: 'application/json',
+    });
     const refused = await waitFor('readyz to answer 503', async () => {
       const r = await probe(healthPort, '/readyz');
       return r.status === 503 ? r : undefined;
     });
     expect(refused.body.consuming).to.equal(true);
-    expect(refused.body.detail).to.match(/cannot retry or park/).and.to.match(/nacked/);
+    expect(refused.body.detail)
+      .to.match(/cannot retry or park/)
+      .and.to.match(/nacked/);
     expect(await sys.queueDepth(QUEUE), 'nothing ready: the original is held').to.equal(0);
     await waitFor('the original to show as unacked', async () => (await sys.management.getQueue(sys.vhost, QUEUE))?.messages_unacknowledged === 1, 20_000, 500);
     expect(await sys.queueDepth(DLQ)).to.equal(fillers);
@@ -309,7 +344,12 @@ describe(`faults: the consumer (${TEST_DB})`, function () {
 
     expect(await second.stop()).to.equal(0);
     expect(await sys.queueDepth(QUEUE), 'the original was acked: nothing came back on stop').to.equal(0);
-    figures('15a', { fillersAccepted: fillers, refusedParkAttemptsPerWorker: refusals, detailWhileFull: refused.body.detail, parkedAfterPolicyRemovedMs: parkedAfterMs });
+    figures('15a', {
+      fillersAccepted: fillers,
+      refusedParkAttemptsPerWorker: refusals,
+      detailWhileFull: refused.body.detail,
+      parkedAfterPolicyRemovedMs: parkedAfterMs,
+    });
   });
 
   describe('under a lowered broker consumer timeout', () => {
@@ -325,7 +365,7 @@ describe(`faults: the consumer (${TEST_DB})`, function () {
       if (read) await setConsumerTimeout(saved);
     });
 
-    it("16. a batch failed by a locked store reruns alone only what ends within worker.batchDeadlineMs, retries the rest at once: the broker never closes the channel, nothing is lost or doubled", async () => {
+    it('16. a batch failed by a locked store reruns alone only what ends within worker.batchDeadlineMs, retries the rest at once: the broker never closes the channel, nothing is lost or doubled', async () => {
       const CONSUMER_TIMEOUT_MS = 30_000;
       const { sys, books } = await system({
         worker: { handlerTimeoutMs: 2000, batchDeadlineMs: 8000 },
@@ -342,13 +382,26 @@ describe(`faults: the consumer (${TEST_DB})`, function () {
       }
       // Retries come back after 1 s instead of 5 s, 30 s, 2 min...: many rounds fit in the lock.
       const fastDelay = { 'message-ttl': 1000, 'dead-letter-exchange': 'warren.return', 'dead-letter-strategy': 'at-least-once', overflow: 'reject-publish' };
-      await sys.management.putPolicy(sys.vhost, 'test.fast-delays', { pattern: '^warren\\.delay\\.', 'apply-to': 'queues', priority: 100, definition: fastDelay });
-      await waitFor('the delay queues to take the short TTL', async () => (await sys.management.getQueue(sys.vhost, 'warren.delay.30s'))?.effective_policy_definition?.['message-ttl'] === 1000, 20_000, 250);
+      await sys.management.putPolicy(sys.vhost, 'test.fast-delays', {
+        pattern: '^warren\\.delay\\.',
+        'apply-to': 'queues',
+        priority: 100,
+        definition: fastDelay,
+      });
+      await waitFor(
+        'the delay queues to take the short TTL',
+        async () => (await sys.management.getQueue(sys.vhost, 'warren.delay.30s'))?.effective_policy_definition?.['message-ttl'] === 1000,
+        20_000,
+        250,
+      );
 
       const release = await lockAnalyticsStore(sys.config);
       let tweets: Awaited<ReturnType<typeof publishTweets>>;
       try {
-        tweets = await publishTweets(sys.amqpUrl, Array.from({ length: 40 }, (_, i) => `held ${i}`));
+        tweets = await publishTweets(
+          sys.amqpUrl,
+          Array.from({ length: 40 }, (_, i) => `held ${i}`),
+        );
         // The broker checks a channel's unacked deliveries once a minute from its opening: locked past
         // that first check, a batch rerun one by one (each waiting out the lock) would be held twice
         // the consumer timeout by then, and the broker would close the channel.
@@ -362,7 +415,8 @@ describe(`faults: the consumer (${TEST_DB})`, function () {
       await sleep(1500);
       expect(await books.applied()).to.equal(tweets.length);
       expect(await books.counted(), 'each applied once').to.equal(tweets.length);
-      for (const q of [QUEUE, DLQ, 'warren.delay.5s', 'warren.delay.30s', 'warren.delay.2m', 'warren.delay.10m']) expect(await sys.queueDepth(q), q).to.equal(0);
+      for (const q of [QUEUE, DLQ, 'warren.delay.5s', 'warren.delay.30s', 'warren.delay.2m', 'warren.delay.10m'])
+        expect(await sys.queueDepth(q), q).to.equal(0);
 
       const lines = worker.output;
       const closed = lines.filter((l) => /channel error|PRECONDITION_FAILED|acknowledgement/.test(l));
@@ -376,7 +430,15 @@ describe(`faults: the consumer (${TEST_DB})`, function () {
       const stopped = worker.output.find((l) => l.includes('"worker stopped"'));
       const counts = (JSON.parse(stopped!) as { counts: Record<string, number> }).counts;
       expect(counts, 'no ack went to a closed channel, none parked').to.include({ stale: 0, parked: 0 });
-      figures('16', { consumerTimeoutMs: CONSUMER_TIMEOUT_MS, lockedMs: releasedAt - openedBy, failedBatches, cutShortByDeadline: outOfTime, retries, appliedAfterReleaseMs: appliedAfterMs, counts });
+      figures('16', {
+        consumerTimeoutMs: CONSUMER_TIMEOUT_MS,
+        lockedMs: releasedAt - openedBy,
+        failedBatches,
+        cutShortByDeadline: outOfTime,
+        retries,
+        appliedAfterReleaseMs: appliedAfterMs,
+        counts,
+      });
     });
   });
 
@@ -403,7 +465,10 @@ describe(`faults: the consumer (${TEST_DB})`, function () {
     // A large prefetch, so that each kill returns many messages at once.
     const { sys, books } = await system({ worker: { prefetch: 1000 } });
     const publish = async (n: number) => {
-      await publishTweets(sys.amqpUrl, Array.from({ length: n }, (_, i) => `innocent ${total + i}`));
+      await publishTweets(
+        sys.amqpUrl,
+        Array.from({ length: n }, (_, i) => `innocent ${total + i}`),
+      );
       total += n;
     };
     await publish(3000);
@@ -429,7 +494,16 @@ describe(`faults: the consumer (${TEST_DB})`, function () {
     const counts = [...deliveryCounts(sys.processes).values()];
     const maxCount = Math.max(0, ...counts);
     const [applied, counted, parked] = [await books.applied(), await books.counted(), await sys.queueDepth(DLQ)];
-    figures('15b kill -9', { kills: kills.length, heldAtEachKill: kills, published: total, applied, counted, parked, redeliveredRanAlone: counts.length, maxDeliveryCount: maxCount });
+    figures('15b kill -9', {
+      kills: kills.length,
+      heldAtEachKill: kills,
+      published: total,
+      applied,
+      counted,
+      parked,
+      redeliveredRanAlone: counts.length,
+      maxDeliveryCount: maxCount,
+    });
     expect(parked, 'none parked as a crash loop').to.equal(0);
     expect(applied).to.equal(total);
     expect(counted, 'each applied once').to.equal(total);
@@ -481,7 +555,12 @@ describe(`faults: the consumer (${TEST_DB})`, function () {
       let flowing = workers > 1;
       const flow = (async () => {
         for (let i = 0; flowing && i < 40; i++) {
-          tweets.push(...(await publishTweets(sys.amqpUrl, Array.from({ length: 20 }, (_, j) => `fresh ${i}.${j}`))));
+          tweets.push(
+            ...(await publishTweets(
+              sys.amqpUrl,
+              Array.from({ length: 20 }, (_, j) => `fresh ${i}.${j}`),
+            )),
+          );
           await sleep(250);
         }
         flowing = false;
@@ -514,7 +593,10 @@ describe(`faults: the consumer (${TEST_DB})`, function () {
         counted,
       });
       expect(settled, 'the poison was parked and every innocent applied').to.equal(true);
-      expect(parkedMessages.map((m) => m.properties.messageId), 'only the poison parked').to.deep.equal([poison.messageId]);
+      expect(
+        parkedMessages.map((m) => m.properties.messageId),
+        'only the poison parked',
+      ).to.deep.equal([poison.messageId]);
       const headers = parkedMessages[0]!.properties.headers ?? {};
       const death = (headers['x-death'] as { reason: string; count: number; queue: string }[])[0]!;
       expect(death.reason).to.equal('delivery_limit');

@@ -41,10 +41,14 @@ describe('faults: the API database locked or gone', function () {
     try {
       const before = await committed();
       const writing = sys.request('POST', '/tweets', { token: ada.token, body: { text: 'while locked' } });
-      const ready = await waitFor('readiness to report the database', async () => {
-        const res = await sys.request('GET', '/readyz');
-        return res.status === 503 ? res : undefined;
-      }, 10_000);
+      const ready = await waitFor(
+        'readiness to report the database',
+        async () => {
+          const res = await sys.request('GET', '/readyz');
+          return res.status === 503 ? res : undefined;
+        },
+        10_000,
+      );
       expect(JSON.stringify(ready.json.checks.find((c: { name: string }) => c.name === 'database'))).to.match(/database/);
       const res = await writing;
       expect(res.status).to.equal(503);

@@ -62,7 +62,13 @@ describe('faults: processes killed and stopped under load', function () {
           return b.outboxUnsent > 0 ? b.outboxUnsent : undefined;
         });
         expect(unsent).to.be.greaterThan(0);
-        await sys.management.putBinding(sys.vhost, { source: 'tweets', destination: 'analytics.tweets', destination_type: 'queue', routing_key: 'tweet.*', arguments: {} });
+        await sys.management.putBinding(sys.vhost, {
+          source: 'tweets',
+          destination: 'analytics.tweets',
+          destination_type: 'queue',
+          routing_key: 'tweet.*',
+          arguments: {},
+        });
         await sys.startApi();
       },
     );

@@ -14,24 +14,34 @@ describe('faults: routes removed and handlers failing under load', function () {
       await deleteBinding(sys, 'tweets', 'analytics.tweets');
       await waitFor('returned tweets kept in the outbox', async () => (await readBooks(sys)).outboxUnsent > 0, 10_000);
       await sleep(5000);
-      await sys.management.putBinding(sys.vhost, { source: 'tweets', destination: 'analytics.tweets', destination_type: 'queue', routing_key: 'tweet.*', arguments: {} });
+      await sys.management.putBinding(sys.vhost, {
+        source: 'tweets',
+        destination: 'analytics.tweets',
+        destination_type: 'queue',
+        routing_key: 'tweet.*',
+        arguments: {},
+      });
     });
   });
 
   it("14b. a fanout subscriber's binding deleted: events wait in the outbox, the subscriber re-binds its own queue on reconnect", async () => {
-    await runScenario('binding user.events -> notifications.user-events deleted, worker reconnects', { load: { profileShare: 0.5 } }, async ({ sys, sleep }) => {
-      await sleep(3000);
-      await deleteBinding(sys, 'user.events', 'notifications.user-events');
-      await waitFor('returned profile changes kept in the outbox', async () => (await readBooks(sys)).outboxUnsent > 0, 10_000);
-      await sleep(3000);
-      // No operator action: the worker's reconnect alone restores its subscription.
-      await closeVhostConnections(sys.vhost, 'fault suite: reconnect');
-      const bindings = await waitFor('the binding to be back', async () => {
-        const list = await sys.management.queueBindings(sys.vhost, 'notifications.user-events');
-        return list.some((b) => b.source === 'user.events') ? list : undefined;
-      });
-      expect(bindings.some((b) => b.source === 'user.events')).to.equal(true);
-    });
+    await runScenario(
+      'binding user.events -> notifications.user-events deleted, worker reconnects',
+      { load: { profileShare: 0.5 } },
+      async ({ sys, sleep }) => {
+        await sleep(3000);
+        await deleteBinding(sys, 'user.events', 'notifications.user-events');
+        await waitFor('returned profile changes kept in the outbox', async () => (await readBooks(sys)).outboxUnsent > 0, 10_000);
+        await sleep(3000);
+        // No operator action: the worker's reconnect alone restores its subscription.
+        await closeVhostConnections(sys.vhost, 'fault suite: reconnect');
+        const bindings = await waitFor('the binding to be back', async () => {
+          const list = await sys.management.queueBindings(sys.vhost, 'notifications.user-events');
+          return list.some((b) => b.source === 'user.events') ? list : undefined;
+        });
+        expect(bindings.some((b) => b.source === 'user.events')).to.equal(true);
+      },
+    );
   });
 
   it('8. the analytics store locked for 8 s mid-load: handlers fail, are retried with backoff, and succeed', async () => {

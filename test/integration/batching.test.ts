@@ -48,7 +48,13 @@ async function publish(amqpUrl: string, batch: Tweet[]): Promise<void> {
   try {
     const ch = await conn.createConfirmChannel();
     for (const t of batch) {
-      const event = buildEvent('tweet.created', { tweetId: newId(), authorId: t.authorId, authorHandle: t.authorHandle, text: t.text, createdAt: new Date().toISOString() });
+      const event = buildEvent('tweet.created', {
+        tweetId: newId(),
+        authorId: t.authorId,
+        authorHandle: t.authorHandle,
+        text: t.text,
+        createdAt: new Date().toISOString(),
+      });
       ch.publish(event.exchange, event.routingKey, Buffer.from(event.payload), {
         persistent: true,
         mandatory: true,
@@ -158,7 +164,9 @@ describe(`batched consumption (${TEST_DB})`, function () {
     expect(await worker.stop()).to.equal(0);
     const sizes = batchSizes(worker);
     expect(sizes.reduce((a, b) => a + b, 0)).to.be.at.most(n);
-    expect(Math.max(...sizes), `batch sizes ${sizes.join(',')}`).to.be.greaterThan(1).and.at.most(200);
+    expect(Math.max(...sizes), `batch sizes ${sizes.join(',')}`)
+      .to.be.greaterThan(1)
+      .and.at.most(200);
     expect(stoppedCounts(worker)).to.include({ applied: n, duplicate: 0, retried: 0, parked: 0, stale: 0 });
     expect(await sys.queueDepth(QUEUE), 'nothing came back to the queue when it stopped').to.equal(0);
   });
@@ -256,7 +264,17 @@ describe(`batched consumption (${TEST_DB})`, function () {
       const consumeConnection = connectBroker({ ...common, role: 'consume' });
       const publishConnection = connectBroker({ ...common, role: 'publish' });
       const publisher = new ConfirmPublisher(publishConnection, log, 5000);
-      const c = new QueueConsumer({ connection: consumeConnection, publisher, db: workerDb, worker, prefetch: 200, handlerTimeoutMs: 30_000, maxAttempts: 2, steps: delaySteps(defs), log });
+      const c = new QueueConsumer({
+        connection: consumeConnection,
+        publisher,
+        db: workerDb,
+        worker,
+        prefetch: 200,
+        handlerTimeoutMs: 30_000,
+        maxAttempts: 2,
+        steps: delaySteps(defs),
+        log,
+      });
       closers = [() => c.stop(5000), () => publisher.close(), () => consumeConnection.close(), () => publishConnection.close(), () => workerDb.destroy()];
       return c;
     }
@@ -283,12 +301,20 @@ describe(`batched consumption (${TEST_DB})`, function () {
       await publish(sys.amqpUrl, batch);
       await waitFor('every message settled', () => consumer!.counts.applied + consumer!.counts.parked === batch.length, 20_000);
       await waitFor('the callbacks to run', () => ran.length === batch.length - 1);
-      expect(ran.map((r) => r.messageId).sort()).to.deep.equal(batch.filter((_, i) => i !== 2).map((t) => t.messageId).sort());
-      expect(ran.every((r) => r.committed), 'each ran after its commit').to.equal(true);
+      expect(ran.map((r) => r.messageId).sort()).to.deep.equal(
+        batch
+          .filter((_, i) => i !== 2)
+          .map((t) => t.messageId)
+          .sort(),
+      );
+      expect(
+        ran.every((r) => r.committed),
+        'each ran after its commit',
+      ).to.equal(true);
       expect(consumer.counts).to.include({ applied: batch.length - 1, parked: 1, stale: 0 });
       await closers.shift()!(); // stop: anything unacked would be back in the queue
       expect(await sys.queueDepth(QUEUE)).to.equal(0);
-      });
+    });
 
     it('runs a batch handler callback once, after the batch committed', async () => {
       const seen: { size: number; committed: number }[] = [];
@@ -316,7 +342,10 @@ describe(`batched consumption (${TEST_DB})`, function () {
       await waitFor('the callbacks to run', () => seen.reduce((a, s) => a + s.size, 0) === n, 20_000).catch((err) => {
         throw new Error(`${(err as Error).message}: ${JSON.stringify({ seen, counts: consumer!.counts })}`);
       });
-      expect(seen.every((s) => s.committed === s.size), JSON.stringify(seen)).to.equal(true);
+      expect(
+        seen.every((s) => s.committed === s.size),
+        JSON.stringify(seen),
+      ).to.equal(true);
       expect(Math.max(...seen.map((s) => s.size))).to.be.greaterThan(1);
     });
   });
@@ -340,7 +369,9 @@ describe(`batched consumption (${TEST_DB})`, function () {
    */
   async function refuseCommitOf(messageId: string): Promise<() => Promise<void>> {
     if (TEST_DB === 'postgres') {
-      await db.raw(`CREATE FUNCTION refuse_commit() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'commit refused for %', NEW.message_id; END $$ LANGUAGE plpgsql`);
+      await db.raw(
+        `CREATE FUNCTION refuse_commit() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'commit refused for %', NEW.message_id; END $$ LANGUAGE plpgsql`,
+      );
       await db.raw(
         `CREATE CONSTRAINT TRIGGER refuse_commit AFTER INSERT ON ${INBOX_TABLE} DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.message_id = '${messageId}') EXECUTE FUNCTION refuse_commit()`,
       );
@@ -352,7 +383,9 @@ describe(`batched consumption (${TEST_DB})`, function () {
     // SQLite checks a deferred foreign key at COMMIT (foreign_keys is on in every Warren connection).
     await db.raw('CREATE TABLE refuse_parent (id TEXT PRIMARY KEY)');
     await db.raw('CREATE TABLE refuse_child (parent_id TEXT REFERENCES refuse_parent(id) DEFERRABLE INITIALLY DEFERRED)');
-    await db.raw(`CREATE TRIGGER refuse_commit AFTER INSERT ON ${INBOX_TABLE} WHEN NEW.message_id = '${messageId}' BEGIN INSERT INTO refuse_child VALUES ('missing'); END`);
+    await db.raw(
+      `CREATE TRIGGER refuse_commit AFTER INSERT ON ${INBOX_TABLE} WHEN NEW.message_id = '${messageId}' BEGIN INSERT INTO refuse_child VALUES ('missing'); END`,
+    );
     return async () => {
       await db.raw('DROP TRIGGER refuse_commit');
       await db.raw('DROP TABLE refuse_child');

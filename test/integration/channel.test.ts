@@ -33,14 +33,19 @@ describe('managed channels on the broker', function () {
       },
     });
     try {
-      const ch = await waitFor('a channel that confirms a publish', async () => {
-        const current = managed.current();
-        if (!current) return undefined;
-        await new Promise<void>((resolve, reject) =>
-          current.publish('warren.dlx', 'nowhere', Buffer.from('x'), {}, (err) => (err ? reject(err as Error) : resolve())),
-        );
-        return current;
-      }, 10_000, 100);
+      const ch = await waitFor(
+        'a channel that confirms a publish',
+        async () => {
+          const current = managed.current();
+          if (!current) return undefined;
+          await new Promise<void>((resolve, reject) =>
+            current.publish('warren.dlx', 'nowhere', Buffer.from('x'), {}, (err) => (err ? reject(err as Error) : resolve())),
+          );
+          return current;
+        },
+        10_000,
+        100,
+      );
       expect(setups).to.equal(2);
       expect(ch).to.equal(managed.current());
     } finally {

@@ -63,7 +63,10 @@ async function owners(db: Knex): Promise<Record<string, string>> {
 function expectOwnedByRoles(found: Record<string, string>, roles: Record<Service, { username: string }>): void {
   for (const service of SERVICES) {
     expect(Object.keys(found), service).to.include(service);
-    expect(Object.keys(found).filter((k) => k.startsWith(`${service}.`)), service).to.have.length.above(2);
+    expect(
+      Object.keys(found).filter((k) => k.startsWith(`${service}.`)),
+      service,
+    ).to.have.length.above(2);
   }
   const wrong = Object.entries(found).filter(([name, owner]) => owner !== roles[name.split('.')[0] as Service].username);
   expect(wrong, 'objects not owned by their service role').to.deep.equal([]);
@@ -75,7 +78,10 @@ describe(`one PostgreSQL role per service (${TEST_DB})`, function () {
   before(async function () {
     if (TEST_DB !== 'postgres') return this.skip(); // runs in the PostgreSQL pass (WARREN_TEST_DB=postgres)
     const probe = knexFactory({ client: 'pg', connection: PG_ADMIN_URL, pool: { min: 0, max: 1 } });
-    const reachable = await probe.raw('SELECT 1').then(() => true, (err: Error) => (required ? Promise.reject(err) : false));
+    const reachable = await probe.raw('SELECT 1').then(
+      () => true,
+      (err: Error) => (required ? Promise.reject(err) : false),
+    );
     await probe.destroy();
     if (!reachable) this.skip();
   });
@@ -115,10 +121,16 @@ describe(`one PostgreSQL role per service (${TEST_DB})`, function () {
       expect((await sys.request('POST', '/tweets', { token: ada.token, body: { text: 'roles #hold' } })).status).to.equal(201);
       expect((await sys.request('PUT', `/users/${bob.id}/following/${ada.id}`, { token: bob.token })).status).to.equal(204);
       await waitFor('analytics to count the tweet', async () => (await sys.request('GET', `/analytics/users/${ada.id}`)).json?.tweetCount === 1, 30_000);
-      await waitFor('the follow notification', async () => (await sys.request('GET', `/users/${ada.id}/notifications`, { token: ada.token })).json?.items?.length === 1, 30_000);
+      await waitFor(
+        'the follow notification',
+        async () => (await sys.request('GET', `/users/${ada.id}/notifications`, { token: ada.token })).json?.items?.length === 1,
+        30_000,
+      );
       const admin = knexFactory({ client: 'pg', connection: sys.config.database.url, pool: { min: 0, max: 1 } });
       opened.push(admin);
-      const connected = ((await admin.raw('SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = current_database()')) as { rows: { usename: string }[] }).rows.map((r) => r.usename);
+      const connected = (
+        (await admin.raw('SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = current_database()')) as { rows: { usename: string }[] }
+      ).rows.map((r) => r.usename);
       expect(connected).to.include.members(SERVICES.map((s) => roles[s].username));
     });
 
@@ -139,8 +151,17 @@ describe(`one PostgreSQL role per service (${TEST_DB})`, function () {
       const api = open('api');
       expect(await refusal(() => api.withSchema('analytics').from('user_stats').select())).to.equal('');
       expect(await refusal(() => api.withSchema('notifications').from('notifications').select())).to.equal('');
-      expect(await refusal(() => api.withSchema('analytics').from('hashtags').insert({ tag: `forged_${suffix}`, count: 9 }))).to.match(/permission denied for table hashtags/);
-      expect(await refusal(() => api.withSchema('analytics').from('user_stats').update({ tweet_count: 1000 }))).to.match(/permission denied for table user_stats/);
+      expect(
+        await refusal(() =>
+          api
+            .withSchema('analytics')
+            .from('hashtags')
+            .insert({ tag: `forged_${suffix}`, count: 9 }),
+        ),
+      ).to.match(/permission denied for table hashtags/);
+      expect(await refusal(() => api.withSchema('analytics').from('user_stats').update({ tweet_count: 1000 }))).to.match(
+        /permission denied for table user_stats/,
+      );
       expect(await refusal(() => api.withSchema('notifications').from('notifications').del())).to.match(/permission denied for table notifications/);
       expect(await refusal(() => api.raw('CREATE TABLE analytics.planted (x int)'))).to.match(/permission denied for schema analytics/);
       // A table a later analytics migration creates (as the analytics role) is readable by the API at once.
@@ -169,7 +190,8 @@ describe(`one PostgreSQL role per service (${TEST_DB})`, function () {
     const database = `warren_roles_${suffix}`;
     const handles: Knex[] = [];
     let url = '';
-    const configWith = (extra: object) => loadConfig({ NODE_ENV: 'test', WARREN_DATABASE_CLIENT: 'postgres', WARREN_DATABASE_URL: url, WARREN_CONFIG: JSON.stringify(extra) });
+    const configWith = (extra: object) =>
+      loadConfig({ NODE_ENV: 'test', WARREN_DATABASE_CLIENT: 'postgres', WARREN_DATABASE_URL: url, WARREN_CONFIG: JSON.stringify(extra) });
 
     before(async function () {
       const admin = knexFactory({ client: 'pg', connection: PG_ADMIN_URL, pool: { min: 0, max: 1 } });

@@ -132,7 +132,14 @@ describe('dead-letter tooling (integration)', function () {
       const p = msg.properties;
       const n = Number(JSON.parse(msg.content.toString()).tweetId.slice(1));
       expect(p.messageId).to.be.a('string');
-      expect(p).to.include({ type: 'tweet.created', contentType: 'application/json', correlationId: `req-${n}`, timestamp: 1_700_000_000 + n, appId: 'warren-api', deliveryMode: 2 });
+      expect(p).to.include({
+        type: 'tweet.created',
+        contentType: 'application/json',
+        correlationId: `req-${n}`,
+        timestamp: 1_700_000_000 + n,
+        appId: 'warren-api',
+        deliveryMode: 2,
+      });
       expect(p.headers).to.include({ 'x-schema-version': '1.0', traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' });
       expect(Object.keys(p.headers ?? {}).filter((k) => k.startsWith('x-warren-') || k.includes('death'))).to.deep.equal([]);
     }
@@ -198,7 +205,9 @@ describe('dead-letter tooling (integration)', function () {
     // One at a time: nothing after the failed message is touched.
     let error: (Error & { replayed?: number }) | undefined;
     await replayParked(url, QUEUE, { window: 1 }).catch((err: Error) => (error = err));
-    expect(error?.message).to.match(new RegExp(`^replay stopped after 0 message\\(s\\): message ${messageId} to queue gone\\.queue: publish returned: NO_ROUTE`));
+    expect(error?.message).to.match(
+      new RegExp(`^replay stopped after 0 message\\(s\\): message ${messageId} to queue gone\\.queue: publish returned: NO_ROUTE`),
+    );
     expect(error?.replayed).to.equal(0);
     await waitFor('both still parked', async () => (await ready(DLQ)) === 2);
     expect(await ready(QUEUE)).to.equal(0);
@@ -208,7 +217,9 @@ describe('dead-letter tooling (integration)', function () {
     // With a window, the replays already in flight beside it finish; the failed one stays parked.
     let second: Error | undefined;
     await replayParked(url, QUEUE).catch((err: Error) => (second = err));
-    expect(second?.message).to.match(new RegExp(`^replay stopped after 1 message\\(s\\): message ${messageId} to queue gone\\.queue: publish returned: NO_ROUTE`));
+    expect(second?.message).to.match(
+      new RegExp(`^replay stopped after 1 message\\(s\\): message ${messageId} to queue gone\\.queue: publish returned: NO_ROUTE`),
+    );
     await waitFor('the unroutable one still parked', async () => (await ready(DLQ)) === 1);
     expect(await parkedIdsInOrder()).to.deep.equal([messageId]);
     await waitFor('the other replayed', async () => (await ready(QUEUE)) === 1);
@@ -216,10 +227,15 @@ describe('dead-letter tooling (integration)', function () {
     expect(await purgeParked(url, QUEUE)).to.equal(1);
   });
 
-
   it('replays only messages whose error matches, leaving the others parked in their order', async function () {
     await purgeParked(url, QUEUE);
-    const errors = ['TransientError: database busy', 'PermanentError: bad body', 'TransientError: DATABASE BUSY again', 'PermanentError: unknown type', 'TransientError: timeout'];
+    const errors = [
+      'TransientError: database busy',
+      'PermanentError: bad body',
+      'TransientError: DATABASE BUSY again',
+      'PermanentError: unknown type',
+      'TransientError: timeout',
+    ];
     const parked = [];
     for (const [i, e] of errors.entries()) parked.push(await parkLikeWarren(10 + i, e));
     await waitFor('5 parked', async () => (await ready(DLQ)) === 5);
@@ -295,16 +311,37 @@ describe('dead-letter tooling (integration)', function () {
     for (let i = 0; i < 300; i++) parked.push(await parkLikeWarren(1000 + i, i % 3 === 0 ? 'TransientError: database busy' : 'PermanentError: bad body'));
     await waitFor('300 parked', async () => (await ready(DLQ)) === 300);
     // Read nothing before the replay: looking at a DLQ requeues, which may reorder it (RabbitMQ 3.10).
-    expect(await replayParked(url, QUEUE, { errorContains: 'database busy' })).to.deep.equal({ replayed: 100, skipped: 200, remaining: 200, interrupted: false });
+    expect(await replayParked(url, QUEUE, { errorContains: 'database busy' })).to.deep.equal({
+      replayed: 100,
+      skipped: 200,
+      remaining: 200,
+      interrupted: false,
+    });
     await waitFor('200 parked', async () => (await ready(DLQ)) === 200);
     const after = await exportParked(url, QUEUE);
     expect(after.map((m) => m.parked.messageId)).to.deep.equal(parked.filter((_, i) => i % 3 !== 0).map((p) => p.messageId));
     for (const m of after) {
       const n = Number(JSON.parse(m.body).tweetId.slice(1));
       expect(m.body).to.equal(JSON.stringify({ tweetId: `t${n}`, text: `tweet ${n}` }));
-      expect(m.parked).to.include({ kind: 'exhausted', attempts: 5, reason: 'PermanentError: bad body', originalQueue: QUEUE, firstFailure: '2024-01-01T00:00:00.000Z' });
-      expect(m.properties).to.include({ correlationId: `req-${n}`, timestamp: 1_700_000_000 + n, appId: 'warren-api', type: 'tweet.created', contentType: 'application/json' });
-      expect(m.properties.headers).to.include({ 'x-schema-version': '1.0', 'x-warren-original-exchange': 'tweets', 'x-warren-original-routing-key': 'tweet.created' });
+      expect(m.parked).to.include({
+        kind: 'exhausted',
+        attempts: 5,
+        reason: 'PermanentError: bad body',
+        originalQueue: QUEUE,
+        firstFailure: '2024-01-01T00:00:00.000Z',
+      });
+      expect(m.properties).to.include({
+        correlationId: `req-${n}`,
+        timestamp: 1_700_000_000 + n,
+        appId: 'warren-api',
+        type: 'tweet.created',
+        contentType: 'application/json',
+      });
+      expect(m.properties.headers).to.include({
+        'x-schema-version': '1.0',
+        'x-warren-original-exchange': 'tweets',
+        'x-warren-original-routing-key': 'tweet.created',
+      });
     }
     await waitFor('100 replayed', async () => (await ready(QUEUE)) === 100);
     await drain(QUEUE);
@@ -315,13 +352,22 @@ describe('dead-letter tooling (integration)', function () {
     await purgeParked(url, QUEUE);
     const total = 3000;
     for (let i = 0; i < total; i++) {
-      channel.publish('warren.dlx', QUEUE, Buffer.from(`{"n":${i}}`), { persistent: true, messageId: `bulk-${i}`, type: 'tweet.created', timestamp: Math.floor(Date.now() / 1000), headers: { 'x-warren-original-queue': QUEUE, 'x-warren-error': 'TransientError: bulk' } });
+      channel.publish('warren.dlx', QUEUE, Buffer.from(`{"n":${i}}`), {
+        persistent: true,
+        messageId: `bulk-${i}`,
+        type: 'tweet.created',
+        timestamp: Math.floor(Date.now() / 1000),
+        headers: { 'x-warren-original-queue': QUEUE, 'x-warren-error': 'TransientError: bulk' },
+      });
     }
     await channel.waitForConfirms();
     await waitFor(`${total} parked`, async () => (await ready(DLQ)) === total);
 
     const cli = path.join(projectRoot, 'dist', 'src', 'cli.js');
-    const child = spawn(process.execPath, [cli, 'dlq', 'replay', QUEUE, '--all'], { env: { ...process.env, NODE_ENV: 'test', WARREN_AMQP_URL: url }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [cli, 'dlq', 'replay', QUEUE, '--all'], {
+      env: { ...process.env, NODE_ENV: 'test', WARREN_AMQP_URL: url },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
@@ -355,7 +401,16 @@ describe('dead-letter tooling (integration)', function () {
       // As the broker writes it for a crash loop, without Warren's headers.
       delete headers['x-warren-error'];
       delete headers['x-warren-original-queue'];
-      headers['x-death'] = [{ count: 1, reason: 'delivery_limit', queue: QUEUE, exchange: '', 'routing-keys': [QUEUE], time: { '!': 'timestamp', value: Math.floor(times.death / 1000) } }];
+      headers['x-death'] = [
+        {
+          count: 1,
+          reason: 'delivery_limit',
+          queue: QUEUE,
+          exchange: '',
+          'routing-keys': [QUEUE],
+          time: { '!': 'timestamp', value: Math.floor(times.death / 1000) },
+        },
+      ];
     }
     channel.publish('warren.dlx', QUEUE, Buffer.from('{}'), {
       persistent: true,

@@ -102,7 +102,10 @@ describe(`Warren end to end (${TEST_DB})`, function () {
     await waitFor('three parked messages', async () => (await sys.queueDepth('analytics.tweets.dlq')) === 3);
     const parked = await peek(sys.amqpUrl, 'analytics.tweets.dlq', 3);
     const reasons = parked.map((m) => String(m.properties.headers?.['x-warren-error']));
-    expect(reasons.join('\n')).to.match(/not valid JSON/).and.match(/content type/).and.match(/unknown message type/);
+    expect(reasons.join('\n'))
+      .to.match(/not valid JSON/)
+      .and.match(/content type/)
+      .and.match(/unknown message type/);
     for (const m of parked) {
       expect(m.properties.headers?.['x-warren-error-kind']).to.equal('permanent');
       expect(m.properties.headers?.['x-warren-original-queue']).to.equal('analytics.tweets');
@@ -126,7 +129,13 @@ describe(`Warren end to end (${TEST_DB})`, function () {
       contentType: 'application/json',
       // A parked message of unknown age is never replayed by default (its inbox record may be gone).
       timestamp: Math.floor(Date.now() / 1000),
-      headers: { 'x-schema-version': '1.0', 'x-warren-error': 'Error: database busy', 'x-warren-error-kind': 'exhausted', 'x-warren-attempts': 2, 'x-warren-original-queue': 'analytics.tweets' },
+      headers: {
+        'x-schema-version': '1.0',
+        'x-warren-error': 'Error: database busy',
+        'x-warren-error-kind': 'exhausted',
+        'x-warren-attempts': 2,
+        'x-warren-original-queue': 'analytics.tweets',
+      },
     });
     const listed = await run(process.execPath, [cli, 'dlq', 'list', 'analytics.tweets'], { env: sys.env });
     expect(listed.stdout).to.include(messageId).and.include('database busy');

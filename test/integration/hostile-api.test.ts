@@ -54,7 +54,12 @@ const tables: Record<string, Case[]> = {
     { name: 'null displayName', path: '/users', json: user('null_name', null), expect: [400, 'validation_failed', 'displayName'] },
     { name: 'object displayName', path: '/users', json: user('obj_name', { first: 'a' }), expect: [400, 'validation_failed', 'displayName'] },
     { name: 'an unknown field', path: '/users', json: { ...user('unknown_f'), isAdmin: true }, expect: [400, 'validation_failed', 'isAdmin'] },
-    { name: 'a __proto__ field', path: '/users', raw: '{"handle":"proto_1","displayName":"x","__proto__":{"isAdmin":true}}', expect: [400, 'validation_failed', '__proto__'] },
+    {
+      name: 'a __proto__ field',
+      path: '/users',
+      raw: '{"handle":"proto_1","displayName":"x","__proto__":{"isAdmin":true}}',
+      expect: [400, 'validation_failed', '__proto__'],
+    },
     { name: '10^5 levels of [ (unclosed)', path: '/users', raw: '['.repeat(100_000), expect: [400, 'validation_failed', 'body'] },
     { name: '10^5 levels of [ ] as a body', path: '/users', raw: deep(100_000), expect: [400, 'validation_failed', 'body'] },
     { name: '10^5 levels of [ ] as tweet text', path: tweets, token: ada, raw: `{"text":${deep(100_000)}}`, expect: [400, 'validation_failed', 'text'] },
@@ -65,22 +70,58 @@ const tables: Record<string, Case[]> = {
     { name: 'PATCH bio of the wrong type', method: 'PATCH', path: self, token: ada, json: { bio: 5 }, expect: [400, 'validation_failed', 'bio'] },
     { name: 'PATCH handle with a space', method: 'PATCH', path: self, token: ada, json: { handle: 'a b c' }, expect: [400, 'validation_failed', 'handle'] },
   ],
-  'sizes': [
+  sizes: [
     { name: 'body over the limit with Content-Length', path: '/users', json: user('big_body', 'x'.repeat(BODY_LIMIT)), expect: [413, 'payload_too_large'] },
-    { name: 'body over the limit, chunked', path: '/users', json: user('big_chunk', 'x'.repeat(BODY_LIMIT)), chunked: true, expect: [413, 'payload_too_large'] },
-    { name: 'a 10^6-character tweet, chunked', path: tweets, token: ada, json: { text: 'x'.repeat(1_000_000) }, chunked: true, expect: [413, 'payload_too_large'] },
+    {
+      name: 'body over the limit, chunked',
+      path: '/users',
+      json: user('big_chunk', 'x'.repeat(BODY_LIMIT)),
+      chunked: true,
+      expect: [413, 'payload_too_large'],
+    },
+    {
+      name: 'a 10^6-character tweet, chunked',
+      path: tweets,
+      token: ada,
+      json: { text: 'x'.repeat(1_000_000) },
+      chunked: true,
+      expect: [413, 'payload_too_large'],
+    },
     { name: 'a 10^6-character header', method: 'GET', path: '/healthz', headers: { 'x-junk': 'x'.repeat(1_000_000) }, expect: [431, 'headers_too_large'] },
     { name: 'a 10^5-character path', method: 'GET', path: '/users/' + 'a'.repeat(100_000), expect: [431, 'headers_too_large'] },
     { name: 'a 10 KB bearer token', path: tweets, authorization: `Bearer wrn_${'A'.repeat(10_240)}`, json: { text: 'hi' }, expect: [401, 'unauthorized'] },
-    { name: 'Idempotency-Key of 65 characters', path: '/users', headers: { 'idempotency-key': 'k'.repeat(65) }, json: user('idem_long'), expect: [400, 'validation_failed', 'Idempotency-Key'] },
+    {
+      name: 'Idempotency-Key of 65 characters',
+      path: '/users',
+      headers: { 'idempotency-key': 'k'.repeat(65) },
+      json: user('idem_long'),
+      expect: [400, 'validation_failed', 'Idempotency-Key'],
+    },
     { name: '281 emoji', path: tweets, token: ada, json: { text: '\u{1F44D}'.repeat(281) }, expect: [400, 'validation_failed', 'text'] },
     { name: '281 family emoji', path: tweets, token: ada, json: { text: FAMILY.repeat(281) }, expect: [400, 'validation_failed', 'text'] },
-    { name: '281 letters with combining marks', path: tweets, token: ada, json: { text: 'a\u0301\u0302'.repeat(281) }, expect: [400, 'validation_failed', 'text'] },
+    {
+      name: '281 letters with combining marks',
+      path: tweets,
+      token: ada,
+      json: { text: 'a\u0301\u0302'.repeat(281) },
+      expect: [400, 'validation_failed', 'text'],
+    },
     { name: '280 stacked clusters over 8,192 bytes', path: tweets, token: ada, json: { text: ZALGO.repeat(280) }, expect: [400, 'validation_failed', 'text'] },
   ],
-  'encodings': [
-    { name: 'invalid UTF-8 in a displayName', path: '/users', raw: bytes('{"handle":"bad_utf8","displayName":"a', [0xff, 0xfe], '"}'), expect: [400, 'validation_failed', 'body'] },
-    { name: 'overlong UTF-8 NUL in tweet text', path: tweets, token: ada, raw: bytes('{"text":"a', [0xc0, 0x80], '"}'), expect: [400, 'validation_failed', 'body'] },
+  encodings: [
+    {
+      name: 'invalid UTF-8 in a displayName',
+      path: '/users',
+      raw: bytes('{"handle":"bad_utf8","displayName":"a', [0xff, 0xfe], '"}'),
+      expect: [400, 'validation_failed', 'body'],
+    },
+    {
+      name: 'overlong UTF-8 NUL in tweet text',
+      path: tweets,
+      token: ada,
+      raw: bytes('{"text":"a', [0xc0, 0x80], '"}'),
+      expect: [400, 'validation_failed', 'body'],
+    },
     { name: 'a truncated UTF-8 sequence', path: tweets, token: ada, raw: bytes('{"text":"a', [0xe2, 0x82], '"}'), expect: [400, 'validation_failed', 'body'] },
     { name: 'a raw NUL byte in a JSON string', path: tweets, token: ada, raw: bytes('{"text":"a', [0x00], 'b"}'), expect: [400, 'validation_failed', 'body'] },
     { name: 'an escaped NUL in tweet text', path: tweets, token: ada, json: { text: 'a\u0000b' }, expect: [400, 'validation_failed', 'text'] },
@@ -105,10 +146,21 @@ const tables: Record<string, Case[]> = {
     { name: 'empty limit', method: 'GET', path: timeline('limit='), expect: [400, 'validation_failed', 'limit'] },
     { name: 'repeated limit', method: 'GET', path: timeline('limit=1&limit=2'), expect: [400, 'validation_failed', 'limit'] },
     { name: 'a junk cursor', method: 'GET', path: timeline('before=garbage'), expect: [400, 'validation_failed', 'before'] },
-    { name: 'a cursor of a non-id', method: 'GET', path: timeline(`before=${Buffer.from("1' OR 1=1").toString('base64url')}`), expect: [400, 'validation_failed', 'before'] },
+    {
+      name: 'a cursor of a non-id',
+      method: 'GET',
+      path: timeline(`before=${Buffer.from("1' OR 1=1").toString('base64url')}`),
+      expect: [400, 'validation_failed', 'before'],
+    },
     { name: 'repeated cursors', method: 'GET', path: timeline('before=a&before=b'), expect: [400, 'validation_failed', 'before'] },
     { name: 'an unknown query parameter', method: 'GET', path: timeline('offset=10'), expect: [400, 'validation_failed', 'offset'] },
-    { name: 'a bad limit on notifications', method: 'GET', path: (u) => `/users/${u.ada.id}/notifications?limit=-5`, token: ada, expect: [400, 'validation_failed', 'limit'] },
+    {
+      name: 'a bad limit on notifications',
+      method: 'GET',
+      path: (u) => `/users/${u.ada.id}/notifications?limit=-5`,
+      token: ada,
+      expect: [400, 'validation_failed', 'limit'],
+    },
     { name: 'a cursor on the hashtag top list', method: 'GET', path: '/analytics/hashtags?before=x', expect: [400, 'validation_failed', 'before'] },
   ],
   'tokens and other users': [
@@ -118,20 +170,60 @@ const tables: Record<string, Case[]> = {
     { name: 'wrong prefix', path: tweets, token: (u) => 'xyz_' + u.ada.token.slice(4), json: { text: 'hi' }, expect: [401, 'unauthorized'] },
     { name: 'Basic credentials', path: tweets, authorization: 'Basic YWRhOmFkYQ==', json: { text: 'hi' }, expect: [401, 'unauthorized'] },
     { name: 'an expired token', path: tweets, token: (u) => u.expired, json: { text: 'hi' }, expect: [401, 'token_expired'] },
-    { name: "PATCH of another user", method: 'PATCH', path: (u) => `/users/${u.bob.id}`, token: ada, json: { bio: 'pwned' }, expect: [403, 'forbidden'] },
+    { name: 'PATCH of another user', method: 'PATCH', path: (u) => `/users/${u.bob.id}`, token: ada, json: { bio: 'pwned' }, expect: [403, 'forbidden'] },
     { name: "another user's notifications", method: 'GET', path: (u) => `/users/${u.bob.id}/notifications`, token: ada, expect: [403, 'forbidden'] },
     { name: 'a token for another user', path: (u) => `/users/${u.bob.id}/tokens`, token: ada, expect: [403, 'forbidden'] },
     { name: "revoking another user's token", method: 'DELETE', path: (u) => `/users/${u.bob.id}/tokens/current`, token: ada, expect: [403, 'forbidden'] },
-    { name: 'following on behalf of another user', method: 'PUT', path: (u) => `/users/${u.bob.id}/following/${u.ada.id}`, token: ada, expect: [403, 'forbidden'] },
-    { name: 'following oneself', method: 'PUT', path: (u) => `/users/${u.ada.id}/following/${u.ada.id}`, token: ada, expect: [400, 'validation_failed', 'targetId'] },
+    {
+      name: 'following on behalf of another user',
+      method: 'PUT',
+      path: (u) => `/users/${u.bob.id}/following/${u.ada.id}`,
+      token: ada,
+      expect: [403, 'forbidden'],
+    },
+    {
+      name: 'following oneself',
+      method: 'PUT',
+      path: (u) => `/users/${u.ada.id}/following/${u.ada.id}`,
+      token: ada,
+      expect: [400, 'validation_failed', 'targetId'],
+    },
   ],
   'content types': [
     { name: 'no content type', path: '/users', json: user('no_ctype'), headers: { 'content-type': null }, expect: [415, 'unsupported_media_type'] },
     { name: 'text/plain', path: '/users', json: user('text_plain'), headers: { 'content-type': 'text/plain' }, expect: [415, 'unsupported_media_type'] },
-    { name: 'a form', path: '/users', raw: 'handle=form_user&displayName=x', headers: { 'content-type': 'application/x-www-form-urlencoded' }, expect: [415, 'unsupported_media_type'] },
-    { name: 'application/jsonp', path: tweets, token: ada, json: { text: 'hi' }, headers: { 'content-type': 'application/jsonp' }, expect: [415, 'unsupported_media_type'] },
-    { name: 'gzip content encoding', path: tweets, token: ada, json: { text: 'hi' }, headers: { 'content-encoding': 'gzip' }, expect: [415, 'unsupported_media_type'] },
-    { name: 'PATCH without content type', method: 'PATCH', path: self, token: ada, json: { bio: 'x' }, headers: { 'content-type': null }, expect: [415, 'unsupported_media_type'] },
+    {
+      name: 'a form',
+      path: '/users',
+      raw: 'handle=form_user&displayName=x',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      expect: [415, 'unsupported_media_type'],
+    },
+    {
+      name: 'application/jsonp',
+      path: tweets,
+      token: ada,
+      json: { text: 'hi' },
+      headers: { 'content-type': 'application/jsonp' },
+      expect: [415, 'unsupported_media_type'],
+    },
+    {
+      name: 'gzip content encoding',
+      path: tweets,
+      token: ada,
+      json: { text: 'hi' },
+      headers: { 'content-encoding': 'gzip' },
+      expect: [415, 'unsupported_media_type'],
+    },
+    {
+      name: 'PATCH without content type',
+      method: 'PATCH',
+      path: self,
+      token: ada,
+      json: { bio: 'x' },
+      headers: { 'content-type': null },
+      expect: [415, 'unsupported_media_type'],
+    },
   ],
 };
 
@@ -161,7 +253,9 @@ describe(`hostile input at the HTTP API (${TEST_DB})`, function () {
     const headers: Record<string, string> = {};
     const body = c.raw ?? (c.json === undefined ? undefined : JSON.stringify(c.json));
     if (body !== undefined) headers['content-type'] = 'application/json';
-    for (const [k, v] of Object.entries(c.headers ?? {})) if (v === null) delete headers[k]; else headers[k] = v;
+    for (const [k, v] of Object.entries(c.headers ?? {}))
+      if (v === null) delete headers[k];
+      else headers[k] = v;
     if (c.token !== undefined) headers.authorization = `Bearer ${at(c.token)}`;
     if (c.authorization !== undefined) headers.authorization = c.authorization;
     return rawHttp(sys.port, { method: c.method ?? 'POST', path: at(c.path), headers, body, chunked: c.chunked });
@@ -212,18 +306,30 @@ describe(`hostile input at the HTTP API (${TEST_DB})`, function () {
 
     it(`an x-request-id of ${MAX_REQUEST_ID_LENGTH} characters: 201, kept as its event's correlation id; one longer is replaced`, async () => {
       const longest = 'r'.repeat(MAX_REQUEST_ID_LENGTH);
-      const kept = await sys.request('POST', tweets, { token: users.ada.token, body: { text: 'the longest request id' }, headers: { 'x-request-id': longest } });
+      const kept = await sys.request('POST', tweets, {
+        token: users.ada.token,
+        body: { text: 'the longest request id' },
+        headers: { 'x-request-id': longest },
+      });
       expect(kept.status, kept.text.slice(0, 300)).to.equal(201);
       emitted++;
       expect(kept.headers.get('x-request-id')).to.equal(longest);
-      expect(await db('outbox').where({ correlation_id: longest }).count<{ n: number | string }[]>({ n: '*' }).first()).to.satisfy((r: { n: number | string }) => Number(r.n) === 1);
+      expect(await db('outbox').where({ correlation_id: longest }).count<{ n: number | string }[]>({ n: '*' }).first()).to.satisfy(
+        (r: { n: number | string }) => Number(r.n) === 1,
+      );
 
-      const replaced = await sys.request('POST', tweets, { token: users.ada.token, body: { text: 'a request id too long' }, headers: { 'x-request-id': 'r'.repeat(MAX_REQUEST_ID_LENGTH + 1) } });
+      const replaced = await sys.request('POST', tweets, {
+        token: users.ada.token,
+        body: { text: 'a request id too long' },
+        headers: { 'x-request-id': 'r'.repeat(MAX_REQUEST_ID_LENGTH + 1) },
+      });
       expect(replaced.status, replaced.text.slice(0, 300)).to.equal(201);
       emitted++;
       const generated = replaced.headers.get('x-request-id')!;
       expect(generated).to.match(/^[0-9a-f-]{36}$/);
-      expect(await db('outbox').where({ correlation_id: generated }).count<{ n: number | string }[]>({ n: '*' }).first()).to.satisfy((r: { n: number | string }) => Number(r.n) === 1);
+      expect(await db('outbox').where({ correlation_id: generated }).count<{ n: number | string }[]>({ n: '*' }).first()).to.satisfy(
+        (r: { n: number | string }) => Number(r.n) === 1,
+      );
     });
 
     it('a SQL-looking displayName and bio, 200, read back as sent', async () => {

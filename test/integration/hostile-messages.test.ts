@@ -131,9 +131,19 @@ describe(`hostile messages at the workers (${TEST_DB})`, function () {
   /** A valid message of each exchange, about `user`; correlation_id says which case it is. */
   function validDraft(exchange: Exchange, tag: string): Draft {
     const now = new Date().toISOString();
-    const props = { contentType: 'application/json', messageId: crypto.randomUUID(), correlationId: tag, appId: 'hostile-test', timestamp: Math.floor(Date.now() / 1000), headers: { 'x-schema-version': '1.0' } };
+    const props = {
+      contentType: 'application/json',
+      messageId: crypto.randomUUID(),
+      correlationId: tag,
+      appId: 'hostile-test',
+      timestamp: Math.floor(Date.now() / 1000),
+      headers: { 'x-schema-version': '1.0' },
+    };
     return exchange === 'tweets'
-      ? { body: { tweetId: crypto.randomUUID(), authorId: user.id, authorHandle: user.handle, text: 'probe #hostile', createdAt: now }, props: { ...props, type: 'tweet.created' } }
+      ? {
+          body: { tweetId: crypto.randomUUID(), authorId: user.id, authorHandle: user.handle, text: 'probe #hostile', createdAt: now },
+          props: { ...props, type: 'tweet.created' },
+        }
       : { body: { userId: user.id, changes: { displayName: { from: 'a', to: 'b' } }, updatedAt: now }, props: { ...props, type: 'user.updated' } };
   }
 
@@ -142,7 +152,13 @@ describe(`hostile messages at the workers (${TEST_DB})`, function () {
     if (draft.raw) {
       const { contentType, contentEncoding, messageId, correlationId, appId, timestamp, type, headers } = draft.props;
       await rawFramePublish(sys.amqpUrl, exchange, ROUTING_KEY[exchange], content, {
-        contentType, contentEncoding, messageId, correlationId, appId, timestamp, type,
+        contentType,
+        contentEncoding,
+        messageId,
+        correlationId,
+        appId,
+        timestamp,
+        type,
         headers: { ...(headers as Record<string, FieldValue>), ...draft.raw },
       });
       return content;
@@ -225,13 +241,18 @@ describe(`hostile messages at the workers (${TEST_DB})`, function () {
       // from the queue (the API's user.created, the hostile ones, this one) and all of them acked.
       const entered = cases.length + 2;
       let last: unknown;
-      await waitFor('every message of notifications.user-events to be acked', async () => {
-        // Counted on the worker's long-lived channel (a short-lived publisher's channel may close before reporting).
-        const q = (await sys.management.getQueue(sys.vhost, QUEUE['user.events'])) as (QueueInfo & { message_stats?: { deliver_get?: number; ack?: number } }) | undefined;
-        const stats = q?.message_stats;
-        last = q && { messages: q.messages, unacked: q.messages_unacknowledged, delivered: stats?.deliver_get, acked: stats?.ack };
-        return !!stats && (stats.deliver_get ?? 0) >= entered && stats.ack === stats.deliver_get && q.messages === 0 && q.messages_unacknowledged === 0;
-      }, 30_000).catch((err) => {
+      await waitFor(
+        'every message of notifications.user-events to be acked',
+        async () => {
+          // Counted on the worker's long-lived channel (a short-lived publisher's channel may close before reporting).
+          const q = (await sys.management.getQueue(sys.vhost, QUEUE['user.events'])) as
+            (QueueInfo & { message_stats?: { deliver_get?: number; ack?: number } }) | undefined;
+          const stats = q?.message_stats;
+          last = q && { messages: q.messages, unacked: q.messages_unacknowledged, delivered: stats?.deliver_get, acked: stats?.ack };
+          return !!stats && (stats.deliver_get ?? 0) >= entered && stats.ack === stats.deliver_get && q.messages === 0 && q.messages_unacknowledged === 0;
+        },
+        30_000,
+      ).catch((err) => {
         throw new Error(`${(err as Error).message}; last seen ${JSON.stringify(last)}`);
       });
       // Ignored, so neither parked nor retried.
@@ -241,10 +262,14 @@ describe(`hostile messages at the workers (${TEST_DB})`, function () {
 
     it('still counts a valid tweet, and none of the hostile ones', async () => {
       await publish('tweets', validDraft('tweets', 'a valid tweet'));
-      const stats = await waitFor('the valid tweet to be counted', async () => {
-        const res = await sys.request('GET', `/analytics/users/${user.id}`);
-        return res.json?.tweetCount > 0 ? res.json : undefined;
-      }, 30_000);
+      const stats = await waitFor(
+        'the valid tweet to be counted',
+        async () => {
+          const res = await sys.request('GET', `/analytics/users/${user.id}`);
+          return res.json?.tweetCount > 0 ? res.json : undefined;
+        },
+        30_000,
+      );
       await new Promise((r) => setTimeout(r, 500));
       expect(stats.tweetCount).to.equal(1);
       expect((await sys.request('GET', `/analytics/users/${user.id}`)).json.tweetCount).to.equal(1);
@@ -252,10 +277,14 @@ describe(`hostile messages at the workers (${TEST_DB})`, function () {
 
     it('still applies a valid user.updated, and none of the hostile ones', async () => {
       await publish('user.events', validDraft('user.events', 'a valid update'));
-      const items = await waitFor('the notification', async () => {
-        const res = await sys.request('GET', `/users/${user.id}/notifications`, { token: user.token });
-        return res.json?.items?.length > 0 ? res.json.items : undefined;
-      }, 30_000);
+      const items = await waitFor(
+        'the notification',
+        async () => {
+          const res = await sys.request('GET', `/users/${user.id}/notifications`, { token: user.token });
+          return res.json?.items?.length > 0 ? res.json.items : undefined;
+        },
+        30_000,
+      );
       await new Promise((r) => setTimeout(r, 500));
       expect(items).to.have.length(1);
       expect((await sys.request('GET', `/users/${user.id}/notifications`, { token: user.token })).json.items).to.have.length(1);
@@ -263,10 +292,14 @@ describe(`hostile messages at the workers (${TEST_DB})`, function () {
 
     it('leaves both workers ready, their DLQs holding one copy of each parked message', async () => {
       for (const exchange of ['tweets', 'user.events'] as const) {
-        const res = await waitFor(`the ${exchange} worker's /readyz to answer 200`, async () => {
-          const r = await fetch(`http://127.0.0.1:${healthPorts[exchange]}/readyz`);
-          return r.status === 200 ? r : undefined;
-        }, 15_000).catch(async (err) => {
+        const res = await waitFor(
+          `the ${exchange} worker's /readyz to answer 200`,
+          async () => {
+            const r = await fetch(`http://127.0.0.1:${healthPorts[exchange]}/readyz`);
+            return r.status === 200 ? r : undefined;
+          },
+          15_000,
+        ).catch(async (err) => {
           const r = await fetch(`http://127.0.0.1:${healthPorts[exchange]}/readyz`);
           throw new Error(`${(err as Error).message}: ${r.status} ${await r.text()}`);
         });
@@ -290,7 +323,10 @@ describe(`hostile messages at the workers (${TEST_DB})`, function () {
       const draft = validDraft('tweets', 'parked with a deep header');
       const id = String(draft.props.messageId);
       await rawFramePublish(sys.amqpUrl, 'warren.dlx', QUEUE.tweets, bytesOf(draft.body), {
-        contentType: 'application/json', messageId: id, type: 'tweet.created', correlationId: 'parked with a deep header',
+        contentType: 'application/json',
+        messageId: id,
+        type: 'tweet.created',
+        correlationId: 'parked with a deep header',
         headers: { 'x-schema-version': '1.0', 'x-warren-original-queue': QUEUE.tweets, 'x-warren-error': 'parked before', deep: nestedTable(3000) },
       });
       expect(await depth(dlq)).to.equal(cases.length + 1);

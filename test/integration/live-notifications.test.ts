@@ -146,7 +146,11 @@ describe(`Live notifications over SSE across API processes (${TEST_DB})`, functi
       createdAt: new Date().toISOString(),
     };
     await rawPublish(sys.amqpUrl, LIVE_EXCHANGE, '', JSON.stringify(forged), {
-      contentType: 'application/json', type: LIVE_NOTIFICATION_TYPE, appId: APP_ID, messageId: forged.id, persistent: false,
+      contentType: 'application/json',
+      type: LIVE_NOTIFICATION_TYPE,
+      appId: APP_ID,
+      messageId: forged.id,
+      persistent: false,
     });
     // Then a real one: it arrives, and the forged one never did, before or after it.
     expect((await change('PATCH', `/users/${ada.id}`, ada.token, { displayName: 'Ada real' })).status).to.equal(200);
@@ -157,7 +161,10 @@ describe(`Live notifications over SSE across API processes (${TEST_DB})`, functi
     const stored = await sys.request('GET', `/users/${ada.id}/notifications?limit=100`, { token: ada.token });
     const storedIds = stored.json.items.map((i: { id: string }) => i.id);
     expect(storedIds).to.not.include(forged.id);
-    expect(got.map((n) => n.id).every((id) => storedIds.includes(id)), 'everything sent is stored').to.equal(true);
+    expect(
+      got.map((n) => n.id).every((id) => storedIds.includes(id)),
+      'everything sent is stored',
+    ).to.equal(true);
     const lastSeen = client.events.at(-1)!.id!;
     await client.close();
 

@@ -44,7 +44,8 @@ describe(`metrics and correlated logs of the real processes (${TEST_DB})`, funct
     return res.text();
   };
   const value = (text: string, name: string, labels: Labels = {}): number => metricValue(text, name, labels) ?? 0;
-  const consumed = async (outcome: string): Promise<number> => value(await workerMetrics(), 'warren_messages_consumed_total', { queue: 'analytics.tweets', outcome });
+  const consumed = async (outcome: string): Promise<number> =>
+    value(await workerMetrics(), 'warren_messages_consumed_total', { queue: 'analytics.tweets', outcome });
 
   afterEach(function () {
     if (this.currentTest?.state === 'failed') console.log(`--- api\n${api.tail(20)}\n--- worker\n${worker.tail(20)}`);
@@ -84,7 +85,9 @@ describe(`metrics and correlated logs of the real processes (${TEST_DB})`, funct
     expect(value(apiAfter, 'warren_http_request_duration_seconds_count', { method: 'POST', route: '/users', status: '201' })).to.equal(1);
     expect(value(apiAfter, 'warren_http_request_duration_seconds_bucket', { route: '/tweets', le: '+Inf' })).to.equal(1);
     expect(apiAfter).not.to.include(ada.id);
-    expect(value(apiAfter, 'warren_messages_published_total', { exchange: 'tweets' }) - value(apiBefore, 'warren_messages_published_total', { exchange: 'tweets' })).to.equal(1);
+    expect(
+      value(apiAfter, 'warren_messages_published_total', { exchange: 'tweets' }) - value(apiBefore, 'warren_messages_published_total', { exchange: 'tweets' }),
+    ).to.equal(1);
     expect(value(apiAfter, 'warren_messages_published_total', { exchange: 'user.events' })).to.equal(1);
     expect(value(apiAfter, 'warren_publish_confirm_duration_seconds_count', { exchange: 'tweets' })).to.equal(1);
     expect(value(apiAfter, 'warren_publish_confirm_duration_seconds_sum', { exchange: 'tweets' })).to.be.greaterThan(0);
@@ -126,15 +129,29 @@ describe(`metrics and correlated logs of the real processes (${TEST_DB})`, funct
   it('counts duplicates, ignored and parked deliveries, and the park publish; the consumer logs them under their correlation id', async () => {
     const [applied, duplicate, ignored, parked] = [await consumed('applied'), await consumed('duplicate'), await consumed('ignored'), await consumed('parked')];
     const body = { tweetId: newId(), authorId: ada.id, authorHandle: 'ada', text: 'twice', createdAt: new Date().toISOString() };
-    const props = { messageId: newId(), type: 'tweet.created', contentType: 'application/json', correlationId: 'twice-' + newId(), headers: { 'x-schema-version': '1.0' } };
+    const props = {
+      messageId: newId(),
+      type: 'tweet.created',
+      contentType: 'application/json',
+      correlationId: 'twice-' + newId(),
+      headers: { 'x-schema-version': '1.0' },
+    };
     await rawPublish(sys.amqpUrl, 'tweets', 'tweet.created', JSON.stringify(body), props);
     await rawPublish(sys.amqpUrl, 'tweets', 'tweet.created', JSON.stringify(body), props);
     // A type the schema knows but analytics does not handle: acked and counted as ignored.
     await rawPublish(sys.amqpUrl, 'tweets', 'tweet.created', '{}', { messageId: newId(), type: 'user.created', contentType: 'application/json' });
     const parkId = 'park-' + newId();
-    await rawPublish(sys.amqpUrl, 'tweets', 'tweet.created', '{"not": json', { messageId: newId(), type: 'tweet.created', contentType: 'application/json', correlationId: parkId });
+    await rawPublish(sys.amqpUrl, 'tweets', 'tweet.created', '{"not": json', {
+      messageId: newId(),
+      type: 'tweet.created',
+      contentType: 'application/json',
+      correlationId: parkId,
+    });
 
-    await waitFor('every delivery to settle', async () => (await consumed('parked')) === parked + 1 && (await consumed('duplicate')) === duplicate + 1 && (await consumed('ignored')) === ignored + 1);
+    await waitFor(
+      'every delivery to settle',
+      async () => (await consumed('parked')) === parked + 1 && (await consumed('duplicate')) === duplicate + 1 && (await consumed('ignored')) === ignored + 1,
+    );
     const w = await workerMetrics();
     expect(value(w, 'warren_messages_consumed_total', { outcome: 'applied' })).to.equal(applied + 1);
     expect(value(w, 'warren_messages_published_total', { exchange: 'warren.dlx' })).to.equal(1);

@@ -100,7 +100,7 @@ describe('operating Warren (integration)', function () {
   });
 
   it('names each consumer after the worker process that holds it', async function () {
-    const consumers = await waitFor('both work queues\' consumers listed', async () => {
+    const consumers = await waitFor("both work queues' consumers listed", async () => {
       const listed = await sys.management.listConsumers(sys.vhost);
       const queues = listed.map((c) => c.queue.name);
       return queues.includes(QUEUE) && queues.includes('notifications.user-events') && listed;
@@ -128,7 +128,12 @@ describe('operating Warren (integration)', function () {
       overflow: 'reject-publish',
       'delivery-limit': 20,
     });
-    expect(queues['warren.delay.30s']!.effective_policy_definition).to.deep.include({ 'message-ttl': 30000, 'dead-letter-exchange': 'warren.return', 'dead-letter-strategy': 'at-least-once', overflow: 'reject-publish' });
+    expect(queues['warren.delay.30s']!.effective_policy_definition).to.deep.include({
+      'message-ttl': 30000,
+      'dead-letter-exchange': 'warren.return',
+      'dead-letter-strategy': 'at-least-once',
+      overflow: 'reject-publish',
+    });
     // Every queue of the definitions is a quorum queue; the API's live-notification queue alone is
     // classic, exclusive and server-named (best effort, one per API process).
     for (const q of Object.values(queues)) {
@@ -154,7 +159,12 @@ describe('operating Warren (integration)', function () {
       throw new Error(`${err.message}; last report: ${JSON.stringify(last)}`);
     });
     expect(report.vhost).to.equal(sys.vhost);
-    expect(report.queues.map((q) => `${q.role} ${q.name}`).slice(0, 4)).to.deep.equal([`work ${QUEUE}`, 'work notifications.user-events', `dlq ${DLQ}`, 'dlq notifications.user-events.dlq']);
+    expect(report.queues.map((q) => `${q.role} ${q.name}`).slice(0, 4)).to.deep.equal([
+      `work ${QUEUE}`,
+      'work notifications.user-events',
+      `dlq ${DLQ}`,
+      'dlq notifications.user-events.dlq',
+    ]);
     expect(report.dlqs).to.deep.equal([
       { queue: QUEUE, dlq: DLQ, exists: true, parked: 0 },
       { queue: 'notifications.user-events', dlq: 'notifications.user-events.dlq', exists: true, parked: 0 },
@@ -164,7 +174,10 @@ describe('operating Warren (integration)', function () {
     const text = await warren('status');
     expect(text.code).to.equal(0);
     const lines = text.stdout.split('\n');
-    expect(lines.some((l) => /^QUEUE\s+ROLE\s+MESSAGES\s+READY\s+UNACKED\s+CONSUMERS\s+PUBLISH\/S\s+DELIVER\/S\s+ACK\/S$/.test(l)), lines[0]).to.equal(true);
+    expect(
+      lines.some((l) => /^QUEUE\s+ROLE\s+MESSAGES\s+READY\s+UNACKED\s+CONSUMERS\s+PUBLISH\/S\s+DELIVER\/S\s+ACK\/S$/.test(l)),
+      lines[0],
+    ).to.equal(true);
     expect(lines.find((l) => l.startsWith(`${QUEUE} `))).to.match(/^analytics\.tweets\s+work\s+\d+\s+\d+\s+\d+\s+1\s/);
     expect(text.stdout).to.contain('outbox: 0 event(s) waiting to be relayed');
     expect(text.stdout).to.contain('nothing needs attention');
@@ -234,7 +247,12 @@ describe('operating Warren (integration)', function () {
       return res.status === 200 && res.json.tweetCount === 2;
     });
     const left = await warren('dlq', 'list', QUEUE, '--json');
-    expect(left.stdout.trim().split('\n').map((l) => JSON.parse(l).messageId)).to.deep.equal([other]);
+    expect(
+      left.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).messageId),
+    ).to.deep.equal([other]);
 
     const purged = await warren('dlq', 'purge', QUEUE, '--yes');
     expect(purged.stdout).to.equal(`purged 1 message(s) from ${DLQ}\n`);

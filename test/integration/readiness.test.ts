@@ -53,10 +53,15 @@ describe(`API readiness (${TEST_DB})`, function () {
   it('on SIGTERM answers /readyz 503 while still serving, then stops taking connections and exits 0', async () => {
     const sent = Date.now();
     api.child.kill('SIGTERM');
-    const draining = await waitFor('readyz to answer 503', async () => {
-      const res = await fetch(`${url}/readyz`);
-      return res.status === 503 ? ((await res.json()) as { checks: Check[] }) : undefined;
-    }, 1000, 20);
+    const draining = await waitFor(
+      'readyz to answer 503',
+      async () => {
+        const res = await fetch(`${url}/readyz`);
+        return res.status === 503 ? ((await res.json()) as { checks: Check[] }) : undefined;
+      },
+      1000,
+      20,
+    );
     expect(draining.checks.find((c) => c.name === 'shutdown')).to.include({ ok: false, required: true });
     expect((await fetch(`${url}/healthz`)).status, 'still serving while draining').to.equal(200);
     expect(await api.waitExit(), api.tail()).to.equal(0);

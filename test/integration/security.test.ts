@@ -91,10 +91,14 @@ describe(`broker permissions of the service users (${TEST_DB})`, function () {
       const list = (await management.listConnections(sys.vhost)).filter((c) => c.user.startsWith(prefix));
       return list.length >= 5 ? list : undefined;
     });
-    const ready = await waitFor('readiness with least-privilege users', async () => {
-      const res = await sys.request('GET', '/readyz');
-      return res.status === 200 ? res : undefined;
-    }, 10_000).catch(async () => sys.request('GET', '/readyz'));
+    const ready = await waitFor(
+      'readiness with least-privilege users',
+      async () => {
+        const res = await sys.request('GET', '/readyz');
+        return res.status === 200 ? res : undefined;
+      },
+      10_000,
+    ).catch(async () => sys.request('GET', '/readyz'));
     expect(ready.status, JSON.stringify(ready.json)).to.equal(200);
     expect(new Set(connections.map((c) => c.user))).to.deep.equal(new Set([userOf('api'), userOf('analytics'), userOf('notifications')]));
     // The live path too: the worker publishes to notifications.live, the API consumes its own server-named queue.
@@ -163,9 +167,15 @@ describe(`broker permissions of the service users (${TEST_DB})`, function () {
     expect(await attempt(analytics, publish('warren.delay.10m', 'notifications.user-events')), 'by another step').to.equal('refused');
     expect(await attempt(analytics, publish('warren.dlx', 'notifications.user-events')), "park into another service's DLQ").to.equal('refused');
     expect(await attempt(analytics, publish('warren.dlx', '#')), 'park with a wildcard key').to.equal('refused');
-    expect(await attempt(analytics, (c) => c.bindQueue('analytics.tweets', 'warren.return', 'notifications.user-events')), "bind to another service's retries").to.equal('refused');
+    expect(
+      await attempt(analytics, (c) => c.bindQueue('analytics.tweets', 'warren.return', 'notifications.user-events')),
+      "bind to another service's retries",
+    ).to.equal('refused');
     expect(await attempt(analytics, (c) => c.bindQueue('analytics.tweets', 'warren.return', '#')), 'bind to every retry').to.equal('refused');
-    expect(await attempt(analytics, (c) => c.bindQueue('analytics.tweets', 'warren.dlx', 'notifications.user-events')), "bind to another service's parks").to.equal('refused');
+    expect(
+      await attempt(analytics, (c) => c.bindQueue('analytics.tweets', 'warren.dlx', 'notifications.user-events')),
+      "bind to another service's parks",
+    ).to.equal('refused');
     expect(await attempt(analytics, (c) => c.bindQueue('analytics.tweets', 'warren.delay.5s', '#')), 'bind to a delay step').to.equal('refused');
     // Its own retry route still works.
     expect(await attempt(analytics, (c) => c.bindQueue('analytics.tweets', 'warren.return', 'analytics.tweets'))).to.equal('ok');
@@ -173,8 +183,12 @@ describe(`broker permissions of the service users (${TEST_DB})`, function () {
     // A retry the notifications service itself publishes reaches the probe: the probe would have seen an injected one.
     const control = crypto.randomUUID();
     const notifications = await connectAs('notifications');
-    const sent = await attempt(notifications, (c) =>
-      new Promise<void>((resolve, reject) => c.publish('warren.delay.5s', 'notifications.user-events', Buffer.from('{}'), { messageId: control }, (err) => (err ? reject(err) : resolve()))),
+    const sent = await attempt(
+      notifications,
+      (c) =>
+        new Promise<void>((resolve, reject) =>
+          c.publish('warren.delay.5s', 'notifications.user-events', Buffer.from('{}'), { messageId: control }, (err) => (err ? reject(err) : resolve())),
+        ),
     );
     expect(sent).to.equal('ok');
     const first = await waitFor('the control retry at the probe', async () => (await ch.get(probe, { noAck: true })) || undefined, 5000);
@@ -193,10 +207,16 @@ describe(`broker permissions of the service users (${TEST_DB})`, function () {
     await checkTopology({ ...asMonitor, ...queuesNeededBy('notifications.user-events', defs) });
     await checkTopology({ ...asMonitor, ...apiNeeds(defs) });
     const monitor = new ManagementClient(url.toString());
-    const refusal = async (what: Promise<unknown>) => what.then(() => 'ok', (err: Error) => (/\b40[13]\b/.test(err.message) ? 'refused' : err.message));
+    const refusal = async (what: Promise<unknown>) =>
+      what.then(
+        () => 'ok',
+        (err: Error) => (/\b40[13]\b/.test(err.message) ? 'refused' : err.message),
+      );
     expect(await refusal(monitor.putQueue(sys.vhost, `${prefix}-rogue`, { durable: true, auto_delete: false, arguments: {} })), 'declare').to.equal('refused');
     expect(await refusal(monitor.deleteQueue(sys.vhost, 'analytics.tweets.dlq')), 'delete').to.equal('refused');
-    expect(await refusal(monitor.setPermissions(sys.vhost, userOf('monitor'), { configure: '.*', write: '.*', read: '.*' })), 'grant itself').to.equal('refused');
+    expect(await refusal(monitor.setPermissions(sys.vhost, userOf('monitor'), { configure: '.*', write: '.*', read: '.*' })), 'grant itself').to.equal(
+      'refused',
+    );
     // Reading over AMQP would take messages: it may not.
     const conn = await connectAs('monitor');
     expect(await attempt(conn, (c) => c.get('analytics.tweets.dlq')), 'take a parked message').to.equal('refused');

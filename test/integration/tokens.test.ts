@@ -33,7 +33,9 @@ describe(`tokens on the real database (${TEST_DB})`, function () {
     if (TEST_DB === 'postgres') {
       const db = knexFactory({ client: 'pg', connection: sys.config.database.url });
       try {
-        const tables = (await db('information_schema.tables').select('table_schema', 'table_name').whereNotIn('table_schema', ['pg_catalog', 'information_schema'])) as {
+        const tables = (await db('information_schema.tables')
+          .select('table_schema', 'table_name')
+          .whereNotIn('table_schema', ['pg_catalog', 'information_schema'])) as {
           table_schema: string;
           table_name: string;
         }[];
@@ -94,7 +96,10 @@ describe(`tokens on the real database (${TEST_DB})`, function () {
     const user = await sys.createUser(`cap_${crypto.randomBytes(3).toString('hex')}`);
     const answers = await Promise.all(Array.from({ length: 30 }, () => sys.request('POST', `/users/${user.id}/tokens`, { token: user.token })));
     const statuses = answers.map((a) => a.status);
-    expect(statuses.filter((s) => s === 201), statuses.join(',')).to.have.length(sys.config.auth.maxTokens - 1);
+    expect(
+      statuses.filter((s) => s === 201),
+      statuses.join(','),
+    ).to.have.length(sys.config.auth.maxTokens - 1);
     expect(statuses.filter((s) => s === 409)).to.have.length(30 - (sys.config.auth.maxTokens - 1));
     const listed = await sys.request('GET', `/users/${user.id}/tokens`, { token: user.token });
     expect(listed.json.items).to.have.length(sys.config.auth.maxTokens);

@@ -61,7 +61,14 @@ describe('broker topology (integration)', function () {
 
   it('names what a worker and the API need', function () {
     const needs = queuesNeededBy('analytics.tweets', defs);
-    expect(needs.queues).to.have.members(['analytics.tweets', 'analytics.tweets.dlq', 'warren.delay.5s', 'warren.delay.30s', 'warren.delay.2m', 'warren.delay.10m']);
+    expect(needs.queues).to.have.members([
+      'analytics.tweets',
+      'analytics.tweets.dlq',
+      'warren.delay.5s',
+      'warren.delay.30s',
+      'warren.delay.2m',
+      'warren.delay.10m',
+    ]);
     expect(needs.exchanges).to.have.members(['warren.delay.5s', 'warren.delay.30s', 'warren.delay.2m', 'warren.delay.10m', 'warren.return', 'warren.dlx']);
     expect(apiNeeds(defs)).to.deep.equal({ queues: [], exchanges: ['tweets', 'user.events', 'notifications.live'] });
     expect(() => queuesNeededBy('no.such.queue', defs)).to.throw(TopologyError, /no\.such\.queue/);
@@ -109,7 +116,9 @@ describe('broker topology (integration)', function () {
     try {
       await waitFor('the override policy to take effect', async () => (await api.getQueue(vhost, 'warren.delay.30s'))?.policy === 'test.at-most-once');
       const message = await checkFails(analytics);
-      expect(message).to.contain('queue warren.delay.30s: dead-letter-strategy is at-most-once (effective policy test.at-most-once lost at-least-once); retries could be lost');
+      expect(message).to.contain(
+        'queue warren.delay.30s: dead-letter-strategy is at-most-once (effective policy test.at-most-once lost at-least-once); retries could be lost',
+      );
     } finally {
       await api.deletePolicy(vhost, 'test.at-most-once');
       await waitFor('the definitions policy to be back', async () => (await api.getQueue(vhost, 'warren.delay.30s'))?.policy === 'warren.delay.30s');
@@ -145,11 +154,18 @@ describe('broker topology (integration)', function () {
       const drift = await findDrift(full);
       expect(drift).to.deep.equal([
         { kind: 'missing', text: 'exchange notifications.live is missing' },
-        { kind: 'differs', text: 'permissions of warren-analytics: write is ".*", definitions say "^(analytics\\\\.tweets|warren\\\\.delay\\\\..+|warren\\\\.dlx)$"' },
+        {
+          kind: 'differs',
+          text: 'permissions of warren-analytics: write is ".*", definitions say "^(analytics\\\\.tweets|warren\\\\.delay\\\\..+|warren\\\\.dlx)$"',
+        },
         { kind: 'extra', text: 'binding tweets -> analytics.tweets (key "#") is not in the definitions' },
         { kind: 'extra', text: 'policy test.extra (pattern "^nothing$", priority 0, {"message-ttl":1}) is not in the definitions' },
       ]);
-      expect(formatDrift(drift).split('\n').map((l) => l[0])).to.deep.equal(['-', '~', '+', '+']);
+      expect(
+        formatDrift(drift)
+          .split('\n')
+          .map((l) => l[0]),
+      ).to.deep.equal(['-', '~', '+', '+']);
       // A start-up check of the analytics worker sees none of it: it only needs its own queues.
       await checkTopology(analytics);
     } finally {
@@ -165,7 +181,13 @@ describe('broker topology (integration)', function () {
     // As an older deployment left them: warren.return direct, warren.delay.5s fanout bound with an empty key.
     await api.deleteExchange(vhost, 'warren.return');
     await api.putExchange(vhost, 'warren.return', { type: 'direct', durable: true, auto_delete: false, internal: false, arguments: {} });
-    await api.putBinding(vhost, { source: 'warren.return', destination: 'analytics.tweets', destination_type: 'queue', routing_key: 'analytics.tweets', arguments: {} });
+    await api.putBinding(vhost, {
+      source: 'warren.return',
+      destination: 'analytics.tweets',
+      destination_type: 'queue',
+      routing_key: 'analytics.tweets',
+      arguments: {},
+    });
     await api.deleteExchange(vhost, 'warren.delay.5s');
     await api.putExchange(vhost, 'warren.delay.5s', { type: 'fanout', durable: true, auto_delete: false, internal: false, arguments: {} });
     await api.putBinding(vhost, { source: 'warren.delay.5s', destination: 'warren.delay.5s', destination_type: 'queue', routing_key: '', arguments: {} });

@@ -7,7 +7,9 @@ export async function rawPublish(url: string, exchange: string, routingKey: stri
   try {
     const ch = await conn.createConfirmChannel();
     await new Promise<void>((resolve, reject) =>
-      ch.publish(exchange, routingKey, Buffer.isBuffer(content) ? content : Buffer.from(content), { persistent: true, ...properties }, (err) => (err ? reject(err) : resolve())),
+      ch.publish(exchange, routingKey, Buffer.isBuffer(content) ? content : Buffer.from(content), { persistent: true, ...properties }, (err) =>
+        err ? reject(err) : resolve(),
+      ),
     );
     await ch.close();
   } finally {

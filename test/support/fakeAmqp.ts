@@ -140,7 +140,13 @@ export class FakeChannel extends EventEmitter {
     this.settle(msg, allUpTo, (s) => this.nacks.push({ ...s, requeue }));
   }
 
-  publish(exchange: string, routingKey: string, content: Buffer, options: { messageId?: string } & Record<string, unknown>, cb?: (err: Error | null) => void): boolean {
+  publish(
+    exchange: string,
+    routingKey: string,
+    content: Buffer,
+    options: { messageId?: string } & Record<string, unknown>,
+    cb?: (err: Error | null) => void,
+  ): boolean {
     if (this.closed) throw illegal('publish');
     // amqplib takes the confirm slot before it encodes.
     if (this.confirm) this.unconfirmed.push(cb ?? (() => undefined));
@@ -177,7 +183,13 @@ export class FakeChannel extends EventEmitter {
     if (tag === undefined || !onMessage) throw new Error(`channel ${this.seq} has no subscription ${consumerTag ?? ''}`);
     const msg = {
       content: message.content,
-      fields: { deliveryTag: ++this.nextTag, redelivered: message.redelivered ?? false, exchange: message.exchange, routingKey: message.routingKey, consumerTag: tag },
+      fields: {
+        deliveryTag: ++this.nextTag,
+        redelivered: message.redelivered ?? false,
+        exchange: message.exchange,
+        routingKey: message.routingKey,
+        consumerTag: tag,
+      },
       properties: { headers: {}, ...message.properties },
     } as ConsumeMessage;
     this.outstanding.set(msg.fields.deliveryTag, msg);

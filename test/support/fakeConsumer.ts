@@ -13,7 +13,13 @@ export const STEPS = [{ name: '5s', exchange: 'warren.delay.5s', queue: 'warren.
 
 /** A tweet.created as the relay publishes it; `redelivered` as a quorum queue hands back one that came back unacked. */
 export function tweetMessage(opts: { redelivered?: boolean; contentType?: string } = {}): FakeMessage & { messageId: string } {
-  const event = buildEvent('tweet.created', { tweetId: newId(), authorId: newId(), authorHandle: 'author', text: 'a tweet', createdAt: new Date().toISOString() });
+  const event = buildEvent('tweet.created', {
+    tweetId: newId(),
+    authorId: newId(),
+    authorHandle: 'author',
+    text: 'a tweet',
+    createdAt: new Date().toISOString(),
+  });
   const headers: Record<string, unknown> = { 'x-schema-version': event.schemaVersion };
   if (opts.redelivered) headers['x-delivery-count'] = 1;
   return {
@@ -92,7 +98,11 @@ export interface ConsumerOnFakes {
 }
 
 /** A QueueConsumer of `analytics.tweets` on fake consume and publish connections, its effects in `db`. */
-export async function consumerOnFakes(db: Knex, worker: TestWorker, opts: { prefetch?: number; handlerTimeoutMs?: number; batchDeadlineMs?: number } = {}): Promise<ConsumerOnFakes> {
+export async function consumerOnFakes(
+  db: Knex,
+  worker: TestWorker,
+  opts: { prefetch?: number; handlerTimeoutMs?: number; batchDeadlineMs?: number } = {},
+): Promise<ConsumerOnFakes> {
   const consume = fakeConnection();
   const publish = fakeConnection();
   const log = createLogger('consumer-on-fakes', 'silent');
@@ -152,7 +162,15 @@ export function recordingWorker(log: HandlerLog, gate?: Gate, opts: { batch?: bo
   };
   return {
     handle: async (m: WarrenMessage<'tweet.created'>) => run([m.messageId], true),
-    ...(opts.batch === false ? {} : { handleBatch: async (ms: WarrenMessage<'tweet.created'>[]) => run(ms.map((m) => m.messageId), false) }),
+    ...(opts.batch === false
+      ? {}
+      : {
+          handleBatch: async (ms: WarrenMessage<'tweet.created'>[]) =>
+            run(
+              ms.map((m) => m.messageId),
+              false,
+            ),
+        }),
   };
 }
 

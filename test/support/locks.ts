@@ -14,14 +14,21 @@ export async function lockStore(config: Config, service: Service, table: string)
     db = knexFactory({ client: 'pg', connection: config.database.url, searchPath: [service], pool: { min: 1, max: 1 } });
   } else {
     // The driver the store's own process uses: in one process, two copies of SQLite do not see each other's locks.
-    db = knexFactory({ client: config.database.sqliteDriver, connection: { filename: path.join(config.database.dir, `${service}.sqlite`) }, useNullAsDefault: true, pool: { min: 1, max: 1 } });
+    db = knexFactory({
+      client: config.database.sqliteDriver,
+      connection: { filename: path.join(config.database.dir, `${service}.sqlite`) },
+      useNullAsDefault: true,
+      pool: { min: 1, max: 1 },
+    });
   }
   const trx = await db.transaction();
   if (config.database.client === 'postgres') {
     await trx.raw(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
   } else {
     // Any write inside the transaction takes SQLite's single writer lock until rollback.
-    await trx(table).where(knexFactory({ client: 'sqlite3', useNullAsDefault: true }).raw('0')).delete();
+    await trx(table)
+      .where(knexFactory({ client: 'sqlite3', useNullAsDefault: true }).raw('0'))
+      .delete();
   }
   return async () => {
     await trx.rollback().catch(() => undefined);

@@ -196,7 +196,9 @@ export async function rawFramePublish(url: string, exchange: string, routingKey:
     socket.write(Buffer.from('AMQP\x00\x00\x09\x01', 'binary'));
     await reader.expect('10.10');
     const response = `\x00${decodeURIComponent(u.username)}\x00${decodeURIComponent(u.password)}`;
-    socket.write(method(0, 10, 11, Buffer.concat([encodeTable({ product: 'warren raw-frame test client' }), shortstr('PLAIN'), longstr(response), shortstr('en_US')])));
+    socket.write(
+      method(0, 10, 11, Buffer.concat([encodeTable({ product: 'warren raw-frame test client' }), shortstr('PLAIN'), longstr(response), shortstr('en_US')])),
+    );
     const tune = await reader.expect('10.30');
     const frameMax = tune.args.readUInt32BE(2) || 131_072;
     socket.write(method(0, 10, 31, Buffer.concat([u16(1), u32(frameMax), u16(0)])));

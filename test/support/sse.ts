@@ -19,7 +19,12 @@ export class SseClient {
   private buffer = '';
   private waiters: (() => void)[] = [];
 
-  private constructor(readonly status: number, readonly headers: Headers, body: ReadableStream<Uint8Array> | null, controller: AbortController) {
+  private constructor(
+    readonly status: number,
+    readonly headers: Headers,
+    body: ReadableStream<Uint8Array> | null,
+    controller: AbortController,
+  ) {
     this.controller = controller;
     this.ended = this.read(body);
   }
@@ -91,7 +96,8 @@ export class SseClient {
     void this.ended.then(() => (ended = true));
     while (!probe(this)) {
       const left = deadline - Date.now();
-      if (left <= 0 || ended) throw new Error(`${ended ? 'stream ended' : `timed out after ${timeoutMs} ms`} waiting for ${what}; got ${JSON.stringify(this.events)}`);
+      if (left <= 0 || ended)
+        throw new Error(`${ended ? 'stream ended' : `timed out after ${timeoutMs} ms`} waiting for ${what}; got ${JSON.stringify(this.events)}`);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, Math.min(left, 100));
         this.waiters.push(() => {

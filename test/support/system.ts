@@ -55,7 +55,10 @@ export class WarrenProcess {
   private exited: Promise<number | null>;
   exitCode: number | null | undefined;
 
-  constructor(readonly name: string, readonly child: ChildProcess) {
+  constructor(
+    readonly name: string,
+    readonly child: ChildProcess,
+  ) {
     everyChild.add(child);
     child.on('exit', () => everyChild.delete(child));
     const collect = (chunk: Buffer) => {

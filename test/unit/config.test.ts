@@ -22,7 +22,10 @@ describe('configuration', () => {
     expect(loadConfig({}).streams.maxPerUser).to.equal(5);
     expect(loadConfig({ WARREN_STREAMS_MAX_PER_PROCESS: '50' }).streams.maxPerProcess).to.equal(50);
     expect(() => loadConfig({ WARREN_STREAMS_MAX_PER_USER: '0' })).to.throw(ConfigError, /^config: streams\.maxPerUser \(WARREN_STREAMS_MAX_PER_USER\): /);
-    expect(() => loadConfig({ WARREN_STREAMS_MAX_PER_PROCESS: 'lots' })).to.throw(ConfigError, /^config: streams\.maxPerProcess \(WARREN_STREAMS_MAX_PER_PROCESS\): /);
+    expect(() => loadConfig({ WARREN_STREAMS_MAX_PER_PROCESS: 'lots' })).to.throw(
+      ConfigError,
+      /^config: streams\.maxPerProcess \(WARREN_STREAMS_MAX_PER_PROCESS\): /,
+    );
   });
 
   it('caps active tokens per user at auth.maxTokens (20 by default), a positive integer', () => {
@@ -44,13 +47,19 @@ describe('configuration', () => {
   });
 
   it('refuses a supervisor that would kill a worker still stopping within its handler timeout', () => {
-    expect(() => loadConfig({ WARREN_WORKER_HANDLER_TIMEOUT_MS: '60000' })).to.throw(ConfigError, /^config: supervisor\.stopTimeoutMs \(WARREN_SUPERVISOR_STOP_TIMEOUT_MS\): must be more than worker\.handlerTimeoutMs/);
+    expect(() => loadConfig({ WARREN_WORKER_HANDLER_TIMEOUT_MS: '60000' })).to.throw(
+      ConfigError,
+      /^config: supervisor\.stopTimeoutMs \(WARREN_SUPERVISOR_STOP_TIMEOUT_MS\): must be more than worker\.handlerTimeoutMs/,
+    );
     expect(loadConfig({ WARREN_WORKER_HANDLER_TIMEOUT_MS: '60000', WARREN_SUPERVISOR_STOP_TIMEOUT_MS: '75000' }).supervisor.stopTimeoutMs).to.equal(75000);
   });
 
   it("refuses a batch deadline that leaves a batch's messages no time to run alone after it timed out", () => {
     expect(loadConfig({}).worker.batchDeadlineMs).to.equal(300_000);
-    expect(() => loadConfig({ WARREN_WORKER_BATCH_DEADLINE_MS: '50000' })).to.throw(ConfigError, /^config: worker\.batchDeadlineMs \(WARREN_WORKER_BATCH_DEADLINE_MS\): must be at least 2 × worker\.handlerTimeoutMs \(60000\)/);
+    expect(() => loadConfig({ WARREN_WORKER_BATCH_DEADLINE_MS: '50000' })).to.throw(
+      ConfigError,
+      /^config: worker\.batchDeadlineMs \(WARREN_WORKER_BATCH_DEADLINE_MS\): must be at least 2 × worker\.handlerTimeoutMs \(60000\)/,
+    );
     expect(() => loadConfig({ WARREN_WORKER_BATCH_DEADLINE_MS: String(25 * 60 * 1000) })).to.throw(ConfigError, /worker\.batchDeadlineMs/);
     expect(loadConfig({ WARREN_WORKER_BATCH_DEADLINE_MS: '60000' }).worker.batchDeadlineMs).to.equal(60_000);
   });
@@ -63,7 +72,10 @@ describe('configuration', () => {
   });
 
   it('refuses a database.url that the sqlite client would ignore, naming database.client', () => {
-    expect(() => loadConfig({ WARREN_DATABASE_URL: 'postgres://db/warren' })).to.throw(ConfigError, /^config: database\.client \(WARREN_DATABASE_CLIENT\): is sqlite, but database\.url is set/);
+    expect(() => loadConfig({ WARREN_DATABASE_URL: 'postgres://db/warren' })).to.throw(
+      ConfigError,
+      /^config: database\.client \(WARREN_DATABASE_CLIENT\): is sqlite, but database\.url is set/,
+    );
     expect(loadConfig({ WARREN_DATABASE_CLIENT: 'postgres', WARREN_DATABASE_URL: 'postgres://db/warren' }).database.client).to.equal('postgres');
   });
 
@@ -85,12 +97,20 @@ describe('configuration', () => {
       ConfigError,
       /^config: database\.roles\.api\.password \(WARREN_DATABASE_ROLES_API_PASSWORD\): is set, but database\.client is not postgres/,
     );
-    const pg = { WARREN_DATABASE_CLIENT: 'postgres', WARREN_DATABASE_URL: 'postgres://db/warren', WARREN_DATABASE_ROLES_API_PASSWORD: 'x', WARREN_DATABASE_ROLES_NOTIFICATIONS_PASSWORD: 'y' };
+    const pg = {
+      WARREN_DATABASE_CLIENT: 'postgres',
+      WARREN_DATABASE_URL: 'postgres://db/warren',
+      WARREN_DATABASE_ROLES_API_PASSWORD: 'x',
+      WARREN_DATABASE_ROLES_NOTIFICATIONS_PASSWORD: 'y',
+    };
     expect(() => loadConfig({ ...pg, WARREN_DATABASE_ROLES_NOTIFICATIONS_USERNAME: 'warren_api' })).to.throw(
       ConfigError,
       /^config: database\.roles\.notifications\.username \(WARREN_DATABASE_ROLES_NOTIFICATIONS_USERNAME\): is warren_api, the role of api too/,
     );
-    expect(() => loadConfig({ ...pg, WARREN_DATABASE_ROLES_API_USERNAME: 'Warren-API' })).to.throw(ConfigError, /^config: database\.roles\.api\.username .*PostgreSQL role name/);
+    expect(() => loadConfig({ ...pg, WARREN_DATABASE_ROLES_API_USERNAME: 'Warren-API' })).to.throw(
+      ConfigError,
+      /^config: database\.roles\.api\.username .*PostgreSQL role name/,
+    );
     expect(loadConfig(pg).database.roles.notifications.username).to.equal('warren_notifications');
   });
 
@@ -108,7 +128,10 @@ describe('configuration', () => {
     ]);
     expect(config.retry.attempts).to.deep.equal({ 'analytics.tweets': 5, 'notifications.user-events': 5 });
     // Declared keys are keys like any other: the environment and the files set them.
-    expect(loadConfig({ WARREN_AMQP_USERS_NOTIFICATIONS_PASSWORD: 's' }).amqp.users.notifications).to.deep.equal({ username: 'warren-notifications', password: 's' });
+    expect(loadConfig({ WARREN_AMQP_USERS_NOTIFICATIONS_PASSWORD: 's' }).amqp.users.notifications).to.deep.equal({
+      username: 'warren-notifications',
+      password: 's',
+    });
     expect(loadConfig({ NODE_ENV: 'test' }).retry.attempts).to.deep.equal({ 'analytics.tweets': 2, 'notifications.user-events': 2 });
   });
 
@@ -129,7 +152,10 @@ describe('configuration', () => {
     expect(loadConfig({}, undefined, analyticsWorker).worker).to.include({ prefetch: 200, handlerTimeoutMs: 30_000 });
     expect(loadConfig({}, undefined, declaring).worker).to.include({ prefetch: 20, handlerTimeoutMs: 20_000 });
     expect(loadConfig({ NODE_ENV: 'test' }, undefined, declaring).worker).to.include({ prefetch: 20, handlerTimeoutMs: 20_000 });
-    expect(loadConfig({ WARREN_WORKER_PREFETCH: '50', WARREN_WORKER_HANDLER_TIMEOUT_MS: '10000' }, undefined, declaring).worker).to.include({ prefetch: 50, handlerTimeoutMs: 10_000 });
+    expect(loadConfig({ WARREN_WORKER_PREFETCH: '50', WARREN_WORKER_HANDLER_TIMEOUT_MS: '10000' }, undefined, declaring).worker).to.include({
+      prefetch: 50,
+      handlerTimeoutMs: 10_000,
+    });
     expect(loadConfig({}).worker.prefetch, 'no worker: every worker’s default').to.equal(200);
     // Checked like a configured one: a supervisor must not kill this worker while it waits out its handlers.
     const slow = { ...analyticsWorker, defaults: { retryAttempts: 5, handlerTimeoutMs: 60_000 } };

@@ -19,12 +19,7 @@ export function hashToken(token: string): string {
 }
 
 /** Creates a token for `userId` inside `tx`; the plain token is returned once and never stored. */
-export async function issueToken(
-  tx: Knex.Transaction,
-  userId: string,
-  now: Date,
-  ttlDays: number,
-): Promise<{ id: string; token: string; expiresAt: string }> {
+export async function issueToken(tx: Knex.Transaction, userId: string, now: Date, ttlDays: number): Promise<{ id: string; token: string; expiresAt: string }> {
   const token = TOKEN_PREFIX + crypto.randomBytes(32).toString('base64url');
   const id = newId();
   const expiresAt = now.getTime() + Math.round(ttlDays * DAY_MS);
@@ -47,7 +42,10 @@ export function utcDay(at: Date): string {
 class TokenUseDays {
   private readonly writing = new Set<string>();
 
-  constructor(private readonly writes: GroupCommit, private readonly onError: (err: unknown) => void) {}
+  constructor(
+    private readonly writes: GroupCommit,
+    private readonly onError: (err: unknown) => void,
+  ) {}
 
   record(tokenHash: string, storedDay: string | null, today: string): void {
     if (storedDay !== null && storedDay >= today) return;

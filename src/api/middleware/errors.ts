@@ -64,11 +64,12 @@ export function mapErrors(log: Logger): Middleware<ApiState> {
       await next();
       // Nothing matched the path (404), the method (405), or a method no route knows (501): still the error shape.
       if (ctx.body == null && (ctx.status === 404 || ctx.status === 405 || ctx.status === 501)) {
-        const body: ErrorBody = ctx.status === 404
-          ? { error: { code: 'not_found', message: `no route for ${ctx.method} ${ctx.path}` } }
-          : ctx.status === 405
-            ? { error: { code: 'method_not_allowed', message: `${ctx.method} is not allowed on ${ctx.path}` } }
-            : { error: { code: 'not_implemented', message: `${ctx.method} is not a method this API serves` } };
+        const body: ErrorBody =
+          ctx.status === 404
+            ? { error: { code: 'not_found', message: `no route for ${ctx.method} ${ctx.path}` } }
+            : ctx.status === 405
+              ? { error: { code: 'method_not_allowed', message: `${ctx.method} is not allowed on ${ctx.path}` } }
+              : { error: { code: 'not_implemented', message: `${ctx.method} is not a method this API serves` } };
         const status = ctx.status;
         ctx.body = body;
         ctx.status = status;

@@ -1,11 +1,7 @@
 import crypto from 'node:crypto';
 import type { Middleware } from 'koa';
 import { ConflictError, ValidationError } from '../../domain/errors';
-import {
-  findIdempotencyRecord,
-  pruneIdempotencyRecords,
-  type IdempotencyRecord,
-} from '../../db/repositories/idempotency';
+import { findIdempotencyRecord, pruneIdempotencyRecords, type IdempotencyRecord } from '../../db/repositories/idempotency';
 import { isUniqueViolation } from '../../db/repositories/errors';
 import type { ApiDeps, ApiState } from '../context';
 
@@ -32,9 +28,7 @@ export function idempotencyKey(deps: ApiDeps, callerOf: (ctx: { state: ApiState;
     const key = ctx.headers['idempotency-key'];
     if (key === undefined) return next();
     if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_LENGTH) {
-      throw new ValidationError(`${HEADER} must be 1-${MAX_KEY_LENGTH} characters`, [
-        { path: HEADER, message: `must be 1-${MAX_KEY_LENGTH} characters` },
-      ]);
+      throw new ValidationError(`${HEADER} must be 1-${MAX_KEY_LENGTH} characters`, [{ path: HEADER, message: `must be 1-${MAX_KEY_LENGTH} characters` }]);
     }
     const now = deps.now().getTime();
     const notBefore = now - deps.config.idempotency.ttlHours * 3_600_000;

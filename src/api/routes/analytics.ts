@@ -1,13 +1,6 @@
 import { Router } from '@koa/router';
 import { NotFoundError } from '../../domain/errors';
-import {
-  analyticsTotals,
-  findUserStats,
-  topHashtags,
-  topHashtagsOfUser,
-  topMentionsOfUser,
-  tweetsPerHourSince,
-} from '../../db/repositories/readModels';
+import { analyticsTotals, findUserStats, topHashtags, topHashtagsOfUser, topMentionsOfUser, tweetsPerHourSince } from '../../db/repositories/readModels';
 import { findUserById } from '../../db/repositories/users';
 import type { ApiDeps, ApiState } from '../context';
 import { requireUuidParams } from '../middleware/pathIds';

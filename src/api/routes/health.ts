@@ -41,7 +41,13 @@ function probeWriter(writes: GroupCommit): Promise<unknown> {
   let probe = probes.get(writes);
   if (!probe) {
     probe = writes
-      .run((tx) => tx(OUTBOX_TABLE).where('seq', '<', 0).update({ attempts: tx.raw('attempts') }), { rerunnable: true })
+      .run(
+        (tx) =>
+          tx(OUTBOX_TABLE)
+            .where('seq', '<', 0)
+            .update({ attempts: tx.raw('attempts') }),
+        { rerunnable: true },
+      )
       .finally(() => probes.delete(writes));
     probes.set(writes, probe);
   }
@@ -53,7 +59,10 @@ async function writerCheck(deps: ApiDeps): Promise<ReadinessCheck> {
   const h = deps.writes.health();
   if (h.ok) return { name: 'writer', ok: true, detail: h.lastCommitAt === null ? 'no commit yet' : `last commit ${new Date(h.lastCommitAt).toISOString()}` };
   const since = h.lastCommitAt === null ? 'none committed since start' : `last commit ${new Date(h.lastCommitAt).toISOString()}`;
-  const why = h.stalledForMs !== undefined ? `a transaction has been under way for ${h.stalledForMs} ms` : `${h.failedInARow} transaction(s) failed in a row (${h.lastFailure ?? 'unknown'})`;
+  const why =
+    h.stalledForMs !== undefined
+      ? `a transaction has been under way for ${h.stalledForMs} ms`
+      : `${h.failedInARow} transaction(s) failed in a row (${h.lastFailure ?? 'unknown'})`;
   return { name: 'writer', ok: false, detail: `cannot commit: ${why}; ${since}` };
 }
 

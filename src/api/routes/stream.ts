@@ -45,10 +45,18 @@ export function notificationStreamRoutes(deps: ApiDeps): Router<ApiState> {
     const userId = ctx.params.id!;
     // Checked here and taken by hub.subscribe below with no await between: no other request can take the slot meanwhile.
     if (hub.sizeOf(userId) >= maxPerUser) {
-      throw new TooManyRequestsError(`at most ${maxPerUser} notification streams per user are open at once (streams.maxPerUser); close one first`, retryAfterSeconds, 'too_many_streams');
+      throw new TooManyRequestsError(
+        `at most ${maxPerUser} notification streams per user are open at once (streams.maxPerUser); close one first`,
+        retryAfterSeconds,
+        'too_many_streams',
+      );
     }
     if (hub.size() >= maxPerProcess) {
-      throw new TooManyRequestsError(`this API instance has ${maxPerProcess} notification streams open (streams.maxPerProcess); try again later or elsewhere`, retryAfterSeconds, 'streams_full');
+      throw new TooManyRequestsError(
+        `this API instance has ${maxPerProcess} notification streams open (streams.maxPerProcess); try again later or elsewhere`,
+        retryAfterSeconds,
+        'streams_full',
+      );
     }
 
     // A stream outlives any idle timeout; Nagle would hold back small events.

@@ -1,12 +1,6 @@
 import { Router } from '@koa/router';
 import { ConflictError, NotFoundError } from '../../domain/errors';
-import {
-  countActiveTokensLocked,
-  listActiveTokens,
-  revokeToken,
-  revokeTokenById,
-  revokeUserTokens,
-} from '../../db/repositories/tokens';
+import { countActiveTokensLocked, listActiveTokens, revokeToken, revokeTokenById, revokeUserTokens } from '../../db/repositories/tokens';
 import type { ApiDeps, ApiState } from '../context';
 import { authUserId, issueToken, requireAuth, requireSelf } from '../middleware/auth';
 import { requireUuidParams } from '../middleware/pathIds';

@@ -30,7 +30,10 @@ export function tweetRoutes(deps: ApiDeps): Router<ApiState> {
       await commitInserts(ctx, deps, (emit, now) => {
         const tweet: Tweet = { id: newId(), authorId, authorHandle, text: checked.text, createdAt: now.toISOString() };
         emit('tweet.created', { tweetId: tweet.id, authorId, authorHandle, text: tweet.text, createdAt: tweet.createdAt });
-        return { inserts: [tweetRows([{ id: tweet.id, author_id: authorId, text: tweet.text, created_at: tweet.createdAt }])], result: { status: 201, body: tweet } };
+        return {
+          inserts: [tweetRows([{ id: tweet.id, author_id: authorId, text: tweet.text, created_at: tweet.createdAt }])],
+          result: { status: 201, body: tweet },
+        };
       });
     },
   );

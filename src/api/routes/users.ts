@@ -32,26 +32,31 @@ export function userRoutes(deps: ApiDeps): Router<ApiState> {
 
   // Sign-up has no caller to name but its address: a replay holds the new user's
   // token, so another client that happens on the same key must never get it.
-  router.post('/users', idempotencyKey(deps, (ctx) => `address ${ctx.ip}`), backlog, async (ctx) => {
-    const input = parseRequest(createUserBody, ctx.state.body);
-    await commitWrite(ctx, deps, async (tx, emit, now) => {
-      const at = now.toISOString();
-      const row: UserRow = {
-        id: newId(),
-        handle: input.handle,
-        handle_key: handleKey(input.handle),
-        display_name: input.displayName,
-        bio: input.bio ?? null,
-        created_at: at,
-        updated_at: at,
-      };
-      if (await findUserByHandleKey(tx, row.handle_key)) throw handleTaken();
-      await insertUser(tx, row).catch(asHandleTaken);
-      const { token } = await issueToken(tx, row.id, now, deps.config.auth.tokenTtlDays);
-      emit('user.created', { userId: row.id, handle: row.handle, displayName: row.display_name, createdAt: at });
-      return { status: 201, body: { user: toUser(row), token } };
-    });
-  });
+  router.post(
+    '/users',
+    idempotencyKey(deps, (ctx) => `address ${ctx.ip}`),
+    backlog,
+    async (ctx) => {
+      const input = parseRequest(createUserBody, ctx.state.body);
+      await commitWrite(ctx, deps, async (tx, emit, now) => {
+        const at = now.toISOString();
+        const row: UserRow = {
+          id: newId(),
+          handle: input.handle,
+          handle_key: handleKey(input.handle),
+          display_name: input.displayName,
+          bio: input.bio ?? null,
+          created_at: at,
+          updated_at: at,
+        };
+        if (await findUserByHandleKey(tx, row.handle_key)) throw handleTaken();
+        await insertUser(tx, row).catch(asHandleTaken);
+        const { token } = await issueToken(tx, row.id, now, deps.config.auth.tokenTtlDays);
+        emit('user.created', { userId: row.id, handle: row.handle, displayName: row.display_name, createdAt: at });
+        return { status: 201, body: { user: toUser(row), token } };
+      });
+    },
+  );
 
   router.get('/users/:id', userId, async (ctx) => {
     const row = await findUserById(deps.db, ctx.params.id!);

@@ -25,30 +25,49 @@ export interface MentionCount {
 
 export async function findUserStats(db: Knex, userId: string): Promise<UserStats> {
   const row = (await db.withSchema(ANALYTICS).from('user_stats').select('tweet_count', 'last_tweet_at').where('user_id', userId).first()) as
-    | { tweet_count: number | string; last_tweet_at: string | null }
-    | undefined;
+    { tweet_count: number | string; last_tweet_at: string | null } | undefined;
   // A user the worker has not seen yet simply has no tweets counted.
   return { tweetCount: Number(row?.tweet_count ?? 0), lastTweetAt: row?.last_tweet_at ?? null };
 }
 
 export async function topHashtagsOfUser(db: Knex, userId: string, limit: number): Promise<TagCount[]> {
-  const rows = (await db.withSchema(ANALYTICS).from('user_hashtags').select('tag', 'count').where('user_id', userId)
-    .orderBy([{ column: 'count', order: 'desc' }, { column: 'tag', order: 'asc' }])
+  const rows = (await db
+    .withSchema(ANALYTICS)
+    .from('user_hashtags')
+    .select('tag', 'count')
+    .where('user_id', userId)
+    .orderBy([
+      { column: 'count', order: 'desc' },
+      { column: 'tag', order: 'asc' },
+    ])
     .limit(limit)) as { tag: string; count: number | string }[];
   return rows.map((r) => ({ tag: r.tag, count: Number(r.count) }));
 }
 
 export async function topMentionsOfUser(db: Knex, userId: string, limit: number): Promise<MentionCount[]> {
-  const rows = (await db.withSchema(ANALYTICS).from('user_mentions').select('handle', 'count').where('user_id', userId)
-    .orderBy([{ column: 'count', order: 'desc' }, { column: 'handle', order: 'asc' }])
+  const rows = (await db
+    .withSchema(ANALYTICS)
+    .from('user_mentions')
+    .select('handle', 'count')
+    .where('user_id', userId)
+    .orderBy([
+      { column: 'count', order: 'desc' },
+      { column: 'handle', order: 'asc' },
+    ])
     .limit(limit)) as { handle: string; count: number | string }[];
   return rows.map((r) => ({ handle: r.handle, count: Number(r.count) }));
 }
 
 /** Tags are stored case-folded by the analytics worker, so one row is one tag. */
 export async function topHashtags(db: Knex, limit: number): Promise<TagCount[]> {
-  const rows = (await db.withSchema(ANALYTICS).from('hashtags').select('tag', 'count')
-    .orderBy([{ column: 'count', order: 'desc' }, { column: 'tag', order: 'asc' }])
+  const rows = (await db
+    .withSchema(ANALYTICS)
+    .from('hashtags')
+    .select('tag', 'count')
+    .orderBy([
+      { column: 'count', order: 'desc' },
+      { column: 'tag', order: 'asc' },
+    ])
     .limit(limit)) as { tag: string; count: number | string }[];
   return rows.map((r) => ({ tag: r.tag, count: Number(r.count) }));
 }
@@ -62,8 +81,7 @@ export interface AnalyticsTotals {
 export async function analyticsTotals(db: Knex): Promise<AnalyticsTotals> {
   const tweets = (await db.withSchema(ANALYTICS).from('user_stats').sum({ n: 'tweet_count' }).first()) as { n: number | string | null } | undefined;
   const users = (await db.withSchema(ANALYTICS).from('user_stats').where('tweet_count', '>', 0).count({ n: '*' }).first()) as
-    | { n: number | string }
-    | undefined;
+    { n: number | string } | undefined;
   const tags = (await db.withSchema(ANALYTICS).from('hashtags').count({ n: '*' }).first()) as { n: number | string } | undefined;
   return { tweets: Number(tweets?.n ?? 0), usersWithTweets: Number(users?.n ?? 0), hashtags: Number(tags?.n ?? 0) };
 }
@@ -103,7 +121,10 @@ function parseData(data: string): unknown {
 
 /** Newest first by id (UUIDv7); fetches `limit + 1` so the caller knows whether a next page exists. */
 export async function listNotifications(db: Knex, userId: string, page: { limit: number; beforeId?: string }): Promise<Notification[]> {
-  const query = db.withSchema(NOTIFICATIONS).from('notifications').select('id', 'kind', 'text', 'data', 'created_at')
+  const query = db
+    .withSchema(NOTIFICATIONS)
+    .from('notifications')
+    .select('id', 'kind', 'text', 'data', 'created_at')
     .where('user_id', userId)
     .orderBy('id', 'desc')
     .limit(page.limit + 1);
@@ -124,7 +145,10 @@ export interface StreamedNotification extends Notification {
  * has seen one, nothing below it can still appear.
  */
 export async function listNotificationsAfter(db: Knex, userId: string, position: number, limit: number): Promise<StreamedNotification[]> {
-  const rows = (await db.withSchema(NOTIFICATIONS).from('notifications').select('id', 'kind', 'text', 'data', 'created_at', 'seq')
+  const rows = (await db
+    .withSchema(NOTIFICATIONS)
+    .from('notifications')
+    .select('id', 'kind', 'text', 'data', 'created_at', 'seq')
     .where('user_id', userId)
     .andWhere('seq', '>', position)
     .orderBy('seq', 'asc')
@@ -134,7 +158,8 @@ export async function listNotificationsAfter(db: Knex, userId: string, position:
 
 /** The position of the user's newest stored notification (0: none yet). */
 export async function latestStreamPosition(db: Knex, userId: string): Promise<number> {
-  const row = (await db.withSchema(NOTIFICATIONS).from('notifications').where('user_id', userId).max({ seq: 'seq' }).first()) as { seq: number | string | null } | undefined;
+  const row = (await db.withSchema(NOTIFICATIONS).from('notifications').where('user_id', userId).max({ seq: 'seq' }).first()) as
+    { seq: number | string | null } | undefined;
   return Number(row?.seq ?? 0);
 }
 
@@ -146,12 +171,15 @@ export async function latestStreamPosition(db: Knex, userId: string): Promise<nu
  */
 export async function streamPositionOfId(db: Knex, userId: string, notificationId: string): Promise<number> {
   const own = (await db.withSchema(NOTIFICATIONS).from('notifications').select('seq').where({ user_id: userId, id: notificationId }).first()) as
-    | { seq: number | string | null }
-    | undefined;
+    { seq: number | string | null } | undefined;
   if (own?.seq != null) return Number(own.seq);
-  const row = (await db.withSchema(NOTIFICATIONS).from('notifications').where('user_id', userId).andWhere('id', '<=', notificationId).max({ seq: 'seq' }).first()) as
-    | { seq: number | string | null }
-    | undefined;
+  const row = (await db
+    .withSchema(NOTIFICATIONS)
+    .from('notifications')
+    .where('user_id', userId)
+    .andWhere('id', '<=', notificationId)
+    .max({ seq: 'seq' })
+    .first()) as { seq: number | string | null } | undefined;
   return Number(row?.seq ?? 0);
 }
 

@@ -157,7 +157,9 @@ export class PreparedTokenLookups implements TokenFinder {
     try {
       connection.pragma(`busy_timeout = ${PREPARED_READER_BUSY_MS}`);
       const columns = TOKEN_WITH_HANDLE_COLUMNS.map((c) => c.replace(/^(\w)\.(\w+)$/, '$1."$2"')).join(', ');
-      this.statement = connection.prepare<[string], TokenWithHandleRow>(`SELECT ${columns} FROM tokens AS t JOIN users AS u ON u.id = t.user_id WHERE t.token_hash = ?`);
+      this.statement = connection.prepare<[string], TokenWithHandleRow>(
+        `SELECT ${columns} FROM tokens AS t JOIN users AS u ON u.id = t.user_id WHERE t.token_hash = ?`,
+      );
     } catch (err) {
       connection.close();
       throw err;
@@ -185,8 +187,14 @@ function active(query: Knex.QueryBuilder, userId: string, now: number): Knex.Que
 
 /** The user's active tokens, newest first. */
 export async function listActiveTokens(db: Knex, userId: string, now: number): Promise<TokenRecord[]> {
-  const rows = (await active(db('tokens').select('id', 'token_hash', 'user_id', 'created_at', 'expires_at', 'revoked_at', 'last_used_day'), userId, now)
-    .orderBy([{ column: 'created_at', order: 'desc' }, { column: 'id', order: 'desc' }])) as TokenRow[];
+  const rows = (await active(
+    db('tokens').select('id', 'token_hash', 'user_id', 'created_at', 'expires_at', 'revoked_at', 'last_used_day'),
+    userId,
+    now,
+  ).orderBy([
+    { column: 'created_at', order: 'desc' },
+    { column: 'id', order: 'desc' },
+  ])) as TokenRow[];
   return rows.map(fromRow);
 }
 

@@ -26,9 +26,7 @@ function toTweet(row: TweetWithHandle): Tweet {
 }
 
 function tweetsWithHandles(db: Knex): Knex.QueryBuilder {
-  return db('tweets as t')
-    .join('users as u', 'u.id', 't.author_id')
-    .select('t.id', 't.author_id', 't.text', 't.created_at', 'u.handle as author_handle');
+  return db('tweets as t').join('users as u', 'u.id', 't.author_id').select('t.id', 't.author_id', 't.text', 't.created_at', 'u.handle as author_handle');
 }
 
 /** Tweet rows for a write that merges its inserts with others (src/db/groupCommit.ts). */

@@ -47,7 +47,9 @@ export async function readBooks(sys: TestSystem): Promise<Books> {
   const notifications = openDatabase(sys.config, 'notifications');
   try {
     const [events, unsent, tagRows, recordRows, noteRows] = await Promise.all([
-      api('outbox').whereIn('type', ['tweet.created', 'user.updated']).select<{ message_id: string; type: string; payload: string }[]>('message_id', 'type', 'payload'),
+      api('outbox')
+        .whereIn('type', ['tweet.created', 'user.updated'])
+        .select<{ message_id: string; type: string; payload: string }[]>('message_id', 'type', 'payload'),
       api('outbox').whereNull('sent_at').count({ n: '*' }),
       analytics('hashtags').where('tag', 'like', `${LEDGER_TAG}%`).select<{ tag: string; count: number | string }[]>('tag', 'count'),
       analytics(INBOX_TABLE).where({ consumer: 'analytics' }).select<{ message_id: string }[]>('message_id'),
@@ -78,7 +80,11 @@ export async function readBooks(sys: TestSystem): Promise<Books> {
         noteRows.map((r) => r.message_id),
       ),
       committedTweetIds,
-      committedDisplayNames: new Set(changes.map((e) => (JSON.parse(e.payload) as { changes: { displayName?: { to?: unknown } } }).changes.displayName?.to).filter((n): n is string => typeof n === 'string')),
+      committedDisplayNames: new Set(
+        changes
+          .map((e) => (JSON.parse(e.payload) as { changes: { displayName?: { to?: unknown } } }).changes.displayName?.to)
+          .filter((n): n is string => typeof n === 'string'),
+      ),
       outboxUnsent: Number(unsent[0]?.n ?? 0),
       parked,
     };
@@ -136,7 +142,10 @@ export interface ScenarioFigures {
 /** One row of the reliability table: accepted and committed writes against what the workers applied, id by id. */
 export function figuresOf(scenario: string, load: string, f: LoadFigures, s: Settlement): ScenarioFigures {
   const all = combine(s.books.tweets, s.books.changes);
-  const refused = Object.entries(f.refused).map(([status, n]) => `${status === '0' ? 'no answer' : status}: ${n}`).join(', ') || 'none';
+  const refused =
+    Object.entries(f.refused)
+      .map(([status, n]) => `${status === '0' ? 'no answer' : status}: ${n}`)
+      .join(', ') || 'none';
   return {
     scenario,
     load,

@@ -38,14 +38,26 @@ interface LoadUser {
  * not the API's promise, and is tallied by status.
  */
 export class Load {
-  readonly figures: LoadFigures = { attempted: 0, acceptedTweets: 0, acceptedProfileChanges: 0, refused: {}, tweetsByUser: new Map(), changesByUser: new Map(), acceptedTweetIds: [], acceptedDisplayNames: [] };
+  readonly figures: LoadFigures = {
+    attempted: 0,
+    acceptedTweets: 0,
+    acceptedProfileChanges: 0,
+    refused: {},
+    tweetsByUser: new Map(),
+    changesByUser: new Map(),
+    acceptedTweetIds: [],
+    acceptedDisplayNames: [],
+  };
   private users: LoadUser[] = [];
   /** Unique to this load: its users' handles and its tweets' ledger tags carry it. */
   private tag = '';
   private running: Promise<void> | undefined;
   private stopped = false;
 
-  constructor(private readonly sys: TestSystem, private readonly opts: LoadOptions) {}
+  constructor(
+    private readonly sys: TestSystem,
+    private readonly opts: LoadOptions,
+  ) {}
 
   async prepare(): Promise<void> {
     const n = this.opts.users ?? 10;

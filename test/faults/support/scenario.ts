@@ -100,7 +100,8 @@ export function writeReliabilityReport(): void {
   if (results.length === 0) return;
   const file = path.resolve(__dirname, '..', '..', '..', '..', 'docs', 'RELIABILITY.md');
   const rows = results.map(
-    (r) => `| ${r.scenario} | ${r.load} | ${r.attempted} | ${r.accepted} | ${r.refused} | ${r.committed} | ${r.applied} | ${r.lost.length} | ${r.duplicated.length} | ${r.parked} | ${(r.settleMs / 1000).toFixed(1)} s |`,
+    (r) =>
+      `| ${r.scenario} | ${r.load} | ${r.attempted} | ${r.accepted} | ${r.refused} | ${r.committed} | ${r.applied} | ${r.lost.length} | ${r.duplicated.length} | ${r.parked} | ${(r.settleMs / 1000).toFixed(1)} s |`,
   );
   const text = `# Warren under faults
 

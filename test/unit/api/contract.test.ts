@@ -70,7 +70,9 @@ async function freePort(): Promise<number> {
 function startPrism(docFile: string, upstream: string, port: number): Promise<ChildProcess> {
   const pkg = require.resolve('@stoplight/prism-cli/package.json');
   const bin = path.join(path.dirname(pkg), (JSON.parse(fs.readFileSync(pkg, 'utf8')) as { bin: { prism: string } }).bin.prism);
-  const child = spawn(process.execPath, [bin, 'proxy', docFile, upstream, '--host', '127.0.0.1', '--port', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [bin, 'proxy', docFile, upstream, '--host', '127.0.0.1', '--port', String(port)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   return new Promise((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => reject(new Error(`prism did not start in time:\n${out}`)), 60_000);
@@ -185,7 +187,8 @@ describe('api contract: every documented operation through a validating proxy (P
     const params: Json[] = op.parameters ?? [];
     const values: Record<string, string> = {};
     for (const p of params.filter((p) => p.in === 'path')) values[p.name] = await paramValue(template, p.name, fx);
-    const pathWith = (over: Record<string, string> = {}) => template.replace(/\{([^}]+)\}/g, (_, name: string) => encodeURIComponent(over[name] ?? values[name]!));
+    const pathWith = (over: Record<string, string> = {}) =>
+      template.replace(/\{([^}]+)\}/g, (_, name: string) => encodeURIComponent(over[name] ?? values[name]!));
     const auth: Record<string, string> = op.security ? { authorization: `Bearer ${fx.ada.token}` } : {};
     const bodySchema = op.requestBody?.content?.['application/json']?.schema;
     // A base for the bad bodies; each good one is made anew (a handle can be taken only once).
@@ -203,7 +206,8 @@ describe('api contract: every documented operation through a validating proxy (P
     const calls: Call[] = [];
 
     for (const p of params.filter((p) => p.in === 'path')) {
-      for (const bad of badValues(p.schema)) calls.push(good(`path ${p.name} ${bad.label}`, { path: pathWith({ [p.name]: String(bad.value) }), verdict: 'invalid' }));
+      for (const bad of badValues(p.schema))
+        calls.push(good(`path ${p.name} ${bad.label}`, { path: pathWith({ [p.name]: String(bad.value) }), verdict: 'invalid' }));
     }
     if (op.security) {
       calls.push({ ...good('without a token'), headers: body ? { 'content-type': 'application/json' } : {}, verdict: 'invalid' });
@@ -211,14 +215,21 @@ describe('api contract: every documented operation through a validating proxy (P
     }
     for (const p of params.filter((p) => p.in === 'query')) {
       // An empty query value is taken for none by Prism too (as for headers below): the API's 400 must still be documented.
-      for (const bad of badValues(p.schema)) calls.push(good(`query ${p.name} ${bad.label}`, { path: `${pathWith()}?${p.name}=${encodeURIComponent(String(bad.value))}`, verdict: bad.value === '' ? 'either' : 'invalid' }));
+      for (const bad of badValues(p.schema))
+        calls.push(
+          good(`query ${p.name} ${bad.label}`, {
+            path: `${pathWith()}?${p.name}=${encodeURIComponent(String(bad.value))}`,
+            verdict: bad.value === '' ? 'either' : 'invalid',
+          }),
+        );
       if (p.schema.type === 'integer') calls.push(good(`query ${p.name} at its maximum`, { path: `${pathWith()}?${p.name}=${p.schema.maximum ?? 1}` }));
     }
     // OpenAPI cannot forbid other query parameters: whatever the API answers must be documented.
     calls.push(good('with an unknown query parameter', { path: `${pathWith()}?bogus=1` }));
     for (const p of params.filter((p) => p.in === 'header')) {
       // An empty header may be taken for none (Prism does): the API's 400 must still be documented.
-      for (const bad of badValues(p.schema)) calls.push(good(`header ${p.name} ${bad.label}`, { headers: { [p.name]: String(bad.value) }, verdict: bad.value === '' ? 'either' : 'invalid' }));
+      for (const bad of badValues(p.schema))
+        calls.push(good(`header ${p.name} ${bad.label}`, { headers: { [p.name]: String(bad.value) }, verdict: bad.value === '' ? 'either' : 'invalid' }));
     }
     if (bodySchema) {
       const s = resolve(bodySchema);
@@ -233,12 +244,15 @@ describe('api contract: every documented operation through a validating proxy (P
       for (const [name, prop] of Object.entries(s.properties ?? {}) as [string, Json][]) {
         if (!(name in body!)) continue;
         calls.push(good(`body property ${name} of the wrong type`, { ...json({ ...body, [name]: 42 }), verdict: 'invalid' }));
-        for (const bad of badValues(prop)) calls.push(good(`body property ${name} ${bad.label}`, { ...json({ ...body, [name]: bad.value }), verdict: 'invalid' }));
+        for (const bad of badValues(prop))
+          calls.push(good(`body property ${name} ${bad.label}`, { ...json({ ...body, [name]: bad.value }), verdict: 'invalid' }));
       }
     } else {
       // A route that takes no body ignores one, whatever it is, rather than answer a 400 or 415 it does not document.
       calls.push(good('with a stray text/plain body', { headers: { 'content-type': 'text/plain' }, body: 'stray', succeeds: true, direct: true }));
-      calls.push(good('with a stray body that is not JSON', { headers: { 'content-type': 'application/json' }, body: '{"unfinished', succeeds: true, direct: true }));
+      calls.push(
+        good('with a stray body that is not JSON', { headers: { 'content-type': 'application/json' }, body: '{"unfinished', succeeds: true, direct: true }),
+      );
     }
     for (const extra of EXTRA[what] ?? []) calls.push(good(extra.label, extra.make(body, pathWith())));
     for (const known of ENFORCED[what] ?? []) calls.push(good(`enforced: ${known.label}`, { ...known.make(body, pathWith()), verdict: 'invalid' }));
@@ -247,9 +261,15 @@ describe('api contract: every documented operation through a validating proxy (P
   }
 
   type Make = (body: Json, path: string) => Partial<Call>;
-  const withBody = (over: Record<string, unknown>): Make => (b) => ({ body: JSON.stringify({ ...b, ...over }) });
-  const withQuery = (query: string): Make => (_, p) => ({ path: `${p}?${query}` });
-  const withHeader = (name: string, value: string): Make => () => ({ headers: { [name]: value } });
+  const withBody =
+    (over: Record<string, unknown>): Make =>
+    (b) => ({ body: JSON.stringify({ ...b, ...over }) });
+  const withQuery =
+    (query: string): Make =>
+    (_, p) => ({ path: `${p}?${query}` });
+  const withHeader =
+    (name: string, value: string): Make =>
+    () => ({ headers: { [name]: value } });
   const LIMITS = [withQuery('limit=0'), withQuery('limit=101'), withQuery('limit=abc'), withQuery('limit=2.5')];
   const limitCases = ['0', '101', 'abc', '2.5'].map((v, i) => ({ label: `limit=${v}`, make: LIMITS[i]! }));
 
@@ -349,7 +369,9 @@ describe('api contract: every documented operation through a validating proxy (P
   it('answers every documented operation as documented, good requests and bad, with no violation either way', async function () {
     const problems: string[] = [];
     const succeeded = new Set<string>();
-    const operations = Object.entries(doc.paths as Record<string, Record<string, Json>>).flatMap(([template, item]) => Object.entries(item).map(([method, op]) => ({ template, method, op })));
+    const operations = Object.entries(doc.paths as Record<string, Record<string, Json>>).flatMap(([template, item]) =>
+      Object.entries(item).map(([method, op]) => ({ template, method, op })),
+    );
     expect(operations.length).to.be.greaterThan(15);
     for (const { template, method, op } of operations) {
       const what = `${method.toUpperCase()} ${template}`;
@@ -380,7 +402,12 @@ describe('api contract: every documented operation through a validating proxy (P
         const again = await send(goodCall);
         problems.push(...judge(what, { ...goodCall, label: 'repeated with its Idempotency-Key' }, again, op));
         if (again.headers['idempotent-replayed'] !== 'true') problems.push(`${what}: a repeat with the same Idempotency-Key is not marked Idempotent-Replayed`);
-        const other = { ...goodCall, label: 'the same Idempotency-Key with another body', body: JSON.stringify({ ...JSON.parse(goodCall.body!), ...goodBody(op.requestBody.content['application/json'].schema) }), succeeds: false };
+        const other = {
+          ...goodCall,
+          label: 'the same Idempotency-Key with another body',
+          body: JSON.stringify({ ...JSON.parse(goodCall.body!), ...goodBody(op.requestBody.content['application/json'].schema) }),
+          succeeds: false,
+        };
         problems.push(...judge(what, other, await send(other), op));
       }
     }
@@ -401,7 +428,8 @@ describe('api contract: every documented operation through a validating proxy (P
           const need = ['x-request-id'];
           if (status === '401') need.push('WWW-Authenticate');
           // /readyz's 503 is its answer, not a refusal to retry.
-          if ((status === '503' && res.content?.['application/json']?.schema?.$ref === '#/components/schemas/Error') || status === '429') need.push('Retry-After');
+          if ((status === '503' && res.content?.['application/json']?.schema?.$ref === '#/components/schemas/Error') || status === '429')
+            need.push('Retry-After');
           if (idempotent && status.startsWith('2')) need.push('Idempotent-Replayed');
           for (const h of need) if (!headers.includes(h)) missing.push(`${what} ${status}: ${h}`);
         }

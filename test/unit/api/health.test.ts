@@ -22,7 +22,10 @@ describe('api: health and readiness', () => {
   });
 
   it('answers /readyz 200 ok with the checks that decide it and the reported ones, each marked', async () => {
-    api.checks = [{ name: 'broker', ok: true }, { name: 'consumer:live', ok: true }];
+    api.checks = [
+      { name: 'broker', ok: true },
+      { name: 'consumer:live', ok: true },
+    ];
     const res = await api.request('GET', '/readyz');
     expect(res.status).to.equal(200);
     expect(res.body.status).to.equal('ok');

@@ -37,7 +37,11 @@ describe('api: /metrics and request durations', () => {
     expect(count({ method: 'DELETE', route: '/tweets', status: '405' })).to.equal(1);
     expect(count({ method: 'GET', route: 'unmatched', status: '404' })).to.equal(1);
     expect(metricValue(text, 'warren_http_request_duration_seconds_sum', { route: '/users/:id', status: '200' })).to.be.greaterThan(0);
-    const routes = new Set(parseMetrics(text).map((s) => s.labels.route).filter(Boolean));
+    const routes = new Set(
+      parseMetrics(text)
+        .map((s) => s.labels.route)
+        .filter(Boolean),
+    );
     for (const route of routes) expect(route).not.to.include(user.id);
   });
 

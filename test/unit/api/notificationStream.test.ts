@@ -5,7 +5,14 @@ import { newId } from '../../../src/domain/ids';
 
 /** Stored notifications at stream positions `from`, `from + 1`, ... */
 function notifications(n: number, from = 1): StreamedNotification[] {
-  return Array.from({ length: n }, (_, i) => ({ id: newId(), kind: 'new_follower', text: `#${from + i}`, data: { i }, createdAt: new Date().toISOString(), position: from + i }));
+  return Array.from({ length: n }, (_, i) => ({
+    id: newId(),
+    kind: 'new_follower',
+    text: `#${from + i}`,
+    data: { i },
+    createdAt: new Date().toISOString(),
+    position: from + i,
+  }));
 }
 
 /** The stream over an in-memory store, recording what it writes and every read of the store. */
@@ -18,7 +25,10 @@ function streamOver(store: StreamedNotification[], startAfter = 0) {
     loadAfter: async (position, limit) => {
       reads.push(position);
       await gate;
-      return store.filter((n) => n.position > position).sort((a, b) => a.position - b.position).slice(0, limit);
+      return store
+        .filter((n) => n.position > position)
+        .sort((a, b) => a.position - b.position)
+        .slice(0, limit);
     },
     write: (chunk) => written.push(chunk),
   });

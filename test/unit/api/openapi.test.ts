@@ -16,9 +16,7 @@ type Json = any;
 /** `METHOD /path/{param}` for every route the app's router serves (HEAD is implied by GET). */
 function servedRoutes(api: ApiHarness): Set<string> {
   const app = createApp(api.deps);
-  const routers = app.middleware
-    .map((mw) => (mw as unknown as { router?: Router<ApiState> }).router)
-    .filter((r): r is Router<ApiState> => r !== undefined);
+  const routers = app.middleware.map((mw) => (mw as unknown as { router?: Router<ApiState> }).router).filter((r): r is Router<ApiState> => r !== undefined);
   expect(routers, 'the app mounts one router').to.have.length(1);
   const out = new Set<string>();
   for (const layer of routers[0]!.stack) {
@@ -103,10 +101,14 @@ describe('api: GET /openapi.json', () => {
       'POST /tweets': { text: 'hello' },
     };
     // One token to revoke by its id, one to revoke all of Ada's tokens with once her first is revoked.
-    const [spare, last] = [await api.request('POST', `/users/${ada.id}/tokens`, { token: ada.token }), await api.request('POST', `/users/${ada.id}/tokens`, { token: ada.token })];
+    const [spare, last] = [
+      await api.request('POST', `/users/${ada.id}/tokens`, { token: ada.token }),
+      await api.request('POST', `/users/${ada.id}/tokens`, { token: ada.token }),
+    ];
     expect([spare.status, last.status]).to.deep.equal([201, 201]);
     // Revoking the token presented, then all of them, come last: everything else uses them.
-    const revokes = (op: { method: string; path: string }) => (op.method !== 'delete' ? 0 : op.path.endsWith('/tokens/current') ? 1 : op.path.endsWith('/tokens') ? 2 : 0);
+    const revokes = (op: { method: string; path: string }) =>
+      op.method !== 'delete' ? 0 : op.path.endsWith('/tokens/current') ? 1 : op.path.endsWith('/tokens') ? 2 : 0;
     const ordered = [...operations].sort((a, b) => revokes(a) - revokes(b));
     for (const op of ordered) {
       const template = openApiPath(op.path);
@@ -144,7 +146,12 @@ describe('api: GET /openapi.json', () => {
   });
 
   it('error answers have the documented error shape', async () => {
-    for (const [method, path] of [['GET', '/users/not-a-uuid'], ['POST', '/tweets'], ['GET', '/analytics/hashtags?limit=0'], ['GET', '/nowhere']] as const) {
+    for (const [method, path] of [
+      ['GET', '/users/not-a-uuid'],
+      ['POST', '/tweets'],
+      ['GET', '/analytics/hashtags?limit=0'],
+      ['GET', '/nowhere'],
+    ] as const) {
       const res = await api.request(method, path);
       expect(res.status).to.be.within(400, 499);
       expect(errorBody.safeParse(res.body).success, `${method} ${path}: ${JSON.stringify(res.body)}`).to.equal(true);

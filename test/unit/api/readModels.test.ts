@@ -38,12 +38,19 @@ describe('api: analytics and notifications read models', () => {
     await analytics('user_mentions').insert({ user_id: alice.id, handle: 'bob', count: 2 });
     const res = await api.request('GET', `/analytics/users/${alice.id}`);
     expect(res.body).to.include({ tweetCount: 3, lastTweetAt: '2026-11-25T09:00:00.000Z' });
-    expect(res.body.topHashtags).to.deep.equal([{ tag: 'warren', count: 3 }, { tag: 'node', count: 1 }]);
+    expect(res.body.topHashtags).to.deep.equal([
+      { tag: 'warren', count: 3 },
+      { tag: 'node', count: 1 },
+    ]);
     expect(res.body.topMentions).to.deep.equal([{ handle: 'bob', count: 2 }]);
   });
 
   it('serves top hashtags with a limit, and a summary with 24 hourly buckets', async () => {
-    await analytics('hashtags').insert([{ tag: 'a', count: 5 }, { tag: 'b', count: 9 }, { tag: 'c', count: 1 }]);
+    await analytics('hashtags').insert([
+      { tag: 'a', count: 5 },
+      { tag: 'b', count: 9 },
+      { tag: 'c', count: 1 },
+    ]);
     await analytics('user_stats').insert([
       { user_id: alice.id, handle: alice.handle, tweet_count: 4 },
       { user_id: newId(), handle: 'quiet', tweet_count: 0 },
@@ -55,7 +62,13 @@ describe('api: analytics and notifications read models', () => {
       { hour: '2026-11-24T09', count: 7 }, // 24 hours ago: outside the window
     ]);
     const top = await api.request('GET', '/analytics/hashtags?limit=2');
-    expect(top.body).to.deep.equal({ items: [{ tag: 'b', count: 9 }, { tag: 'a', count: 5 }], nextCursor: null });
+    expect(top.body).to.deep.equal({
+      items: [
+        { tag: 'b', count: 9 },
+        { tag: 'a', count: 5 },
+      ],
+      nextCursor: null,
+    });
     expect((await api.request('GET', '/analytics/hashtags?limit=0')).status).to.equal(400);
 
     const summary = await api.request('GET', '/analytics/summary');
@@ -71,9 +84,25 @@ describe('api: analytics and notifications read models', () => {
     const bob = await createUser(api);
     const ids = Array.from({ length: 3 }, () => newId());
     await notifications('notifications').insert(
-      ids.map((id, i) => ({ id, user_id: alice.id, kind: 'followed', text: `n${i}`, data: JSON.stringify({ i }), message_id: newId(), created_at: new Date().toISOString() })),
+      ids.map((id, i) => ({
+        id,
+        user_id: alice.id,
+        kind: 'followed',
+        text: `n${i}`,
+        data: JSON.stringify({ i }),
+        message_id: newId(),
+        created_at: new Date().toISOString(),
+      })),
     );
-    await notifications('notifications').insert({ id: newId(), user_id: bob.id, kind: 'followed', text: 'bob', data: '{}', message_id: newId(), created_at: new Date().toISOString() });
+    await notifications('notifications').insert({
+      id: newId(),
+      user_id: bob.id,
+      kind: 'followed',
+      text: 'bob',
+      data: '{}',
+      message_id: newId(),
+      created_at: new Date().toISOString(),
+    });
 
     const first = await api.request('GET', `/users/${alice.id}/notifications?limit=2`, { token: alice.token });
     expect(first.status).to.equal(200);

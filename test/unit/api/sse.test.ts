@@ -28,6 +28,10 @@ describe('SSE formatting', () => {
 
   it('keeps a JSON notification on one data line (JSON escapes line breaks)', () => {
     const data = JSON.stringify({ text: 'line\none\u2028two' });
-    expect(formatEvent({ id: 'x', data }).split('\n').filter((l) => l.startsWith('data: '))).to.have.length(1);
+    expect(
+      formatEvent({ id: 'x', data })
+        .split('\n')
+        .filter((l) => l.startsWith('data: ')),
+    ).to.have.length(1);
   });
 });

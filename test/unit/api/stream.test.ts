@@ -29,7 +29,16 @@ describe('api: GET /users/:id/notifications/stream', () => {
     return store.transaction(async (tx) => {
       const position = await nextStreamPosition(tx, userId);
       const n = { id: newId(), userId, kind: 'new_follower', text, data, createdAt: new Date().toISOString(), position };
-      await tx('notifications').insert({ id: n.id, user_id: userId, kind: n.kind, text, data: JSON.stringify(data), message_id: newId(), created_at: n.createdAt, seq: position });
+      await tx('notifications').insert({
+        id: n.id,
+        user_id: userId,
+        kind: n.kind,
+        text,
+        data: JSON.stringify(data),
+        message_id: newId(),
+        created_at: n.createdAt,
+        seq: position,
+      });
       return n;
     });
   }
@@ -79,7 +88,13 @@ describe('api: GET /users/:id/notifications/stream', () => {
     const [event] = client.events;
     // id: is the notification's position in ada's stream; the data is the list item, with its id.
     expect(event).to.include({ id: '1', event: 'notification' });
-    expect(JSON.parse(event!.data)).to.deep.equal({ id: forAda.id, kind: 'new_follower', text: 'for ada', data: { text: 'for ada' }, createdAt: forAda.createdAt });
+    expect(JSON.parse(event!.data)).to.deep.equal({
+      id: forAda.id,
+      kind: 'new_follower',
+      text: 'for ada',
+      data: { text: 'for ada' },
+      createdAt: forAda.createdAt,
+    });
     await new Promise((r) => setTimeout(r, 100));
     expect(client.notifications().map((n) => n.text)).to.deep.equal(['for ada']);
   });

@@ -34,7 +34,11 @@ describe('api: a user’s tokens (list, revoke one, revoke all, cap)', () => {
 
     // Used today (both tokens were presented): the day, recorded once, not the time.
     const today = utcDay(new Date());
-    await waitFor('both last-used days', async () => (await list(ada, ada.token)).body.items.every((t: { lastUsed: string | null }) => t.lastUsed === today), 5_000);
+    await waitFor(
+      'both last-used days',
+      async () => (await list(ada, ada.token)).body.items.every((t: { lastUsed: string | null }) => t.lastUsed === today),
+      5_000,
+    );
   });
 
   it('records the last-used day once per token per day, not on every request', async () => {

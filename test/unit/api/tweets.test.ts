@@ -100,9 +100,7 @@ describe('api: tweets', () => {
 
   it('creates one tweet for concurrent requests with one Idempotency-Key', async () => {
     const headers = { 'idempotency-key': 'race' };
-    const answers = await Promise.all(
-      Array.from({ length: 5 }, () => api.request('POST', '/tweets', { token: alice.token, body: { text: 'race' }, headers })),
-    );
+    const answers = await Promise.all(Array.from({ length: 5 }, () => api.request('POST', '/tweets', { token: alice.token, body: { text: 'race' }, headers })));
     expect(answers.map((a) => a.status)).to.deep.equal([201, 201, 201, 201, 201]);
     expect(new Set(answers.map((a) => a.body.id)).size).to.equal(1);
     expect(await tweetCount()).to.equal(1);

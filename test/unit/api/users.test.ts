@@ -21,7 +21,9 @@ describe('api: users and tokens', () => {
     expect(res.body.token).to.match(/^wrn_[A-Za-z0-9_-]{43}$/);
     const stored = await api.db('tokens').where({ user_id: res.body.user.id });
     expect(stored).to.have.length(1);
-    expect(stored[0].token_hash).to.match(/^[0-9a-f]{64}$/).and.not.equal(res.body.token);
+    expect(stored[0].token_hash)
+      .to.match(/^[0-9a-f]{64}$/)
+      .and.not.equal(res.body.token);
 
     const events = await outboxRows(api, 'user.created');
     expect(events).to.have.length(1);
@@ -181,11 +183,15 @@ describe('api: users and tokens', () => {
     expect(first.status).to.equal(201);
     // The same key and body from another loopback address: a caller of its own.
     const other = await new Promise<{ status: number; body: ApiResponse['body'] }>((resolve, reject) => {
-      const req = http.request(`${api.url}/users`, { method: 'POST', localAddress: '127.0.0.2', headers: { ...headers, 'content-type': 'application/json' } }, (res) => {
-        let text = '';
-        res.on('data', (c: Buffer) => (text += c.toString('utf8')));
-        res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) }));
-      });
+      const req = http.request(
+        `${api.url}/users`,
+        { method: 'POST', localAddress: '127.0.0.2', headers: { ...headers, 'content-type': 'application/json' } },
+        (res) => {
+          let text = '';
+          res.on('data', (c: Buffer) => (text += c.toString('utf8')));
+          res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) }));
+        },
+      );
       req.on('error', reject);
       req.end(body);
     });

@@ -41,7 +41,7 @@ describe('coalesced socket writes', () => {
     expect(vector.callCount).to.equal(1);
   });
 
-  it('uncorks after each turn: a later turn\'s write goes out by itself, nothing is held back', async () => {
+  it("uncorks after each turn: a later turn's write goes out by itself, nothing is held back", async () => {
     coalesceWrites(client as never);
     client.write('first');
     expect(await arrived(5)).to.equal('first');

@@ -33,7 +33,10 @@ describe('ConfirmPublisher', () => {
   });
 
   const reasonOf = async (p: Promise<unknown>) => {
-    const err = await p.then(() => undefined, (e: unknown) => e);
+    const err = await p.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).to.be.instanceOf(PublishError);
     return (err as PublishError).reason;
   };
@@ -97,7 +100,10 @@ describe('ConfirmPublisher', () => {
     await start(50);
     broker.setBlocked(true);
     const sent = publisher.publish(request('a'));
-    const err = await sent.then(() => undefined, (e: unknown) => e as PublishError);
+    const err = await sent.then(
+      () => undefined,
+      (e: unknown) => e as PublishError,
+    );
     expect(err?.reason).to.equal('timeout');
     expect(err?.message).to.include('blocked by a broker alarm');
     expect(publisher.isReady(), 'not ready while blocked').to.equal(false);

@@ -43,14 +43,30 @@ class FakeChannel extends EventEmitter {
 
   /** Delivers tweets as the broker would, in one go, to the current subscription. */
   deliver(n: number): string[] {
-    const [onMessage] = [...this.consumers.entries()].slice(-1).map(([consumerTag, fn]) => (msg: ConsumeMessage) => fn({ ...msg, fields: { ...msg.fields, consumerTag } }));
+    const [onMessage] = [...this.consumers.entries()].slice(-1).map(
+      ([consumerTag, fn]) =>
+        (msg: ConsumeMessage) =>
+          fn({ ...msg, fields: { ...msg.fields, consumerTag } }),
+    );
     if (!onMessage) throw new Error('not subscribed');
     return Array.from({ length: n }, (_, i) => {
-      const event = buildEvent('tweet.created', { tweetId: newId(), authorId: newId(), authorHandle: `author_${i}`, text: `tweet ${i}`, createdAt: new Date().toISOString() });
+      const event = buildEvent('tweet.created', {
+        tweetId: newId(),
+        authorId: newId(),
+        authorHandle: `author_${i}`,
+        text: `tweet ${i}`,
+        createdAt: new Date().toISOString(),
+      });
       onMessage({
         content: Buffer.from(event.payload),
         fields: { deliveryTag: ++this.tag, redelivered: false, exchange: event.exchange, routingKey: event.routingKey, consumerTag: '' },
-        properties: { messageId: event.messageId, type: event.type, contentType: 'application/json', appId: APP_ID, headers: { 'x-schema-version': event.schemaVersion } },
+        properties: {
+          messageId: event.messageId,
+          type: event.type,
+          contentType: 'application/json',
+          appId: APP_ID,
+          headers: { 'x-schema-version': event.schemaVersion },
+        },
       } as unknown as ConsumeMessage);
       return event.messageId;
     });
@@ -129,10 +145,13 @@ describe('QueueConsumer: the serial fallback of a failed batch', () => {
     const batchDeadlineMs = 700;
     let runs = 0;
     // Every run alone hangs until the handler timeout, as on a locked store.
-    const { c, channel, confirmed } = consumer(async () => {
-      runs++;
-      await new Promise(() => undefined);
-    }, { handlerTimeoutMs, batchDeadlineMs });
+    const { c, channel, confirmed } = consumer(
+      async () => {
+        runs++;
+        await new Promise(() => undefined);
+      },
+      { handlerTimeoutMs, batchDeadlineMs },
+    );
     await waitUntil('the subscription', () => c.status().consuming);
 
     const started = Date.now();
@@ -141,7 +160,9 @@ describe('QueueConsumer: the serial fallback of a failed batch', () => {
     const tookMs = Date.now() - started;
 
     // Each that ran alone took the handler timeout: only those that could end by the deadline ran.
-    expect(runs, 'runs alone').to.be.at.least(1).and.at.most(Math.floor(batchDeadlineMs / handlerTimeoutMs));
+    expect(runs, 'runs alone')
+      .to.be.at.least(1)
+      .and.at.most(Math.floor(batchDeadlineMs / handlerTimeoutMs));
     expect(tookMs, 'all settled by the deadline (plus the copies)').to.be.below(batchDeadlineMs + 250);
     expect(channel.acked.map((a) => a.messageId).sort(), 'each acked once').to.deep.equal([...ids].sort());
     expect(c.counts).to.include({ retried: ids.length, applied: 0, parked: 0, stale: 0 });
@@ -152,7 +173,9 @@ describe('QueueConsumer: the serial fallback of a failed batch', () => {
       expect(copy!.req.exchange).to.equal('warren.delay.5s');
       expect(copy!.req.properties.headers?.['x-warren-attempts'], 'an attempt').to.equal(1);
     }
-    const unrun = [...confirmed.values()].filter((x) => /^TransientError: not run: its batch failed/.test(String(x.req.properties.headers?.['x-warren-error'])));
+    const unrun = [...confirmed.values()].filter((x) =>
+      /^TransientError: not run: its batch failed/.test(String(x.req.properties.headers?.['x-warren-error'])),
+    );
     expect(unrun.length, 'retried without running alone').to.equal(ids.length - runs);
     expect(String(unrun[0]!.req.properties.headers?.['x-warren-error'])).to.include('SQLITE_BUSY');
   });

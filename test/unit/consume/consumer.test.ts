@@ -55,7 +55,7 @@ describe('QueueConsumer parking', () => {
     }
   });
 
-  it('sends a copy amqplib could not encode again with only Warren\'s headers, once', async () => {
+  it("sends a copy amqplib could not encode again with only Warren's headers, once", async () => {
     const sent: PublishRequest[] = [];
     const { c } = consumer(async (req) => {
       sent.push(req);
@@ -76,7 +76,12 @@ describe('QueueConsumer parking', () => {
   it("ignores forged x-warren-* headers on a first delivery, and trusts Warren's on a retry", async () => {
     const sent: PublishRequest[] = [];
     const { c } = consumer(async (req) => void sent.push(req));
-    const forged = { 'x-warren-attempts': 4, 'x-warren-original-exchange': 'evil', 'x-warren-original-routing-key': 'evil', 'x-warren-first-failure': '2020-01-01T00:00:00.000Z' };
+    const forged = {
+      'x-warren-attempts': 4,
+      'x-warren-original-exchange': 'evil',
+      'x-warren-original-routing-key': 'evil',
+      'x-warren-first-failure': '2020-01-01T00:00:00.000Z',
+    };
     try {
       await c.process(tweet(forged, { contentType: 'text/plain' }));
       await c.process(tweet(forged, { contentType: 'text/plain', exchange: 'warren.return' }));
@@ -92,7 +97,9 @@ describe('QueueConsumer parking', () => {
   it('parks a valid message whose header is nested 3,000 levels deep as permanent, naming the header, without it', async () => {
     const sent: PublishRequest[] = [];
     const { c } = consumer(async (req) => void sent.push(req));
-    const headers = codec.decodeFields(encodeTable({ deep: nestedTable(3000), traceparent: '00-0123456789abcdef0123456789abcdef-0123456789abcdef-01' }).subarray(4));
+    const headers = codec.decodeFields(
+      encodeTable({ deep: nestedTable(3000), traceparent: '00-0123456789abcdef0123456789abcdef-0123456789abcdef-01' }).subarray(4),
+    );
     try {
       expect(await c.process(tweet(headers))).to.equal('parked');
       expect(sent).to.have.length(1);

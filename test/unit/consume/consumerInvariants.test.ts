@@ -7,7 +7,6 @@ import { sqliteTestDatabase, type TestDatabase } from '../../support/databases';
 import { consumerOnFakes, Gate, handlerLog, recordingWorker, tweetMessage, type ConsumerOnFakes } from '../../support/fakeConsumer';
 import { waitFor } from '../../support/wait';
 
-
 /**
  * The consuming invariants of QueueConsumer (src/consume/consumer.ts), each on
  * a fake broker (test/support/fakeAmqp.ts) and a real SQLite file for the
@@ -27,7 +26,8 @@ describe('QueueConsumer invariants, on a fake broker', () => {
     await testDb.close();
   });
 
-  const inboxIds = async (db: Knex): Promise<string[]> => (await db(INBOX_TABLE).where({ consumer: 'analytics' }).select('message_id')).map((r: { message_id: string }) => r.message_id);
+  const inboxIds = async (db: Knex): Promise<string[]> =>
+    (await db(INBOX_TABLE).where({ consumer: 'analytics' }).select('message_id')).map((r: { message_id: string }) => r.message_id);
   /** The file a SQLite test database lives in (knex types its client's config loosely). */
   const sqliteFile = (db: Knex): string => (db.client as { config: { connection: { filename: string } } }).config.connection.filename;
   const settle = () => new Promise((r) => setTimeout(r, 30));
@@ -164,13 +164,19 @@ describe('QueueConsumer invariants, on a fake broker', () => {
       expect(log.alone, 'then each ran again alone').to.deep.equal(ids);
       // Each acked after its own run alone, never as the batch.
       expect(order).to.deep.equal(ids.flatMap((id) => [`ran ${id}`, `ack ${id}`]));
-      expect(ch.acks.every((a) => a.messageIds.length === 1), 'one ack per message').to.equal(true);
+      expect(
+        ch.acks.every((a) => a.messageIds.length === 1),
+        'one ack per message',
+      ).to.equal(true);
       const marks = (await testDb.db('tweet_marks').select('message_id', 'tweet_id')) as { message_id: string; tweet_id: string | null }[];
-      expect(marks.filter((r) => ids.includes(r.message_id)).map((r) => r.tweet_id), 'the failed batch kept nothing').to.deep.equal([null, null, null]);
+      expect(
+        marks.filter((r) => ids.includes(r.message_id)).map((r) => r.tweet_id),
+        'the failed batch kept nothing',
+      ).to.deep.equal([null, null, null]);
       expect(harness.consumer.counts).to.include({ retried: 0, parked: 0, stale: 0 });
     });
 
-    it("a batch whose handler fails retries its culprit alone and applies its neighbours alone", async () => {
+    it('a batch whose handler fails retries its culprit alone and applies its neighbours alone', async () => {
       const log = handlerLog();
       let culprit = '';
       harness = await consumerOnFakes(testDb.db, {
@@ -192,7 +198,10 @@ describe('QueueConsumer invariants, on a fake broker', () => {
 
       // Without handleBatch, one transaction runs `handle` for each in turn: the culprit is named.
       expect(log.alone.slice(0, 2), 'the batch ran up to its culprit').to.deep.equal([ids[0], ids[1]]);
-      expect(publishCh.sent.map((s) => s.messageId), 'only the culprit went to its retry').to.deep.equal([culprit]);
+      expect(
+        publishCh.sent.map((s) => s.messageId),
+        'only the culprit went to its retry',
+      ).to.deep.equal([culprit]);
       expect((await inboxIds(testDb.db)).filter((id) => ids.includes(id)).sort(), 'the neighbours applied, once each').to.deep.equal([ids[0], ids[2]].sort());
       expect(harness.consumer.counts).to.include({ retried: 1 });
     });
@@ -296,7 +305,10 @@ describe('QueueConsumer invariants, on a fake broker', () => {
       ch.deliver(m);
       await waitFor('its handler to run', () => gate.started.includes(m.messageId), 2000, 5);
       harness.consume.setConnected(false);
-      expect(ch.closeFromBroker().map((r) => r.properties.messageId), 'requeued by the broker').to.deep.equal([m.messageId]);
+      expect(
+        ch.closeFromBroker().map((r) => r.properties.messageId),
+        'requeued by the broker',
+      ).to.deep.equal([m.messageId]);
 
       gate.open(m.messageId);
       await waitFor('the stale outcome', () => harness!.consumer.counts.stale === 1, 2000, 5);

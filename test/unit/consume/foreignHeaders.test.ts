@@ -1,12 +1,6 @@
 import { createRequire } from 'node:module';
 import { expect } from 'chai';
-import {
-  boundForeignHeaders,
-  foreignHeaderProblem,
-  MAX_FOREIGN_HEADER_BYTES,
-  measureHeader,
-  trustedHeaders,
-} from '../../../src/consume/foreignHeaders';
+import { boundForeignHeaders, foreignHeaderProblem, MAX_FOREIGN_HEADER_BYTES, measureHeader, trustedHeaders } from '../../../src/consume/foreignHeaders';
 import { Int64Header, installInt64Headers } from '../../../src/broker/int64';
 import { failureHeaders } from '../../../src/consume/retry';
 import { encodeTable, nestedTable } from '../../support/rawAmqp';
@@ -23,7 +17,14 @@ const decoded = (table: Parameters<typeof encodeTable>[0]) => codec.decodeFields
 /** Encodes as a copy of a delivery is encoded; throws as amqplib throws. */
 const reencode = (headers: Record<string, unknown>) => codec.encodeTable(Buffer.alloc(65_536), headers, 0);
 
-const rec = { error: new Error('bad'), attempt: 1, queue: 'analytics.tweets', exchange: 'tweets', routingKey: 'tweet.created', now: new Date('2026-12-03T00:00:00Z') };
+const rec = {
+  error: new Error('bad'),
+  attempt: 1,
+  queue: 'analytics.tweets',
+  exchange: 'tweets',
+  routingKey: 'tweet.created',
+  now: new Date('2026-12-03T00:00:00Z'),
+};
 
 describe('foreign headers', () => {
   it('measures a header nested 3,000 levels deep without overflowing the stack, which re-encoding it does', () => {
@@ -35,7 +36,16 @@ describe('foreign headers', () => {
   });
 
   it('measures what amqplib encodes, byte for byte, for the types a delivery decodes to', () => {
-    const headers = decoded({ s: 'text', n: 7, d: 1.5, b: true, x: Buffer.from('raw'), a: ['one', 2, { three: 3 }], t: { nested: { again: 'x' } }, l: 2n ** 62n + 1n });
+    const headers = decoded({
+      s: 'text',
+      n: 7,
+      d: 1.5,
+      b: true,
+      x: Buffer.from('raw'),
+      a: ['one', 2, { three: 3 }],
+      t: { nested: { again: 'x' } },
+      l: 2n ** 62n + 1n,
+    });
     const size = reencode(headers) - 4;
     const counted = Object.entries(headers).reduce((sum, [k, v]) => sum + 1 + k.length + measureHeader(v, MAX_FOREIGN_HEADER_BYTES).bytes, 0);
     expect(counted).to.equal(size);

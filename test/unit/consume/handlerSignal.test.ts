@@ -20,10 +20,12 @@ describe('handler signal: a handler past its timeout is aborted', () => {
   const log = pino({ level: 'silent' });
 
   before(async () => {
-    testDb = await sqliteTestDatabase('analytics', { create: async (db) => {
-      await createInboxTable(db);
-      await db.schema.createTable('effects', (t) => t.string('message_id').primary());
-    } })();
+    testDb = await sqliteTestDatabase('analytics', {
+      create: async (db) => {
+        await createInboxTable(db);
+        await db.schema.createTable('effects', (t) => t.string('message_id').primary());
+      },
+    })();
   });
   after(async () => testDb?.close());
 
@@ -54,7 +56,10 @@ describe('handler signal: a handler past its timeout is aborted', () => {
       ctx.signal.throwIfAborted();
     });
     const m = tweet();
-    const err = await run(listening, m, 150).then(() => undefined, (e: unknown) => e);
+    const err = await run(listening, m, 150).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).to.be.instanceOf(MessageFailedError);
     expect((err as MessageFailedError).error).to.be.instanceOf(HandlerTimeoutError);
     expect(seen!.aborted).to.equal(true);

@@ -11,7 +11,12 @@ import {
   type DelayStep,
 } from '../../../src/consume/retry';
 
-const steps: DelayStep[] = ['5s', '30s', '2m'].map((name, i) => ({ name, exchange: `warren.delay.${name}`, queue: `warren.delay.${name}`, ttlMs: [5000, 30000, 120000][i]! }));
+const steps: DelayStep[] = ['5s', '30s', '2m'].map((name, i) => ({
+  name,
+  exchange: `warren.delay.${name}`,
+  queue: `warren.delay.${name}`,
+  ttlMs: [5000, 30000, 120000][i]!,
+}));
 
 describe('retry decisions', () => {
   it('parks a permanent error at once, whatever the attempt', () => {
@@ -43,7 +48,10 @@ describe('failure headers', () => {
   const now = new Date('2026-11-25T10:00:00.000Z');
 
   it('records the original route on the first failure and keeps it across retries', () => {
-    const first = failureHeaders({ traceparent: 't' }, { error: new Error('busy'), attempt: 1, queue: 'analytics.tweets', exchange: 'tweets', routingKey: 'tweet.created', now });
+    const first = failureHeaders(
+      { traceparent: 't' },
+      { error: new Error('busy'), attempt: 1, queue: 'analytics.tweets', exchange: 'tweets', routingKey: 'tweet.created', now },
+    );
     expect(first).to.include({
       traceparent: 't',
       'x-warren-attempts': 1,

@@ -37,7 +37,10 @@ describe('QueueConsumer settlements', () => {
     await waitFor('every delivery to be acked', () => ids.every((id) => ch.ackedIds().includes(id)), 3000, 5);
 
     const byId = new Map(heard.map((s) => [String(s.delivery.msg.properties.messageId), s]));
-    expect(heard.filter((s) => ids.includes(String(s.delivery.msg.properties.messageId))), 'once each').to.have.length(ids.length);
+    expect(
+      heard.filter((s) => ids.includes(String(s.delivery.msg.properties.messageId))),
+      'once each',
+    ).to.have.length(ids.length);
     expect(ids.map((id) => byId.get(id)?.outcome)).to.deep.equal(['applied', 'retried', 'parked', 'applied']);
     expect(heard.every((s) => s.end === 'acked' && s.delivery.state === 'acked')).to.equal(true);
     expect(harness.consumer.counts).to.include({ applied: 3, retried: 1, parked: 1, stale: 0 });

@@ -7,196 +7,216 @@ import { CommitRefusedError, GroupCommit } from '../../../src/db/groupCommit';
 import { UnavailableError } from '../../../src/domain/errors';
 import { testBackends, type TestDatabase } from '../../support/databases';
 
-for (const driver of ['sqlite3', 'better-sqlite3'] as const) describe(`group commit (${driver})`, () => {
-  let dir: string;
-  let db: Knex;
-  let reader: Knex;
+for (const driver of ['sqlite3', 'better-sqlite3'] as const)
+  describe(`group commit (${driver})`, () => {
+    let dir: string;
+    let db: Knex;
+    let reader: Knex;
 
-  beforeEach(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'warren-gc-'));
-    const filename = path.join(dir, 'gc.sqlite');
-    db = knexFactory({ client: driver, connection: { filename }, useNullAsDefault: true, pool: { min: 1, max: 1 } });
-    await db.raw('PRAGMA journal_mode = WAL');
-    await db.schema.createTable('notes', (t) => {
-      t.string('id').primary();
+    beforeEach(async () => {
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'warren-gc-'));
+      const filename = path.join(dir, 'gc.sqlite');
+      db = knexFactory({ client: driver, connection: { filename }, useNullAsDefault: true, pool: { min: 1, max: 1 } });
+      await db.raw('PRAGMA journal_mode = WAL');
+      await db.schema.createTable('notes', (t) => {
+        t.string('id').primary();
+      });
+      reader = knexFactory({ client: driver, connection: { filename }, useNullAsDefault: true, pool: { min: 1, max: 1 } });
     });
-    reader = knexFactory({ client: driver, connection: { filename }, useNullAsDefault: true, pool: { min: 1, max: 1 } });
-  });
 
-  /** An insert-only write of one note, merged with its batch's others. */
-  const insertNote = (gc: GroupCommit, id: string) =>
-    gc.insert({ inserts: [{ table: 'notes', rows: [{ id }] }], value: id, alone: async (tx) => (await tx('notes').insert({ id }), id) });
-  const noteIds = async () => (await reader('notes').select('id').orderBy('id')).map((r: { id: string }) => r.id);
+    /** An insert-only write of one note, merged with its batch's others. */
+    const insertNote = (gc: GroupCommit, id: string) =>
+      gc.insert({ inserts: [{ table: 'notes', rows: [{ id }] }], value: id, alone: async (tx) => (await tx('notes').insert({ id }), id) });
+    const noteIds = async () => (await reader('notes').select('id').orderBy('id')).map((r: { id: string }) => r.id);
 
-  afterEach(async () => {
-    await db.destroy();
-    await reader.destroy();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
+    afterEach(async () => {
+      await db.destroy();
+      await reader.destroy();
+      fs.rmSync(dir, { recursive: true, force: true });
+    });
 
-  it('commits concurrent writes together, and each is visible to others once it resolves', async () => {
-    const gc = new GroupCommit(db);
-    const ids = Array.from({ length: 50 }, (_, i) => `n${i}`);
-    await Promise.all(
-      ids.map((id) =>
-        gc.run((tx) => tx('notes').insert({ id })).then(async () => {
-          const seen = await reader('notes').where({ id }).first();
-          expect(seen, `${id} is durable when its write resolves`).to.not.equal(undefined);
+    it('commits concurrent writes together, and each is visible to others once it resolves', async () => {
+      const gc = new GroupCommit(db);
+      const ids = Array.from({ length: 50 }, (_, i) => `n${i}`);
+      await Promise.all(
+        ids.map((id) =>
+          gc
+            .run((tx) => tx('notes').insert({ id }))
+            .then(async () => {
+              const seen = await reader('notes').where({ id }).first();
+              expect(seen, `${id} is durable when its write resolves`).to.not.equal(undefined);
+            }),
+        ),
+      );
+      expect(gc.stats.writes).to.equal(50);
+      expect(gc.stats.transactions).to.be.below(5);
+    });
+
+    it('refuses every write of a batch, and starts no transaction, while its refusal check says so', async () => {
+      let refusal: Error | undefined = new UnavailableError('the database file is missing; nothing was written', 5, 'database_unavailable');
+      let asked = 0;
+      const gc = new GroupCommit(db, { refuseWhen: () => (asked++, refusal) });
+      const outcomes = await Promise.allSettled([insertNote(gc, 'a'), insertNote(gc, 'b'), gc.run((tx) => tx('notes').insert({ id: 'c' }))]);
+      expect(outcomes.map((o) => o.status)).to.deep.equal(['rejected', 'rejected', 'rejected']);
+      expect((outcomes[0] as PromiseRejectedResult).reason).to.equal(refusal);
+      expect(asked, 'asked once for the batch, not once per write').to.equal(1);
+      expect(gc.stats.transactions).to.equal(0);
+      expect(gc.health().ok).to.equal(false);
+      expect(await noteIds()).to.deep.equal([]);
+      refusal = undefined;
+      await insertNote(gc, 'd');
+      expect(await noteIds()).to.deep.equal(['d']);
+      expect(gc.health().ok).to.equal(true);
+    });
+
+    it('starts a lone write at once, in a transaction of its own', async () => {
+      const gc = new GroupCommit(db);
+      await gc.run((tx) => tx('notes').insert({ id: 'alone' }));
+      expect(gc.stats).to.deep.equal({ transactions: 1, writes: 1 });
+    });
+
+    it('fails a write alone: its rows roll back, its neighbours commit', async () => {
+      const gc = new GroupCommit(db);
+      await gc.run((tx) => tx('notes').insert({ id: 'taken' }));
+      const results = await Promise.allSettled([
+        gc.run((tx) => tx('notes').insert({ id: 'a' })),
+        gc.run(async (tx) => {
+          await tx('notes').insert({ id: 'half' });
+          await tx('notes').insert({ id: 'taken' }); // unique violation
         }),
-      ),
-    );
-    expect(gc.stats.writes).to.equal(50);
-    expect(gc.stats.transactions).to.be.below(5);
-  });
+        gc.run((tx) => tx('notes').insert({ id: 'b' })),
+      ]);
+      expect(results.map((r) => r.status)).to.deep.equal(['fulfilled', 'rejected', 'fulfilled']);
+      const ids = await noteIds();
+      expect(ids).to.deep.equal(['a', 'b', 'taken']);
+    });
+    it('merges the inserts of writes that arrive together into one statement per table', async () => {
+      const gc = new GroupCommit(db);
+      const statements: string[] = [];
+      db.on('query', (q: { sql: string }) => statements.push(q.sql));
+      await gc.run((tx) => tx('notes').insert({ id: 'first' })); // holds the next ones together
+      statements.length = 0;
+      const values = await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          gc.insert({ inserts: [{ table: 'notes', rows: [{ id: `m${i}` }] }], value: i, alone: async (tx) => (await tx('notes').insert({ id: `m${i}` }), i) }),
+        ),
+      );
+      expect(values).to.deep.equal(Array.from({ length: 20 }, (_, i) => i));
+      expect(await reader('notes').count<{ n: number }[]>({ n: '*' }).first()).to.deep.equal({ n: 21 });
+      const inserts = statements.filter((sql) => /^insert/i.test(sql));
+      expect(inserts.length, inserts.join('\n')).to.be.below(4);
+    });
 
-  it('refuses every write of a batch, and starts no transaction, while its refusal check says so', async () => {
-    let refusal: Error | undefined = new UnavailableError('the database file is missing; nothing was written', 5, 'database_unavailable');
-    let asked = 0;
-    const gc = new GroupCommit(db, { refuseWhen: () => (asked++, refusal) });
-    const outcomes = await Promise.allSettled([insertNote(gc, 'a'), insertNote(gc, 'b'), gc.run((tx) => tx('notes').insert({ id: 'c' }))]);
-    expect(outcomes.map((o) => o.status)).to.deep.equal(['rejected', 'rejected', 'rejected']);
-    expect((outcomes[0] as PromiseRejectedResult).reason).to.equal(refusal);
-    expect(asked, 'asked once for the batch, not once per write').to.equal(1);
-    expect(gc.stats.transactions).to.equal(0);
-    expect(gc.health().ok).to.equal(false);
-    expect(await noteIds()).to.deep.equal([]);
-    refusal = undefined;
-    await insertNote(gc, 'd');
-    expect(await noteIds()).to.deep.equal(['d']);
-    expect(gc.health().ok).to.equal(true);
-  });
+    it('fails an insert write alone when the merged insert is refused', async () => {
+      const gc = new GroupCommit(db);
+      await gc.run((tx) => tx('notes').insert({ id: 'taken' }));
+      const write = (id: string) => insertNote(gc, id);
+      const results = await Promise.allSettled([gc.run((tx) => tx('notes').insert({ id: 'fn' })), write('x'), write('taken'), write('y')]);
+      expect(results.map((r) => r.status)).to.deep.equal(['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
+      const ids = await noteIds();
+      expect(ids).to.deep.equal(['fn', 'taken', 'x', 'y']);
+    });
 
-  it('starts a lone write at once, in a transaction of its own', async () => {
-    const gc = new GroupCommit(db);
-    await gc.run((tx) => tx('notes').insert({ id: 'alone' }));
-    expect(gc.stats).to.deep.equal({ transactions: 1, writes: 1 });
-  });
+    it('fails an insert write alone in a batch of inserts only', async () => {
+      const gc = new GroupCommit(db);
+      await gc.run((tx) => tx('notes').insert({ id: 'taken' }));
+      const write = (id: string) => insertNote(gc, id);
+      const results = await Promise.allSettled([write('p'), write('taken'), write('q')]);
+      expect(results.map((r) => r.status)).to.deep.equal(['fulfilled', 'rejected', 'fulfilled']);
+      const ids = await noteIds();
+      expect(ids).to.deep.equal(['p', 'q', 'taken']);
+    });
 
-  it('fails a write alone: its rows roll back, its neighbours commit', async () => {
-    const gc = new GroupCommit(db);
-    await gc.run((tx) => tx('notes').insert({ id: 'taken' }));
-    const results = await Promise.allSettled([
-      gc.run((tx) => tx('notes').insert({ id: 'a' })),
-      gc.run(async (tx) => {
-        await tx('notes').insert({ id: 'half' });
-        await tx('notes').insert({ id: 'taken' }); // unique violation
-      }),
-      gc.run((tx) => tx('notes').insert({ id: 'b' })),
-    ]);
-    expect(results.map((r) => r.status)).to.deep.equal(['fulfilled', 'rejected', 'fulfilled']);
-    const ids = await noteIds();
-    expect(ids).to.deep.equal(['a', 'b', 'taken']);
-  });
-  it('merges the inserts of writes that arrive together into one statement per table', async () => {
-    const gc = new GroupCommit(db);
-    const statements: string[] = [];
-    db.on('query', (q: { sql: string }) => statements.push(q.sql));
-    await gc.run((tx) => tx('notes').insert({ id: 'first' })); // holds the next ones together
-    statements.length = 0;
-    const values = await Promise.all(
-      Array.from({ length: 20 }, (_, i) =>
-        gc.insert({ inserts: [{ table: 'notes', rows: [{ id: `m${i}` }] }], value: i, alone: async (tx) => (await tx('notes').insert({ id: `m${i}` }), i) }),
-      ),
-    );
-    expect(values).to.deep.equal(Array.from({ length: 20 }, (_, i) => i));
-    expect(await reader('notes').count<{ n: number }[]>({ n: '*' }).first()).to.deep.equal({ n: 21 });
-    const inserts = statements.filter((sql) => /^insert/i.test(sql));
-    expect(inserts.length, inserts.join('\n')).to.be.below(4);
-  });
+    it('runs merged inserts and other writes in one transaction; a failing other write fails alone', async () => {
+      const gc = new GroupCommit(db);
+      await gc.run((tx) => tx('notes').insert({ id: 'taken' }));
+      const write = (id: string) => insertNote(gc, id);
+      const before = gc.stats.transactions;
+      const results = await Promise.allSettled([
+        write('i1'),
+        gc.run(async (tx) => {
+          await tx('notes').insert({ id: 'w-half' });
+          await tx('notes').insert({ id: 'taken' }); // unique violation: this write alone rolls back
+        }),
+        write('i2'),
+        gc.run((tx) => tx('notes').insert({ id: 'w-ok' })),
+      ]);
+      expect(results.map((r) => r.status)).to.deep.equal(['fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
+      expect(gc.stats.transactions - before, 'one shared commit').to.equal(1);
+      const ids = await noteIds();
+      expect(ids).to.deep.equal(['i1', 'i2', 'taken', 'w-ok']);
+    });
 
-  it('fails an insert write alone when the merged insert is refused', async () => {
-    const gc = new GroupCommit(db);
-    await gc.run((tx) => tx('notes').insert({ id: 'taken' }));
-    const write = (id: string) => insertNote(gc, id);
-    const results = await Promise.allSettled([gc.run((tx) => tx('notes').insert({ id: 'fn' })), write('x'), write('taken'), write('y')]);
-    expect(results.map((r) => r.status)).to.deep.equal(['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
-    const ids = await noteIds();
-    expect(ids).to.deep.equal(['fn', 'taken', 'x', 'y']);
-  });
+    it('runs another write once when the merged insert beside it is refused', async () => {
+      const gc = new GroupCommit(db);
+      await gc.run((tx) => tx('notes').insert({ id: 'taken' }));
+      const write = (id: string) => insertNote(gc, id);
+      let runs = 0;
+      const results = await Promise.allSettled([
+        write('taken'),
+        gc.run(async (tx) => {
+          runs++;
+          await tx('notes').insert({ id: `w${runs}` });
+        }),
+        write('k'),
+      ]);
+      expect(results.map((r) => r.status)).to.deep.equal(['rejected', 'fulfilled', 'fulfilled']);
+      expect(runs).to.equal(1);
+      const ids = await noteIds();
+      expect(ids).to.deep.equal(['k', 'taken', 'w1']);
+    });
 
-  it('fails an insert write alone in a batch of inserts only', async () => {
-    const gc = new GroupCommit(db);
-    await gc.run((tx) => tx('notes').insert({ id: 'taken' }));
-    const write = (id: string) => insertNote(gc, id);
-    const results = await Promise.allSettled([write('p'), write('taken'), write('q')]);
-    expect(results.map((r) => r.status)).to.deep.equal(['fulfilled', 'rejected', 'fulfilled']);
-    const ids = await noteIds();
-    expect(ids).to.deep.equal(['p', 'q', 'taken']);
-  });
+    it('sends rerunnable writes with the merged inserts, and does them again alone when one is refused', async () => {
+      const gc = new GroupCommit(db);
+      await gc.run((tx) => tx('notes').insert({ id: 'taken' }));
+      const write = (id: string) => insertNote(gc, id);
+      const statements: string[] = [];
+      db.on('query', (q: { sql: string }) => statements.push(q.sql));
+      const together = await Promise.all([
+        write('r1'),
+        gc.run(
+          (tx) =>
+            tx('notes')
+              .insert({ id: 'r-work' })
+              .then(() => 'done'),
+          { rerunnable: true },
+        ),
+        write('r2'),
+      ]);
+      expect(together).to.deep.equal(['r1', 'done', 'r2']);
+      expect(
+        statements.filter((sql) => /savepoint/i.test(sql)),
+        'no savepoint when nothing is refused',
+      ).to.deep.equal([]);
 
-  it('runs merged inserts and other writes in one transaction; a failing other write fails alone', async () => {
-    const gc = new GroupCommit(db);
-    await gc.run((tx) => tx('notes').insert({ id: 'taken' }));
-    const write = (id: string) => insertNote(gc, id);
-    const before = gc.stats.transactions;
-    const results = await Promise.allSettled([
-      write('i1'),
-      gc.run(async (tx) => {
-        await tx('notes').insert({ id: 'w-half' });
-        await tx('notes').insert({ id: 'taken' }); // unique violation: this write alone rolls back
-      }),
-      write('i2'),
-      gc.run((tx) => tx('notes').insert({ id: 'w-ok' })),
-    ]);
-    expect(results.map((r) => r.status)).to.deep.equal(['fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
-    expect(gc.stats.transactions - before, 'one shared commit').to.equal(1);
-    const ids = await noteIds();
-    expect(ids).to.deep.equal(['i1', 'i2', 'taken', 'w-ok']);
-  });
+      const results = await Promise.allSettled([write('r3'), gc.run((tx) => tx('notes').insert({ id: 'taken' }), { rerunnable: true }), write('r4')]);
+      expect(results.map((r) => r.status)).to.deep.equal(['fulfilled', 'rejected', 'fulfilled']);
+      const ids = await noteIds();
+      expect(ids).to.deep.equal(['r-work', 'r1', 'r2', 'r3', 'r4', 'taken']);
+    });
 
-  it('runs another write once when the merged insert beside it is refused', async () => {
-    const gc = new GroupCommit(db);
-    await gc.run((tx) => tx('notes').insert({ id: 'taken' }));
-    const write = (id: string) => insertNote(gc, id);
-    let runs = 0;
-    const results = await Promise.allSettled([
-      write('taken'),
-      gc.run(async (tx) => {
-        runs++;
-        await tx('notes').insert({ id: `w${runs}` });
-      }),
-      write('k'),
-    ]);
-    expect(results.map((r) => r.status)).to.deep.equal(['rejected', 'fulfilled', 'fulfilled']);
-    expect(runs).to.equal(1);
-    const ids = await noteIds();
-    expect(ids).to.deep.equal(['k', 'taken', 'w1']);
+    it('answers an insert write only after its commit, with what alone would have done', async () => {
+      const gc = new GroupCommit(db);
+      // The merged insert is refused for "stale"; alone, the write clears it first.
+      await gc.run((tx) => tx('notes').insert({ id: 'stale' }));
+      const alone = async (tx: Knex.Transaction) => {
+        await tx('notes').where({ id: 'stale' }).delete();
+        await tx('notes').insert({ id: 'stale' });
+        return 'replaced';
+      };
+      const [, a, b] = await Promise.all([
+        gc.run((tx) => tx('notes').insert({ id: 'ahead' })), // the next two wait for it, then go together
+        gc.insert({ inserts: [{ table: 'notes', rows: [{ id: 'stale' }] }], value: 'merged', alone }),
+        gc.insert({
+          inserts: [{ table: 'notes', rows: [{ id: 'other' }] }],
+          value: 'merged',
+          alone: async (tx) => (await tx('notes').insert({ id: 'other' }), 'alone'),
+        }),
+      ]);
+      expect([a, b]).to.deep.equal(['replaced', 'alone']);
+      expect(await reader('notes').whereIn('id', ['stale', 'other']).count<{ n: number }[]>({ n: '*' }).first()).to.deep.equal({ n: 2 });
+    });
   });
-
-  it('sends rerunnable writes with the merged inserts, and does them again alone when one is refused', async () => {
-    const gc = new GroupCommit(db);
-    await gc.run((tx) => tx('notes').insert({ id: 'taken' }));
-    const write = (id: string) => insertNote(gc, id);
-    const statements: string[] = [];
-    db.on('query', (q: { sql: string }) => statements.push(q.sql));
-    const together = await Promise.all([write('r1'), gc.run((tx) => tx('notes').insert({ id: 'r-work' }).then(() => 'done'), { rerunnable: true }), write('r2')]);
-    expect(together).to.deep.equal(['r1', 'done', 'r2']);
-    expect(statements.filter((sql) => /savepoint/i.test(sql)), 'no savepoint when nothing is refused').to.deep.equal([]);
-
-    const results = await Promise.allSettled([write('r3'), gc.run((tx) => tx('notes').insert({ id: 'taken' }), { rerunnable: true }), write('r4')]);
-    expect(results.map((r) => r.status)).to.deep.equal(['fulfilled', 'rejected', 'fulfilled']);
-    const ids = await noteIds();
-    expect(ids).to.deep.equal(['r-work', 'r1', 'r2', 'r3', 'r4', 'taken']);
-  });
-
-  it('answers an insert write only after its commit, with what alone would have done', async () => {
-    const gc = new GroupCommit(db);
-    // The merged insert is refused for "stale"; alone, the write clears it first.
-    await gc.run((tx) => tx('notes').insert({ id: 'stale' }));
-    const alone = async (tx: Knex.Transaction) => {
-      await tx('notes').where({ id: 'stale' }).delete();
-      await tx('notes').insert({ id: 'stale' });
-      return 'replaced';
-    };
-    const [, a, b] = await Promise.all([
-      gc.run((tx) => tx('notes').insert({ id: 'ahead' })), // the next two wait for it, then go together
-      gc.insert({ inserts: [{ table: 'notes', rows: [{ id: 'stale' }] }], value: 'merged', alone }),
-      gc.insert({ inserts: [{ table: 'notes', rows: [{ id: 'other' }] }], value: 'merged', alone: async (tx) => (await tx('notes').insert({ id: 'other' }), 'alone') }),
-    ]);
-    expect([a, b]).to.deep.equal(['replaced', 'alone']);
-    expect(await reader('notes').whereIn('id', ['stale', 'other']).count<{ n: number }[]>({ n: '*' }).first()).to.deep.equal({ n: 2 });
-  });
-});
 
 // A constraint checked only at COMMIT: the way to have the database refuse the commit itself.
 const DEFERRED_TABLES = [
@@ -204,7 +224,15 @@ const DEFERRED_TABLES = [
   'CREATE TABLE children (id VARCHAR(36) PRIMARY KEY, parent_id VARCHAR(36) NOT NULL REFERENCES parents(id) DEFERRABLE INITIALLY DEFERRED)',
 ];
 
-for (const backend of testBackends('api', { create: async (db) => { for (const sql of DEFERRED_TABLES) await db.raw(sql); } }, ['sqlite3', 'better-sqlite3'])) {
+for (const backend of testBackends(
+  'api',
+  {
+    create: async (db) => {
+      for (const sql of DEFERRED_TABLES) await db.raw(sql);
+    },
+  },
+  ['sqlite3', 'better-sqlite3'],
+)) {
   describe(`group commit after a refused COMMIT (${backend.name})`, () => {
     let testDb: TestDatabase;
     let db: Knex;
@@ -249,8 +277,16 @@ for (const backend of testBackends('api', { create: async (db) => { for (const s
       expect(alone.status === 'rejected' && alone.reason).to.be.instanceOf(CommitRefusedError);
       await parent(gc, 'after-alone');
       const merged = await Promise.allSettled([
-        gc.insert({ inserts: [{ table: 'children', rows: [{ id: 'm1', parent_id: 'none' }] }], value: 'm1', alone: async (tx) => (await tx('children').insert({ id: 'm1', parent_id: 'none' }), 'm1') }),
-        gc.insert({ inserts: [{ table: 'parents', rows: [{ id: 'm2' }] }], value: 'm2', alone: async (tx) => (await tx('parents').insert({ id: 'm2' }), 'm2') }),
+        gc.insert({
+          inserts: [{ table: 'children', rows: [{ id: 'm1', parent_id: 'none' }] }],
+          value: 'm1',
+          alone: async (tx) => (await tx('children').insert({ id: 'm1', parent_id: 'none' }), 'm1'),
+        }),
+        gc.insert({
+          inserts: [{ table: 'parents', rows: [{ id: 'm2' }] }],
+          value: 'm2',
+          alone: async (tx) => (await tx('parents').insert({ id: 'm2' }), 'm2'),
+        }),
       ]);
       expect(merged.map((r) => r.status === 'rejected' && r.reason instanceof CommitRefusedError)).to.deep.equal([true, true]);
       await parent(gc, 'after-merged');

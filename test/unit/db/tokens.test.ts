@@ -61,7 +61,16 @@ describe('token lookups', () => {
       expect(prepared).to.be.instanceOf(PreparedTokenLookups);
       const batched = new TokenLookups(db);
       for (const hash of ['a', 'b', 'nope']) expect(await prepared.find(hash)).to.deep.equal(await batched.find(hash));
-      expect(await prepared.find('a')).to.deep.equal({ id: 'id-a', tokenHash: 'a', userId, handle: 'Ada', createdAt: 1, expiresAt: 2, revokedAt: null, lastUsedDay: null });
+      expect(await prepared.find('a')).to.deep.equal({
+        id: 'id-a',
+        tokenHash: 'a',
+        userId,
+        handle: 'Ada',
+        createdAt: 1,
+        expiresAt: 2,
+        revokedAt: null,
+        lastUsedDay: null,
+      });
     });
 
     it('answers within the same turn of the event loop, before anything scheduled after it', async () => {
@@ -81,7 +90,10 @@ describe('token lookups', () => {
 
     it('fails the lookup, not the process, when the database cannot be opened', async () => {
       const missing = new PreparedTokenLookups(path.join(dir, 'nowhere.sqlite'));
-      const err = await missing.find('a').then(() => undefined, (e: unknown) => e);
+      const err = await missing.find('a').then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect((err as { code?: string }).code).to.equal('SQLITE_CANTOPEN');
     });
   });

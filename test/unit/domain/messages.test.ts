@@ -61,6 +61,8 @@ describe('message schemas', () => {
   });
 
   it('accepts identity encoding and a charset parameter', () => {
-    expect(decodeDelivery(delivery({ contentEncoding: 'identity', contentType: 'application/json; charset=utf-8' }), ['tweet.created']).kind).to.equal('message');
+    expect(decodeDelivery(delivery({ contentEncoding: 'identity', contentType: 'application/json; charset=utf-8' }), ['tweet.created']).kind).to.equal(
+      'message',
+    );
   });
 });

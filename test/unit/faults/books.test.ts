@@ -5,11 +5,29 @@ import { combine, reconcile, someIds } from '../../faults/support/ledger';
 import type { LoadFigures } from '../../faults/support/load';
 
 function load(over: Partial<LoadFigures> = {}): LoadFigures {
-  return { attempted: 3, acceptedTweets: 3, acceptedProfileChanges: 0, refused: {}, tweetsByUser: new Map(), changesByUser: new Map(), acceptedTweetIds: [], acceptedDisplayNames: [], ...over };
+  return {
+    attempted: 3,
+    acceptedTweets: 3,
+    acceptedProfileChanges: 0,
+    refused: {},
+    tweetsByUser: new Map(),
+    changesByUser: new Map(),
+    acceptedTweetIds: [],
+    acceptedDisplayNames: [],
+    ...over,
+  };
 }
 
 function books(over: Partial<Books> = {}): Books {
-  return { tweets: reconcile([], []), changes: reconcile([], []), committedTweetIds: new Set(), committedDisplayNames: new Set(), outboxUnsent: 0, parked: 0, ...over };
+  return {
+    tweets: reconcile([], []),
+    changes: reconcile([], []),
+    committedTweetIds: new Set(),
+    committedDisplayNames: new Set(),
+    outboxUnsent: 0,
+    parked: 0,
+    ...over,
+  };
 }
 
 describe("the fault suite's books", () => {

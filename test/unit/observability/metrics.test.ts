@@ -114,7 +114,9 @@ describe('metrics', () => {
     consumerMetrics.watch('analytics.tweets', consumer);
     let text = await registry.metrics();
     const consumed = (outcome: string) => metricValue(text, 'warren_messages_consumed_total', { queue: 'analytics.tweets', outcome });
-    expect([consumed('applied'), consumed('duplicate'), consumed('ignored'), consumed('retried'), consumed('parked'), consumed('stale')]).to.deep.equal([5, 1, 2, 3, 1, 0]);
+    expect([consumed('applied'), consumed('duplicate'), consumed('ignored'), consumed('retried'), consumed('parked'), consumed('stale')]).to.deep.equal([
+      5, 1, 2, 3, 1, 0,
+    ]);
     expect(metricValue(text, 'warren_messages_redelivered_total', { queue: 'analytics.tweets' })).to.equal(4);
     expect(metricValue(text, 'warren_consumer_consuming', { queue: 'analytics.tweets' })).to.equal(1);
     expect(metricValue(text, 'warren_consumer_ready', { queue: 'analytics.tweets' })).to.equal(0);
@@ -150,7 +152,9 @@ describe('metrics', () => {
     await timed.handle(tweet, tx, { log, now: () => new Date(), afterCommit: () => undefined, signal: new AbortController().signal });
     fail = true;
     let thrown: unknown;
-    await timed.handle(tweet, tx, { log, now: () => new Date(), afterCommit: () => undefined, signal: new AbortController().signal }).catch((err: unknown) => (thrown = err));
+    await timed
+      .handle(tweet, tx, { log, now: () => new Date(), afterCommit: () => undefined, signal: new AbortController().signal })
+      .catch((err: unknown) => (thrown = err));
     expect((thrown as Error).message).to.equal('database away');
 
     const text = await registry.metrics();
@@ -158,7 +162,13 @@ describe('metrics', () => {
     expect(metricValue(text, 'warren_handler_duration_seconds_count', { queue: 'analytics.tweets', result: 'error' })).to.equal(1);
     expect(metricValue(text, 'warren_handler_duration_seconds_sum', { queue: 'analytics.tweets', result: 'ok' })).to.be.greaterThan(0.004);
     expect(lines).to.have.length(1);
-    expect(lines[0]).to.include({ msg: 'handler finished', requestId: 'req-42', traceId: '0123456789abcdef0123456789abcdef', messageId: 'm-1', queue: 'analytics.tweets' });
+    expect(lines[0]).to.include({
+      msg: 'handler finished',
+      requestId: 'req-42',
+      traceId: '0123456789abcdef0123456789abcdef',
+      messageId: 'm-1',
+      queue: 'analytics.tweets',
+    });
   });
 
   it("reports the broker's queue depth and consumers from one probe per scrape", async () => {

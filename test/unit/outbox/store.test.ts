@@ -64,9 +64,17 @@ for (const backend of backends) {
       const taken = await claimBatch(db, 'relay-b', 10, TIMEOUT);
       expect(taken).to.have.length(2);
       // The dead relay's late mark changes nothing: the rows are no longer its own.
-      await markSent(db, 'dead-relay', taken.map((r) => r.seq));
+      await markSent(
+        db,
+        'dead-relay',
+        taken.map((r) => r.seq),
+      );
       expect(await countBacklog(db)).to.equal(2);
-      await markSent(db, 'relay-b', taken.map((r) => r.seq));
+      await markSent(
+        db,
+        'relay-b',
+        taken.map((r) => r.seq),
+      );
       expect(await countBacklog(db)).to.equal(0);
       await db('outbox').update({ claimed_at: Date.now() - 10 * TIMEOUT });
       expect(await claimBatch(db, 'relay-c', 10, TIMEOUT)).to.have.length(0);
@@ -90,7 +98,11 @@ for (const backend of backends) {
 
     it('keeps a correlation id as long as the longest request id the API accepts', async () => {
       const longest = 'c'.repeat(MAX_REQUEST_ID_LENGTH);
-      const event = buildEvent('user.created', { userId: newId(), handle: 'longest', displayName: 'L', createdAt: new Date().toISOString() }, { now: new Date(), correlationId: longest });
+      const event = buildEvent(
+        'user.created',
+        { userId: newId(), handle: 'longest', displayName: 'L', createdAt: new Date().toISOString() },
+        { now: new Date(), correlationId: longest },
+      );
       await db.transaction((tx) => enqueueEvents(tx, [event]));
       const [row] = await claimBatch(db, 'relay-a', 1, TIMEOUT);
       expect(row!.correlation_id).to.equal(longest);

@@ -27,7 +27,10 @@ describe('definitions: permissions that hold at the broker', function () {
     for (const name of ['warren.return', 'warren.dlx', 'warren.delay.5s', 'warren.delay.30s', 'warren.delay.2m', 'warren.delay.10m']) {
       expect(loaded.exchanges.find((e) => e.name === name)?.type, name).to.equal('topic');
     }
-    for (const [user, queue] of [['warren-analytics', 'analytics.tweets'], ['warren-notifications', 'notifications.user-events']] as const) {
+    for (const [user, queue] of [
+      ['warren-analytics', 'analytics.tweets'],
+      ['warren-notifications', 'notifications.user-events'],
+    ] as const) {
       for (const t of loaded.topic_permissions.filter((p) => p.user === user)) {
         const write = new RegExp(t.write);
         const read = new RegExp(t.read);
@@ -43,7 +46,10 @@ describe('definitions: permissions that hold at the broker', function () {
   });
 
   it('refuses a service user who may use a shared exchange without a topic permission on it', function () {
-    const without = { ...defs, topic_permissions: defs.topic_permissions.filter((t) => !(t.user === 'warren-notifications' && t.exchange === 'warren.delay.2m')) };
+    const without = {
+      ...defs,
+      topic_permissions: defs.topic_permissions.filter((t) => !(t.user === 'warren-notifications' && t.exchange === 'warren.delay.2m')),
+    };
     expect(load(without)).to.throw(TopologyError, /warren-notifications may use warren\.delay\.2m but has no topic permission on it/);
   });
 

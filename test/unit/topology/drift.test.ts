@@ -44,7 +44,15 @@ describe('topology drift', function () {
 
   it('tells a queue from an exchange of the same name, and ignores the default exchange', function () {
     const live = defs.bindings.filter((b) => b.destination !== 'warren.delay.5s').map(asLive);
-    live.push({ source: '', vhost: 'warren', destination: 'warren.delay.5s', destination_type: 'queue', routing_key: 'warren.delay.5s', arguments: {}, properties_key: 'warren.delay.5s' });
+    live.push({
+      source: '',
+      vhost: 'warren',
+      destination: 'warren.delay.5s',
+      destination_type: 'queue',
+      routing_key: 'warren.delay.5s',
+      arguments: {},
+      properties_key: 'warren.delay.5s',
+    });
     expect(bindingDrift(defs, live, new Set([destinationKey('exchange', 'warren.delay.5s')]), true)).to.deep.equal([]);
     expect(bindingDrift(defs, live, new Set([destinationKey('queue', 'warren.delay.5s')]), true)).to.deep.equal([
       { kind: 'missing', text: 'binding warren.delay.5s -> warren.delay.5s (key "#") is missing' },
@@ -53,7 +61,14 @@ describe('topology drift', function () {
 
   it('names missing, different and undeclared topic permissions of a user', function () {
     const own = defs.topic_permissions.filter((t) => t.user === 'warren-analytics');
-    expect(own.map((t) => t.exchange)).to.have.members(['warren.delay.5s', 'warren.delay.30s', 'warren.delay.2m', 'warren.delay.10m', 'warren.dlx', 'warren.return']);
+    expect(own.map((t) => t.exchange)).to.have.members([
+      'warren.delay.5s',
+      'warren.delay.30s',
+      'warren.delay.2m',
+      'warren.delay.10m',
+      'warren.dlx',
+      'warren.return',
+    ]);
     expect(topicPermissionDrift('warren-analytics', own, own)).to.deep.equal([]);
     const live = own
       .filter((t) => t.exchange !== 'warren.dlx')

@@ -12,9 +12,20 @@ const ALICE = newId();
 const BOB = newId();
 const CAROL = newId();
 /** Each read-model table and its primary key. */
-const KEYS: Record<string, string[]> = { user_stats: ['user_id'], user_hashtags: ['user_id', 'tag'], user_mentions: ['user_id', 'handle'], hashtags: ['tag'], tweets_per_hour: ['hour'] };
+const KEYS: Record<string, string[]> = {
+  user_stats: ['user_id'],
+  user_hashtags: ['user_id', 'tag'],
+  user_mentions: ['user_id', 'handle'],
+  hashtags: ['tag'],
+  tweets_per_hour: ['hour'],
+};
 const TABLES = Object.keys(KEYS);
-const ctx: HandlerContext = { log: pino({ level: 'silent' }), now: () => new Date('2026-11-25T12:00:00.000Z'), afterCommit: () => undefined, signal: new AbortController().signal };
+const ctx: HandlerContext = {
+  log: pino({ level: 'silent' }),
+  now: () => new Date('2026-11-25T12:00:00.000Z'),
+  afterCommit: () => undefined,
+  signal: new AbortController().signal,
+};
 
 function tweetCreated(body: Partial<MessageBody<'tweet.created'>>): WarrenMessage<'tweet.created'> {
   return {
@@ -41,7 +52,11 @@ function corpus(n: number, seed: number): WarrenMessage<'tweet.created'>[] {
   for (let i = 0; i < n; i++) {
     const a = next(3);
     const minute = next(180);
-    const text = [`tweet ${i}`, ...Array.from({ length: next(4) }, () => `#${tags[next(tags.length)]}`), ...Array.from({ length: next(3) }, () => `@${['bob', 'Alice', 'carol_c'][next(3)]}`)].join(' ');
+    const text = [
+      `tweet ${i}`,
+      ...Array.from({ length: next(4) }, () => `#${tags[next(tags.length)]}`),
+      ...Array.from({ length: next(3) }, () => `@${['bob', 'Alice', 'carol_c'][next(3)]}`),
+    ].join(' ');
     out.push(
       tweetCreated({
         authorId: authors[a],
@@ -218,9 +233,13 @@ describe('analyticsWorker', () => {
             tweetCreated({ authorHandle: 'alice_tied', createdAt: '2026-11-25T10:00:00.000Z' }),
           ]);
           // 12:00 at +02:00 is 10:00 UTC: the three ties; the last one given wins, as one after another.
-          expect(await rows('user_stats', ['user_id'])).to.deep.equal([{ user_id: ALICE, handle: 'alice_tied', tweet_count: 4, last_tweet_at: '2026-11-25T10:00:00.000Z' }]);
+          expect(await rows('user_stats', ['user_id'])).to.deep.equal([
+            { user_id: ALICE, handle: 'alice_tied', tweet_count: 4, last_tweet_at: '2026-11-25T10:00:00.000Z' },
+          ]);
           await handleBatch([tweetCreated({ authorHandle: 'alice_late', createdAt: '2026-11-25T08:00:00.000Z' })]);
-          expect(await rows('user_stats', ['user_id'])).to.deep.equal([{ user_id: ALICE, handle: 'alice_tied', tweet_count: 5, last_tweet_at: '2026-11-25T10:00:00.000Z' }]);
+          expect(await rows('user_stats', ['user_id'])).to.deep.equal([
+            { user_id: ALICE, handle: 'alice_tied', tweet_count: 5, last_tweet_at: '2026-11-25T10:00:00.000Z' },
+          ]);
         });
 
         it('sums case-folded, cut hashtags and mentions over the batch, once per tweet', async () => {

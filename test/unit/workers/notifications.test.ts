@@ -61,8 +61,7 @@ describe('notificationsWorker', () => {
     await db(STREAM_COUNTERS_TABLE).delete();
   });
 
-  const handle = (message: WarrenMessage<'user.updated' | 'user.followed'>) =>
-    db.transaction((tx) => notificationsWorker.handle(message, tx, ctx));
+  const handle = (message: WarrenMessage<'user.updated' | 'user.followed'>) => db.transaction((tx) => notificationsWorker.handle(message, tx, ctx));
   const notifications = (): Promise<NotificationRow[]> => db('notifications').select('*').orderBy('id');
 
   it('subscribes to user events and leaves user.created to be acked and ignored', () => {
@@ -111,7 +110,7 @@ describe('notificationsWorker', () => {
     expect(JSON.parse(rows[0]!.data)).to.deep.equal({ followerId: BOB, followerHandle: 'bob', at: '2026-11-25T11:58:00.000Z' });
   });
 
-  it("names the follower by id when the event carries no handle", async () => {
+  it('names the follower by id when the event carries no handle', async () => {
     await handle(userFollowed());
     const [row] = await notifications();
     expect(row).to.deep.include({ user_id: ALICE, text: `${BOB} followed you` });
@@ -173,7 +172,10 @@ describe('notificationsWorker', () => {
           expect(sent, 'nothing is sent before the commit').to.deep.equal([]);
           if (abort) throw new Error('abort');
         })
-        .then(() => true, () => false);
+        .then(
+          () => true,
+          () => false,
+        );
       if (committed) for (const fn of callbacks) await fn();
       return Object.assign(sent, { causes });
     }

@@ -38,9 +38,14 @@ describe('worker registry', () => {
     const defs = loadDefinitions(path.join(projectRoot, 'rabbitmq', 'definitions.json'));
     for (const w of declaredWorkers) {
       expect(workQueues(defs), w.name).to.include(w.queue);
-      const bound = defs.bindings.filter((b) => b.destination === w.queue && b.source !== RETURN_EXCHANGE).map((b) => ({ exchange: b.source, routingKey: b.routing_key }));
+      const bound = defs.bindings
+        .filter((b) => b.destination === w.queue && b.source !== RETURN_EXCHANGE)
+        .map((b) => ({ exchange: b.source, routingKey: b.routing_key }));
       expect(bound, w.name).to.deep.equal(w.bindings);
-      expect(defs.users.map((u) => u.name), w.name).to.include(`warren-${w.brokerUser}`);
+      expect(
+        defs.users.map((u) => u.name),
+        w.name,
+      ).to.include(`warren-${w.brokerUser}`);
     }
   });
 });
