@@ -1,4 +1,4 @@
-/** Small numeric helpers shared by the scenarios: percentiles, rates and how figures are printed. */
+/** @file Small numeric helpers shared by the scenarios: percentiles, rates and how figures are printed. */
 
 export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;

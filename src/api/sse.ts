@@ -1,9 +1,10 @@
-/**
+/** @file
  * Server-Sent Events as the WHATWG spec reads them: fields are lines, an
  * event ends at a blank line, a line starting with `:` is a comment. A line
  * ends at CR, LF or CRLF, so a value holding one is split into several
  * `data:` lines (which the client joins with LF) and never smuggles a field.
  */
+
 export interface SseEvent {
   id?: string;
   event?: string;

@@ -1,8 +1,9 @@
-/**
+/** @file
  * Typed errors. HTTP statuses are mapped from these in one place
  * (src/api/middleware/errors.ts); retry decisions in one place
  * (src/consume/retry.ts).
  */
+
 export interface FieldIssue {
   path: string;
   message: string;

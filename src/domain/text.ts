@@ -1,4 +1,5 @@
-/** Tweet text and handle rules, as a person counts them. */
+/** @file Tweet text and handle rules, as a person counts them. */
+
 export const TWEET_MAX_CHARS = 280;
 export const TWEET_MAX_BYTES = 8192;
 export const HANDLE_PATTERN = /^[A-Za-z0-9_]{3,30}$/;

@@ -1,4 +1,5 @@
-/** What an operator command says when it cannot do its job: one line on stderr, and its exit code. */
+/** @file What an operator command says when it cannot do its job: one line on stderr, and its exit code. */
+
 export class OperatorError extends Error {
   constructor(message: string, readonly exitCode = 1) {
     super(message);

@@ -1,9 +1,10 @@
-/**
+/** @file
  * A progress line on stderr for long operator commands. On a terminal it is
  * one line rewritten in place (at most every 100 ms) and erased at the end,
  * so stdout keeps only the result; when stderr is a file or a pipe (CI, a
  * log) it writes a plain line every 10 s instead of control characters.
  */
+
 export interface ProgressStream {
   isTTY?: boolean;
   write(text: string): boolean;

@@ -1,7 +1,8 @@
-/**
+/** @file
  * Plain-text tables for operator commands: columns padded to their widest
  * cell, numbers right-aligned, readable in a terminal and in a pasted log.
  */
+
 export type Align = 'left' | 'right';
 
 export interface Column {

@@ -1,8 +1,9 @@
-/**
+/** @file
  * Equality of JSON values as the broker and the definitions file hold them:
  * object keys compared in sorted order, since the broker does not answer in
  * the definitions' key order. One function for every topology comparison.
  */
+
 export function canonical(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
   if (v && typeof v === 'object') {

@@ -1,4 +1,4 @@
-/**
+/** @file
  * A small typed client for the RabbitMQ management HTTP API: what
  * `topology apply`, the start-up check and the tests need, nothing more.
  * The base URL may carry credentials (http://guest:guest@host:15672); fetch

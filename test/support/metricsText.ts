@@ -1,4 +1,5 @@
-/** One sample of the Prometheus text format. */
+/** @file One sample of the Prometheus text format. */
+
 export interface Sample {
   name: string;
   labels: Record<string, string>;

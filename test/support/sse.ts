@@ -1,8 +1,9 @@
-/**
+/** @file
  * A minimal Server-Sent Events client for tests (Node has no EventSource):
  * opens the stream with fetch, parses events as they arrive, and can be
  * awaited until some event shows up.
  */
+
 export interface ReceivedEvent {
   id?: string;
   event?: string;

@@ -1,4 +1,5 @@
-/** Polls `probe` until it gives a value (not undefined or false), and returns it; needs no service. */
+/** @file Polls `probe` until it gives a value (not undefined or false), and returns it; needs no service. */
+
 export async function waitFor<T>(
   what: string,
   probe: () => Promise<T | undefined | false> | T | undefined | false,

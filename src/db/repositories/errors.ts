@@ -1,7 +1,8 @@
-/**
+/** @file
  * Database failures the API answers in a particular way, recognised the same
  * way on SQLite and PostgreSQL so callers never look at driver codes.
  */
+
 interface DriverError {
   code?: unknown;
   name?: unknown;

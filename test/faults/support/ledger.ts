@@ -1,7 +1,8 @@
-/**
+/** @file
  * The fault suite's arithmetic, by message id: totals would let one lost
  * message and one applied twice cancel out.
  */
+
 export interface Reconciliation {
   /** Distinct ids committed (outbox rows). */
   committed: number;
