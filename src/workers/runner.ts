@@ -1,36 +1,19 @@
 import type { Config } from '../config';
-import { ConfigError, serviceAmqpUrl, vhostOf, WORKER_STOP_MARGIN_MS } from '../config';
+import { serviceAmqpUrl, vhostOf, WORKER_STOP_MARGIN_MS } from '../config';
 import { connectBroker } from '../broker/connection';
-import { QueueConsumer } from '../consume/consumer';
-import { ConfirmPublisher } from '../broker/publisher';
-import { delaySteps, loadDefinitions, queuesNeededBy, retargetDefinitions, workQueues, type Definitions } from '../topology/definitions';
+import { loadDefinitions, queuesNeededBy, retargetDefinitions } from '../topology/definitions';
 import { awaitTopology } from '../topology/gate';
 import { pruneInbox } from '../db/inbox';
 import { asyncCommitRefusal, openDatabase } from '../db/knex';
 import { createLogger } from '../log';
-import { ConsumerMetrics, createRegistry, PublishMetrics } from '../observability/metrics';
+import { createRegistry } from '../observability/metrics';
 import { exitWithLine, onShutdown } from '../shutdown';
 import type { WorkerDeclaration } from './declaration';
 import { serveWorkerHealth } from './health';
 import { workers, type WorkerName } from './registry';
+import { retryAttemptsFor, wireWorker } from './wiring';
 
 const PRUNE_EVERY_MS = 60 * 60 * 1000;
-
-/**
- * The attempts for this worker's queue. Every `retry.attempts` key must name
- * a work queue of the definitions file: a misspelt one would otherwise leave
- * the real queue on its default without a word.
- */
-export function retryAttemptsFor(config: Config, queue: string, defs: Definitions): number {
-  const work = workQueues(defs);
-  for (const key of Object.keys(config.retry.attempts)) {
-    if (!work.includes(key)) throw new ConfigError(`retry.attempts.${key}`, `${key} is not a work queue of the definitions file (${work.join(', ')})`);
-  }
-  const attempts = config.retry.attempts[queue];
-  if (attempts === undefined)
-    throw new ConfigError(`retry.attempts.${queue}`, 'required: how many times a failing message of this queue is tried before it is parked');
-  return attempts;
-}
 
 /**
  * `warren worker <name>`: one consumer process of the worker the registry
@@ -43,10 +26,9 @@ export async function runWorker(config: Config, name: WorkerName): Promise<void>
   const log = createLogger(`worker-${name}`, config.log.level);
   const vhost = vhostOf(config.amqp.url);
   const defs = retargetDefinitions(loadDefinitions(config.amqp.definitionsFile), vhost);
-  const steps = delaySteps(defs);
-  let maxAttempts: number;
+  // Checked before waiting for the topology (wireWorker takes the same attempts): a misconfigured worker stops with one line at once.
   try {
-    maxAttempts = retryAttemptsFor(config, worker.queue, defs);
+    retryAttemptsFor(config, worker.queue, defs);
   } catch (err) {
     exitWithLine(`warren worker ${name}: ${(err as Error).message}`);
   }
@@ -71,24 +53,7 @@ export async function runWorker(config: Config, name: WorkerName): Promise<void>
   const consumeConnection = connectBroker({ ...common, role: 'consume' });
   const publishConnection = connectBroker({ ...common, role: 'publish' });
   const registry = createRegistry(`worker-${name}`, { processMetrics: true });
-  const consumerMetrics = new ConsumerMetrics(registry);
-  const publisher = new ConfirmPublisher(publishConnection, log, config.relay.publishTimeoutMs, new PublishMetrics(registry).settled);
-  // What the handler needs beyond its transaction (a publisher of its own, say), built by the declaration.
-  const wired = worker.withCollaborators?.({ publishConnection, log });
-  const consumer = new QueueConsumer({
-    connection: consumeConnection,
-    publisher,
-    db,
-    worker: consumerMetrics.timed(wired?.worker ?? worker),
-    prefetch: config.worker.prefetch,
-    handlerTimeoutMs: config.worker.handlerTimeoutMs,
-    batchDeadlineMs: config.worker.batchDeadlineMs,
-    maxAttempts,
-    steps,
-    log,
-  });
-
-  consumerMetrics.watch(worker.queue, consumer);
+  const { consumer, close } = wireWorker(worker, { config, defs, consumeConnection, publishConnection, db, log, metrics: registry });
 
   const health = await serveWorkerHealth({ host: config.http.host, port: config.worker.healthPort, status: () => consumer.status(), metrics: registry, log });
 
@@ -103,8 +68,7 @@ export async function runWorker(config: Config, name: WorkerName): Promise<void>
     await consumer.stop(config.worker.handlerTimeoutMs);
     log.info({ counts: consumer.counts }, 'worker stopped');
     await health?.close();
-    await publisher.close();
-    await wired?.close();
+    await close();
     await Promise.all([consumeConnection.close(), publishConnection.close()]);
     await db.destroy();
   });

@@ -2,10 +2,8 @@ import amqplib from 'amqplib';
 import { expect } from 'chai';
 import type { Knex } from 'knex';
 import { connectBroker } from '../../src/broker/connection';
-import { QueueConsumer } from '../../src/consume/consumer';
-import type { WorkerDefinition } from '../../src/consume/handler';
-import { ConfirmPublisher } from '../../src/broker/publisher';
-import { delaySteps, loadDefinitions, retargetDefinitions } from '../../src/topology/definitions';
+import type { QueueConsumer } from '../../src/consume/consumer';
+import { loadDefinitions, retargetDefinitions } from '../../src/topology/definitions';
 import { INBOX_TABLE } from '../../src/db/inbox';
 import { openDatabase } from '../../src/db/knex';
 import { PermanentError } from '../../src/domain/errors';
@@ -13,6 +11,8 @@ import { newId } from '../../src/domain/ids';
 import { APP_ID, buildEvent } from '../../src/domain/messages';
 import { createLogger } from '../../src/log';
 import { analyticsBatchHandler, analyticsHandler, analyticsWorker } from '../../src/workers/analytics';
+import type { WorkerDeclaration } from '../../src/workers/declaration';
+import { wireWorker } from '../../src/workers/wiring';
 import { peek } from '../support/amqp';
 import { TestSystem, TEST_DB, waitFor, type WarrenProcess } from '../support/system';
 
@@ -256,26 +256,21 @@ describe(`batched consumption (${TEST_DB})`, function () {
     });
 
     /** QueueConsumer in this process, wired as `warren worker analytics` wires it, for `worker`. */
-    function startInProcess(worker: WorkerDefinition<'tweet.created'>): QueueConsumer {
+    function startInProcess(worker: WorkerDeclaration<'tweet.created'>): QueueConsumer {
       const log = createLogger('batching-test', process.env.WARREN_TEST_LOG_LEVEL ?? 'silent');
       const defs = retargetDefinitions(loadDefinitions(sys.config.amqp.definitionsFile), sys.vhost);
       const workerDb = openDatabase(sys.config, 'analytics');
       const common = { url: sys.amqpUrl, service: 'batching-test', heartbeatSeconds: 10, reconnectSeconds: 1, log };
       const consumeConnection = connectBroker({ ...common, role: 'consume' });
       const publishConnection = connectBroker({ ...common, role: 'publish' });
-      const publisher = new ConfirmPublisher(publishConnection, log, 5000);
-      const c = new QueueConsumer({
-        connection: consumeConnection,
-        publisher,
-        db: workerDb,
-        worker,
-        prefetch: 200,
-        handlerTimeoutMs: 30_000,
-        maxAttempts: 2,
-        steps: delaySteps(defs),
-        log,
-      });
-      closers = [() => c.stop(5000), () => publisher.close(), () => consumeConnection.close(), () => publishConnection.close(), () => workerDb.destroy()];
+      // A prefetch of 200 and a 30 s handler timeout; retries and parks confirmed within 5 s.
+      const config = {
+        ...sys.config,
+        relay: { ...sys.config.relay, publishTimeoutMs: 5000 },
+        worker: { ...sys.config.worker, prefetch: 200, handlerTimeoutMs: 30_000 },
+      };
+      const { consumer: c, close } = wireWorker(worker, { config, defs, consumeConnection, publishConnection, db: workerDb, log });
+      closers = [() => c.stop(5000), () => close(), () => consumeConnection.close(), () => publishConnection.close(), () => workerDb.destroy()];
       return c;
     }
 

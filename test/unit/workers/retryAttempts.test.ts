@@ -2,7 +2,7 @@ import path from 'node:path';
 import { expect } from 'chai';
 import { ConfigError, loadConfig, projectRoot } from '../../../src/config';
 import { loadDefinitions } from '../../../src/topology/definitions';
-import { retryAttemptsFor } from '../../../src/workers/runner';
+import { retryAttemptsFor } from '../../../src/workers/wiring';
 
 /** `retry.attempts.<queue>`: a key that names no work queue stops the worker instead of leaving the real one on its default. */
 describe('retry.attempts per work queue', () => {
