@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import amqplib from 'amqplib';
@@ -12,6 +11,7 @@ import { applyTopology, loadDefinitions, retargetDefinitions } from '../../src/t
 import { migrateAll } from '../../src/services';
 import { createLogger } from '../../src/log';
 import { pollUntil, sleep } from './stats';
+import { ChildHandle, freePort, localServices } from '../../test/support/harness';
 
 /**
  * What the benchmark runs Warren in: its own vhost (topology applied from
@@ -20,78 +20,33 @@ import { pollUntil, sleep } from './stats';
  * log files under the run directory (as a deployment would log), never into
  * the benchmark's memory.
  */
-export const MANAGEMENT_URL = process.env.BENCH_MANAGEMENT_URL ?? 'http://guest:guest@127.0.0.1:15672';
-export const AMQP_BASE = process.env.BENCH_AMQP_BASE ?? 'amqp://guest:guest@127.0.0.1:5672';
-export const PG_ADMIN_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const services = localServices('BENCH');
+export const MANAGEMENT_URL = services.managementUrl;
+export const AMQP_BASE = services.amqpBase;
+export const PG_ADMIN_URL = services.pgAdminUrl;
 
 const root = path.resolve(__dirname, '..', '..');
 const cli = path.join(root, 'src', 'cli.js');
 const toolsDir = path.join(root, 'bench', 'tools');
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
+export { freePort };
 
-/** Every child dies with the benchmark, even when it is interrupted. */
-const everyChild = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const child of everyChild) child.kill('SIGKILL');
-});
-
-/** A child process of the benchmark: a `warren` command or a bench tool. */
-export class Proc {
-  private readonly exited: Promise<number | null>;
-  exitCode: number | null | undefined;
+export class Proc extends ChildHandle {
   readonly stdout: string[] = [];
 
   constructor(
-    readonly name: string,
-    readonly child: ChildProcess,
+    name: string,
+    child: ChildProcess,
     readonly logFile: string,
     keepStdout = false,
   ) {
-    everyChild.add(child);
+    super(name, child, 20_000);
     const log = fs.createWriteStream(logFile);
     child.stdout?.on('data', (chunk: Buffer) => {
       log.write(chunk);
       if (keepStdout) this.stdout.push(chunk.toString('utf8'));
     });
     child.stderr?.pipe(log);
-    this.exited = new Promise((resolve) =>
-      child.on('exit', (code) => {
-        everyChild.delete(child);
-        this.exitCode = code;
-        resolve(code);
-      }),
-    );
-  }
-
-  get pid(): number {
-    return this.child.pid!;
-  }
-
-  get running(): boolean {
-    return this.exitCode === undefined;
-  }
-
-  async stop(timeoutMs = 20_000): Promise<number | null> {
-    if (!this.running) return this.exitCode ?? null;
-    this.child.kill('SIGTERM');
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
-    const code = await this.exited;
-    clearTimeout(timer);
-    return code;
-  }
-
-  waitExit(): Promise<number | null> {
-    return this.exited;
   }
 
   tail(n = 15): string {

@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import knexFactory from 'knex';
@@ -13,8 +12,9 @@ import { workers, type WorkerName } from '../../src/workers/registry';
 import { queueStats } from './amqp';
 import { createLogger } from '../../src/log';
 import { waitFor } from './wait';
+import { ChildHandle, freePort, localServices } from './harness';
 
-export { waitFor };
+export { freePort, waitFor };
 
 /**
  * An isolated Warren for one integration suite: its own vhost (topology
@@ -22,9 +22,10 @@ export { waitFor };
  * directory, or a fresh PostgreSQL database when WARREN_TEST_DB=postgres),
  * its own HTTP port; real `warren` processes started and stopped by the test.
  */
-export const MANAGEMENT_URL = process.env.WARREN_TEST_MANAGEMENT_URL ?? 'http://guest:guest@127.0.0.1:15672';
-export const AMQP_BASE = process.env.WARREN_TEST_AMQP_BASE ?? 'amqp://guest:guest@127.0.0.1:5672';
-export const PG_ADMIN_URL = process.env.WARREN_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const services = localServices('WARREN_TEST');
+export const MANAGEMENT_URL = services.managementUrl;
+export const AMQP_BASE = services.amqpBase;
+export const PG_ADMIN_URL = services.pgAdminUrl;
 export const TEST_DB = process.env.WARREN_TEST_DB === 'postgres' ? 'postgres' : 'sqlite';
 
 const cli = path.resolve(__dirname, '..', '..', 'src', 'cli.js');
@@ -33,68 +34,16 @@ export function amqpUrlFor(vhost: string): string {
   return `${AMQP_BASE}/${encodeURIComponent(vhost)}`;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
-
-/** Children die with the test run, even when a suite is interrupted. */
-const everyChild = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const child of everyChild) child.kill('SIGKILL');
-});
-
-export class WarrenProcess {
+export class WarrenProcess extends ChildHandle {
   readonly output: string[] = [];
-  private exited: Promise<number | null>;
-  exitCode: number | null | undefined;
 
-  constructor(
-    readonly name: string,
-    readonly child: ChildProcess,
-  ) {
-    everyChild.add(child);
-    child.on('exit', () => everyChild.delete(child));
+  constructor(name: string, child: ChildProcess) {
+    super(name, child, 15_000);
     const collect = (chunk: Buffer) => {
       for (const line of chunk.toString('utf8').split('\n')) if (line) this.output.push(line);
     };
     child.stdout?.on('data', collect);
     child.stderr?.on('data', collect);
-    this.exited = new Promise((resolve) =>
-      child.on('exit', (code) => {
-        this.exitCode = code;
-        resolve(code);
-      }),
-    );
-  }
-
-  get running(): boolean {
-    return this.exitCode === undefined;
-  }
-
-  /** SIGTERM, then the exit code (SIGKILL after `timeoutMs`). */
-  async stop(timeoutMs = 15_000): Promise<number | null> {
-    if (!this.running) return this.exitCode ?? null;
-    this.child.kill('SIGTERM');
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
-    const code = await this.exited;
-    clearTimeout(timer);
-    return code;
-  }
-
-  kill9(): Promise<number | null> {
-    this.child.kill('SIGKILL');
-    return this.exited;
-  }
-
-  waitExit(): Promise<number | null> {
-    return this.exited;
   }
 
   tail(n = 30): string {

@@ -2,10 +2,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
+import { freePort } from '../../support/harness';
 import { createUser, freshHandle, startApi, type ApiHarness } from './harness';
 
 /**
@@ -57,14 +57,6 @@ interface Fixtures {
   ada: { id: string; token: string };
   bob: { id: string; token: string };
   tweetId: string;
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 function startPrism(docFile: string, upstream: string, port: number): Promise<ChildProcess> {
