@@ -85,6 +85,7 @@ export class DeliveryLane {
   /** Handled deliveries whose retry or park copy the broker keeps refusing. */
   private stuck = 0;
   private isolating = false;
+  private suspectRunning = false;
   private closed = false;
   private stopping = false;
 
@@ -100,9 +101,9 @@ export class DeliveryLane {
     return !this.closed && !this.stopping && (this.subscription !== 'none' || this.isolating);
   }
 
-  /** Redelivered messages waiting to run alone, and whether one is running. */
+  /** Redelivered messages waiting to run alone, and the one running, if any. */
   isolatingCount(): number {
-    return this.isolating ? this.suspects.length + 1 : 0;
+    return this.isolating ? this.suspects.length + (this.suspectRunning ? 1 : 0) : 0;
   }
 
   deliver(msg: ConsumeMessage | null): void {
@@ -191,7 +192,12 @@ export class DeliveryLane {
           { queue: this.opts.queue, messageId: msg.properties.messageId, deliveryCount: deliveryCount(msg) },
           'redelivered message runs alone',
         );
-        await this.runOne(next);
+        this.suspectRunning = true;
+        try {
+          await this.runOne(next);
+        } finally {
+          this.suspectRunning = false;
+        }
       }
     } catch (err) {
       this.subscriptionLost(err);
