@@ -2,14 +2,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import knexFactory, { Knex } from 'knex';
 import type { Config } from '../config';
-import { READ_MODELS, serviceDatabaseUrl } from './roles';
+import { READ_MODELS, serviceDatabaseUrl, type Service } from './roles';
 
-/**
- * A service that owns tables: the API, or a worker by the database its
- * declaration names (src/services.ts lists them all). With SQLite each has
- * its own file under data/; with PostgreSQL its own schema.
- */
-export type Service = string;
+export type { Service } from './roles';
 
 export type Db = Knex;
 

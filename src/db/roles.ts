@@ -1,6 +1,12 @@
 import type { Knex } from 'knex';
 import type { Config } from '../config';
-import type { Service } from './knex';
+
+/**
+ * A service that owns tables: the API, or a worker by the database its
+ * declaration names (src/services.ts lists them all). With SQLite each has
+ * its own file under data/; with PostgreSQL its own schema.
+ */
+export type Service = string;
 
 /**
  * One PostgreSQL role per service (database.roles.*): the role owns its
