@@ -1,5 +1,6 @@
 import { copiedProperties, PublishError, type ConfirmPublisher, type PublishRequest } from '../broker/publisher';
 import { newId } from '../domain/ids';
+import { PARK_EXCHANGE } from '../topology/definitions';
 import { deliveryLogger, type Logger } from '../log';
 import { attemptOf, headersOf } from './decode';
 import type { Delivery } from './delivery';
@@ -45,7 +46,7 @@ export class FailurePolicy {
     const record = { error, attempt, queue, exchange: msg.fields.exchange, routingKey: msg.fields.routingKey, now: this.opts.now() };
     const kind: ParkKind | undefined = decision.action === 'park' ? decision.kind : undefined;
     const request: PublishRequest = {
-      exchange: decision.action === 'retry' ? decision.step.exchange : 'warren.dlx',
+      exchange: decision.action === 'retry' ? decision.step.exchange : PARK_EXCHANGE,
       routingKey: queue,
       content: msg.content,
       // A message parked for lacking a message_id gets one, so its park can be confirmed.
