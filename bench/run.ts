@@ -1,6 +1,6 @@
 import os from 'node:os';
 import path from 'node:path';
-import { loadConfig } from '../src/config';
+import { loadConfig } from '../src/services';
 import type { BenchContext, Sizes } from './lib/context';
 import { Deployment } from './lib/deployment';
 import { describeMachine } from './lib/machine';

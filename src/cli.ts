@@ -1,5 +1,6 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { loadConfigOrExit, servicePasswords, vhostOf, type Config } from './config';
+import { servicePasswords, vhostOf, type Config } from './config';
+import { loadConfigOrExit } from './services';
 import { createLogger } from './log';
 import { exitWithLine } from './shutdown';
 import { isWorkerName, workerNames, workers, type WorkerName } from './workers/registry';

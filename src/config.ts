@@ -1,16 +1,15 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import type { WorkerDeclaration } from './workers/declaration';
-import { declaredWorkers } from './workers/registry';
 
 /**
  * Configuration is data: default.json, then <NODE_ENV>.json, then environment
  * variables, validated once here and handed down as a typed object. A bad
  * value stops the process with one line naming the key (see loadConfigOrExit).
  * What differs per service (its broker user, its PostgreSQL role, its
- * queue's retry attempts) defaults from the worker declarations of
- * src/workers/registry.ts, so default.json names no worker.
+ * queue's retry attempts) comes from a ServiceCatalogue that the caller
+ * hands in: src/services.ts derives it from the worker declarations, so
+ * default.json names no worker and this module knows none.
  */
 const positiveInt = z.coerce.number().int().positive();
 const brokerUser = z.object({ username: z.string().min(1), password: z.string() });
@@ -24,95 +23,108 @@ const databaseRole = z.object({
 export const WORKER_STOP_MARGIN_MS = 10_000;
 
 /**
- * The keys of the sections that hold one entry per service: the API's, then
- * each worker's of src/workers/registry.ts (amqp.users by its broker user,
- * database.roles by its database).
+ * What configuration knows of the services: the keys of the sections that
+ * hold one entry per service (amqp.users by broker user, database.roles by
+ * database, the API's included) and each work queue's default retry attempts.
  */
-const BROKER_USERS = ['api', ...declaredWorkers.map((w) => w.brokerUser)];
-const DATABASE_SERVICES = ['api', ...declaredWorkers.map((w) => w.database.service)];
+export interface ServiceCatalogue {
+  brokerUsers: readonly string[];
+  databaseServices: readonly string[];
+  retryAttempts: Readonly<Record<string, number>>;
+}
 
-export const configSchema = z
-  .object({
-    http: z.object({
-      host: z.string().min(1),
-      port: z.coerce.number().int().min(0).max(65535),
-      bodyLimitBytes: positiveInt,
-      /** On SIGTERM the API answers /readyz 503 this long before it stops taking connections, so a load balancer notices first. */
-      drainDelayMs: z.coerce.number().int().min(0).max(20_000),
-    }),
-    amqp: z.object({
-      url: z.string().regex(/^amqps?:\/\//, 'must be an amqp:// or amqps:// URL'),
-      managementUrl: z.string().regex(/^https?:\/\//, 'must be an http:// or https:// URL'),
-      definitionsFile: z.string().min(1),
-      heartbeatSeconds: positiveInt,
-      reconnectSeconds: z.coerce.number().positive(),
-      /** Each service's own RabbitMQ user; with no password the service uses amqp.url's credentials (local development). */
-      users: z.record(z.string(), brokerUser),
-      /**
-       * The read-only management user (tag `monitoring`, read-only permissions in
-       * the definitions) that `topology apply` gives this password; services put
-       * its credentials in amqp.managementUrl for their start-up checks.
-       */
-      monitor: brokerUser,
-      /** `guest` only connects from localhost: allowed for local development, refused in production. */
-      allowGuest: z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]),
-    }),
-    database: z.object({
-      client: z.enum(['sqlite', 'postgres']),
-      /** knex's SQLite client: node-sqlite3 (asynchronous, on libuv's thread pool) or better-sqlite3 (synchronous, in-thread). */
-      sqliteDriver: z.enum(['sqlite3', 'better-sqlite3']),
-      dir: z.string().min(1),
-      url: z.string(),
-      statementTimeoutMs: positiveInt,
-      /** PostgreSQL: start even when the session's synchronous_commit is off or local (commits acknowledged before they are durable). */
-      allowAsyncCommit: z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]),
-      /**
-       * PostgreSQL: each service's own role, used when its password is set. The
-       * service connects as it (database.url's host and database); `warren
-       * migrate` connects with database.url (the database owner), creates or
-       * updates the roles, and migrates each schema as its role so that the role
-       * owns it. With no passwords every process uses database.url as it is.
-       */
-      roles: z.record(z.string(), databaseRole),
-    }),
-    outbox: z.object({ maxBacklog: positiveInt, retainSentHours: z.coerce.number().nonnegative() }),
-    relay: z.object({
-      batchSize: positiveInt,
-      pollIntervalMs: positiveInt,
-      claimTimeoutMs: positiveInt,
-      publishTimeoutMs: positiveInt,
-    }),
-    worker: z.object({
-      prefetch: z.coerce.number().int().min(1).max(65535),
-      // Far below RabbitMQ's 30-minute consumer acknowledgement timeout.
-      handlerTimeoutMs: z.coerce
-        .number()
-        .int()
-        .positive()
-        .max(20 * 60 * 1000),
-      // A failed batch's messages are acked or retried within this of their arrival: far below the consumer timeout too.
-      batchDeadlineMs: z.coerce
-        .number()
-        .int()
-        .positive()
-        .max(20 * 60 * 1000),
-      // GET /healthz and /readyz of `warren worker`; 0 = none.
-      healthPort: z.coerce.number().int().min(0).max(65535),
-    }),
-    retry: z.object({ attempts: z.record(z.string(), z.coerce.number().int().min(1).max(100)) }),
-    inbox: z.object({ retentionDays: z.coerce.number().positive() }),
-    auth: z.object({ tokenTtlDays: z.coerce.number().positive(), maxTokens: positiveInt }),
-    /** Open notification streams an API process keeps, per user and in all; past either, 429. */
-    streams: z.object({ maxPerUser: positiveInt, maxPerProcess: positiveInt }),
-    idempotency: z.object({ ttlHours: z.coerce.number().positive() }),
-    supervisor: z.object({ restartMinMs: positiveInt, restartMaxMs: positiveInt, stopTimeoutMs: positiveInt }),
-    log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) }),
-  })
-  .superRefine((c, ctx) => {
+/** One process's own defaults for worker.*, over config/default.json's (a worker's declaration gives them). */
+export interface ProcessDefaults {
+  prefetch?: number;
+  handlerTimeoutMs?: number;
+}
+
+const baseSchema = z.object({
+  http: z.object({
+    host: z.string().min(1),
+    port: z.coerce.number().int().min(0).max(65535),
+    bodyLimitBytes: positiveInt,
+    /** On SIGTERM the API answers /readyz 503 this long before it stops taking connections, so a load balancer notices first. */
+    drainDelayMs: z.coerce.number().int().min(0).max(20_000),
+  }),
+  amqp: z.object({
+    url: z.string().regex(/^amqps?:\/\//, 'must be an amqp:// or amqps:// URL'),
+    managementUrl: z.string().regex(/^https?:\/\//, 'must be an http:// or https:// URL'),
+    definitionsFile: z.string().min(1),
+    heartbeatSeconds: positiveInt,
+    reconnectSeconds: z.coerce.number().positive(),
+    /** Each service's own RabbitMQ user; with no password the service uses amqp.url's credentials (local development). */
+    users: z.record(z.string(), brokerUser),
+    /**
+     * The read-only management user (tag `monitoring`, read-only permissions in
+     * the definitions) that `topology apply` gives this password; services put
+     * its credentials in amqp.managementUrl for their start-up checks.
+     */
+    monitor: brokerUser,
+    /** `guest` only connects from localhost: allowed for local development, refused in production. */
+    allowGuest: z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]),
+  }),
+  database: z.object({
+    client: z.enum(['sqlite', 'postgres']),
+    /** knex's SQLite client: node-sqlite3 (asynchronous, on libuv's thread pool) or better-sqlite3 (synchronous, in-thread). */
+    sqliteDriver: z.enum(['sqlite3', 'better-sqlite3']),
+    dir: z.string().min(1),
+    url: z.string(),
+    statementTimeoutMs: positiveInt,
+    /** PostgreSQL: start even when the session's synchronous_commit is off or local (commits acknowledged before they are durable). */
+    allowAsyncCommit: z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]),
+    /**
+     * PostgreSQL: each service's own role, used when its password is set. The
+     * service connects as it (database.url's host and database); `warren
+     * migrate` connects with database.url (the database owner), creates or
+     * updates the roles, and migrates each schema as its role so that the role
+     * owns it. With no passwords every process uses database.url as it is.
+     */
+    roles: z.record(z.string(), databaseRole),
+  }),
+  outbox: z.object({ maxBacklog: positiveInt, retainSentHours: z.coerce.number().nonnegative() }),
+  relay: z.object({
+    batchSize: positiveInt,
+    pollIntervalMs: positiveInt,
+    claimTimeoutMs: positiveInt,
+    publishTimeoutMs: positiveInt,
+  }),
+  worker: z.object({
+    prefetch: z.coerce.number().int().min(1).max(65535),
+    // Far below RabbitMQ's 30-minute consumer acknowledgement timeout.
+    handlerTimeoutMs: z.coerce
+      .number()
+      .int()
+      .positive()
+      .max(20 * 60 * 1000),
+    // A failed batch's messages are acked or retried within this of their arrival: far below the consumer timeout too.
+    batchDeadlineMs: z.coerce
+      .number()
+      .int()
+      .positive()
+      .max(20 * 60 * 1000),
+    // GET /healthz and /readyz of `warren worker`; 0 = none.
+    healthPort: z.coerce.number().int().min(0).max(65535),
+  }),
+  retry: z.object({ attempts: z.record(z.string(), z.coerce.number().int().min(1).max(100)) }),
+  inbox: z.object({ retentionDays: z.coerce.number().positive() }),
+  auth: z.object({ tokenTtlDays: z.coerce.number().positive(), maxTokens: positiveInt }),
+  /** Open notification streams an API process keeps, per user and in all; past either, 429. */
+  streams: z.object({ maxPerUser: positiveInt, maxPerProcess: positiveInt }),
+  idempotency: z.object({ ttlHours: z.coerce.number().positive() }),
+  supervisor: z.object({ restartMinMs: positiveInt, restartMaxMs: positiveInt, stopTimeoutMs: positiveInt }),
+  log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) }),
+});
+
+export type Config = z.infer<typeof baseSchema>;
+
+/** The schema for a deployment of these services: the base schema, its per-service keys checked against the catalogue, and the rules across keys. */
+export function configSchemaFor(catalogue: ServiceCatalogue) {
+  return baseSchema.superRefine((c, ctx) => {
     // A misspelt service would configure nothing, and leave the real one on its defaults without a word.
-    const perService: [string[], Record<string, unknown>, string[]][] = [
-      [['amqp', 'users'], c.amqp.users, BROKER_USERS],
-      [['database', 'roles'], c.database.roles, DATABASE_SERVICES],
+    const perService: [string[], Record<string, unknown>, readonly string[]][] = [
+      [['amqp', 'users'], c.amqp.users, catalogue.brokerUsers],
+      [['database', 'roles'], c.database.roles, catalogue.databaseServices],
     ];
     for (const [section, entries, known] of perService) {
       for (const key of Object.keys(entries)) {
@@ -181,8 +193,7 @@ export const configSchema = z
       });
     }
   });
-
-export type Config = z.infer<typeof configSchema>;
+}
 
 export class ConfigError extends Error {
   constructor(
@@ -240,34 +251,38 @@ function applyEnv(node: Json, env: NodeJS.ProcessEnv, prefix: string[] = []): Js
 export const projectRoot = path.resolve(__dirname, '..', '..');
 
 /**
- * The defaults the registry's declarations give, under config/default.json:
- * each service's broker user (`warren-<key>`) and PostgreSQL role
+ * The defaults the catalogue gives, under config/default.json: each
+ * service's broker user (`warren-<key>`) and PostgreSQL role
  * (`warren_<service>`), without passwords, and each worker queue's retry
  * attempts. Every key is there, so the environment can set any of them.
  */
-function declaredDefaults(): Json {
+function catalogueDefaults(catalogue: ServiceCatalogue): Json {
   return {
-    amqp: { users: Object.fromEntries(BROKER_USERS.map((user) => [user, { username: `warren-${user}`, password: '' }])) },
-    database: { roles: Object.fromEntries(DATABASE_SERVICES.map((service) => [service, { username: `warren_${service}`, password: '' }])) },
-    retry: { attempts: Object.fromEntries(declaredWorkers.map((w) => [w.queue, w.defaults.retryAttempts])) },
+    amqp: { users: Object.fromEntries(catalogue.brokerUsers.map((user) => [user, { username: `warren-${user}`, password: '' }])) },
+    database: { roles: Object.fromEntries(catalogue.databaseServices.map((service) => [service, { username: `warren_${service}`, password: '' }])) },
+    retry: { attempts: { ...catalogue.retryAttempts } },
   };
 }
 
-/** One worker's own defaults, over config/default.json's for every worker. */
-function workerDefaults(worker: WorkerDeclaration): Json {
-  const { prefetch, handlerTimeoutMs } = worker.defaults;
+function processDefaults({ prefetch, handlerTimeoutMs }: ProcessDefaults): Json {
   return { worker: { ...(prefetch === undefined ? {} : { prefetch }), ...(handlerTimeoutMs === undefined ? {} : { handlerTimeoutMs }) } };
 }
 
 /**
- * Loads and validates the configuration: the declared defaults, then
- * default.json (then, for a `worker` process, that worker's declared
- * defaults), then <NODE_ENV>.json, the environment, and `WARREN_CONFIG`, a
- * JSON object merged last (handy for tests and containers).
+ * Loads and validates the configuration: the catalogue's defaults, then
+ * default.json (then this process's own defaults, a worker's declared
+ * prefetch and timeout), then <NODE_ENV>.json, the environment, and
+ * `WARREN_CONFIG`, a JSON object merged last (handy for tests and
+ * containers). src/services.ts's loadConfig calls it with Warren's services.
  */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env, configDir = path.join(projectRoot, 'config'), worker?: WorkerDeclaration): Config {
-  let merged = deepMerge(declaredDefaults(), readJson(path.join(configDir, 'default.json')));
-  if (worker) merged = deepMerge(merged, workerDefaults(worker));
+export function loadConfigFor(
+  catalogue: ServiceCatalogue,
+  env: NodeJS.ProcessEnv = process.env,
+  configDir = path.join(projectRoot, 'config'),
+  own: ProcessDefaults = {},
+): Config {
+  let merged = deepMerge(catalogueDefaults(catalogue), readJson(path.join(configDir, 'default.json')));
+  merged = deepMerge(merged, processDefaults(own));
   const nodeEnv = env.NODE_ENV;
   if (nodeEnv && fs.existsSync(path.join(configDir, `${nodeEnv}.json`))) {
     merged = deepMerge(merged, readJson(path.join(configDir, `${nodeEnv}.json`)));
@@ -283,7 +298,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, configDir = pat
     if (!isObject(extra)) throw new ConfigError('WARREN_CONFIG', 'must be a JSON object');
     merged = deepMerge(merged, extra);
   }
-  const result = configSchema.safeParse(merged);
+  const result = configSchemaFor(catalogue).safeParse(merged);
   if (!result.success) {
     const issue = result.error.issues[0]!;
     const key = issue.path.join('.');
@@ -339,17 +354,4 @@ export function servicePasswords(config: Config): Record<string, string> {
 export function vhostOf(amqpUrl: string): string {
   const p = new URL(amqpUrl).pathname;
   return p && p !== '/' ? decodeURIComponent(p.slice(1)) : '/';
-}
-
-/** The configuration of this process (of `worker`'s process, with its declared defaults), or exit 2 with the one line. */
-export function loadConfigOrExit(worker?: WorkerDeclaration): Config {
-  try {
-    return loadConfig(process.env, undefined, worker);
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`${err.message}\n`);
-      process.exit(2);
-    }
-    throw err;
-  }
 }

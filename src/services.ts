@@ -1,8 +1,10 @@
 import type { Knex } from 'knex';
-import type { Config } from './config';
+import path from 'node:path';
+import { ConfigError, loadConfigFor, projectRoot, type Config, type ServiceCatalogue } from './config';
 import { apiMigrations } from './db/migrations/api';
 import { migrateDatabase, migrateDatabases, migrationSource, type ServiceDatabase } from './db/migrate';
 import type { Service } from './db/knex';
+import type { WorkerDeclaration } from './workers/declaration';
 import { declaredWorkers } from './workers/registry';
 
 /**
@@ -33,4 +35,32 @@ export function migrateService(db: Knex, service: Service, config: Config): Prom
 /** `warren migrate`: every service's database (see migrateDatabases for the roles on PostgreSQL). */
 export function migrateAll(config: Config, log: (msg: string) => void = () => {}): Promise<void> {
   return migrateDatabases(config, DATABASES, log);
+}
+
+/** What configuration knows of Warren's services, from the worker declarations: the API's and each worker's keys, and each work queue's retry attempts. */
+export const CATALOGUE: ServiceCatalogue = {
+  brokerUsers: ['api', ...declaredWorkers.map((w) => w.brokerUser)],
+  databaseServices: SERVICES,
+  retryAttempts: Object.fromEntries(declaredWorkers.map((w) => [w.queue, w.defaults.retryAttempts])),
+};
+
+/**
+ * Warren's configuration (see loadConfigFor): for a `worker` process, with
+ * that worker's declared prefetch and handler timeout over default.json's.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, configDir = path.join(projectRoot, 'config'), worker?: WorkerDeclaration): Config {
+  return loadConfigFor(CATALOGUE, env, configDir, worker?.defaults);
+}
+
+/** The configuration of this process (of `worker`'s process, with its declared defaults), or exit 2 with the one line. */
+export function loadConfigOrExit(worker?: WorkerDeclaration): Config {
+  try {
+    return loadConfig(process.env, undefined, worker);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
 }

@@ -1,5 +1,5 @@
 import { Queue, Worker } from 'bullmq';
-import { loadConfig } from '../../src/config';
+import { loadConfig } from '../../src/services';
 import { claimInboxRecord } from '../../src/db/inbox';
 import { openDatabase } from '../../src/db/knex';
 import type { WarrenMessage } from '../../src/domain/messages';

@@ -1,9 +1,9 @@
 import crypto from 'node:crypto';
 import { expect } from 'chai';
 import knexFactory, { type Knex } from 'knex';
-import { loadConfig, type Config } from '../../src/config';
+import { type Config } from '../../src/config';
 import { openDatabase, type Service } from '../../src/db/knex';
-import { migrateAll, SERVICES } from '../../src/services';
+import { migrateAll, SERVICES, loadConfig } from '../../src/services';
 import { PG_ADMIN_URL, TestSystem, TEST_DB, waitFor } from '../support/system';
 
 /**

@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import { ManagementClient } from '../../src/topology/management';
 import { apiNeeds, applyTopology, loadDefinitions, queuesNeededBy, renameUsers, retargetDefinitions, type Definitions } from '../../src/topology/definitions';
 import { checkTopology } from '../../src/topology/check';
-import { loadConfig } from '../../src/config';
+import { loadConfig } from '../../src/services';
 import { createLogger } from '../../src/log';
 import { SseClient } from '../support/sse';
 import { AMQP_BASE, amqpUrlFor, MANAGEMENT_URL, TestSystem, TEST_DB, waitFor } from '../support/system';

@@ -2,9 +2,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import knexFactory, { type Knex } from 'knex';
-import { loadConfig, type Config } from '../../src/config';
+import { type Config } from '../../src/config';
 import { openDatabase, type Service } from '../../src/db/knex';
-import { migrateService, migrationSourceFor } from '../../src/services';
+import { migrateService, migrationSourceFor, loadConfig } from '../../src/services';
 import { newId } from '../../src/domain/ids';
 
 /** A database a suite owns: a SQLite directory of its own, or a schema of its own on the shared PostgreSQL. */

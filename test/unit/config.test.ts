@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import { ConfigError, envName, loadConfig, vhostOf } from '../../src/config';
+import { ConfigError, envName, vhostOf } from '../../src/config';
+import { loadConfig } from '../../src/services';
 import { serviceDatabaseUrl, serviceRole } from '../../src/db/roles';
 import { analyticsWorker } from '../../src/workers/analytics';
 

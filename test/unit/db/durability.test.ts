@@ -1,7 +1,8 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { expect } from 'chai';
-import { loadConfig, type Config } from '../../../src/config';
+import { type Config } from '../../../src/config';
+import { loadConfig } from '../../../src/services';
 import { AsyncCommitError, asyncCommitRefusal, openDatabase, type Db } from '../../../src/db/knex';
 
 /** PostgreSQL sessions whose synchronous_commit is set by the connection's options, as a role or database default would set it. */

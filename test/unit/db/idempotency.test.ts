@@ -3,9 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import type { Knex } from 'knex';
-import { loadConfig } from '../../../src/config';
 import { openDatabase } from '../../../src/db/knex';
-import { migrateService, migrationSourceFor } from '../../../src/services';
+import { migrateService, migrationSourceFor, loadConfig } from '../../../src/services';
 import { findIdempotencyRecord, idempotencyRow } from '../../../src/db/repositories/idempotency';
 import { newId } from '../../../src/domain/ids';
 

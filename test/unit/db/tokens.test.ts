@@ -3,9 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import type { Knex } from 'knex';
-import { loadConfig } from '../../../src/config';
 import { openDatabase } from '../../../src/db/knex';
-import { migrateService } from '../../../src/services';
+import { migrateService, loadConfig } from '../../../src/services';
 import { insertToken, PreparedTokenLookups, revokeToken, tokenFinder, TokenLookups } from '../../../src/db/repositories/tokens';
 import { newId } from '../../../src/domain/ids';
 

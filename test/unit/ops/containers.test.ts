@@ -3,8 +3,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
 import { parse } from 'yaml';
-import { envName, loadConfig, projectRoot, serviceAmqpUrl, servicePasswords, type Config } from '../../../src/config';
-import { SERVICES } from '../../../src/services';
+import { envName, projectRoot, serviceAmqpUrl, servicePasswords, type Config } from '../../../src/config';
+import { SERVICES, loadConfig } from '../../../src/services';
 import { serviceDatabaseUrl } from '../../../src/db/roles';
 
 /**

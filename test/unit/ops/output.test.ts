@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { loadConfig } from '../../../src/config';
+import { loadConfig } from '../../../src/services';
 import { dlqPurge, parkedTable, replaySummary } from '../../../src/ops/dlqCommands';
 import { OperatorError } from '../../../src/ops/operatorError';
 import { bar, ProgressLine } from '../../../src/ops/progress';

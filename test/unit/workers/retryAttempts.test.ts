@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { expect } from 'chai';
-import { ConfigError, loadConfig, projectRoot } from '../../../src/config';
+import { ConfigError, projectRoot } from '../../../src/config';
+import { loadConfig } from '../../../src/services';
 import { loadDefinitions } from '../../../src/topology/definitions';
 import { retryAttemptsFor } from '../../../src/workers/wiring';
 
