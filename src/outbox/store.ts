@@ -77,7 +77,7 @@ export function databaseNowMs(db: Knex): string {
 }
 
 function isPostgres(db: Knex): boolean {
-  return /^(pg|postgres)/.test(String((db.client as { config?: { client?: unknown } }).config?.client));
+  return (db.client as { dialect?: unknown }).dialect === 'postgresql';
 }
 
 /**
