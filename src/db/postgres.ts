@@ -91,6 +91,12 @@ function sessionlessClient(settings: TransactionSettings): typeof ClientPg {
       return new SessionlessTransaction(this, container, config, outerTx) as unknown as Knex.Transaction;
     }
 
+    // Back in the pool, a connection is in no transaction of ours, even one whose BEGIN failed half-way.
+    override releaseConnection(conn: object): Promise<unknown> {
+      inTransaction.delete(conn);
+      return super.releaseConnection(conn) as Promise<unknown>;
+    }
+
     override async _query(conn: object, obj: ClientPg.Query): Promise<ClientPg.Query> {
       if (inTransaction.has(conn) || TRANSACTION_CONTROL.test(obj.sql)) return super._query(conn, obj);
       await super._query(conn, { sql: `BEGIN; ${setLocal}`, bindings: [] });
