@@ -6,12 +6,13 @@
 # database, users looked up on the server with auth_query); no password is
 # checked (auth_type trust), as on the server the suite uses.
 #
-#   WARREN_PGBOUNCER_PORT   where it listens (default 6432)
+#   WARREN_PGBOUNCER_PORT   where it listens (default 6433: 6432 is where Debian's own
+#                           pgbouncer service listens once the package is installed)
 #   WARREN_PGBOUNCER_DIR    its config, log and pid file (default /tmp/warren-pgbouncer-<port>)
 #   WARREN_PG_HOST / WARREN_PG_PORT   the server (default 127.0.0.1:5432)
 set -euo pipefail
 
-port=${WARREN_PGBOUNCER_PORT:-6432}
+port=${WARREN_PGBOUNCER_PORT:-6433}
 dir=${WARREN_PGBOUNCER_DIR:-/tmp/warren-pgbouncer-$port}
 pg_host=${WARREN_PG_HOST:-127.0.0.1}
 pg_port=${WARREN_PG_PORT:-5432}
