@@ -14,6 +14,7 @@ import { memory } from './scenarios/memory';
 import { profile } from './scenarios/profile';
 import { quiet } from './scenarios/quiet';
 import { relay } from './scenarios/relay';
+import { relays } from './scenarios/relays';
 import { scale } from './scenarios/scale';
 
 /**
@@ -32,6 +33,7 @@ const SCENARIOS: { id: string; run: (ctx: BenchContext) => Promise<ScenarioResul
   { id: 'relay', run: relay },
   { id: 'consume', run: consume },
   { id: 'scale', run: scale },
+  { id: 'relays', run: relays },
   // Then the `warren start` deployment, in the order its memory story needs: start, warm-up (ingest), quiet, sustained.
   { id: 'ingest', run: ingest },
   { id: 'quiet', run: quiet },

@@ -24,8 +24,26 @@ WARREN_TEST_DB=sqlite WARREN_DATABASE_SQLITE_DRIVER=better-sqlite3 mocha --timeo
 
 pg_url=${WARREN_TEST_PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 if node -e "const {Client}=require('pg');const c=new Client('$pg_url');c.connect().then(()=>c.end()).then(()=>process.exit(0),()=>process.exit(1))"; then
-  echo "== integration tests on PostgreSQL"
-  WARREN_TEST_DB=postgres WARREN_TEST_PG_URL="$pg_url" mocha --timeout 120000 'dist/test/integration/**/*.test.js'
+  # Through PgBouncer in transaction mode (scripts/pgbouncer.sh): Warren
+  # keeps nothing on a PostgreSQL session, so the pooled pass covers what a
+  # direct one would, and more; the unit tests above reach PostgreSQL directly.
+  # WARREN_TEST_PG_DIRECT=1 runs the pass on $pg_url itself.
+  have_pgbouncer=
+  if command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ]; then have_pgbouncer=1; fi
+  if [ "${WARREN_TEST_PG_DIRECT:-}" != 1 ] && [ -n "$have_pgbouncer" ]; then
+    if ! bash scripts/pgbouncer.sh status >/dev/null 2>&1; then
+      bash scripts/pgbouncer.sh start
+      trap 'bash scripts/pgbouncer.sh stop' EXIT
+    fi
+    echo "== integration tests on PostgreSQL through PgBouncer (transaction pooling)"
+    WARREN_TEST_DB=postgres WARREN_TEST_PG_URL="$(bash scripts/pgbouncer.sh url)" mocha --timeout 120000 'dist/test/integration/**/*.test.js'
+  elif [ "${WARREN_TEST_PG_DIRECT:-}" != 1 ] && [ "${WARREN_REQUIRE_PGBOUNCER:-}" = 1 ]; then
+    echo "warren: pgbouncer is not installed and WARREN_REQUIRE_PGBOUNCER=1" >&2
+    exit 1
+  else
+    echo "== integration tests on PostgreSQL, directly"
+    WARREN_TEST_DB=postgres WARREN_TEST_PG_URL="$pg_url" mocha --timeout 120000 'dist/test/integration/**/*.test.js'
+  fi
 elif [ "${WARREN_REQUIRE_POSTGRES:-}" = 1 ]; then
   echo "warren: PostgreSQL is not reachable at $pg_url and WARREN_REQUIRE_POSTGRES=1" >&2
   exit 1

@@ -1,6 +1,7 @@
 import sqlite3 from 'sqlite3';
-import knexFactory, { type Knex } from 'knex';
+import { type Knex } from 'knex';
 import { sqliteFile, type Service } from '../../src/db/knex';
+import { openPostgres } from '../../src/db/postgres';
 import type { Store } from './system';
 
 /**
@@ -15,7 +16,7 @@ export interface Reader {
 
 export function openReader(store: Store, service: Service): Reader {
   if (store.kind === 'postgres') {
-    const db: Knex = knexFactory({ client: 'pg', connection: store.config.database.url, searchPath: [service], pool: { min: 0, max: 1 } });
+    const db: Knex = openPostgres({ connectionString: store.config.database.url, schema: service, pool: { min: 0, max: 1 } });
     return {
       all: async <T>(sql: string, params: unknown[] = []) => (await db.raw(sql, params as Knex.RawBinding[])).rows as T[],
       close: () => db.destroy(),

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import knexFactory, { Knex } from 'knex';
 import type { Config } from '../config';
+import { openPostgres } from './postgres';
 import { READ_MODELS, serviceDatabaseUrl, type Service } from './roles';
 
 export type { Service } from './roles';
@@ -29,25 +30,23 @@ export interface OpenOptions {
   readers?: number;
   /**
    * PostgreSQL, for `warren migrate`: connect with database.url's
-   * credentials (the database owner) and act as this role on every
-   * connection (`SET ROLE`), so that what the migrations create is the role's.
+   * credentials (the database owner) and act as this role in every
+   * transaction (`SET LOCAL ROLE`), so that what the migrations create is the role's.
    */
   asRole?: string;
 }
 
 export function openDatabase(config: Config, service: Service, opts: OpenOptions = {}): Db {
   if (config.database.client === 'postgres') {
-    const checks = [...(opts.asRole ? [setRole(opts.asRole)] : []), ...(config.database.allowAsyncCommit ? [] : [refuseAsyncCommit])];
-    return knexFactory({
-      client: 'pg',
+    return openPostgres({
+      connectionString: opts.asRole ? config.database.url : serviceDatabaseUrl(config, service),
+      schema: service,
+      ...(opts.asRole ? { role: opts.asRole } : {}),
       // The server cancels a statement that outlives this (a lock held
       // elsewhere), so an abandoned transaction's connection frees up in bounded time.
-      connection: {
-        connectionString: opts.asRole ? config.database.url : serviceDatabaseUrl(config, service),
-        statement_timeout: opts.statementTimeoutMs ?? config.database.statementTimeoutMs,
-      },
-      searchPath: [service],
-      pool: { min: 0, max: 10, ...(checks.length ? { afterCreate: inTurn(checks) } : {}) },
+      statementTimeoutMs: opts.statementTimeoutMs ?? config.database.statementTimeoutMs,
+      durableCommit: !config.database.allowAsyncCommit,
+      pool: { min: 0, max: 10, ...(config.database.allowAsyncCommit ? {} : { afterCreate: refuseAsyncCommit }) },
     });
   }
   fs.mkdirSync(config.database.dir, { recursive: true });
@@ -90,24 +89,6 @@ export function openDatabase(config: Config, service: Service, opts: OpenOptions
 /** node-postgres's Client, as the pool hands it to afterCreate. */
 interface PgConnection {
   query(sql: string, cb: (err: Error | null, res: { rows: { synchronous_commit?: string }[] }) => void): void;
-  escapeIdentifier(name: string): string;
-}
-
-type PgAfterCreate = (conn: PgConnection, done: (err: Error | null, conn: PgConnection) => void) => void;
-
-/** Runs a new connection's set-up steps one after the other; the first error refuses the connection. */
-function inTurn(steps: PgAfterCreate[]): PgAfterCreate {
-  return (conn, done) => {
-    const next = (i: number) => {
-      if (i === steps.length) return done(null, conn);
-      steps[i]!(conn, (err) => (err ? done(err, conn) : next(i + 1)));
-    };
-    next(0);
-  };
-}
-
-function setRole(role: string): PgAfterCreate {
-  return (conn, done) => conn.query(`SET ROLE ${conn.escapeIdentifier(role)}`, (err) => done(err, conn));
 }
 
 /**
@@ -115,7 +96,9 @@ function setRole(role: string): PgAfterCreate {
  * COMMIT before its WAL is flushed when the session's synchronous_commit is
  * off (and `local` gives up the standby's copy): such a session is refused
  * unless database.allowAsyncCommit says so. Checked on every new
- * connection, since a role or database default can change under a running process.
+ * connection, since a role or database default can change under a running
+ * process; and each transaction raises a setting some other client of a
+ * shared (pooled) server session left behind (src/db/postgres.ts).
  */
 export class AsyncCommitError extends Error {
   constructor(readonly setting: string) {

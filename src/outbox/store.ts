@@ -65,19 +65,20 @@ const CLAIMED_COLUMNS = [
 ];
 
 /**
- * The database's clock in epoch milliseconds, as SQL. Claims are stamped
- * and judged stale by this one clock, shared by every relay of the outbox,
- * never by a process's own: a host whose clock runs 30 s fast would
- * otherwise take over claims still in flight. The one expression the two
- * databases spell differently (SQLite's julianday is ms-precise; PostgreSQL's
- * statement_timestamp is fixed for the statement, like SQLite's 'now').
+ * The database's clock in epoch milliseconds, as SQL. Claims and marks are
+ * stamped, claims judged stale and sent rows judged old enough to prune, by
+ * this one clock, shared by every relay of the outbox, never by a process's
+ * own: a host whose clock runs 30 s fast would otherwise take over claims
+ * still in flight. The one expression the two databases spell differently
+ * (SQLite's julianday is ms-precise; PostgreSQL's statement_timestamp is
+ * fixed for the statement, like SQLite's 'now').
  */
 export function databaseNowMs(db: Knex): string {
   return isPostgres(db) ? 'CAST(EXTRACT(EPOCH FROM statement_timestamp()) * 1000 AS BIGINT)' : "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
 }
 
 function isPostgres(db: Knex): boolean {
-  return /^(pg|postgres)/.test(String((db.client as { config?: { client?: unknown } }).config?.client));
+  return (db.client as { dialect?: unknown }).dialect === 'postgresql';
 }
 
 /**
@@ -86,7 +87,11 @@ function isPostgres(db: Knex): boolean {
  * is: the claim and the rows it took are one statement, and the outer
  * condition is checked again on each row as it is updated, so of two relays
  * picking the same rows at once one takes them and the other takes none
- * (PostgreSQL re-reads a row it waited for; SQLite has one writer at a time).
+ * (SQLite has one writer at a time).
+ * On PostgreSQL the rows are picked `FOR UPDATE SKIP LOCKED`: a relay passes
+ * over the rows another relay's claim holds and takes the next ones, where
+ * it would otherwise wait for that claim to commit and then find nothing
+ * left, so several relays drain one outbox side by side (bench/scenarios/relays.ts).
  * A claim older than `claimTimeoutMs` by the database's clock (a relay that
  * died) may be taken over.
  * Returns the rows this relay now holds, by seq.
@@ -95,19 +100,24 @@ export async function claimBatch(db: Knex, relayId: string, limit: number, claim
   const now = databaseNowMs(db);
   // Rows never sent, unclaimed or held by a claim older than the timeout.
   const claimable = `sent_at IS NULL AND (claimed_by IS NULL OR claimed_at < ${now} - ?)`;
-  const picked = db(OUTBOX_TABLE).select('seq').whereRaw(claimable, [claimTimeoutMs]).orderBy('seq').limit(limit);
-  const rows = (await db(OUTBOX_TABLE)
-    .update({ claimed_by: relayId, claimed_at: db.raw(now) })
-    .whereIn('seq', picked)
-    .andWhereRaw(claimable, [claimTimeoutMs])
-    .returning(CLAIMED_COLUMNS)) as OutboxRow[];
+  const oldest = db(OUTBOX_TABLE).select('seq').whereRaw(claimable, [claimTimeoutMs]).orderBy('seq').limit(limit);
+  const update = db(OUTBOX_TABLE).update({ claimed_by: relayId, claimed_at: db.raw(now) });
+  // As an array, picked once before the update: as `IN (subquery)` the planner
+  // may run the pick again for each row, and a row this very statement has
+  // just claimed counts as locked to it, so each rerun would skip on to further rows.
+  const claiming = isPostgres(db) ? update.whereRaw('seq = ANY(ARRAY(?))', [oldest.forUpdate().skipLocked()]) : update.whereIn('seq', oldest);
+  const rows = (await claiming.andWhereRaw(claimable, [claimTimeoutMs]).returning(CLAIMED_COLUMNS)) as OutboxRow[];
   // RETURNING promises no order; publish in the order the rows were written.
   return rows.map((r) => ({ ...r, seq: Number(r.seq) })).sort((a, b) => a.seq - b.seq);
 }
 
-export async function markSent(db: Knex, relayId: string, seqs: number[], now = Date.now()): Promise<void> {
+/** Marks rows sent, by the database's clock (as claims are), if this relay still holds them. */
+export async function markSent(db: Knex, relayId: string, seqs: number[]): Promise<void> {
   for (const chunk of chunks(seqs, 1000)) {
-    await db(OUTBOX_TABLE).whereIn('seq', chunk).andWhere({ claimed_by: relayId }).update({ sent_at: now, claimed_by: null, claimed_at: null });
+    await db(OUTBOX_TABLE)
+      .whereIn('seq', chunk)
+      .andWhere({ claimed_by: relayId })
+      .update({ sent_at: db.raw(databaseNowMs(db)), claimed_by: null, claimed_at: null });
   }
 }
 
@@ -121,10 +131,11 @@ export async function releaseClaims(db: Knex, relayId: string, seqs: number[], e
   }
 }
 
-export async function pruneSent(db: Knex, retainMs: number, now = Date.now()): Promise<number> {
+/** Deletes rows sent more than `retainMs` ago by the database's clock, the one their marks were stamped by. */
+export async function pruneSent(db: Knex, retainMs: number): Promise<number> {
   return db(OUTBOX_TABLE)
     .whereNotNull('sent_at')
-    .andWhere('sent_at', '<', now - retainMs)
+    .andWhereRaw(`sent_at < ${databaseNowMs(db)} - ?`, [retainMs])
     .delete();
 }
 

@@ -4,6 +4,7 @@ import path from 'node:path';
 import knexFactory, { type Knex } from 'knex';
 import { type Config } from '../../src/config';
 import { openDatabase, type Service } from '../../src/db/knex';
+import { openPostgres } from '../../src/db/postgres';
 import { migrateService, migrationSourceFor, loadConfig } from '../../src/services';
 import { newId } from '../../src/domain/ids';
 
@@ -50,7 +51,8 @@ export async function postgresTestDatabase(url: string, prepare: Prepare): Promi
   const schema = `warren_test_${newId().replace(/-/g, '').slice(-12)}`;
   const admin = knexFactory({ client: 'pg', connection: url });
   await admin.raw('CREATE SCHEMA ??', [schema]);
-  const db = knexFactory({ client: 'pg', connection: url, searchPath: [schema], pool: { min: 0, max: 4 } });
+  // Its schema set in each transaction, as Warren's own connections do (src/db/postgres.ts), so the suite also runs through a transaction pooler.
+  const db = openPostgres({ connectionString: url, schema, pool: { min: 0, max: 4 } });
   if ('service' in prepare) await db.migrate.latest({ migrationSource: migrationSourceFor(prepare.service) });
   else await prepare.create(db);
   return {

@@ -2,6 +2,7 @@ import path from 'node:path';
 import knexFactory, { type Knex } from 'knex';
 import type { Config } from '../../src/config';
 import type { Service } from '../../src/db/knex';
+import { openPostgres } from '../../src/db/postgres';
 
 /**
  * Holds a write lock on one service's store from outside Warren, the way a
@@ -11,7 +12,7 @@ import type { Service } from '../../src/db/knex';
 export async function lockStore(config: Config, service: Service, table: string): Promise<() => Promise<void>> {
   let db: Knex;
   if (config.database.client === 'postgres') {
-    db = knexFactory({ client: 'pg', connection: config.database.url, searchPath: [service], pool: { min: 1, max: 1 } });
+    db = openPostgres({ connectionString: config.database.url, schema: service, pool: { min: 1, max: 1 } });
   } else {
     // The driver the store's own process uses: in one process, two copies of SQLite do not see each other's locks.
     db = knexFactory({

@@ -1,25 +1,47 @@
 import { spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import path from 'node:path';
 import { expect } from 'chai';
+import knexFactory, { type Knex } from 'knex';
 import { type Config } from '../../../src/config';
 import { loadConfig } from '../../../src/services';
 import { AsyncCommitError, asyncCommitRefusal, openDatabase, type Db } from '../../../src/db/knex';
 
-/** PostgreSQL sessions whose synchronous_commit is set by the connection's options, as a role or database default would set it. */
+/**
+ * PostgreSQL sessions whose synchronous_commit is a role's default, set on a
+ * role made for each setting (not a start-up parameter, which a pooler such
+ * as PgBouncer refuses, so the tests run through one as well).
+ */
 describe('durable commits on PostgreSQL', function () {
   const pgUrl = process.env.WARREN_TEST_PG_URL;
   const opened: Db[] = [];
-  before(function () {
+  const roles = new Map<string, string>();
+  let admin: Knex | undefined;
+  before(async function () {
     if (!pgUrl) this.skip();
+    admin = knexFactory({ client: 'pg', connection: pgUrl, pool: { min: 0, max: 1 } });
+    const suffix = crypto.randomBytes(4).toString('hex');
+    for (const setting of ['off', 'local', 'remote_apply']) {
+      const role = `warren_sync_${setting}_${suffix}`;
+      await admin.raw('CREATE ROLE ?? LOGIN', [role]);
+      await admin.raw(`ALTER ROLE ?? SET synchronous_commit = ${setting}`, [role]);
+      roles.set(setting, role);
+    }
   });
   after(async () => {
     await Promise.all(opened.map((db) => db.destroy()));
+    for (const role of roles.values()) await admin!.raw('DROP ROLE IF EXISTS ??', [role]).catch(() => undefined);
+    await admin?.destroy();
   });
 
-  function configWith(setting: string | undefined, env: NodeJS.ProcessEnv = {}): Config {
+  function urlWith(setting: string | undefined): URL {
     const url = new URL(pgUrl!);
-    if (setting) url.searchParams.set('options', `-c synchronous_commit=${setting}`);
-    return loadConfig({ WARREN_DATABASE_CLIENT: 'postgres', WARREN_DATABASE_URL: url.toString(), ...env });
+    if (setting) url.username = roles.get(setting)!;
+    return url;
+  }
+
+  function configWith(setting: string | undefined, env: NodeJS.ProcessEnv = {}): Config {
+    return loadConfig({ WARREN_DATABASE_CLIENT: 'postgres', WARREN_DATABASE_URL: urlWith(setting).toString(), ...env });
   }
 
   function open(config: Config): Db {
@@ -52,8 +74,7 @@ describe('durable commits on PostgreSQL', function () {
 
   it('stops `warren api` at start-up with that one line when the session commits asynchronously', function () {
     this.timeout(20_000);
-    const url = new URL(pgUrl!);
-    url.searchParams.set('options', '-c synchronous_commit=off');
+    const url = urlWith('off');
     const cli = path.resolve(__dirname, '..', '..', '..', 'src', 'cli.js');
     const env = { ...process.env, NODE_ENV: 'test', WARREN_DATABASE_CLIENT: 'postgres', WARREN_DATABASE_URL: url.toString(), WARREN_HTTP_PORT: '0' };
     const run = spawnSync(process.execPath, [cli, 'api'], { env, encoding: 'utf8', timeout: 15_000 });
