@@ -18,7 +18,9 @@ RUN npx tsc -p tsconfig.json \
 
 # ---- runtime: node:20-slim, compiled code, production dependencies, non-root ----
 FROM node:20-slim
-ENV NODE_ENV=production
+# The commit the image is built from, for warren_build_info (`--build-arg WARREN_COMMIT=$(git rev-parse HEAD)`; .git is not in the context).
+ARG WARREN_COMMIT=unknown
+ENV NODE_ENV=production WARREN_COMMIT=${WARREN_COMMIT}
 WORKDIR /app
 RUN groupadd --system warren \
  && useradd --system --gid warren --home-dir /app --shell /usr/sbin/nologin warren \
