@@ -41,3 +41,8 @@ export function buildInfo(env: NodeJS.ProcessEnv = process.env): BuildInfo {
   const commit = env.WARREN_COMMIT?.trim() ?? '';
   return { version: packageVersion(), commit: COMMIT.test(commit) ? commit.toLowerCase() : 'unknown' };
 }
+
+/** What `warren --version` prints: `warren 0.1.0 (commit 0123abc…)`, or `(commit unknown)`. */
+export function versionLine(build: BuildInfo = buildInfo()): string {
+  return `warren ${build.version} (commit ${build.commit})`;
+}

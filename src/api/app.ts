@@ -53,7 +53,7 @@ export function createApp(deps: AppDeps): Koa<ApiState> {
   // printed by Koa; a client that leaves a stream is the normal end of one, not an error.
   app.on('error', (err: Error & { code?: string }, ctx?: { state?: ApiState }) => {
     if (err.code === 'ERR_STREAM_PREMATURE_CLOSE') return;
-    deps.log.warn({ requestId: ctx?.state?.requestId, err: err.message }, 'response failed after it started');
+    deps.log.warn({ requestId: ctx?.state?.requestId, err }, 'response failed after it started');
   });
   app.use(requestId());
   app.use(httpMetrics(api.metrics.http, router));
