@@ -11,6 +11,7 @@ import { requestId } from './middleware/requestId';
 import { NotificationHub } from './notificationHub';
 import { takesBody } from './openapi';
 import { analyticsRoutes } from './routes/analytics';
+import { asyncApiRoutes } from './routes/asyncapi';
 import { healthRoutes } from './routes/health';
 import { metricsRoutes } from './routes/metrics';
 import { notificationRoutes } from './routes/notifications';
@@ -43,6 +44,7 @@ export function createApp(deps: AppDeps): Koa<ApiState> {
     notificationStreamRoutes,
     analyticsRoutes,
     openApiRoutes,
+    asyncApiRoutes,
   ];
   for (const routes of resources) {
     router.use(routes(api).routes());
