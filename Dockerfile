@@ -18,8 +18,16 @@ RUN npx tsc -p tsconfig.json \
 
 # ---- runtime: node:20-slim, compiled code, production dependencies, non-root ----
 FROM node:20-slim
-ENV NODE_ENV=production
+# The commit the image is built from, for warren_build_info (`--build-arg WARREN_COMMIT=$(git rev-parse HEAD)`; .git is not in the context).
+ARG WARREN_COMMIT=unknown
+ENV NODE_ENV=production WARREN_COMMIT=${WARREN_COMMIT}
 WORKDIR /app
+# tini (Debian's) as PID 1: it reaps orphaned processes (those a dying supervised child leaves under
+# `warren start` or `--processes N`) and forwards signals to warren. The kernel gives PID 1 no default
+# signal actions, so Node there ignores a SIGTERM or SIGINT that arrives before warren's handlers are installed.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tini \
+ && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system warren \
  && useradd --system --gid warren --home-dir /app --shell /usr/sbin/nologin warren \
  && mkdir -p /app/data \
@@ -33,5 +41,5 @@ COPY rabbitmq ./rabbitmq
 # Code and configuration stay root-owned and read-only to the process; only data/ (SQLite) is its own.
 USER warren
 EXPOSE 3000
-ENTRYPOINT ["node", "--enable-source-maps", "/app/bin/warren"]
+ENTRYPOINT ["/usr/bin/tini", "--", "node", "--enable-source-maps", "/app/bin/warren"]
 CMD ["--help"]

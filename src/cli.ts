@@ -1,4 +1,5 @@
 import { Command, InvalidArgumentError } from 'commander';
+import { versionLine } from './build';
 import { servicePasswords, vhostOf, type Config } from './config';
 import { loadConfigOrExit } from './services';
 import { createLogger } from './log';
@@ -10,7 +11,11 @@ import { isWorkerName, workerNames, workers, type WorkerName } from './workers/r
  * configuration first (a bad value stops it with one line naming the key).
  */
 const program = new Command();
-program.name('warren').description('RabbitMQ work queues and pub/sub: API, workers, topology and dead-letter tooling').showHelpAfterError();
+program
+  .name('warren')
+  .description('RabbitMQ work queues and pub/sub: API, workers, topology and dead-letter tooling')
+  .version(versionLine(), '-V, --version', 'print the version and the commit it was built from')
+  .showHelpAfterError();
 
 function positiveInt(value: string): number {
   const n = Number(value);

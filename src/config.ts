@@ -269,11 +269,64 @@ function processDefaults({ prefetch, handlerTimeoutMs }: ProcessDefaults): Json 
 }
 
 /**
+ * WARREN_ variables that name no setting and are still no mistake: read by
+ * the loader itself, the logger, the build info and the supervisor, and the
+ * test harness's and CI's own (WARREN_TEST_*, WARREN_REQUIRE_POSTGRES), which
+ * reach every process they start because children inherit the environment.
+ */
+export const VARIABLES_NOT_SETTINGS: { readonly names: readonly string[]; readonly prefixes: readonly string[] } = {
+  names: ['WARREN_CONFIG', 'WARREN_LOG_FORMAT', 'WARREN_COMMIT', 'WARREN_SUPERVISED', 'WARREN_REQUIRE_POSTGRES'],
+  prefixes: ['WARREN_TEST_'],
+};
+
+/**
+ * The key paths of `node` that `schema` has no setting for. A per-service
+ * section (a record) checks the keys inside each entry; the entries' names are
+ * the catalogue's to check (configSchemaFor), with their own line.
+ */
+function unknownKeys(node: unknown, schema: z.ZodType, prefix: string[] = []): string[] {
+  if (!isObject(node)) return [];
+  if (schema instanceof z.ZodObject) {
+    const shape = schema.shape as Record<string, z.ZodType>;
+    return Object.entries(node).flatMap(([k, v]) => (Object.hasOwn(shape, k) ? unknownKeys(v, shape[k]!, [...prefix, k]) : [[...prefix, k].join('.')]));
+  }
+  if (schema instanceof z.ZodRecord) return Object.entries(node).flatMap(([k, v]) => unknownKeys(v, schema.valueType as z.ZodType, [...prefix, k]));
+  return [];
+}
+
+/** The variable of every setting there is (every leaf of the merged files, which hold every key). */
+function settingVariables(node: Json, prefix: string[] = []): string[] {
+  return Object.entries(node).flatMap(([k, v]) => (isObject(v) ? settingVariables(v, [...prefix, k]) : [envName([...prefix, k])]));
+}
+
+/**
+ * A misspelt key or variable would leave its setting on the default without a
+ * word (a WARREN_AMQP_URLL, and the process talks to the default broker), so
+ * it stops the process like any bad value, with one line naming them all.
+ */
+function refuseUnknown(sources: readonly (readonly [string, Json])[], merged: Json, env: NodeJS.ProcessEnv): void {
+  const keys = sources.flatMap(([source, node]) => unknownKeys(node, baseSchema).map((key) => `${key} (${source})`));
+  if (keys.length) throw new ConfigError(keys.join(', '), 'no such setting (misspelt? config/default.json has every key)');
+  const known = new Set(settingVariables(merged));
+  const { names, prefixes } = VARIABLES_NOT_SETTINGS;
+  const variables = Object.keys(env)
+    .filter((name) => name.startsWith('WARREN_') && !known.has(name) && !names.includes(name) && !prefixes.some((p) => name.startsWith(p)))
+    .sort();
+  if (variables.length)
+    throw new ConfigError(
+      variables.join(', '),
+      "names no setting (misspelt? a setting's variable is its key in upper snake case: http.port is WARREN_HTTP_PORT)",
+    );
+}
+
+/**
  * Loads and validates the configuration: the catalogue's defaults, then
  * default.json (then this process's own defaults, a worker's declared
  * prefetch and timeout), then <NODE_ENV>.json, the environment, and
  * `WARREN_CONFIG`, a JSON object merged last (handy for tests and
  * containers). src/services.ts's loadConfig calls it with Warren's services.
+ * A key no setting has, in a file or WARREN_CONFIG, or a WARREN_ variable
+ * that names none, stops it (see refuseUnknown).
  */
 export function loadConfigFor(
   catalogue: ServiceCatalogue,
@@ -281,23 +334,29 @@ export function loadConfigFor(
   configDir = path.join(projectRoot, 'config'),
   own: ProcessDefaults = {},
 ): Config {
-  let merged = deepMerge(catalogueDefaults(catalogue), readJson(path.join(configDir, 'default.json')));
+  const defaults = readJson(path.join(configDir, 'default.json'));
+  const sources: [string, Json][] = [['default.json', defaults]];
+  let merged = deepMerge(catalogueDefaults(catalogue), defaults);
   merged = deepMerge(merged, processDefaults(own));
   const nodeEnv = env.NODE_ENV;
   if (nodeEnv && fs.existsSync(path.join(configDir, `${nodeEnv}.json`))) {
-    merged = deepMerge(merged, readJson(path.join(configDir, `${nodeEnv}.json`)));
+    const forEnv = readJson(path.join(configDir, `${nodeEnv}.json`));
+    sources.push([`${nodeEnv}.json`, forEnv]);
+    merged = deepMerge(merged, forEnv);
   }
-  merged = applyEnv(merged, env);
+  let extra: unknown;
   if (env.WARREN_CONFIG) {
-    let extra: unknown;
     try {
       extra = JSON.parse(env.WARREN_CONFIG);
     } catch (err) {
       throw new ConfigError('WARREN_CONFIG', `not valid JSON (${(err as Error).message})`);
     }
     if (!isObject(extra)) throw new ConfigError('WARREN_CONFIG', 'must be a JSON object');
-    merged = deepMerge(merged, extra);
+    sources.push(['WARREN_CONFIG', extra]);
   }
+  refuseUnknown(sources, merged, env);
+  merged = applyEnv(merged, env);
+  if (isObject(extra)) merged = deepMerge(merged, extra);
   const result = configSchemaFor(catalogue).safeParse(merged);
   if (!result.success) {
     const issue = result.error.issues[0]!;

@@ -24,6 +24,28 @@ function prettyAvailable(): boolean {
   }
 }
 
+/** Colour only at a terminal, and never while NO_COLOR is set to anything (https://no-color.org). */
+export function useColor(env: NodeJS.ProcessEnv = process.env, stdoutIsTTY: boolean = process.stdout.isTTY === true): boolean {
+  return stdoutIsTTY && !env.NO_COLOR;
+}
+
+/**
+ * The pino-pretty transport when logs are to be pretty and pino-pretty is
+ * there; it is a development dependency, so an installation without it (the
+ * image: `npm prune --omit=dev`) logs JSON, which is what it wants anyway.
+ */
+export function prettyTransport(
+  env: NodeJS.ProcessEnv = process.env,
+  stdoutIsTTY: boolean = process.stdout.isTTY === true,
+  available: () => boolean = prettyAvailable,
+): pino.TransportSingleOptions | undefined {
+  if (logFormat(env, stdoutIsTTY) !== 'pretty' || !available()) return undefined;
+  return {
+    target: 'pino-pretty',
+    options: { destination: 1, colorize: useColor(env, stdoutIsTTY), translateTime: 'SYS:HH:MM:ss.l', ignore: 'hostname,service' },
+  };
+}
+
 /**
  * Structured logs on stdout, one logger per process, named after the
  * service, written asynchronously. `destination` is for tests (always JSON).
@@ -31,16 +53,9 @@ function prettyAvailable(): boolean {
 export function createLogger(name: string, level: string = process.env.WARREN_LOG_LEVEL ?? 'info', destination?: pino.DestinationStream): Logger {
   const options: pino.LoggerOptions = { name, level, base: { pid: process.pid, service: name } };
   if (destination) return pino(options, destination);
-  if (level !== 'silent' && logFormat() === 'pretty' && prettyAvailable()) {
-    // A transport formats in a worker thread, off the event loop that serves requests and messages.
-    return pino({
-      ...options,
-      transport: {
-        target: 'pino-pretty',
-        options: { destination: 1, colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'hostname,service' },
-      },
-    });
-  }
+  const pretty = level === 'silent' ? undefined : prettyTransport();
+  // A transport formats in a worker thread, off the event loop that serves requests and messages.
+  if (pretty) return pino({ ...options, transport: pretty });
   // Asynchronous writes: lines logged while one write is under way go out
   // together in the next, instead of one write call per line on the event
   // loop. pino flushes what is left synchronously when the process exits (an

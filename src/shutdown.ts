@@ -20,7 +20,7 @@ export function onShutdown(log: Logger, timeoutMs: number, stop: () => Promise<v
     stop().then(
       () => process.exit(0),
       (err) => {
-        log.error({ err: (err as Error).message }, 'shutdown failed');
+        log.error({ err }, 'shutdown failed');
         process.exit(1);
       },
     );

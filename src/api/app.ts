@@ -11,6 +11,7 @@ import { requestId } from './middleware/requestId';
 import { NotificationHub } from './notificationHub';
 import { takesBody } from './openapi';
 import { analyticsRoutes } from './routes/analytics';
+import { asyncApiRoutes } from './routes/asyncapi';
 import { healthRoutes } from './routes/health';
 import { metricsRoutes } from './routes/metrics';
 import { notificationRoutes } from './routes/notifications';
@@ -43,6 +44,7 @@ export function createApp(deps: AppDeps): Koa<ApiState> {
     notificationStreamRoutes,
     analyticsRoutes,
     openApiRoutes,
+    asyncApiRoutes,
   ];
   for (const routes of resources) {
     router.use(routes(api).routes());
@@ -53,7 +55,7 @@ export function createApp(deps: AppDeps): Koa<ApiState> {
   // printed by Koa; a client that leaves a stream is the normal end of one, not an error.
   app.on('error', (err: Error & { code?: string }, ctx?: { state?: ApiState }) => {
     if (err.code === 'ERR_STREAM_PREMATURE_CLOSE') return;
-    deps.log.warn({ requestId: ctx?.state?.requestId, err: err.message }, 'response failed after it started');
+    deps.log.warn({ requestId: ctx?.state?.requestId, err }, 'response failed after it started');
   });
   app.use(requestId());
   app.use(httpMetrics(api.metrics.http, router));

@@ -255,6 +255,15 @@ export const operations: OperationSpec[] = [
     noDatabase: true,
     ok: { 200: { description: 'OpenAPI 3.1', schema: z.record(z.string(), z.unknown()) } },
   },
+  {
+    method: 'get',
+    path: '/asyncapi.json',
+    summary:
+      "The AsyncAPI 3.0 document of the messages Warren publishes on RabbitMQ, generated from the schemas that validate them and the broker's definitions",
+    tag: 'meta',
+    noDatabase: true,
+    ok: { 200: { description: 'AsyncAPI 3.0', schema: z.record(z.string(), z.unknown()) } },
+  },
 ];
 
 /**

@@ -50,7 +50,7 @@ export class ManagedChannel<C extends Channel> {
     let channel: C | undefined;
     try {
       channel = (this.opts.confirm ? await model.createConfirmChannel() : await model.createChannel()) as C;
-      channel.on('error', (err: Error) => this.opts.log.warn({ channel: this.opts.name, err: err.message }, 'channel error'));
+      channel.on('error', (err: Error) => this.opts.log.warn({ channel: this.opts.name, err }, 'channel error'));
       const opened = channel;
       let closedInSetup = false;
       channel.on('close', () => {
@@ -73,7 +73,7 @@ export class ManagedChannel<C extends Channel> {
       this.lastError = '';
     } catch (err) {
       const message = (err as Error).message;
-      if (message !== this.lastError) this.opts.log.warn({ channel: this.opts.name, err: message }, 'channel setup failed, retrying');
+      if (message !== this.lastError) this.opts.log.warn({ channel: this.opts.name, err }, 'channel setup failed, retrying');
       this.lastError = message;
       if (channel) channel.close().catch(() => undefined);
       this.retryLater();

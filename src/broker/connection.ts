@@ -117,13 +117,13 @@ export function connectBroker(opts: BrokerConnectionOptions): BrokerConnection {
     opts.log.info({ connection: name }, 'broker connected');
   });
   manager.on('disconnect', ({ err }) => {
-    opts.log.warn({ connection: name, err: err?.message }, 'broker disconnected');
+    opts.log.warn({ connection: name, err }, 'broker disconnected');
   });
   manager.on('connectFailed', ({ err }) => {
     // Logged once per distinct reason, not once per reconnect attempt.
     if (err?.message !== lastFailure) {
       lastFailure = err?.message ?? '';
-      opts.log.warn({ connection: name, err: err?.message }, 'broker unreachable, retrying');
+      opts.log.warn({ connection: name, err }, 'broker unreachable, retrying');
     }
   });
   manager.on('blocked', ({ reason }) => {

@@ -131,7 +131,7 @@ export class LiveNotificationSubscriber {
       ({ userId } = liveNotificationHint.parse(JSON.parse(msg.content.toString('utf8'))));
     } catch (err) {
       this.rejected++;
-      this.opts.log.warn({ err: (err as Error).message }, 'live notification ignored: not a notification');
+      this.opts.log.warn({ err }, 'live notification ignored: not a notification');
       return;
     }
     this.received++;

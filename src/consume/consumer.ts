@@ -199,7 +199,7 @@ export class QueueConsumer {
       try {
         listener(s);
       } catch (err) {
-        this.opts.log.warn({ err: errorText(err), queue: this.opts.worker.queue }, 'settlement listener failed');
+        this.opts.log.warn({ err, queue: this.opts.worker.queue }, 'settlement listener failed');
       }
     }
   };
@@ -228,7 +228,7 @@ export class QueueConsumer {
       if (valid.length > 0) settling.push(this.apply(valid, !alone));
       await allSettled(settling);
     } catch (err) {
-      this.opts.log.error({ err: (err as Error).message, queue: this.opts.worker.queue }, 'delivery left unacked');
+      this.opts.log.error({ err, queue: this.opts.worker.queue }, 'delivery left unacked');
     }
   }
 
@@ -279,8 +279,7 @@ export class QueueConsumer {
     }
     // A batch of one already ran alone.
     const culprit = failure instanceof MessageFailedError ? failure.culprit : valid.length === 1 ? valid[0]!.message : undefined;
-    if (valid.length > 1)
-      log.warn({ messages: valid.length, culprit: culprit?.messageId, err: errorText(failure) }, 'batch failed; its messages run again one at a time');
+    if (valid.length > 1) log.warn({ messages: valid.length, culprit: culprit?.messageId, err: failure }, 'batch failed; its messages run again one at a time');
     const settling: Promise<void>[] = [];
     let unrun = 0;
     for (const v of valid) {
@@ -309,7 +308,7 @@ export class QueueConsumer {
   private handlerFailed({ delivery, message }: DecodedDelivery, failure: unknown): Promise<void> {
     const err = failure instanceof MessageFailedError ? failure.error : failure;
     deliveryLogger(this.opts.log, delivery.msg.properties).warn(
-      { messageId: message.messageId, type: message.type, attempt: attemptOf(delivery.msg), err: errorText(err) },
+      { messageId: message.messageId, type: message.type, attempt: attemptOf(delivery.msg), err },
       'handler failed',
     );
     return this.failed(delivery, err);
@@ -346,7 +345,7 @@ export class QueueConsumer {
   /** Best effort, after the commit and apart from the ack: a failing callback is logged, nothing else. */
   private runAfterCommit(effects: CommittedEffects): void {
     for (const fn of effects.afterCommit) {
-      void (async () => fn())().catch((err) => this.opts.log.warn({ err: errorText(err), queue: this.opts.worker.queue }, 'after-commit callback failed'));
+      void (async () => fn())().catch((err) => this.opts.log.warn({ err, queue: this.opts.worker.queue }, 'after-commit callback failed'));
     }
   }
 

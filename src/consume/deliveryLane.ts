@@ -310,7 +310,7 @@ export class DeliveryLane {
    */
   private subscriptionLost(err: unknown): void {
     if (this.closed) return;
-    this.opts.log.warn({ queue: this.opts.queue, err: (err as Error).message }, 'subscription change failed; reopening the channel');
+    this.opts.log.warn({ queue: this.opts.queue, err }, 'subscription change failed; reopening the channel');
     this.opts.channel.close().catch(() => undefined);
   }
 

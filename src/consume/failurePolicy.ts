@@ -84,7 +84,7 @@ export class FailurePolicy {
           this.refused.set(attempt, `${request.exchange}: ${(err as Error).message}`);
           const { messageId } = request.properties;
           deliveryLogger(this.opts.log, request.properties).error(
-            { messageId, exchange: request.exchange, routingKey: request.routingKey, err: (err as Error).message },
+            { messageId, exchange: request.exchange, routingKey: request.routingKey, err },
             'retry/park publish failed; original kept unacked',
           );
           // The same copy would fail the same way for ever.

@@ -4,11 +4,14 @@ import type { HandlerContext, WorkerDefinition } from '../consume/handler';
 import type { PublishFailure } from '../broker/publisher';
 import type { MessageType, WarrenMessage } from '../domain/messages';
 import { deliveryLogger } from '../log';
+import { buildInfo, type BuildInfo } from '../build';
 
 /**
  * Warren's Prometheus metrics. Every process (the API, each worker) has its
  * own registry and serves it at its own `/metrics`; Prometheus adds the
- * `instance` label, the registry adds `service`. The collaborators keep the
+ * `instance` label, the registry adds `warren_service` (not `service`, which
+ * the Prometheus Operator sets to the Kubernetes service's name, renaming
+ * ours `exported_service`) and `warren_build_info`. The collaborators keep the
  * counts they already keep for their own reasons (the consumer's `counts`,
  * the relay's `pending()`), and the metrics read them when scraped: a scrape
  * costs the hot paths nothing. Only what has no count of its own (latencies,
@@ -20,10 +23,21 @@ export function secondsSince(started: bigint): number {
   return Number(process.hrtime.bigint() - started) / 1e9;
 }
 
-/** One registry per process, labelled with its service; the process's own figures (CPU, memory, event loop) when asked. */
-export function createRegistry(service: string, opts: { processMetrics?: boolean } = {}): Registry {
+/**
+ * One registry per process, labelled with its service, with the build it runs
+ * (`warren_build_info{version,commit} 1`, to join on or count versions during
+ * a rollout); the process's own figures (CPU, memory, event loop) when asked.
+ */
+export function createRegistry(service: string, opts: { processMetrics?: boolean; build?: BuildInfo } = {}): Registry {
   const registry = new Registry();
-  registry.setDefaultLabels({ service });
+  registry.setDefaultLabels({ warren_service: service });
+  const build = opts.build ?? buildInfo();
+  new Gauge({
+    name: 'warren_build_info',
+    help: 'Always 1; its labels say which version of Warren, built from which commit, this process runs',
+    labelNames: ['version', 'commit'],
+    registers: [registry],
+  }).set({ version: build.version, commit: build.commit }, 1);
   if (opts.processMetrics) collectDefaultMetrics({ register: registry });
   return registry;
 }

@@ -102,7 +102,7 @@ export class OutboxRelay {
         await this.pruneNow();
       } catch (err) {
         const message = (err as Error).message;
-        if (message !== this.lastError) log.error({ err: message }, 'outbox relay cycle failed');
+        if (message !== this.lastError) log.error({ err }, 'outbox relay cycle failed');
         this.lastError = message;
       }
       // A full batch means more is waiting: go again at once.
@@ -202,7 +202,7 @@ export class OutboxRelay {
       },
       (err: Error) => {
         // Published but not marked: the claim times out and the rows go again (consumers drop the duplicates).
-        log.error({ err: err.message, rows: rows.length }, 'marking relayed outbox rows failed');
+        log.error({ err, rows: rows.length }, 'marking relayed outbox rows failed');
         this.lastError = err.message;
       },
     );

@@ -56,7 +56,7 @@ export async function serveWorkerHealth(opts: WorkerHealthOptions): Promise<Work
   const listening = await new Promise<boolean>((resolve) => {
     server.once('error', (err) => {
       // Several processes on one host (--processes N) share one configured port: the first one serves it.
-      opts.log.warn({ port: opts.port, err: err.message }, 'worker health endpoint not started');
+      opts.log.warn({ port: opts.port, err }, 'worker health endpoint not started');
       resolve(false);
     });
     server.listen(opts.port, opts.host, () => resolve(true));

@@ -58,7 +58,7 @@ export async function runWorker(config: Config, name: WorkerName): Promise<void>
   const health = await serveWorkerHealth({ host: config.http.host, port: config.worker.healthPort, status: () => consumer.status(), metrics: registry, log });
 
   const prune = setInterval(() => {
-    pruneInbox(db, config.inbox.retentionDays).catch((err) => log.warn({ err: (err as Error).message }, 'inbox prune failed'));
+    pruneInbox(db, config.inbox.retentionDays).catch((err) => log.warn({ err: err as Error }, 'inbox prune failed'));
   }, PRUNE_EVERY_MS);
   prune.unref();
 

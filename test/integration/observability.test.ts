@@ -1,11 +1,19 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import { expect } from 'chai';
+import { buildInfo } from '../../src/build';
+import { projectRoot } from '../../src/config';
 import { newId } from '../../src/domain/ids';
 import { rawPublish } from '../support/amqp';
 import { lockAnalyticsStore } from '../support/locks';
-import { metricValue } from '../support/metricsText';
+import { metricValue, parseMetrics } from '../support/metricsText';
 import { freePort, TestSystem, TEST_DB, waitFor, type WarrenProcess } from '../support/system';
 
 type Labels = Record<string, string>;
+
+const { version } = JSON.parse(fs.readFileSync(path.join(projectRoot, 'package.json'), 'utf8')) as { version: string };
+/** The commit the worker is told it was built from (the API keeps what the test's environment says, `unknown` when nothing). */
+const BUILT_FROM = '0123456789abcdef0123456789abcdef01234567';
 
 /** Log lines of a process that are JSON objects (all of them, when stdout is not a terminal). */
 function jsonLines(proc: WarrenProcess): Record<string, unknown>[] {
@@ -56,7 +64,7 @@ describe(`metrics and correlated logs of the real processes (${TEST_DB})`, funct
     await sys.setUp({ log: { level: 'debug' }, worker: { handlerTimeoutMs: 1500 } });
     api = await sys.startApi();
     workerPort = await freePort();
-    worker = await sys.startWorker('analytics', { WARREN_WORKER_HEALTH_PORT: String(workerPort) });
+    worker = await sys.startWorker('analytics', { WARREN_WORKER_HEALTH_PORT: String(workerPort), WARREN_COMMIT: BUILT_FROM });
     ada = await sys.createUser('ada_' + Date.now().toString(36).slice(-5), 'Ada');
   });
 
@@ -81,7 +89,9 @@ describe(`metrics and correlated logs of the real processes (${TEST_DB})`, funct
     });
 
     // The API: request durations by route pattern, publishes by exchange, confirms, relay lag.
-    expect(value(apiAfter, 'warren_http_request_duration_seconds_count', { method: 'POST', route: '/tweets', status: '201', service: 'api' })).to.equal(1);
+    expect(value(apiAfter, 'warren_http_request_duration_seconds_count', { method: 'POST', route: '/tweets', status: '201', warren_service: 'api' })).to.equal(
+      1,
+    );
     expect(value(apiAfter, 'warren_http_request_duration_seconds_count', { method: 'POST', route: '/users', status: '201' })).to.equal(1);
     expect(value(apiAfter, 'warren_http_request_duration_seconds_bucket', { route: '/tweets', le: '+Inf' })).to.equal(1);
     expect(apiAfter).not.to.include(ada.id);
@@ -99,19 +109,24 @@ describe(`metrics and correlated logs of the real processes (${TEST_DB})`, funct
     expect(metricValue(apiAfter, 'warren_outbox_backlog')).to.equal(0);
     expect(value(apiAfter, 'warren_queue_consumers', { queue: 'analytics.tweets' })).to.equal(1);
     expect(metricValue(apiAfter, 'warren_queue_messages', { queue: 'analytics.tweets' })).to.equal(0);
-    expect(value(apiAfter, 'process_cpu_user_seconds_total', { service: 'api' })).to.be.greaterThan(0);
-    expect(value(apiAfter, 'process_resident_memory_bytes', { service: 'api' })).to.be.greaterThan(0);
+    expect(value(apiAfter, 'process_cpu_user_seconds_total', { warren_service: 'api' })).to.be.greaterThan(0);
+    expect(value(apiAfter, 'process_resident_memory_bytes', { warren_service: 'api' })).to.be.greaterThan(0);
 
     // The worker: its outcome, its handler's duration, that it consumes.
     const w = await workerMetrics();
-    expect(value(w, 'warren_messages_consumed_total', { queue: 'analytics.tweets', outcome: 'applied', service: 'worker-analytics' })).to.equal(1);
+    expect(value(w, 'warren_messages_consumed_total', { queue: 'analytics.tweets', outcome: 'applied', warren_service: 'worker-analytics' })).to.equal(1);
     expect(value(w, 'warren_handler_duration_seconds_count', { queue: 'analytics.tweets', result: 'ok' })).to.equal(1);
     expect(value(w, 'warren_handler_duration_seconds_sum', { queue: 'analytics.tweets', result: 'ok' })).to.be.greaterThan(0);
     expect(value(w, 'warren_consumer_consuming', { queue: 'analytics.tweets' })).to.equal(1);
     expect(value(w, 'warren_consumer_ready', { queue: 'analytics.tweets' })).to.equal(1);
     expect(value(w, 'warren_messages_redelivered_total', { queue: 'analytics.tweets' })).to.equal(0);
-    expect(value(w, 'process_cpu_user_seconds_total', { service: 'worker-analytics' })).to.be.greaterThan(0);
-    expect(value(w, 'nodejs_heap_size_used_bytes', { service: 'worker-analytics' })).to.be.greaterThan(0);
+    expect(value(w, 'process_cpu_user_seconds_total', { warren_service: 'worker-analytics' })).to.be.greaterThan(0);
+    expect(value(w, 'nodejs_heap_size_used_bytes', { warren_service: 'worker-analytics' })).to.be.greaterThan(0);
+
+    // The build each runs, and no series under the label the Prometheus Operator owns.
+    expect(metricValue(w, 'warren_build_info', { warren_service: 'worker-analytics', version, commit: BUILT_FROM })).to.equal(1);
+    expect(metricValue(apiAfter, 'warren_build_info', { warren_service: 'api', version, commit: buildInfo(process.env).commit })).to.equal(1);
+    for (const sample of [...parseMetrics(apiAfter), ...parseMetrics(w)]) expect(sample.labels, sample.name).to.not.have.property('service');
   });
 
   it('finds the API request line and the worker lines of its message with one search for the request id', async () => {
@@ -190,7 +205,7 @@ describe(`metrics and correlated logs of the real processes (${TEST_DB})`, funct
         const res = await fetch(`http://127.0.0.1:${port}/metrics`);
         return res.ok ? res.text() : undefined;
       });
-      expect(metricValue(text, 'warren_consumer_consuming', { queue: 'analytics.tweets', service: 'worker-analytics' })).to.equal(1);
+      expect(metricValue(text, 'warren_consumer_consuming', { queue: 'analytics.tweets', warren_service: 'worker-analytics' })).to.equal(1);
       expect(metricValue(text, 'warren_messages_consumed_total', { queue: 'analytics.tweets', outcome: 'applied' })).to.equal(0);
     }
     expect(await supervisor.stop()).to.equal(0);

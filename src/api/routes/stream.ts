@@ -92,7 +92,7 @@ export function notificationStreamRoutes(deps: ApiDeps): Router<ApiState> {
       write,
     });
     const failed = (err: unknown) => {
-      deps.log.warn({ requestId: ctx.state.requestId, err: (err as Error).message }, 'notification stream ended: reading the store failed');
+      deps.log.warn({ requestId: ctx.state.requestId, err }, 'notification stream ended: reading the store failed');
       end();
     };
     const unsubscribe = hub.subscribe(userId, {

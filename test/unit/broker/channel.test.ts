@@ -1,3 +1,4 @@
+import { Writable } from 'node:stream';
 import type { Channel } from 'amqplib';
 import { expect } from 'chai';
 import { ManagedChannel } from '../../../src/broker/channel';
@@ -30,6 +31,39 @@ describe('ManagedChannel', () => {
       expect(managed.current()).to.equal(channels[1]);
       expect(channels[1]!.closed).to.equal(false);
       expect(managed.failure()).to.equal('');
+    } finally {
+      await managed.close();
+    }
+  });
+
+  it('logs a failed setup with the error and its stack, once until it changes', async () => {
+    const { connection } = fakeConnection();
+    const lines: Record<string, unknown>[] = [];
+    const capture = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        lines.push(JSON.parse(chunk.toString('utf8')) as Record<string, unknown>);
+        done();
+      },
+    });
+    let setups = 0;
+    const managed = new ManagedChannel<Channel>({
+      connection,
+      confirm: false,
+      name: 'test',
+      log: createLogger('test', 'warn', capture),
+      retryDelayMs: 5,
+      setup: async () => {
+        setups++;
+        throw new TypeError('queue.bind refused');
+      },
+    });
+    try {
+      await waitFor('a few setups', async () => setups >= 3, 2000, 5);
+      const failed = lines.filter((l) => l.msg === 'channel setup failed, retrying');
+      expect(failed).to.have.length(1);
+      const err = failed[0]!.err as { type: string; message: string; stack: string };
+      expect(err).to.include({ type: 'TypeError', message: 'queue.bind refused' });
+      expect(err.stack).to.match(/^TypeError: queue\.bind refused\n\s+at /);
     } finally {
       await managed.close();
     }

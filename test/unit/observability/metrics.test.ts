@@ -1,7 +1,11 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import { Writable } from 'node:stream';
 import { expect } from 'chai';
 import type { Knex } from 'knex';
 import type { Registry } from 'prom-client';
+import { buildInfo } from '../../../src/build';
+import { projectRoot } from '../../../src/config';
 import type { WorkerDefinition } from '../../../src/consume/handler';
 import type { WarrenMessage } from '../../../src/domain/messages';
 import { createLogger, deliveryLogger } from '../../../src/log';
@@ -44,11 +48,22 @@ describe('metrics', () => {
   it('labels every series with the service and adds process metrics only when asked', async () => {
     new PublishMetrics(registry).settled('tweets', 0.01);
     const text = await registry.metrics();
-    expect(text).to.include('warren_messages_published_total{exchange="tweets",service="unit"} 1');
+    expect(text).to.include('warren_messages_published_total{exchange="tweets",warren_service="unit"} 1');
     expect(text).not.to.include('process_cpu_user_seconds_total');
     const withProcess = await createRegistry('p', { processMetrics: true }).metrics();
-    expect(withProcess).to.include('process_cpu_user_seconds_total{service="p"}');
-    expect(withProcess).to.include('nodejs_eventloop_lag_p99_seconds{service="p"}');
+    expect(withProcess).to.include('process_cpu_user_seconds_total{warren_service="p"}');
+    expect(withProcess).to.include('nodejs_eventloop_lag_p99_seconds{warren_service="p"}');
+  });
+
+  it("says which build each process runs: package.json's version and the commit WARREN_COMMIT names, else unknown", async () => {
+    const text = await createRegistry('api', { build: { version: '1.2.3', commit: 'abc1234' } }).metrics();
+    expect(text).to.include('warren_build_info{version="1.2.3",commit="abc1234",warren_service="api"} 1');
+    const { version } = JSON.parse(fs.readFileSync(path.join(projectRoot, 'package.json'), 'utf8')) as { version: string };
+    expect(buildInfo({ WARREN_COMMIT: ' 0123ABCdef4567 ' })).to.deep.equal({ version, commit: '0123abcdef4567' });
+    expect(buildInfo({})).to.deep.equal({ version, commit: 'unknown' });
+    // Only what git prints is a commit: nothing else gets into a label.
+    expect(buildInfo({ WARREN_COMMIT: 'main; rm -rf' }).commit).to.equal('unknown');
+    expect(await createRegistry('w').metrics()).to.match(/^warren_build_info\{version="[^"]+",commit="[^"]+",warren_service="w"\} 1$/m);
   });
 
   it('counts confirmed publishes by exchange with their confirm latency, and failures by reason', async () => {

@@ -230,14 +230,16 @@ describe('containers: docker-compose.yml and Dockerfile', function () {
     }
   });
 
-  it('builds in two stages and runs as a non-root user with warren as the entrypoint', function () {
+  it('builds in two stages and runs as a non-root user with warren under tini as the entrypoint', function () {
     const dockerfile = fs.readFileSync(path.join(root, 'Dockerfile'), 'utf8');
     const froms = [...dockerfile.matchAll(/^FROM\s+(\S+)(?:\s+AS\s+(\S+))?/gim)].map((m) => m[1]);
     expect(froms).to.deep.equal(['node:20-slim', 'node:20-slim']);
     expect(dockerfile).to.match(/RUN npx tsc -p tsconfig\.json/);
     const runtime = dockerfile.slice(dockerfile.lastIndexOf('FROM '));
     expect(runtime).to.match(/^USER warren$/m);
-    expect(runtime).to.match(/^ENTRYPOINT \["node", "--enable-source-maps", "\/app\/bin\/warren"\]$/m);
+    // tini (Debian's) is PID 1: it reaps orphans and forwards signals to warren.
+    expect(runtime).to.match(/apt-get install -y --no-install-recommends tini/);
+    expect(runtime).to.match(/^ENTRYPOINT \["\/usr\/bin\/tini", "--", "node", "--enable-source-maps", "\/app\/bin\/warren"\]$/m);
     expect(runtime).to.match(/COPY config \.\/config/);
     expect(runtime).to.match(/COPY rabbitmq \.\/rabbitmq/);
     expect(fs.readFileSync(path.join(root, 'bin', 'warren'), 'utf8')).to.contain("require('../dist/src/cli.js')");

@@ -7,12 +7,16 @@ const dashboardFile = path.resolve(__dirname, '..', '..', '..', '..', 'ops', 'gr
 
 interface Panel {
   title?: string;
-  targets?: { expr?: string }[];
+  targets?: { expr?: string; legendFormat?: string }[];
   panels?: Panel[];
 }
 
 function expressions(panels: Panel[]): { title: string; expr: string }[] {
   return panels.flatMap((p) => [...(p.targets ?? []).map((t) => ({ title: p.title ?? '', expr: t.expr ?? '' })), ...expressions(p.panels ?? [])]);
+}
+
+function expressionsAndLegends(panels: Panel[]): string[] {
+  return panels.flatMap((p) => [...(p.targets ?? []).map((t) => t.legendFormat ?? ''), ...expressionsAndLegends(p.panels ?? [])]);
 }
 
 /** Every name a process can export: Warren's own metrics and the default process metrics. */
@@ -41,10 +45,18 @@ describe('ops: the Grafana dashboard', () => {
     const templateQueries = dashboard.templating.list.map((t) => (typeof t.query === 'object' && t.query ? (t.query as { query: string }).query : String(t.query ?? '')));
     for (const { title, expr } of [...exprs, ...templateQueries.map((q) => ({ title: 'template', expr: q }))]) {
       for (const [name] of expr.matchAll(/\b(?:warren|process|nodejs)_[a-z0-9_]+\b/g)) {
+        if (name === 'warren_service') continue; // the label (and the template variable), not a metric
         expect(exported.has(name), `${title}: ${name} is not a metric Warren exports`).to.equal(true);
         used.add(name.replace(/_(bucket|sum|count)$/, ''));
       }
     }
+    // `service` belongs to the Prometheus Operator (it renames Warren's to exported_service): every selector, grouping and legend uses warren_service.
+    for (const { title, expr } of [...exprs, ...templateQueries.map((q) => ({ title: 'template', expr: q }))]) {
+      expect(expr, title).to.not.match(/(?<![a-z_])service\b/);
+      expect(expr, title).to.not.include('$service');
+    }
+    const legends = expressionsAndLegends(dashboard.panels);
+    for (const legend of legends) expect(legend, 'legend').to.not.include('{{service}}');
     const warrenMetrics = [...exported].filter((n) => n.startsWith('warren_') && !/_(bucket|sum|count)$/.test(n));
     for (const name of warrenMetrics) expect(used.has(name), `${name} is on no panel`).to.equal(true);
   });
