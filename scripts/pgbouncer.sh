@@ -9,13 +9,13 @@
 #   WARREN_PGBOUNCER_PORT   where it listens (default 6433: 6432 is where Debian's own
 #                           pgbouncer service listens once the package is installed)
 #   WARREN_PGBOUNCER_DIR    its config, log and pid file (default /tmp/warren-pgbouncer-<port>)
-#   WARREN_PG_HOST / WARREN_PG_PORT   the server (default 127.0.0.1:5432)
+#   WARREN_PGBOUNCER_SERVER_HOST / _PORT the server (default 127.0.0.1:5432)
 set -euo pipefail
 
 port=${WARREN_PGBOUNCER_PORT:-6433}
 dir=${WARREN_PGBOUNCER_DIR:-/tmp/warren-pgbouncer-$port}
-pg_host=${WARREN_PG_HOST:-127.0.0.1}
-pg_port=${WARREN_PG_PORT:-5432}
+pg_host=${WARREN_PGBOUNCER_SERVER_HOST:-127.0.0.1}
+pg_port=${WARREN_PGBOUNCER_SERVER_PORT:-5432}
 bin=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

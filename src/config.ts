@@ -271,12 +271,13 @@ function processDefaults({ prefetch, handlerTimeoutMs }: ProcessDefaults): Json 
 /**
  * WARREN_ variables that name no setting and are still no mistake: read by
  * the loader itself, the logger, the build info and the supervisor, and the
- * test harness's and CI's own (WARREN_TEST_*, WARREN_REQUIRE_POSTGRES), which
- * reach every process they start because children inherit the environment.
+ * test harness's and CI's own (WARREN_TEST_*, WARREN_REQUIRE_*, and
+ * scripts/pgbouncer.sh's WARREN_PGBOUNCER_*), which reach every process they
+ * start because children inherit the environment.
  */
 export const VARIABLES_NOT_SETTINGS: { readonly names: readonly string[]; readonly prefixes: readonly string[] } = {
-  names: ['WARREN_CONFIG', 'WARREN_LOG_FORMAT', 'WARREN_COMMIT', 'WARREN_SUPERVISED', 'WARREN_REQUIRE_POSTGRES'],
-  prefixes: ['WARREN_TEST_'],
+  names: ['WARREN_CONFIG', 'WARREN_LOG_FORMAT', 'WARREN_COMMIT', 'WARREN_SUPERVISED'],
+  prefixes: ['WARREN_TEST_', 'WARREN_REQUIRE_', 'WARREN_PGBOUNCER_'],
 };
 
 /**

@@ -85,7 +85,16 @@ describe('configuration: what names no setting', () => {
     ]);
     expect(() => loadConfig(every)).to.not.throw();
     const notSettings = Object.fromEntries(VARIABLES_NOT_SETTINGS.names.map((n) => [n, n === 'WARREN_CONFIG' ? '{}' : '1']));
-    expect(() => loadConfig({ ...notSettings, WARREN_TEST_DB: 'postgres', WARREN_TEST_PG_URL: 'postgres://x', WARREN_TEST_ANYTHING: '1' })).to.not.throw();
+    expect(() =>
+      loadConfig({
+        ...notSettings,
+        WARREN_TEST_DB: 'postgres',
+        WARREN_TEST_PG_URL: 'postgres://x',
+        WARREN_TEST_ANYTHING: '1',
+        WARREN_REQUIRE_PGBOUNCER: '1',
+        WARREN_PGBOUNCER_PORT: '6433',
+      }),
+    ).to.not.throw();
     // Variables without the prefix are nobody's business here.
     expect(() => loadConfig({ WARRENHTTP_PORT: '1', HTTP_PORT: 'x', NODE_ENV: 'test' })).to.not.throw();
   });
