@@ -44,6 +44,31 @@ describe('api: follows and timeline', () => {
     expect(await api.db('follows')).to.have.length(1);
   });
 
+  it('emits user.unfollowed (schema 1.1) with the follow removed, only when a follow existed', async () => {
+    api.clock = new Date('2026-11-25T12:00:00.000Z');
+    const path = `/users/${alice.id}/following/${bob.id}`;
+    expect((await api.request('DELETE', path, { token: alice.token })).status).to.equal(204);
+    expect(await outboxRows(api, 'user.unfollowed')).to.have.length(0);
+    await api.request('PUT', path, { token: alice.token });
+    expect((await api.request('DELETE', path, { token: alice.token })).status).to.equal(204);
+    expect((await api.request('DELETE', path, { token: alice.token })).status).to.equal(204);
+    const events = await api.db('outbox').where({ type: 'user.unfollowed' }).select('payload', 'schema_version', 'exchange', 'routing_key');
+    expect(events).to.have.length(1);
+    expect(events[0]).to.include({ schema_version: '1.1', exchange: 'user.events', routing_key: 'user.unfollowed' });
+    expect(JSON.parse(events[0]!.payload)).to.deep.equal({ followerId: alice.id, followeeId: bob.id, at: '2026-11-25T12:00:00.000Z' });
+    expect(await api.db('follows')).to.have.length(0);
+  });
+
+  it('refuses an unfollow with 503 while the outbox backlog is over its limit, removing nothing', async () => {
+    const path = `/users/${alice.id}/following/${bob.id}`;
+    await api.request('PUT', path, { token: alice.token });
+    api.backlog = api.config.outbox.maxBacklog + 1;
+    const res = await api.request('DELETE', path, { token: alice.token });
+    expect(res.status).to.equal(503);
+    expect(res.headers.get('retry-after')).to.be.a('string');
+    expect(await api.db('follows')).to.have.length(1);
+  });
+
   it("shows the user's and followees' tweets newest first, paged with nextCursor", async () => {
     const carol = await createUser(api);
     await api.request('PUT', `/users/${alice.id}/following/${bob.id}`, { token: alice.token });
