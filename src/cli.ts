@@ -45,7 +45,7 @@ program
       const children = Array.from({ length: opts.processes }, (_, i) => ({
         name: `worker ${name} #${i + 1}`,
         args: ['worker', name],
-        env: workerHealthPort(config, i),
+        env: workerChildEnv(config, name, i),
       }));
       process.exit(await supervise(children, { log: createLogger('supervisor', config.log.level), ...config.supervisor }));
     }
@@ -106,6 +106,12 @@ async function applyTopologyOrExit(config: ReturnType<typeof loadConfigOrExit>):
  */
 function workerHealthPort(config: ReturnType<typeof loadConfigOrExit>, index: number): Record<string, string> {
   return config.worker.healthPort > 0 ? { WARREN_WORKER_HEALTH_PORT: String(config.worker.healthPort + index) } : {};
+}
+
+/** The environment of child `index` of `warren worker <name> --processes N`: a worker serving HTTP of its own (the timeline) takes the next port of its own. */
+function workerChildEnv(config: ReturnType<typeof loadConfigOrExit>, name: WorkerName, index: number): Record<string, string> {
+  const own = workers[name].http;
+  return own ? own.childEnv(config, index) : workerHealthPort(config, index);
 }
 
 program
