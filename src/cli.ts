@@ -114,6 +114,12 @@ function workerChildEnv(config: ReturnType<typeof loadConfigOrExit>, name: Worke
   return own ? own.childEnv(config, index) : workerHealthPort(config, index);
 }
 
+/** The URL of the timeline instance `warren start` runs, as the API on this host reaches it. */
+function timelineUrlOf(config: ReturnType<typeof loadConfigOrExit>): string {
+  const host = config.timeline.host === '0.0.0.0' || config.timeline.host === '::' ? '127.0.0.1' : config.timeline.host;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${config.timeline.port}`;
+}
+
 program
   .command('start')
   .description('development supervisor: apply the topology, run migrations, then the API and every worker')
@@ -124,8 +130,9 @@ program
     await migrateAll(config, (line) => console.log(`migrate ${line}`));
     const { supervise } = await import('./supervisor');
     const children = [
-      { name: 'api', args: ['api'] },
-      ...workerNames.map((w, i) => ({ name: `worker ${w}`, args: ['worker', w], env: workerHealthPort(config, i) })),
+      // The API asks the one timeline instance started here (a worker with a port of its own takes it from configuration).
+      { name: 'api', args: ['api'], env: { WARREN_TIMELINE_URLS: timelineUrlOf(config) } },
+      ...workerNames.map((w, i) => ({ name: `worker ${w}`, args: ['worker', w], env: workers[w].http ? {} : workerHealthPort(config, i) })),
     ];
     process.exit(await supervise(children, { log: createLogger('supervisor', config.log.level), ...config.supervisor }));
   });

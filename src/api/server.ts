@@ -17,6 +17,7 @@ import { createApp, type ReadinessCheck } from './app';
 import { answerUnparsableRequest } from './middleware/errors';
 import { refuseWithoutDatabaseFile } from './unitOfWork';
 import { NotificationHub } from './notificationHub';
+import { TimelineClient } from './timelineClient';
 
 const CONSUMER_CHECK_TTL_MS = 2000;
 
@@ -124,8 +125,11 @@ export async function runApi(config: Config): Promise<http.Server> {
     return consumerCache?.probes ?? [];
   });
 
+  // The timeline service's instances; a call that none answers in time is a 503, never a hang.
+  const timeline = new TimelineClient({ urls: config.timeline.urls, deadlineMs: config.timeline.deadlineMs, log });
   const app = createApp({
     config,
+    timeline,
     db,
     writeDb,
     writes,
@@ -176,6 +180,7 @@ export async function runApi(config: Config): Promise<http.Server> {
     await relay.stop();
     await publisher.close();
     await connection.close();
+    await timeline.close();
     await Promise.all([db.destroy(), writeDb.destroy()]);
   });
   return server;
