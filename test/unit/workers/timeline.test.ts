@@ -33,7 +33,8 @@ const tweet = (authorId: string, handle: string, text = 'hello') =>
 const followed = (followerId: string, followeeId: string, at = tick()) => message('user.followed', { followerId, followeeId, at });
 const unfollowed = (followerId: string, followeeId: string, at = tick()) => message('user.unfollowed', { followerId, followeeId, at });
 
-const backends = testBackends('timeline', { service: 'timeline' });
+// Both SQLite drivers: better-sqlite3 binds no booleans by itself, and the follow graph has one.
+const backends = testBackends('timeline', { service: 'timeline' }, ['sqlite3', 'better-sqlite3']);
 
 describe('timelineWorker', () => {
   it('consumes tweets and user events from its own queue, in batches', () => {
