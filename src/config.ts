@@ -118,6 +118,8 @@ const baseSchema = z.object({
     port: z.coerce.number().int().min(0).max(65535),
     maxEntries: z.coerce.number().int().min(1).max(100000),
     deadlineMs: positiveInt,
+    /** How often the API resolves the URLs' host names again (each address is an instance). */
+    discoveryIntervalMs: positiveInt,
     urls: z
       .union([
         z.array(z.string()),

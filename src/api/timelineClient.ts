@@ -1,4 +1,6 @@
 /** @file The API's client of the timeline service: keep-alive pools, a deadline, one retry elsewhere, a circuit per instance. */
+import dns from 'node:dns';
+import net from 'node:net';
 import { Pool } from 'undici';
 import { UnavailableError } from '../domain/errors';
 import type { Tweet } from '../db/repositories/tweets';
@@ -31,11 +33,23 @@ export interface TimelineClientOptions {
   /** What a 503 tells the client to wait, in seconds (default 1). */
   retryAfterSeconds?: number;
   now?: () => number;
+  /** Every address of a host name (the system resolver's by default; tests give their own). */
+  lookup?: LookupAll;
 }
+
+/** All addresses a host name resolves to. */
+export type LookupAll = (hostname: string) => Promise<string[]>;
+
+const systemLookup: LookupAll = async (hostname) => (await dns.promises.lookup(hostname, { all: true })).map((a) => a.address);
 
 /** One instance: its pool and its circuit. */
 interface Instance {
+  /** The configured base URL it comes from (a host name may give several instances). */
+  source: string;
+  /** Its base URL, by address once its host name is resolved. */
   base: URL;
+  /** The configured host (and port), sent as Host whatever address is called. */
+  host: string;
   pool: Pool;
   /** Failures since its last success. */
   failures: number;
@@ -56,17 +70,71 @@ class AttemptError extends Error {}
  * from its own tables, and never waits past the deadline.
  */
 export class TimelineClient implements TimelineSource {
-  private readonly instances: Instance[];
+  private instances: Instance[];
   private next = 0;
   private readonly now: () => number;
+  private discovery?: NodeJS.Timeout;
 
   constructor(private readonly opts: TimelineClientOptions) {
     if (opts.urls.length === 0) throw new Error('timeline client: no instance URL');
     this.now = opts.now ?? Date.now;
-    this.instances = opts.urls.map((url) => {
-      const base = new URL(url.endsWith('/') ? url : `${url}/`);
-      return { base, pool: new Pool(base.origin, { connections: opts.connections ?? 32, keepAliveTimeout: 30_000 }), failures: 0, openUntil: 0 };
-    });
+    // Until the first resolution, each URL is one instance (undici resolves its host name itself).
+    this.instances = opts.urls.map((url) => this.instance(url, url));
+  }
+
+  private instance(source: string, url: string): Instance {
+    const base = new URL(url.endsWith('/') ? url : `${url}/`);
+    const host = new URL(source).host;
+    return {
+      source,
+      base,
+      host,
+      pool: new Pool(base.origin, { connections: this.opts.connections ?? 32, keepAliveTimeout: 30_000 }),
+      failures: 0,
+      openUntil: 0,
+    };
+  }
+
+  /**
+   * Discovery: resolves each URL's host name now and every `everyMs`; each
+   * address is an instance of its own (a compose service name resolves to
+   * every replica). An instance that stays keeps its circuit; one whose
+   * address is gone is closed. A host name that does not resolve keeps the
+   * instances it had.
+   */
+  startDiscovery(everyMs: number): Promise<void> {
+    this.discovery = setInterval(() => void this.refresh(), everyMs);
+    this.discovery.unref();
+    return this.refresh();
+  }
+
+  /** One round of discovery (see startDiscovery). */
+  async refresh(): Promise<void> {
+    const lookup = this.opts.lookup ?? systemLookup;
+    const nextInstances: Instance[] = [];
+    for (const source of this.opts.urls) {
+      const url = new URL(source);
+      const bare = url.hostname.replace(/^\[|\]$/g, '');
+      let addresses: string[];
+      try {
+        addresses = net.isIP(bare) ? [bare] : [...new Set(await lookup(bare))];
+      } catch (err) {
+        this.opts.log.warn({ url: source, err: (err as Error).message }, 'timeline instances not resolved; keeping the ones known');
+        nextInstances.push(...this.instances.filter((i) => i.source === source));
+        continue;
+      }
+      for (const address of addresses) {
+        const byAddress = new URL(source);
+        byAddress.hostname = net.isIPv6(address) ? `[${address}]` : address;
+        const key = byAddress.toString().replace(/\/?$/, '/');
+        nextInstances.push(this.instances.find((i) => i.source === source && i.base.toString() === key) ?? this.instance(source, byAddress.toString()));
+      }
+    }
+    const gone = this.instances.filter((i) => !nextInstances.includes(i));
+    const changed = gone.length > 0 || nextInstances.some((i) => !this.instances.includes(i));
+    this.instances = nextInstances;
+    if (changed) this.opts.log.info({ instances: nextInstances.map((i) => i.base.origin) }, 'timeline instances discovered');
+    for (const i of gone) i.pool.close().catch(() => undefined);
   }
 
   async page(userId: string, query: { limit: number; before?: string }): Promise<TimelinePage> {
@@ -126,7 +194,7 @@ export class TimelineClient implements TimelineSource {
     const path = `${instance.base.pathname}timelines/${encodeURIComponent(userId)}?${params}`;
     const signal = AbortSignal.timeout(budgetMs);
     try {
-      const res = await instance.pool.request({ path, method: 'GET', signal, headers: { accept: 'application/json' } });
+      const res = await instance.pool.request({ path, method: 'GET', signal, headers: { accept: 'application/json', host: instance.host } });
       const text = await res.body.text();
       if (res.statusCode !== 200) throw new AttemptError(`answered ${res.statusCode}`);
       const page = JSON.parse(text) as TimelinePage;
@@ -140,6 +208,7 @@ export class TimelineClient implements TimelineSource {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.discovery);
     await Promise.all(this.instances.map((i) => i.pool.close()));
   }
 }

@@ -11,24 +11,31 @@ const log = createLogger('timeline-client-test', 'silent');
 
 interface Peer {
   url: string;
+  port: number;
   /** Requests it received, by path and query. */
   seen: string[];
+  /** The Host header of each. */
+  hosts: string[];
   /** Connections it accepted (keep-alive reuses them). */
   connections: number;
   close(): Promise<void>;
 }
 
 /** A local server answering every request with `answer`, counting what it saw. */
-async function peer(answer: (req: http.IncomingMessage, res: http.ServerResponse) => void): Promise<Peer> {
+async function peer(answer: (req: http.IncomingMessage, res: http.ServerResponse) => void, at: { host?: string; port?: number } = {}): Promise<Peer> {
   const seen: string[] = [];
+  const hosts: string[] = [];
   const server = http.createServer((req, res) => {
     seen.push(req.url ?? '');
+    hosts.push(req.headers.host ?? '');
     answer(req, res);
   });
-  const p = { seen, connections: 0 } as Peer;
+  const p = { seen, hosts, connections: 0 } as Peer;
   server.on('connection', () => p.connections++);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  p.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const host = at.host ?? '127.0.0.1';
+  await new Promise<void>((resolve) => server.listen(at.port ?? 0, host, resolve));
+  p.port = (server.address() as AddressInfo).port;
+  p.url = `http://${host}:${p.port}`;
   p.close = () =>
     new Promise<void>((resolve) => {
       server.closeAllConnections();
@@ -68,8 +75,8 @@ describe('TimelineClient', function () {
   this.timeout(20_000);
   const peers: Peer[] = [];
   const clients: TimelineClient[] = [];
-  const start = async (answer: Parameters<typeof peer>[0]) => {
-    const p = await peer(answer);
+  const start = async (answer: Parameters<typeof peer>[0], at: Parameters<typeof peer>[1] = {}) => {
+    const p = await peer(answer, at);
     peers.push(p);
     return p;
   };
@@ -144,6 +151,32 @@ describe('TimelineClient', function () {
     expect(bad.seen, 'one trial after its time aside, which failed: set aside again').to.have.length(3);
     await c.page(USER, { limit: 1 });
     expect(bad.seen).to.have.length(3);
+  });
+
+  it('counts every address of a host name as an instance, and follows the name as it is resolved again', async () => {
+    const a = await start(good('a'), { host: '127.0.0.1' });
+    // Another loopback address, the same port: a second replica behind one name.
+    const b = await start(good('b'), { host: '127.0.0.2', port: a.port });
+    let addresses = ['127.0.0.1', '127.0.0.2'];
+    let dnsDown = false;
+    const lookup = async (name: string) => {
+      if (dnsDown) throw new Error('SERVFAIL');
+      return name === 'timeline.test' ? addresses : [];
+    };
+    const c = client([`http://timeline.test:${a.port}`], { lookup });
+    await c.startDiscovery(60_000);
+    for (let i = 0; i < 10; i++) await c.page(USER, { limit: 1 });
+    expect([a.seen.length, b.seen.length]).to.deep.equal([5, 5]);
+    expect(new Set([...a.hosts, ...b.hosts])).to.deep.equal(new Set([`timeline.test:${a.port}`]));
+    addresses = ['127.0.0.2'];
+    await c.refresh();
+    for (let i = 0; i < 4; i++) await c.page(USER, { limit: 1 });
+    expect([a.seen.length, b.seen.length], 'the address gone is no longer asked').to.deep.equal([5, 9]);
+    // A failed resolution keeps what was known.
+    dnsDown = true;
+    await c.refresh();
+    await c.page(USER, { limit: 1 });
+    expect(b.seen).to.have.length(10);
   });
 
   it('takes a body that is not a page as a failure', async () => {
