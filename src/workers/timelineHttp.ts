@@ -27,7 +27,9 @@ export const timelineHttp: WorkerHttp = {
         const userId = match[1]!;
         if (!isUuid(userId)) return { status: 404, body: { error: { code: 'not_found', message: 'no such user' } } };
         try {
-          const page = parseRequest(listQuery, Object.fromEntries(query), 'query');
+          // A repeated parameter is a list, as Koa parses it for the API: refused like there.
+          const params = Object.fromEntries([...new Set(query.keys())].map((k) => [k, query.getAll(k).length > 1 ? query.getAll(k) : query.get(k)]));
+          const page = parseRequest(listQuery, params, 'query');
           const beforeId = decodeCursor(page.before);
           const rows = await readHomeTimeline(db, userId, { limit: page.limit, beforeId }, config.timeline.maxEntries);
           return { status: 200, body: toPage(rows, page.limit) };

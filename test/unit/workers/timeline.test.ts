@@ -11,6 +11,8 @@ import { readHomeTimeline } from '../../../src/db/repositories/timelines';
 import { timelineWorker, timelineWorkerWith, trimSlack, type TimelineEvent } from '../../../src/workers/timeline';
 import { timelineHttp } from '../../../src/workers/timelineHttp';
 import { testBackends, type TestDatabase } from '../../support/databases';
+import { freePort } from '../../support/harness';
+import { serveWorkerHealth } from '../../../src/workers/health';
 
 const ctx: HandlerContext = {
   log: pino({ level: 'silent' }),
@@ -174,13 +176,36 @@ describe('timelineWorker', () => {
         expect([...page2.items, ...page3.items].map((t) => t.id)).to.deep.equal(sent.slice(2));
         expect(page3.nextCursor).to.equal(null);
         expect(((await get('')).body as typeof page1).items).to.have.length(5);
-        for (const bad of ['limit=0', 'limit=101', 'limit=abc', 'before=nope', 'page=2']) {
+        for (const bad of ['limit=0', 'limit=101', 'limit=abc', 'limit=1&limit=2', 'before=nope', 'page=2']) {
           const res = await get(bad);
           expect(res.status, bad).to.equal(400);
           expect((res.body as { error: { code: string } }).error.code).to.equal('validation_failed');
         }
         expect((await routes('GET', '/timelines/not-a-uuid', new URLSearchParams())!).status).to.equal(404);
         expect(routes('GET', '/elsewhere', new URLSearchParams())).to.equal(undefined);
+      });
+
+      it('answers its routes beside the probes on its own port', async () => {
+        await apply(tweet(ALICE, 'alice', 'served'));
+        const config = loadConfig({});
+        const server = await serveWorkerHealth({
+          host: '127.0.0.1',
+          port: await freePort(),
+          status: () => ({ ready: true, consuming: true, detail: 'consuming' }) as never,
+          routes: timelineHttp.routes({ db, config, log: ctx.log }),
+          log: ctx.log,
+        });
+        try {
+          const base = `http://127.0.0.1:${server!.port}`;
+          const res = await fetch(`${base}/timelines/${ALICE}?limit=1`);
+          expect(res.status).to.equal(200);
+          expect(((await res.json()) as { items: { text: string }[] }).items[0]!.text).to.equal('served');
+          expect((await fetch(`${base}/timelines/${ALICE}?limit=0`)).status).to.equal(400);
+          expect((await fetch(`${base}/readyz`)).status).to.equal(200);
+          expect((await fetch(`${base}/nowhere`)).status).to.equal(404);
+        } finally {
+          await server?.close();
+        }
       });
     });
   }
