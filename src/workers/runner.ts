@@ -64,6 +64,8 @@ export async function runWorker(config: Config, name: WorkerName): Promise<void>
     routes: worker.http?.routes({ db, config, log }),
     log,
   });
+  // Its callers expect it there: a service that cannot take its port stops, rather than consume unseen.
+  if (worker.http && listen.port > 0 && !health) exitWithLine(`warren worker ${name}: cannot listen on ${listen.host}:${listen.port}`);
 
   const prune = setInterval(() => {
     pruneInbox(db, config.inbox.retentionDays).catch((err) => log.warn({ err: (err as Error).message }, 'inbox prune failed'));
