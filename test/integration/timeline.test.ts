@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import type { Knex } from 'knex';
 import { openDatabase } from '../../src/db/knex';
 import { referenceTimeline } from '../support/referenceTimeline';
-import { TestSystem, TEST_DB, waitFor, type WarrenProcess } from '../support/system';
+import { freePort, TestSystem, TEST_DB, waitFor, type WarrenProcess } from '../support/system';
 
 interface User {
   id: string;
@@ -134,5 +134,58 @@ describe(`timeline service (${TEST_DB})`, function () {
     expect(tookMs).to.be.below(sys.config.timeline.deadlineMs + 300);
     timeline = await sys.startWorker('timeline');
     await waitFor('the timeline to answer again', async () => (await sys.request('GET', `/users/${ada.id}/timeline`)).status === 200, 15_000);
+  });
+});
+
+describe(`timeline service, two instances (${TEST_DB})`, function () {
+  this.timeout(180_000);
+  const sys = new TestSystem();
+
+  before(async () => {
+    await sys.setUp();
+  });
+  after(async () => {
+    await sys.tearDown();
+  });
+
+  it('loses no read when one of two instances is killed under load, none waiting past the deadline; both gone is a 503 in time', async () => {
+    const second = await freePort();
+    sys.env.WARREN_TIMELINE_URLS = `${sys.timelineUrl},http://127.0.0.1:${second}`;
+    await sys.startApi();
+    const first = await sys.startWorker('timeline');
+    const other = await sys.startWorker('timeline', { WARREN_TIMELINE_PORT: String(second) });
+    await waitFor('the second instance to serve', async () => (await fetch(`http://127.0.0.1:${second}/readyz`)).ok);
+    const ada = await sys.createUser(`ada_${Date.now().toString(36).slice(-5)}`);
+    const posted = await sys.request('POST', '/tweets', { token: ada.token, body: { text: 'read me' } });
+    await waitFor('the tweet in the timeline', async () => (await sys.request('GET', `/users/${ada.id}/timeline`)).json?.items?.length === 1);
+
+    const { deadlineMs } = sys.config.timeline;
+    const outcomes: { status: number; ms: number }[] = [];
+    let reading = true;
+    const reader = async () => {
+      while (reading) {
+        const started = Date.now();
+        const res = await sys.request('GET', `/users/${ada.id}/timeline`);
+        outcomes.push({ status: res.status, ms: Date.now() - started });
+        if (res.status === 200) expect(res.json.items[0].id).to.equal(posted.json.id);
+      }
+    };
+    const readers = Array.from({ length: 4 }, reader);
+    await new Promise((r) => setTimeout(r, 1000));
+    await first.kill9();
+    await new Promise((r) => setTimeout(r, 2000));
+    reading = false;
+    await Promise.all(readers);
+    const failed = outcomes.filter((o) => o.status !== 200);
+    expect(outcomes.length, 'reads under load').to.be.above(50);
+    expect(failed, JSON.stringify(failed.slice(0, 5))).to.deep.equal([]);
+    expect(Math.max(...outcomes.map((o) => o.ms)), 'the slowest read').to.be.below(deadlineMs + 300);
+
+    await other.kill9();
+    const started = Date.now();
+    const res = await sys.request('GET', `/users/${ada.id}/timeline`);
+    expect(res.status).to.equal(503);
+    expect(res.headers.get('retry-after')).to.be.a('string');
+    expect(Date.now() - started).to.be.below(deadlineMs + 300);
   });
 });
