@@ -152,7 +152,14 @@ export async function runApi(config: Config): Promise<http.Server> {
         ? { name: 'live-notifications', ok: true, detail: `${notificationHub.size()} open stream(s)` }
         : { name: 'live-notifications', ok: false, detail: live.failure() || 'not subscribed to notifications.live' };
       const consumers = await consumerChecks().catch((err: Error): ReadinessCheck[] => [{ name: 'consumers', ok: false, detail: err.message }]);
-      return [broker, topologyCheck, relayCheck, liveCheck, ...consumers];
+      const instances = timeline.status();
+      const setAside = instances.filter((i) => i.setAside).map((i) => i.url);
+      const timelineCheck: ReadinessCheck = {
+        name: 'timeline',
+        ok: setAside.length < instances.length,
+        detail: `${instances.length} instance(s)${setAside.length > 0 ? `, set aside: ${setAside.join(', ')}` : ', none set aside'}`,
+      };
+      return [broker, topologyCheck, relayCheck, liveCheck, ...consumers, timelineCheck];
     },
     draining: () => shutdownSignal.stopped,
   });

@@ -207,6 +207,12 @@ export class TimelineClient implements TimelineSource {
     }
   }
 
+  /** The instances as the client sees them now (for /readyz): each base URL, and whether it is set aside. */
+  status(): { url: string; setAside: boolean }[] {
+    const now = this.now();
+    return this.instances.map((i) => ({ url: i.base.origin, setAside: i.openUntil > now }));
+  }
+
   async close(): Promise<void> {
     clearInterval(this.discovery);
     await Promise.all(this.instances.map((i) => i.pool.close()));

@@ -181,6 +181,11 @@ describe(`timeline service, two instances (${TEST_DB})`, function () {
     expect(failed, JSON.stringify(failed.slice(0, 5))).to.deep.equal([]);
     expect(Math.max(...outcomes.map((o) => o.ms)), 'the slowest read').to.be.below(deadlineMs + 300);
 
+    // The API reports (without deciding its readiness on it) the instance it set aside.
+    const ready = await sys.request('GET', '/readyz');
+    const check = (ready.json.checks as { name: string; ok: boolean; detail: string }[]).find((c) => c.name === 'timeline');
+    expect(check).to.deep.include({ ok: true, detail: `2 instance(s), set aside: ${sys.timelineUrl}` });
+
     await other.kill9();
     const started = Date.now();
     const res = await sys.request('GET', `/users/${ada.id}/timeline`);

@@ -145,6 +145,10 @@ describe('TimelineClient', function () {
     for (let i = 0; i < 10; i++) await c.page(USER, { limit: 1 });
     expect(bad.seen, 'asked until it failed twice, then skipped').to.have.length(2);
     expect(ok.seen).to.have.length(10);
+    expect(c.status()).to.deep.equal([
+      { url: bad.url, setAside: true },
+      { url: ok.url, setAside: false },
+    ]);
     now += 5001;
     await c.page(USER, { limit: 1 });
     await c.page(USER, { limit: 1 });
