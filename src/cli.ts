@@ -50,7 +50,7 @@ program
       const children = Array.from({ length: opts.processes }, (_, i) => ({
         name: `worker ${name} #${i + 1}`,
         args: ['worker', name],
-        env: workerHealthPort(config, i),
+        env: workerChildEnv(config, name, i),
       }));
       process.exit(await supervise(children, { log: createLogger('supervisor', config.log.level), ...config.supervisor }));
     }
@@ -113,6 +113,18 @@ function workerHealthPort(config: ReturnType<typeof loadConfigOrExit>, index: nu
   return config.worker.healthPort > 0 ? { WARREN_WORKER_HEALTH_PORT: String(config.worker.healthPort + index) } : {};
 }
 
+/** The environment of child `index` of `warren worker <name> --processes N`: a worker serving HTTP of its own (the timeline) takes the next port of its own. */
+function workerChildEnv(config: ReturnType<typeof loadConfigOrExit>, name: WorkerName, index: number): Record<string, string> {
+  const own = workers[name].http;
+  return own ? own.childEnv(config, index) : workerHealthPort(config, index);
+}
+
+/** The URL of the timeline instance `warren start` runs, as the API on this host reaches it. */
+function timelineUrlOf(config: ReturnType<typeof loadConfigOrExit>): string {
+  const host = config.timeline.host === '0.0.0.0' || config.timeline.host === '::' ? '127.0.0.1' : config.timeline.host;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${config.timeline.port}`;
+}
+
 program
   .command('start')
   .description('development supervisor: apply the topology, run migrations, then the API and every worker')
@@ -123,8 +135,9 @@ program
     await migrateAll(config, (line) => console.log(`migrate ${line}`));
     const { supervise } = await import('./supervisor');
     const children = [
-      { name: 'api', args: ['api'] },
-      ...workerNames.map((w, i) => ({ name: `worker ${w}`, args: ['worker', w], env: workerHealthPort(config, i) })),
+      // The API asks the one timeline instance started here (a worker with a port of its own takes it from configuration).
+      { name: 'api', args: ['api'], env: { WARREN_TIMELINE_URLS: timelineUrlOf(config) } },
+      ...workerNames.map((w, i) => ({ name: `worker ${w}`, args: ['worker', w], env: workers[w].http ? {} : workerHealthPort(config, i) })),
     ];
     process.exit(await supervise(children, { log: createLogger('supervisor', config.log.level), ...config.supervisor }));
   });

@@ -107,6 +107,31 @@ const baseSchema = z.object({
     healthPort: z.coerce.number().int().min(0).max(65535),
   }),
   retry: z.object({ attempts: z.record(z.string(), z.coerce.number().int().min(1).max(100)) }),
+  /**
+   * The timeline service: where `warren worker timeline` serves GET
+   * /timelines/:userId (to the API only), how many entries each home
+   * timeline keeps, and how the API calls it: `urls` (a list, or one
+   * comma-separated string from the environment) and a deadline per call.
+   */
+  timeline: z.object({
+    host: z.string().min(1),
+    port: z.coerce.number().int().min(0).max(65535),
+    maxEntries: z.coerce.number().int().min(1).max(100000),
+    deadlineMs: positiveInt,
+    /** How often the API resolves the URLs' host names again (each address is an instance). */
+    discoveryIntervalMs: positiveInt,
+    urls: z
+      .union([
+        z.array(z.string()),
+        z.string().transform((s) =>
+          s
+            .split(',')
+            .map((u) => u.trim())
+            .filter((u) => u !== ''),
+        ),
+      ])
+      .pipe(z.array(z.url({ protocol: /^https?$/ }).transform((u) => u.replace(/\/+$/, ''))).min(1, 'must name at least one timeline service URL')),
+  }),
   inbox: z.object({ retentionDays: z.coerce.number().positive() }),
   auth: z.object({ tokenTtlDays: z.coerce.number().positive(), maxTokens: positiveInt }),
   /** Open notification streams an API process keeps, per user and in all; past either, 429. */

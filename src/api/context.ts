@@ -6,6 +6,7 @@ import type { Logger } from '../log';
 import type { HttpMetrics } from '../observability/metrics';
 import type { Registry } from 'prom-client';
 import type { NotificationHub } from './notificationHub';
+import type { TimelineSource } from './timelineClient';
 
 /**
  * What the app is given and what each request carries down the middleware
@@ -43,6 +44,8 @@ export interface AppDeps {
   metrics?: ApiMetrics;
   /** Open notification streams, fed by the broker's live subscription (server.ts); without one, streams serve the store only. */
   liveNotifications?: NotificationHub;
+  /** The timeline service (src/api/timelineClient.ts): GET /users/:id/timeline asks it. */
+  timeline: TimelineSource;
   /** How often an idle notification stream sends a heartbeat comment (default 15 s). */
   streamHeartbeatMs?: number;
   /** For tests. */

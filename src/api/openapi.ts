@@ -158,10 +158,11 @@ export const operations: OperationSpec[] = [
   {
     method: 'delete',
     path: '/users/:id/following/:targetId',
-    summary: 'Stop following a user',
+    summary: 'Stop following a user; emits user.unfollowed only when a follow existed',
     tag: 'follows',
     auth: true,
     params: { id: 'the follower', targetId: 'the user followed' },
+    emits: true,
     ok: { 204: { description: 'not following' } },
   },
   {

@@ -17,6 +17,7 @@ import { createApp, type ReadinessCheck } from './app';
 import { answerUnparsableRequest } from './middleware/errors';
 import { refuseWithoutDatabaseFile } from './unitOfWork';
 import { NotificationHub } from './notificationHub';
+import { TimelineClient } from './timelineClient';
 
 const CONSUMER_CHECK_TTL_MS = 2000;
 
@@ -124,8 +125,13 @@ export async function runApi(config: Config): Promise<http.Server> {
     return consumerCache?.probes ?? [];
   });
 
+  // The timeline service's instances; a call that none answers in time is a 503, never a hang.
+  const timeline = new TimelineClient({ urls: config.timeline.urls, deadlineMs: config.timeline.deadlineMs, log });
+  // Not awaited: until a host name resolves, undici resolves it per connection.
+  timeline.startDiscovery(config.timeline.discoveryIntervalMs).catch((err: Error) => log.warn({ err: err.message }, 'timeline discovery failed'));
   const app = createApp({
     config,
+    timeline,
     db,
     writeDb,
     writes,
@@ -146,7 +152,14 @@ export async function runApi(config: Config): Promise<http.Server> {
         ? { name: 'live-notifications', ok: true, detail: `${notificationHub.size()} open stream(s)` }
         : { name: 'live-notifications', ok: false, detail: live.failure() || 'not subscribed to notifications.live' };
       const consumers = await consumerChecks().catch((err: Error): ReadinessCheck[] => [{ name: 'consumers', ok: false, detail: err.message }]);
-      return [broker, topologyCheck, relayCheck, liveCheck, ...consumers];
+      const instances = timeline.status();
+      const setAside = instances.filter((i) => i.setAside).map((i) => i.url);
+      const timelineCheck: ReadinessCheck = {
+        name: 'timeline',
+        ok: setAside.length < instances.length,
+        detail: `${instances.length} instance(s)${setAside.length > 0 ? `, set aside: ${setAside.join(', ')}` : ', none set aside'}`,
+      };
+      return [broker, topologyCheck, relayCheck, liveCheck, ...consumers, timelineCheck];
     },
     draining: () => shutdownSignal.stopped,
   });
@@ -176,6 +189,7 @@ export async function runApi(config: Config): Promise<http.Server> {
     await relay.stop();
     await publisher.close();
     await connection.close();
+    await timeline.close();
     await Promise.all([db.destroy(), writeDb.destroy()]);
   });
   return server;

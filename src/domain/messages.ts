@@ -47,6 +47,11 @@ export const messageSchemas = {
     at: isoTime,
     followerHandle: z.string().optional(),
   }),
+  'user.unfollowed': z.object({
+    followerId: uuid,
+    followeeId: uuid,
+    at: isoTime,
+  }),
 } as const;
 
 export type MessageType = keyof typeof messageSchemas;
@@ -58,6 +63,20 @@ export const messageRoutes: Record<MessageType, { exchange: string; routingKey: 
   'user.created': { exchange: 'user.events', routingKey: 'user.created' },
   'user.updated': { exchange: 'user.events', routingKey: 'user.updated' },
   'user.followed': { exchange: 'user.events', routingKey: 'user.followed' },
+  'user.unfollowed': { exchange: 'user.events', routingKey: 'user.unfollowed' },
+};
+
+/**
+ * The x-schema-version each type is published with: the minor in which it
+ * appeared (or last gained a field). A consumer written for 1.0 knows no
+ * user.unfollowed: it acks such a message as a type it does not handle.
+ */
+export const messageVersions: Record<MessageType, string> = {
+  'tweet.created': SCHEMA_VERSION,
+  'user.created': SCHEMA_VERSION,
+  'user.updated': SCHEMA_VERSION,
+  'user.followed': SCHEMA_VERSION,
+  'user.unfollowed': '1.1',
 };
 
 export function isMessageType(type: unknown): type is MessageType {
@@ -119,7 +138,7 @@ export function buildEvent<T extends MessageType>(
     payload,
     correlationId: opts.correlationId ?? null,
     traceparent: newTraceparent(opts.traceId),
-    schemaVersion: SCHEMA_VERSION,
+    schemaVersion: messageVersions[type],
     createdAt: opts.now ?? new Date(),
   };
 }

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import type { BrokerConnection } from '../broker/connection';
+import type { Config } from '../config';
 import type { WorkerDefinition } from '../consume/handler';
 import type { MessageType } from '../domain/messages';
 import type { Logger } from '../log';
@@ -8,7 +9,36 @@ import type { Logger } from '../log';
 export interface WorkerResources {
   /** The process's publishing connection (never the consuming one: a memory alarm blocks publishers, acks included). */
   publishConnection: BrokerConnection;
+  /** The process's configuration (the timeline's cap, say). */
+  config: Config;
   log: Logger;
+}
+
+/** What a worker that serves HTTP of its own gets to answer with. */
+export interface WorkerHttpResources {
+  /** The worker's own database. */
+  db: Knex;
+  config: Config;
+  log: Logger;
+}
+
+/**
+ * A worker's own routes beside its probes: `undefined` for a path that is
+ * not one of them (404), else its answer, a JSON body with its status.
+ */
+export type WorkerRoutes = (method: string, path: string, query: URLSearchParams) => Promise<{ status: number; body: unknown }> | undefined;
+
+/**
+ * A worker that is also a service others call (the timeline): where it
+ * listens, in place of worker.healthPort, with its probes and metrics on
+ * the same port, and what it serves there.
+ */
+export interface WorkerHttp {
+  /** The configured listener (0 = none). */
+  listen(config: Config): { host: string; port: number };
+  /** The environment of child `index` of `--processes N`: its own port (the configured one + index). */
+  childEnv(config: Config, index: number): Record<string, string>;
+  routes(resources: WorkerHttpResources): WorkerRoutes;
 }
 
 /** The worker the consumer runs, with its collaborators, and how to close them once the consumer has stopped. */
@@ -55,4 +85,6 @@ export interface WorkerDeclaration<T extends MessageType = MessageType> extends 
    * it the declaration itself is the worker the consumer runs.
    */
   withCollaborators?(resources: WorkerResources): WorkerWithCollaborators<T>;
+  /** Its own HTTP service, when other services call it (src/workers/timelineHttp.ts). */
+  http?: WorkerHttp;
 }

@@ -2,6 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ConsumerStatus } from '../consume/consumer';
 import type { Logger } from '../log';
+import type { WorkerRoutes } from './declaration';
 
 export interface WorkerHealthOptions {
   host: string;
@@ -10,6 +11,8 @@ export interface WorkerHealthOptions {
   status(): ConsumerStatus;
   /** This process's metrics (a prom-client Registry), served at GET /metrics. */
   metrics?: { contentType: string; metrics(): Promise<string> };
+  /** The worker's own routes (the timeline service's), answered after the probes. */
+  routes?: WorkerRoutes;
   log: Logger;
 }
 
@@ -28,7 +31,7 @@ export interface WorkerHealthServer {
 export async function serveWorkerHealth(opts: WorkerHealthOptions): Promise<WorkerHealthServer | undefined> {
   if (opts.port === 0) return undefined;
   const server = http.createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
+    const [path = '/', search = ''] = (req.url ?? '/').split('?', 2);
     const reply = (status: number, body: unknown) => {
       res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
       res.end(req.method === 'HEAD' ? undefined : JSON.stringify(body));
@@ -47,6 +50,17 @@ export async function serveWorkerHealth(opts: WorkerHealthOptions): Promise<Work
           res.end(req.method === 'HEAD' ? undefined : text);
         },
         (err: Error) => reply(500, { error: { code: 'metrics_failed', message: err.message } }),
+      );
+      return;
+    }
+    const answer = opts.routes?.(req.method ?? 'GET', path, new URLSearchParams(search));
+    if (answer) {
+      answer.then(
+        ({ status, body }) => reply(status, body),
+        (err: Error) => {
+          opts.log.error({ err: err.message, path }, 'worker route failed');
+          reply(500, { error: { code: 'internal', message: 'internal error' } });
+        },
       );
       return;
     }

@@ -1,5 +1,6 @@
 import { analyticsWorker } from './analytics';
 import { notificationsWorker } from './notifications';
+import { timelineWorker } from './timeline';
 import type { WorkerDeclaration } from './declaration';
 
 /**
@@ -12,6 +13,7 @@ import type { WorkerDeclaration } from './declaration';
 export const workers = {
   analytics: analyticsWorker,
   notifications: notificationsWorker,
+  timeline: timelineWorker,
 } satisfies Record<string, WorkerDeclaration>;
 
 export type WorkerName = keyof typeof workers;

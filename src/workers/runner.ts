@@ -55,7 +55,17 @@ export async function runWorker(config: Config, name: WorkerName): Promise<void>
   const registry = createRegistry(`worker-${name}`, { processMetrics: true });
   const { consumer, close } = wireWorker(worker, { config, defs, consumeConnection, publishConnection, db, log, metrics: registry });
 
-  const health = await serveWorkerHealth({ host: config.http.host, port: config.worker.healthPort, status: () => consumer.status(), metrics: registry, log });
+  // A worker that is a service of its own (the timeline) serves its routes and its probes on its own port.
+  const listen = worker.http?.listen(config) ?? { host: config.http.host, port: config.worker.healthPort };
+  const health = await serveWorkerHealth({
+    ...listen,
+    status: () => consumer.status(),
+    metrics: registry,
+    routes: worker.http?.routes({ db, config, log }),
+    log,
+  });
+  // Its callers expect it there: a service that cannot take its port stops, rather than consume unseen.
+  if (worker.http && listen.port > 0 && !health) exitWithLine(`warren worker ${name}: cannot listen on ${listen.host}:${listen.port}`);
 
   const prune = setInterval(() => {
     pruneInbox(db, config.inbox.retentionDays).catch((err) => log.warn({ err: err as Error }, 'inbox prune failed'));

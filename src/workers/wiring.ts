@@ -72,7 +72,7 @@ export function wireWorker<T extends MessageType>(declaration: WorkerDeclaration
   const consumerMetrics = metrics && new ConsumerMetrics(metrics);
   const publisher = new ConfirmPublisher(publishConnection, log, config.relay.publishTimeoutMs, metrics && new PublishMetrics(metrics).settled);
   // What the handler needs beyond its transaction (a publisher of its own, say), built by the declaration.
-  const wired = declaration.withCollaborators?.({ publishConnection, log });
+  const wired = declaration.withCollaborators?.({ publishConnection, config, log });
   const worker: WorkerDefinition<T> = wired?.worker ?? declaration;
   const consumer = new QueueConsumer({
     connection: consumeConnection,

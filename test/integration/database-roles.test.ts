@@ -102,6 +102,7 @@ describe(`one PostgreSQL role per service (${TEST_DB})`, function () {
       await sys.startApi();
       await sys.startWorker('analytics');
       await sys.startWorker('notifications');
+      await sys.startWorker('timeline');
     });
     after(async function () {
       await Promise.all(opened.map((db) => db.destroy().catch(() => undefined)));
@@ -115,7 +116,7 @@ describe(`one PostgreSQL role per service (${TEST_DB})`, function () {
       expectOwnedByRoles(await owners(owner), roles);
     });
 
-    it('runs the API and both workers under their roles: a tweet and a follow reach the read models the API serves', async function () {
+    it('runs the API and every worker under their roles: a tweet and a follow reach the read models and the timeline the API serves', async function () {
       const ada = await sys.createUser(`ada_${suffix}`);
       const bob = await sys.createUser(`bob_${suffix}`);
       expect((await sys.request('POST', '/tweets', { token: ada.token, body: { text: 'roles #hold' } })).status).to.equal(201);
@@ -124,6 +125,11 @@ describe(`one PostgreSQL role per service (${TEST_DB})`, function () {
       await waitFor(
         'the follow notification',
         async () => (await sys.request('GET', `/users/${ada.id}/notifications`, { token: ada.token })).json?.items?.length === 1,
+        30_000,
+      );
+      await waitFor(
+        'the tweet in the follower timeline',
+        async () => (await sys.request('GET', `/users/${bob.id}/timeline`)).json?.items?.length === 1,
         30_000,
       );
       const admin = knexFactory({ client: 'pg', connection: sys.config.database.url, pool: { min: 0, max: 1 } });

@@ -76,6 +76,7 @@ describe('operating Warren (integration)', function () {
     api = await sys.startApi();
     analytics = await sys.startWorker('analytics');
     notifications = await sys.startWorker('notifications');
+    await sys.startWorker('timeline');
   });
 
   after(async function () {
@@ -149,25 +150,28 @@ describe('operating Warren (integration)', function () {
 
     // The management API's figures arrive every few seconds: wait until they show the running system.
     let last: StatusReport | undefined;
-    const report = await waitFor('the outbox to be relayed and both consumers counted', async () => {
+    const report = await waitFor('the outbox to be relayed and every consumer counted', async () => {
       const run = await warren('status', '--json');
       expect(run.code, run.stderr).to.equal(0);
       const r = (last = JSON.parse(run.stdout) as StatusReport);
       const consumers = r.queues.filter((q) => q.role === 'work').map((q) => q.consumers);
-      return 'backlog' in r.outbox && r.outbox.backlog === 0 && consumers.join() === '1,1' && r.dlqs.every((d) => d.parked === 0) && r;
+      return 'backlog' in r.outbox && r.outbox.backlog === 0 && consumers.join() === '1,1,1' && r.dlqs.every((d) => d.parked === 0) && r;
     }).catch((err: Error) => {
       throw new Error(`${err.message}; last report: ${JSON.stringify(last)}`);
     });
     expect(report.vhost).to.equal(sys.vhost);
-    expect(report.queues.map((q) => `${q.role} ${q.name}`).slice(0, 4)).to.deep.equal([
+    expect(report.queues.map((q) => `${q.role} ${q.name}`).slice(0, 6)).to.deep.equal([
       `work ${QUEUE}`,
       'work notifications.user-events',
+      'work timeline.events',
       `dlq ${DLQ}`,
       'dlq notifications.user-events.dlq',
+      'dlq timeline.events.dlq',
     ]);
     expect(report.dlqs).to.deep.equal([
       { queue: QUEUE, dlq: DLQ, exists: true, parked: 0 },
       { queue: 'notifications.user-events', dlq: 'notifications.user-events.dlq', exists: true, parked: 0 },
+      { queue: 'timeline.events', dlq: 'timeline.events.dlq', exists: true, parked: 0 },
     ]);
     expect(report.attention).to.deep.equal([]);
 

@@ -58,6 +58,8 @@ export class TestSystem {
   env: NodeJS.ProcessEnv = {};
   config!: Config;
   port = 0;
+  /** Where this system's timeline service listens; the API is pointed at it. */
+  timelinePort = 0;
   private dataDir = '';
   private pgDatabase = '';
 
@@ -69,15 +71,22 @@ export class TestSystem {
     return `http://127.0.0.1:${this.port}`;
   }
 
+  get timelineUrl(): string {
+    return `http://127.0.0.1:${this.timelinePort}`;
+  }
+
   /** Creates the vhost (topology applied) and the database (migrated). */
   async setUp(extraConfig: Record<string, unknown> = {}): Promise<void> {
     this.port = await freePort();
+    this.timelinePort = await freePort();
     this.env = {
       ...process.env,
       NODE_ENV: 'test',
       WARREN_AMQP_URL: this.amqpUrl,
       WARREN_AMQP_MANAGEMENT_URL: MANAGEMENT_URL,
       WARREN_HTTP_PORT: String(this.port),
+      WARREN_TIMELINE_PORT: String(this.timelinePort),
+      WARREN_TIMELINE_URLS: this.timelineUrl,
       WARREN_CONFIG: JSON.stringify(extraConfig),
     };
     if (TEST_DB === 'postgres') {
@@ -121,11 +130,13 @@ export class TestSystem {
    * subscribes anew before it cancels, so the count moves on its own.
    */
   async startWorker(name: WorkerName, extraEnv: NodeJS.ProcessEnv = {}): Promise<WarrenProcess> {
-    const { queue } = workers[name];
-    const healthPort = await freePort();
-    const env = { WARREN_WORKER_HEALTH_PORT: String(healthPort), ...extraEnv };
+    const { queue, http } = workers[name];
+    // The timeline service serves its probes on its own port (this system's timelinePort); the others on a health port.
+    const healthPort = http ? this.timelinePort : await freePort();
+    const env = http ? { ...extraEnv } : { WARREN_WORKER_HEALTH_PORT: String(healthPort), ...extraEnv };
     // A test that configures the port itself (WARREN_CONFIG wins over the variable) is waited for by the count.
-    const own = loadConfig({ ...this.env, ...env }).worker.healthPort === healthPort;
+    const config = loadConfig({ ...this.env, ...env });
+    const own = (http ? http.listen(config).port : config.worker.healthPort) === healthPort;
     const before = own ? 0 : await this.consumers(queue);
     const worker = this.start(['worker', name], env);
     const consuming = own

@@ -121,30 +121,32 @@ describe('configuration', () => {
       api: { username: 'warren-api', password: '' },
       analytics: { username: 'warren-analytics', password: '' },
       notifications: { username: 'warren-notifications', password: '' },
+      timeline: { username: 'warren-timeline', password: '' },
     });
     expect(Object.entries(config.database.roles).map(([service, role]) => [service, role.username])).to.deep.equal([
       ['api', 'warren_api'],
       ['analytics', 'warren_analytics'],
       ['notifications', 'warren_notifications'],
+      ['timeline', 'warren_timeline'],
     ]);
-    expect(config.retry.attempts).to.deep.equal({ 'analytics.tweets': 5, 'notifications.user-events': 5 });
+    expect(config.retry.attempts).to.deep.equal({ 'analytics.tweets': 5, 'notifications.user-events': 5, 'timeline.events': 5 });
     // Declared keys are keys like any other: the environment and the files set them.
     expect(loadConfig({ WARREN_AMQP_USERS_NOTIFICATIONS_PASSWORD: 's' }).amqp.users.notifications).to.deep.equal({
       username: 'warren-notifications',
       password: 's',
     });
-    expect(loadConfig({ NODE_ENV: 'test' }).retry.attempts).to.deep.equal({ 'analytics.tweets': 2, 'notifications.user-events': 2 });
+    expect(loadConfig({ NODE_ENV: 'test' }).retry.attempts).to.deep.equal({ 'analytics.tweets': 2, 'notifications.user-events': 2, 'timeline.events': 2 });
   });
 
   it('stops with one line naming a per-service key that names no service, and the services there are', () => {
     const withEntry = (section: object) => ({ WARREN_CONFIG: JSON.stringify(section) });
     expect(() => loadConfig(withEntry({ amqp: { users: { analytic: { username: 'warren-analytic', password: '' } } } }))).to.throw(
       ConfigError,
-      /^config: amqp\.users\.analytic: analytic is not a service of Warren \(api, analytics, notifications\)$/,
+      /^config: amqp\.users\.analytic: analytic is not a service of Warren \(api, analytics, notifications, timeline\)$/,
     );
     expect(() => loadConfig(withEntry({ database: { roles: { notification: { username: 'warren_notification', password: '' } } } }))).to.throw(
       ConfigError,
-      /^config: database\.roles\.notification: notification is not a service of Warren \(api, analytics, notifications\)$/,
+      /^config: database\.roles\.notification: notification is not a service of Warren \(api, analytics, notifications, timeline\)$/,
     );
   });
 

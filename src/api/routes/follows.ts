@@ -8,7 +8,7 @@ import { requireUuidParams } from '../middleware/pathIds';
 import { guardOutboxBacklog } from '../middleware/outboxBacklog';
 import { commitWrite } from '../unitOfWork';
 
-/** Who a user follows; a new follow is announced once with `user.followed`. */
+/** Who a user follows; a new follow is announced once with `user.followed`, an ended one once with `user.unfollowed`. */
 export function followRoutes(deps: ApiDeps): Router<ApiState> {
   const router = new Router<ApiState>();
   const guards = [requireAuth(deps), requireUuidParams({ id: 'user', targetId: 'user' }), requireSelf] as const;
@@ -31,9 +31,14 @@ export function followRoutes(deps: ApiDeps): Router<ApiState> {
     });
   });
 
-  router.delete('/users/:id/following/:targetId', ...guards, async (ctx) => {
-    await deps.writes.run((tx) => deleteFollow(tx, ctx.params.id!, ctx.params.targetId!));
-    ctx.status = 204;
+  router.delete('/users/:id/following/:targetId', ...guards, guardOutboxBacklog(deps), async (ctx) => {
+    const followerId = ctx.params.id!;
+    const followeeId = ctx.params.targetId!;
+    await commitWrite(ctx, deps, async (tx, emit, now) => {
+      // Unfollowing someone not followed changes nothing and announces nothing.
+      if (await deleteFollow(tx, followerId, followeeId)) emit('user.unfollowed', { followerId, followeeId, at: now.toISOString() });
+      return { status: 204 };
+    });
   });
 
   return router;

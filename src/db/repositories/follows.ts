@@ -10,6 +10,8 @@ export async function insertFollow(tx: Knex.Transaction, followerId: string, fol
   return inserted.length > 0;
 }
 
-export async function deleteFollow(db: Knex, followerId: string, followeeId: string): Promise<void> {
-  await db('follows').where({ follower_id: followerId, followee_id: followeeId }).delete();
+/** Returns true only when a follow was there to delete, so `user.unfollowed` is emitted once per unfollow. */
+export async function deleteFollow(db: Knex, followerId: string, followeeId: string): Promise<boolean> {
+  const deleted = await db('follows').where({ follower_id: followerId, followee_id: followeeId }).delete();
+  return deleted > 0;
 }

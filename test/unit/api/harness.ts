@@ -11,6 +11,8 @@ import { migrateService, loadConfig } from '../../../src/services';
 import { createLogger } from '../../../src/log';
 import { NotificationHub } from '../../../src/api/notificationHub';
 import { GroupCommit } from '../../../src/db/groupCommit';
+import type { TimelineSource } from '../../../src/api/timelineClient';
+import { referenceTimeline } from '../../support/referenceTimeline';
 
 /**
  * The API in-process on port 0 over a fresh, migrated SQLite directory
@@ -32,6 +34,8 @@ export interface ApiHarness {
   writes: GroupCommit;
   /** What deps.draining() answers (a SIGTERM under way). */
   draining: boolean;
+  /** Where GET /users/:id/timeline asks: by default the old query over the API's tables, standing in for the timeline service. */
+  timeline: TimelineSource;
   request(method: string, path: string, opts?: RequestOptions): Promise<ApiResponse>;
   close(): Promise<void>;
 }
@@ -76,6 +80,7 @@ export async function startApi(overrides: Partial<Config> = {}): Promise<ApiHarn
     writes: new GroupCommit(db),
     draining: false,
   } as ApiHarness;
+  harness.timeline = referenceTimeline(db);
   // As `warren api` opens them: requests read through a read-only pool, every write goes through the writer.
   const readers = openDatabase(config, 'api', { attachReadModels: true, readers: 2 });
   const deps: AppDeps = {
@@ -95,6 +100,7 @@ export async function startApi(overrides: Partial<Config> = {}): Promise<ApiHarn
     },
     now: () => harness.clock ?? new Date(),
     liveNotifications: harness.hub,
+    timeline: { page: (userId, query) => harness.timeline.page(userId, query), close: async () => undefined },
     streamHeartbeatMs: 200,
   };
   harness.deps = deps;

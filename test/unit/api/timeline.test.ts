@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { UnavailableError } from '../../../src/domain/errors';
 import { createUser, outboxRows, startApi, type ApiHarness } from './harness';
 
 describe('api: follows and timeline', () => {
@@ -41,6 +42,31 @@ describe('api: follows and timeline', () => {
     const events = await outboxRows(api, 'user.followed');
     expect(events).to.have.length(1);
     expect(JSON.parse(events[0]!.payload)).to.include({ followerId: alice.id, followeeId: bob.id, followerHandle: alice.handle });
+    expect(await api.db('follows')).to.have.length(1);
+  });
+
+  it('emits user.unfollowed (schema 1.1) with the follow removed, only when a follow existed', async () => {
+    api.clock = new Date('2026-11-25T12:00:00.000Z');
+    const path = `/users/${alice.id}/following/${bob.id}`;
+    expect((await api.request('DELETE', path, { token: alice.token })).status).to.equal(204);
+    expect(await outboxRows(api, 'user.unfollowed')).to.have.length(0);
+    await api.request('PUT', path, { token: alice.token });
+    expect((await api.request('DELETE', path, { token: alice.token })).status).to.equal(204);
+    expect((await api.request('DELETE', path, { token: alice.token })).status).to.equal(204);
+    const events = await api.db('outbox').where({ type: 'user.unfollowed' }).select('payload', 'schema_version', 'exchange', 'routing_key');
+    expect(events).to.have.length(1);
+    expect(events[0]).to.include({ schema_version: '1.1', exchange: 'user.events', routing_key: 'user.unfollowed' });
+    expect(JSON.parse(events[0]!.payload)).to.deep.equal({ followerId: alice.id, followeeId: bob.id, at: '2026-11-25T12:00:00.000Z' });
+    expect(await api.db('follows')).to.have.length(0);
+  });
+
+  it('refuses an unfollow with 503 while the outbox backlog is over its limit, removing nothing', async () => {
+    const path = `/users/${alice.id}/following/${bob.id}`;
+    await api.request('PUT', path, { token: alice.token });
+    api.backlog = api.config.outbox.maxBacklog + 1;
+    const res = await api.request('DELETE', path, { token: alice.token });
+    expect(res.status).to.equal(503);
+    expect(res.headers.get('retry-after')).to.be.a('string');
     expect(await api.db('follows')).to.have.length(1);
   });
 
@@ -93,6 +119,40 @@ describe('api: follows and timeline', () => {
       expect(res.status).to.equal(400);
       expect(res.body.error.details[0].path).to.equal('before');
     }
+  });
+
+  it('asks the timeline service for the page, passing the limit and cursor, and answers what it says', async () => {
+    const asked: unknown[] = [];
+    const page = {
+      items: [{ id: 'x', authorId: bob.id, authorHandle: bob.handle, text: 'from the service', createdAt: '2026-11-25T12:00:00.000Z' }],
+      nextCursor: null,
+    };
+    api.timeline = { page: async (userId, query) => (asked.push({ userId, ...query }), page), close: async () => undefined };
+    const cursor = Buffer.from(bob.id).toString('base64url');
+    const res = await api.request('GET', `/users/${alice.id}/timeline?limit=7&before=${cursor}`);
+    expect(res.status).to.equal(200);
+    expect(res.body).to.deep.equal(page);
+    expect(asked).to.deep.equal([{ userId: alice.id, limit: 7, before: cursor }]);
+    await api.request('GET', `/users/${alice.id}/timeline`);
+    expect(asked[1]).to.deep.equal({ userId: alice.id, limit: 20 });
+    // Refused requests never reach the service.
+    await api.request('GET', `/users/${alice.id}/timeline?limit=0`);
+    await api.request('GET', `/users/${alice.id}/timeline?before=nope`);
+    await api.request('GET', '/users/0190a5c8-7a4e-7c3b-8f00-000000000000/timeline');
+    expect(asked).to.have.length(2);
+  });
+
+  it('answers 503 with Retry-After when no timeline service instance answers', async () => {
+    api.timeline = {
+      page: async () => {
+        throw new UnavailableError('the timeline service did not answer; try again shortly', 1, 'timeline_unavailable');
+      },
+      close: async () => undefined,
+    };
+    const res = await api.request('GET', `/users/${alice.id}/timeline`);
+    expect(res.status).to.equal(503);
+    expect(res.headers.get('retry-after')).to.equal('1');
+    expect(res.body.error.code).to.equal('timeline_unavailable');
   });
 
   it('answers 404 for the timeline of an unknown user', async () => {

@@ -33,6 +33,16 @@ describe('message schemas', () => {
     expect(event.traceparent).to.match(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
   });
 
+  it('publishes user.unfollowed on user.events as schema 1.1, and decodes it for a consumer that handles it', () => {
+    const body = { followerId: newId(), followeeId: newId(), at: new Date().toISOString() };
+    const event = buildEvent('user.unfollowed', body);
+    expect(event).to.include({ exchange: 'user.events', routingKey: 'user.unfollowed', schemaVersion: '1.1' });
+    const raw = delivery({ type: 'user.unfollowed', content: Buffer.from(event.payload), headers: { 'x-schema-version': '1.1' } });
+    const decoded = decodeDelivery(raw, ['user.unfollowed']);
+    expect(decoded.kind === 'message' && decoded.message.body).to.deep.equal(body);
+    expect(decodeDelivery(raw, ['user.updated', 'user.followed']).kind).to.equal('unhandled');
+  });
+
   it('refuses to publish a body that breaks its schema', () => {
     expect(() => buildEvent('tweet.created', { ...tweet(), tweetId: 'nope' })).to.throw(/tweetId/);
   });

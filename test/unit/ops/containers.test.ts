@@ -66,11 +66,13 @@ const secrets: Record<string, string> = {
   WARREN_API_AMQP_PASSWORD: 'api-secret',
   WARREN_ANALYTICS_AMQP_PASSWORD: 'analytics-secret',
   WARREN_NOTIFICATIONS_AMQP_PASSWORD: 'notifications-secret',
+  WARREN_TIMELINE_AMQP_PASSWORD: 'timeline-secret',
   WARREN_MONITOR_PASSWORD: 'monitor-secret',
   POSTGRES_PASSWORD: 'pg-secret',
   WARREN_API_PG_PASSWORD: 'api-pg-secret',
   WARREN_ANALYTICS_PG_PASSWORD: 'analytics-pg-secret',
   WARREN_NOTIFICATIONS_PG_PASSWORD: 'notifications-pg-secret',
+  WARREN_TIMELINE_PG_PASSWORD: 'timeline-pg-secret',
 };
 
 /** The secrets (variables named *PASSWORD*) a container's environment takes from the host. */
@@ -94,7 +96,7 @@ function durationMs(value: string): number {
   return parts.reduce((sum, m) => sum + Number(m[1]) * unit[m[2]!]!, 0);
 }
 
-const services = ['api', 'analytics', 'notifications'] as const;
+const services = ['api', 'analytics', 'notifications', 'timeline'] as const;
 
 describe('containers: docker-compose.yml and Dockerfile', function () {
   this.timeout(30_000);
@@ -110,6 +112,7 @@ describe('containers: docker-compose.yml and Dockerfile', function () {
       api: ['api'],
       analytics: ['worker', 'analytics'],
       notifications: ['worker', 'notifications'],
+      timeline: ['worker', 'timeline'],
     });
     for (const name of ['topology', 'migrate']) expect(s[name]!.restart, name).to.equal('no');
     for (const name of ['api', 'analytics', 'notifications']) {
@@ -151,10 +154,24 @@ describe('containers: docker-compose.yml and Dockerfile', function () {
     expect(secretsOf('api')).to.deep.equal(['WARREN_API_AMQP_PASSWORD', 'WARREN_API_PG_PASSWORD', 'WARREN_MONITOR_PASSWORD']);
     expect(secretsOf('analytics')).to.deep.equal(['WARREN_ANALYTICS_AMQP_PASSWORD', 'WARREN_ANALYTICS_PG_PASSWORD', 'WARREN_MONITOR_PASSWORD']);
     expect(secretsOf('notifications')).to.deep.equal(['WARREN_MONITOR_PASSWORD', 'WARREN_NOTIFICATIONS_AMQP_PASSWORD', 'WARREN_NOTIFICATIONS_PG_PASSWORD']);
+    expect(secretsOf('timeline')).to.deep.equal(['WARREN_MONITOR_PASSWORD', 'WARREN_TIMELINE_AMQP_PASSWORD', 'WARREN_TIMELINE_PG_PASSWORD']);
     // topology sets every broker user's password as the administrator; it needs no database.
-    expect(secretsOf('topology')).to.deep.equal(['RABBITMQ_ADMIN_PASSWORD', 'WARREN_ANALYTICS_AMQP_PASSWORD', 'WARREN_API_AMQP_PASSWORD', 'WARREN_MONITOR_PASSWORD', 'WARREN_NOTIFICATIONS_AMQP_PASSWORD']);
+    expect(secretsOf('topology')).to.deep.equal([
+      'RABBITMQ_ADMIN_PASSWORD',
+      'WARREN_ANALYTICS_AMQP_PASSWORD',
+      'WARREN_API_AMQP_PASSWORD',
+      'WARREN_MONITOR_PASSWORD',
+      'WARREN_NOTIFICATIONS_AMQP_PASSWORD',
+      'WARREN_TIMELINE_AMQP_PASSWORD',
+    ]);
     // migrate creates every role as the database owner; it needs no broker.
-    expect(secretsOf('migrate')).to.deep.equal(['POSTGRES_PASSWORD', 'WARREN_ANALYTICS_PG_PASSWORD', 'WARREN_API_PG_PASSWORD', 'WARREN_NOTIFICATIONS_PG_PASSWORD']);
+    expect(secretsOf('migrate')).to.deep.equal([
+      'POSTGRES_PASSWORD',
+      'WARREN_ANALYTICS_PG_PASSWORD',
+      'WARREN_API_PG_PASSWORD',
+      'WARREN_NOTIFICATIONS_PG_PASSWORD',
+      'WARREN_TIMELINE_PG_PASSWORD',
+    ]);
     expect(secretsOf('ops')).to.deep.equal(['RABBITMQ_ADMIN_PASSWORD', 'WARREN_API_PG_PASSWORD']);
     expect(secretsOf('rabbitmq')).to.deep.equal(['RABBITMQ_ADMIN_PASSWORD']);
     expect(secretsOf('postgres')).to.deep.equal(['POSTGRES_PASSWORD']);
@@ -189,6 +206,7 @@ describe('containers: docker-compose.yml and Dockerfile', function () {
       'warren-api': 'api-secret',
       'warren-analytics': 'analytics-secret',
       'warren-notifications': 'notifications-secret',
+      'warren-timeline': 'timeline-secret',
       'warren-monitor': 'monitor-secret',
     });
     expect(new URL(configOf('ops').amqp.url).username).to.equal('warren-admin');
@@ -210,6 +228,7 @@ describe('containers: docker-compose.yml and Dockerfile', function () {
       warren_api: 'api-pg-secret',
       warren_analytics: 'analytics-pg-secret',
       warren_notifications: 'notifications-pg-secret',
+      warren_timeline: 'timeline-pg-secret',
     });
     expect(compose.services.postgres!.environment!.POSTGRES_USER).to.equal('warren');
     expect(new URL(serviceDatabaseUrl(configOf('ops'), 'api')).username).to.equal('warren_api');
@@ -223,7 +242,7 @@ describe('containers: docker-compose.yml and Dockerfile', function () {
 
   it('lets every long-running service stop longer than supervisor.stopTimeoutMs before compose kills it', function () {
     const longRunning = warrenServices.filter(([, svc]) => svc.restart !== 'no');
-    expect(longRunning.map(([name]) => name).sort()).to.deep.equal(['analytics', 'api', 'notifications']);
+    expect(longRunning.map(([name]) => name).sort()).to.deep.equal(['analytics', 'api', 'notifications', 'timeline']);
     for (const [name, svc] of longRunning) {
       expect(svc.stop_grace_period, name).to.be.a('string');
       expect(durationMs(svc.stop_grace_period!), name).to.be.above(configOf(name).supervisor.stopTimeoutMs);

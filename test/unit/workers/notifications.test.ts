@@ -12,6 +12,10 @@ import type { LiveNotification } from '../../../src/domain/liveNotification';
 import { STREAM_COUNTERS_TABLE } from '../../../src/db/migrations/notifications';
 import { notificationsWorker, notificationsWorkerWith } from '../../../src/workers/notifications';
 import type { HandlerContext } from '../../../src/consume/handler';
+import { QueueConsumer } from '../../../src/consume/consumer';
+import type { ConfirmPublisher } from '../../../src/broker/publisher';
+import { fakeConnection } from '../../support/fakeAmqp';
+import type { ConsumeMessage } from 'amqplib';
 
 const ALICE = newId();
 const BOB = newId();
@@ -68,6 +72,36 @@ describe('notificationsWorker', () => {
     expect(notificationsWorker.queue).to.equal('notifications.user-events');
     expect(notificationsWorker.bindings).to.deep.equal([{ exchange: 'user.events', routingKey: '' }]);
     expect(notificationsWorker.handles).to.deep.equal(['user.updated', 'user.followed']);
+  });
+
+  it('acks a user.unfollowed (schema 1.1) as ignored, notifying nobody', async () => {
+    const { connection, setConnected } = fakeConnection();
+    setConnected(false);
+    const publisher = { publish: async () => undefined, isReady: () => true } as unknown as ConfirmPublisher;
+    const consumer = new QueueConsumer({
+      connection,
+      publisher,
+      db,
+      worker: notificationsWorker,
+      prefetch: 1,
+      handlerTimeoutMs: 1000,
+      maxAttempts: 5,
+      steps: [],
+      log: ctx.log,
+    });
+    try {
+      const body = { followerId: BOB, followeeId: ALICE, at: NOW };
+      const msg = {
+        fields: { exchange: 'user.events', routingKey: 'user.unfollowed', deliveryTag: 1, redelivered: false, consumerTag: 'c' },
+        properties: { messageId: newId(), type: 'user.unfollowed', contentType: 'application/json', headers: { 'x-schema-version': '1.1' } },
+        content: Buffer.from(JSON.stringify(body)),
+      } as unknown as ConsumeMessage;
+      expect(await consumer.process(msg)).to.equal('ignored');
+      expect(consumer.counts).to.include({ ignored: 1, parked: 0, retried: 0 });
+      expect(await notifications()).to.have.length(0);
+    } finally {
+      await consumer.stop(100);
+    }
   });
 
   it('tells a user what changed in their profile, in one notification', async () => {

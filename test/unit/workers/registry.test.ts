@@ -15,7 +15,7 @@ describe('worker registry', () => {
   });
 
   it('knows its workers by name, and nothing else', () => {
-    expect(workerNames).to.deep.equal(['analytics', 'notifications']);
+    expect(workerNames).to.deep.equal(['analytics', 'notifications', 'timeline']);
     for (const name of workerNames) expect(isWorkerName(name), name).to.equal(true);
     for (const name of ['api', 'analytic', 'toString', '__proto__', '']) expect(isWorkerName(name), name).to.equal(false);
   });

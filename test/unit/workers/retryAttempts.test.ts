@@ -21,7 +21,7 @@ describe('retry.attempts per work queue', () => {
     const config = withAttempts({ 'analytics.tweets': 5, 'notifications.user-events': 5, 'analytics.tweet': 9 });
     expect(() => retryAttemptsFor(config, 'analytics.tweets', defs)).to.throw(
       ConfigError,
-      'config: retry.attempts.analytics.tweet: analytics.tweet is not a work queue of the definitions file (analytics.tweets, notifications.user-events)',
+      'config: retry.attempts.analytics.tweet: analytics.tweet is not a work queue of the definitions file (analytics.tweets, notifications.user-events, timeline.events)',
     );
   });
 
