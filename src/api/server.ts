@@ -128,7 +128,7 @@ export async function runApi(config: Config): Promise<http.Server> {
   // The timeline service's instances; a call that none answers in time is a 503, never a hang.
   const timeline = new TimelineClient({ urls: config.timeline.urls, deadlineMs: config.timeline.deadlineMs, log });
   // Not awaited: until a host name resolves, undici resolves it per connection.
-  timeline.startDiscovery(config.timeline.discoveryIntervalMs).catch((err: Error) => log.warn({ err: err.message }, 'timeline discovery failed'));
+  timeline.startDiscovery(config.timeline.discoveryIntervalMs).catch((err: Error) => log.warn({ err }, 'timeline discovery failed'));
   const app = createApp({
     config,
     timeline,

@@ -119,7 +119,7 @@ export class TimelineClient implements TimelineSource {
       try {
         addresses = net.isIP(bare) ? [bare] : [...new Set(await lookup(bare))];
       } catch (err) {
-        this.opts.log.warn({ url: source, err: (err as Error).message }, 'timeline instances not resolved; keeping the ones known');
+        this.opts.log.warn({ url: source, err }, 'timeline instances not resolved; keeping the ones known');
         nextInstances.push(...this.instances.filter((i) => i.source === source));
         continue;
       }

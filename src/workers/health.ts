@@ -58,7 +58,7 @@ export async function serveWorkerHealth(opts: WorkerHealthOptions): Promise<Work
       answer.then(
         ({ status, body }) => reply(status, body),
         (err: Error) => {
-          opts.log.error({ err: err.message, path }, 'worker route failed');
+          opts.log.error({ err, path }, 'worker route failed');
           reply(500, { error: { code: 'internal', message: 'internal error' } });
         },
       );
