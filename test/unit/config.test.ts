@@ -121,11 +121,13 @@ describe('configuration', () => {
       api: { username: 'warren-api', password: '' },
       analytics: { username: 'warren-analytics', password: '' },
       notifications: { username: 'warren-notifications', password: '' },
+      console: { username: 'warren-console', password: '' },
     });
     expect(Object.entries(config.database.roles).map(([service, role]) => [service, role.username])).to.deep.equal([
       ['api', 'warren_api'],
       ['analytics', 'warren_analytics'],
       ['notifications', 'warren_notifications'],
+      ['console', 'warren_console'],
     ]);
     expect(config.retry.attempts).to.deep.equal({ 'analytics.tweets': 5, 'notifications.user-events': 5 });
     // Declared keys are keys like any other: the environment and the files set them.
@@ -140,11 +142,11 @@ describe('configuration', () => {
     const withEntry = (section: object) => ({ WARREN_CONFIG: JSON.stringify(section) });
     expect(() => loadConfig(withEntry({ amqp: { users: { analytic: { username: 'warren-analytic', password: '' } } } }))).to.throw(
       ConfigError,
-      /^config: amqp\.users\.analytic: analytic is not a service of Warren \(api, analytics, notifications\)$/,
+      /^config: amqp\.users\.analytic: analytic is not a service of Warren \(api, analytics, notifications, console\)$/,
     );
     expect(() => loadConfig(withEntry({ database: { roles: { notification: { username: 'warren_notification', password: '' } } } }))).to.throw(
       ConfigError,
-      /^config: database\.roles\.notification: notification is not a service of Warren \(api, analytics, notifications\)$/,
+      /^config: database\.roles\.notification: notification is not a service of Warren \(api, analytics, notifications, console\)$/,
     );
   });
 

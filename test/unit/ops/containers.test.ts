@@ -66,11 +66,13 @@ const secrets: Record<string, string> = {
   WARREN_API_AMQP_PASSWORD: 'api-secret',
   WARREN_ANALYTICS_AMQP_PASSWORD: 'analytics-secret',
   WARREN_NOTIFICATIONS_AMQP_PASSWORD: 'notifications-secret',
+  WARREN_CONSOLE_AMQP_PASSWORD: 'console-secret',
   WARREN_MONITOR_PASSWORD: 'monitor-secret',
   POSTGRES_PASSWORD: 'pg-secret',
   WARREN_API_PG_PASSWORD: 'api-pg-secret',
   WARREN_ANALYTICS_PG_PASSWORD: 'analytics-pg-secret',
   WARREN_NOTIFICATIONS_PG_PASSWORD: 'notifications-pg-secret',
+  WARREN_CONSOLE_PG_PASSWORD: 'console-pg-secret',
 };
 
 /** The secrets (variables named *PASSWORD*) a container's environment takes from the host. */
@@ -152,9 +154,22 @@ describe('containers: docker-compose.yml and Dockerfile', function () {
     expect(secretsOf('analytics')).to.deep.equal(['WARREN_ANALYTICS_AMQP_PASSWORD', 'WARREN_ANALYTICS_PG_PASSWORD', 'WARREN_MONITOR_PASSWORD']);
     expect(secretsOf('notifications')).to.deep.equal(['WARREN_MONITOR_PASSWORD', 'WARREN_NOTIFICATIONS_AMQP_PASSWORD', 'WARREN_NOTIFICATIONS_PG_PASSWORD']);
     // topology sets every broker user's password as the administrator; it needs no database.
-    expect(secretsOf('topology')).to.deep.equal(['RABBITMQ_ADMIN_PASSWORD', 'WARREN_ANALYTICS_AMQP_PASSWORD', 'WARREN_API_AMQP_PASSWORD', 'WARREN_MONITOR_PASSWORD', 'WARREN_NOTIFICATIONS_AMQP_PASSWORD']);
+    expect(secretsOf('topology')).to.deep.equal([
+      'RABBITMQ_ADMIN_PASSWORD',
+      'WARREN_ANALYTICS_AMQP_PASSWORD',
+      'WARREN_API_AMQP_PASSWORD',
+      'WARREN_CONSOLE_AMQP_PASSWORD',
+      'WARREN_MONITOR_PASSWORD',
+      'WARREN_NOTIFICATIONS_AMQP_PASSWORD',
+    ]);
     // migrate creates every role as the database owner; it needs no broker.
-    expect(secretsOf('migrate')).to.deep.equal(['POSTGRES_PASSWORD', 'WARREN_ANALYTICS_PG_PASSWORD', 'WARREN_API_PG_PASSWORD', 'WARREN_NOTIFICATIONS_PG_PASSWORD']);
+    expect(secretsOf('migrate')).to.deep.equal([
+      'POSTGRES_PASSWORD',
+      'WARREN_ANALYTICS_PG_PASSWORD',
+      'WARREN_API_PG_PASSWORD',
+      'WARREN_CONSOLE_PG_PASSWORD',
+      'WARREN_NOTIFICATIONS_PG_PASSWORD',
+    ]);
     expect(secretsOf('ops')).to.deep.equal(['RABBITMQ_ADMIN_PASSWORD', 'WARREN_API_PG_PASSWORD']);
     expect(secretsOf('rabbitmq')).to.deep.equal(['RABBITMQ_ADMIN_PASSWORD']);
     expect(secretsOf('postgres')).to.deep.equal(['POSTGRES_PASSWORD']);
@@ -189,6 +204,7 @@ describe('containers: docker-compose.yml and Dockerfile', function () {
       'warren-api': 'api-secret',
       'warren-analytics': 'analytics-secret',
       'warren-notifications': 'notifications-secret',
+      'warren-console': 'console-secret',
       'warren-monitor': 'monitor-secret',
     });
     expect(new URL(configOf('ops').amqp.url).username).to.equal('warren-admin');
@@ -210,6 +226,7 @@ describe('containers: docker-compose.yml and Dockerfile', function () {
       warren_api: 'api-pg-secret',
       warren_analytics: 'analytics-pg-secret',
       warren_notifications: 'notifications-pg-secret',
+      warren_console: 'console-pg-secret',
     });
     expect(compose.services.postgres!.environment!.POSTGRES_USER).to.equal('warren');
     expect(new URL(serviceDatabaseUrl(configOf('ops'), 'api')).username).to.equal('warren_api');
