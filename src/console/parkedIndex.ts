@@ -9,6 +9,7 @@ import { newId } from '../domain/ids';
 import type { ParkedKind } from '../ops/dlq';
 import { PARKED_TABLE } from '../db/migrations/console';
 import type { ParkRecord, ParkStatus } from './parkRecord';
+import { applyPage, applyParkedFilter, encodePageCursor, type PageCursor, type ParkedFilter, type ParkedListQuery } from './parkedQuery';
 
 /** Rows inserted at most per statement (SQLite binds at most 32,766 values; a row binds 27). */
 const ROWS_PER_INSERT = 200;
@@ -192,4 +193,28 @@ export async function findParked(db: Knex, id: string): Promise<ParkedDetail | u
     statusAction: row.status_action,
     since: row.since === null ? null : Number(row.since),
   };
+}
+
+export interface ParkedPage {
+  items: ParkedSummary[];
+  nextCursor: string | null;
+}
+
+/** A page of the parked messages the query selects, newest park first. */
+export async function searchParked(db: Knex, query: ParkedListQuery, after?: PageCursor): Promise<ParkedPage> {
+  const q = applyPage(applyParkedFilter(db(PARKED_TABLE).select(...SUMMARY_COLUMNS), query), query.limit + 1, after);
+  const rows = (await q) as ParkedRow[];
+  const items = rows.slice(0, query.limit).map(summaryOf);
+  const last = rows.length > query.limit ? rows[query.limit - 1] : undefined;
+  return { items, nextCursor: last ? encodePageCursor({ parkedAt: Number(last.parked_at), id: last.id }) : null };
+}
+
+/** How many parked messages the filter selects, in all and per queue. */
+export async function countSelected(db: Knex, filter: ParkedFilter): Promise<{ total: number; byQueue: Record<string, number> }> {
+  const rows = (await applyParkedFilter(db(PARKED_TABLE).select('queue').count({ n: '*' }).groupBy('queue'), filter)) as {
+    queue: string;
+    n: number | string;
+  }[];
+  const byQueue = Object.fromEntries(rows.map((r) => [r.queue, Number(r.n)]));
+  return { total: rows.reduce((sum, r) => sum + Number(r.n), 0), byQueue };
 }

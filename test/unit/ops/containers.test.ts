@@ -240,7 +240,7 @@ describe('containers: docker-compose.yml and Dockerfile', function () {
 
   it('lets every long-running service stop longer than supervisor.stopTimeoutMs before compose kills it', function () {
     const longRunning = warrenServices.filter(([, svc]) => svc.restart !== 'no');
-    expect(longRunning.map(([name]) => name).sort()).to.deep.equal(['analytics', 'api', 'notifications']);
+    expect(longRunning.map(([name]) => name).sort()).to.deep.equal(['analytics', 'api', 'console', 'notifications']);
     for (const [name, svc] of longRunning) {
       expect(svc.stop_grace_period, name).to.be.a('string');
       expect(durationMs(svc.stop_grace_period!), name).to.be.above(configOf(name).supervisor.stopTimeoutMs);

@@ -1,0 +1,35 @@
+/** @file What the console's app and routes are built from: its dependencies and the state of one request. */
+import type { RouterContext } from '@koa/router';
+import type { Knex } from 'knex';
+import type { ApiState } from '../api/context';
+import type { Config } from '../config';
+import type { Logger } from '../log';
+import type { IndexerStatus } from './indexer';
+import type { Operator } from './operatorTokens';
+
+export interface ConsoleDeps {
+  /** The console's own database. */
+  db: Knex;
+  config: Config;
+  log: Logger;
+  /** Epoch ms. */
+  now?: () => number;
+  /** The indexer running in this process, when one does (readiness). */
+  indexer?: { status(): IndexerStatus };
+}
+
+export type ConsoleAppDeps = ConsoleDeps & { now: () => number };
+
+/** The API's request state (request id, parsed body), and the operator the request's token stands for. */
+export interface ConsoleState extends ApiState {
+  operator?: Operator;
+}
+
+export type ConsoleContext = RouterContext<ConsoleState>;
+
+/** The operator of a request behind requireOperatorToken. */
+export function operatorOf(ctx: { state: ConsoleState }): Operator {
+  const op = ctx.state.operator;
+  if (!op) throw new Error('operatorOf outside requireOperatorToken');
+  return op;
+}
