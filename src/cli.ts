@@ -163,6 +163,11 @@ dlq
     operatorAction(async (config) => (await import('./ops/dlqCommands')).dlqList(config, queue, opts)),
   );
 dlq
+  .command('summary')
+  .description("parked messages of every DLQ grouped by queue, kind and normalised reason, from the console's index (no DLQ is read)")
+  .option('--json', 'one JSON object per group and line')
+  .action((opts: { json?: boolean }) => operatorAction(async (config) => (await import('./ops/dlqCommands')).dlqSummary(config, opts)));
+dlq
   .command('replay')
   .description('send parked messages back to the queue they failed in; each leaves the DLQ only once its copy is confirmed')
   .argument('<queue>', 'work queue, e.g. analytics.tweets')

@@ -201,3 +201,37 @@ export async function dlqPurge(config: Config, queue: string, opts: { yes?: bool
   const count = await purgeParked(config.amqp.url, queue);
   print(`purged ${count} message(s) from ${dlq}`);
 }
+
+/**
+ * `warren dlq summary`: parked messages grouped by queue, kind and
+ * normalised reason, from the console's index (so nothing in a DLQ is
+ * taken or reordered to count it); parks the console has not indexed yet
+ * (it is stopped) are not in it.
+ */
+export async function dlqSummary(config: Config, opts: { json?: boolean }, print: Print = console.log): Promise<void> {
+  const { openDatabase } = await import('../db/knex');
+  const { summariseParked } = await import('../console/summary');
+  const { PARKED_TABLE } = await import('../db/migrations/console');
+  const db = openDatabase(config, 'console');
+  try {
+    if (!(await db.schema.hasTable(PARKED_TABLE))) throw new OperatorError("the console's database has no tables yet: run warren migrate, then warren console to index parked messages");
+    const groups = await summariseParked(db);
+    if (opts.json) {
+      for (const g of groups) print(JSON.stringify({ ...g, oldest: new Date(g.oldest).toISOString(), newest: new Date(g.newest).toISOString() }));
+      return;
+    }
+    if (groups.length === 0) {
+      print('nothing parked (as the console has indexed it)');
+      return;
+    }
+    const now = Date.now();
+    print(
+      renderTable(
+        [{ title: 'QUEUE' }, { title: 'KIND' }, { title: 'COUNT', align: 'right' }, { title: 'OLDEST', align: 'right' }, { title: 'NEWEST', align: 'right' }, { title: 'REASON', maxWidth: 80 }],
+        groups.map((g) => [g.queue, g.kind, String(g.count), formatAge(now - g.oldest), formatAge(now - g.newest), g.reason]),
+      ),
+    );
+  } finally {
+    await db.destroy();
+  }
+}

@@ -163,6 +163,16 @@ for (const backend of testBackends('console', { service: 'console' })) {
       expect((await call('GET', '/api/v1/parked/no-such-id', viewer)).status).to.equal(404);
     });
 
+    it('summarises what is parked by queue, kind and normalised reason', async function () {
+      const res = await call('GET', '/api/v1/parked/summary', viewer);
+      expect(res.status).to.equal(200);
+      expect(res.json.items.map((g: { queue: string; kind: string; reason: string; count: number }) => [g.queue, g.kind, g.reason, g.count])).to.deep.equal([
+        ['analytics.tweets', 'exhausted', 'TransientError: database busy', 3],
+        ['analytics.tweets', 'crash-loop', 'delivery_limit', 1],
+        ['notifications.user-events', 'permanent', 'ValidationError: displayName must not be empty', 1],
+      ]);
+    });
+
     it('reads the audit log newest first, in pages', async function () {
       for (const n of [1, 2, 3]) {
         await recordAction(

@@ -4,6 +4,7 @@ import { NotFoundError, ValidationError } from '../../domain/errors';
 import { parseRequest } from '../../api/validation';
 import type { ConsoleAppDeps, ConsoleState } from '../context';
 import { countSelected, findParked, searchParked } from '../parkedIndex';
+import { summariseParked } from '../summary';
 import { decodePageCursor, parkedFilter, parkedListQuery } from '../parkedQuery';
 
 export function parkedRoutes(deps: ConsoleAppDeps): Router<ConsoleState> {
@@ -19,6 +20,11 @@ export function parkedRoutes(deps: ConsoleAppDeps): Router<ConsoleState> {
 
   router.get('/count', async (ctx) => {
     ctx.body = await countSelected(deps.db, parseRequest(parkedFilter, ctx.query, 'query'));
+  });
+
+  router.get('/summary', async (ctx) => {
+    const groups = await summariseParked(deps.db);
+    ctx.body = { items: groups.map((g) => ({ ...g, oldest: new Date(g.oldest).toISOString(), newest: new Date(g.newest).toISOString() })) };
   });
 
   router.get('/:id', async (ctx) => {
