@@ -12,6 +12,7 @@ import { jsonBody } from '../api/middleware/jsonBody';
 import { requestId } from '../api/middleware/requestId';
 import { requireOperatorToken } from './auth';
 import type { ConsoleAppDeps, ConsoleDeps, ConsoleState } from './context';
+import { actionRoutes } from './routes/actions';
 import { auditRoutes } from './routes/audit';
 import { parkedRoutes } from './routes/parked';
 
@@ -30,7 +31,7 @@ export function createConsoleApp(deps: ConsoleDeps): Koa<ConsoleState> {
     ctx.body = { status: status?.consuming ? 'ok' : 'unavailable', indexer: status?.detail ?? 'no indexer in this process' };
   });
   const api = new Router<ConsoleState>();
-  for (const routes of [parkedRoutes, auditRoutes]) {
+  for (const routes of [actionRoutes, parkedRoutes, auditRoutes]) {
     const router = routes(app);
     api.use(router.routes(), router.allowedMethods());
   }

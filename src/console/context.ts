@@ -16,6 +16,8 @@ export interface ConsoleDeps {
   now?: () => number;
   /** The indexer running in this process, when one does (readiness). */
   indexer?: { status(): IndexerStatus };
+  /** The broker URL replays and discards take from the DLQs with (the console's own user); without one they answer 503. */
+  amqpUrl?: string;
 }
 
 export type ConsoleAppDeps = ConsoleDeps & { now: () => number };

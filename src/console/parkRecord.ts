@@ -17,7 +17,8 @@ import { REPLAY_HEADERS } from '../consume/retry';
  */
 export const PARKED_INDEX_QUEUE = 'warren.parked.index';
 
-export type ParkStatus = 'parked' | 'replayed' | 'discarded';
+/** `gone`: an action looked for it in its DLQ and did not find it there (replayed or purged with `warren dlq`). */
+export type ParkStatus = 'parked' | 'replayed' | 'discarded' | 'gone';
 
 /** A copy as the index queue delivered it. */
 export interface IndexedDelivery {

@@ -18,7 +18,7 @@ const isoTime = z
 
 const text = (max: number) => z.string().min(1, 'must not be empty').max(max, `must be at most ${max} characters`);
 
-export const PARKED_STATUSES = ['parked', 'replayed', 'discarded'] as const;
+export const PARKED_STATUSES = ['parked', 'replayed', 'discarded', 'gone'] as const;
 
 /** What selects parked messages, in a query string or in an action's body. */
 export const parkedFilter = z.strictObject({

@@ -45,7 +45,7 @@ export async function runConsole(config: Config): Promise<http.Server> {
     (err) => exitWithLine(`warren console: ${(err as Error).message}`),
   );
 
-  const app = createConsoleApp({ db, config, log, indexer: { status: indexerStatus } });
+  const app = createConsoleApp({ db, config, log, indexer: { status: indexerStatus }, amqpUrl: serviceAmqpUrl(config, 'console') });
   const handle = app.callback();
   const server = http.createServer((req, res) => void handle(req, res));
   server.on('clientError', answerUnparsableRequest);

@@ -203,8 +203,11 @@ for (const backend of testBackends('console', { service: 'console' })) {
         expect(res.status, method).to.equal(403);
         expect(res.json.error.code).to.equal('forbidden');
       }
-      // Past the role check an operator meets the router: no such write route yet is a 404 or 405, never a 403.
+      // Past the role check an operator meets the routes: no DELETE route is a 404 or 405, never a 403.
       expect((await call('DELETE', `/api/v1/parked/${ids.hello}`, operator)).status).to.be.oneOf([404, 405]);
+      // This console was given no broker: an action answers 503, a bad body 400 first.
+      expect((await call('POST', '/api/v1/parked/replay', operator, { ids: [ids.hello], dryRun: true })).status).to.equal(503);
+      expect((await call('POST', '/api/v1/parked/replay', operator, { colour: 'red' })).status).to.equal(400);
     });
 
     it('stops taking a token once it is revoked', async function () {
