@@ -12,8 +12,9 @@ import { jsonBody } from '../api/middleware/jsonBody';
 import { requestId } from '../api/middleware/requestId';
 import { requireOperatorToken } from './auth';
 import type { ConsoleAppDeps, ConsoleDeps, ConsoleState } from './context';
-import { actionRoutes } from './routes/actions';
+import { actionDepsOf, actionRoutes } from './routes/actions';
 import { auditRoutes } from './routes/audit';
+import { pageRoutes } from './routes/pages';
 import { parkedRoutes } from './routes/parked';
 
 export type { ConsoleDeps } from './context';
@@ -43,8 +44,11 @@ export function createConsoleApp(deps: ConsoleDeps): Koa<ConsoleState> {
   koa.use(open.routes());
   const guarded = requireOperatorToken(deps.db);
   koa.use(async (ctx, next) => (ctx.path === '/api/v1' || ctx.path.startsWith('/api/v1/') ? guarded(ctx, next) : next()));
-  koa.use(jsonBody(deps.config.http.bodyLimitBytes, (method) => method === 'POST'));
+  koa.use(jsonBody(deps.config.http.bodyLimitBytes, (method, path) => method === 'POST' && path.startsWith('/api/v1/')));
   koa.use(api.routes());
   koa.use(api.allowedMethods());
+  const pages = pageRoutes(app, () => actionDepsOf(app));
+  koa.use(pages.routes());
+  koa.use(pages.allowedMethods());
   return koa;
 }

@@ -4,6 +4,7 @@ import type { Knex } from 'knex';
 import type { ApiState } from '../api/context';
 import type { Config } from '../config';
 import type { Logger } from '../log';
+import type { ActionDeps } from './actions';
 import type { IndexerStatus } from './indexer';
 import type { Operator } from './operatorTokens';
 
@@ -18,6 +19,8 @@ export interface ConsoleDeps {
   indexer?: { status(): IndexerStatus };
   /** The broker URL replays and discards take from the DLQs with (the console's own user); without one they answer 503. */
   amqpUrl?: string;
+  /** Tests only: a fake broker's DLQs in place of src/ops/dlq.ts. */
+  dlq?: ActionDeps['dlq'];
 }
 
 export type ConsoleAppDeps = ConsoleDeps & { now: () => number };
@@ -25,6 +28,10 @@ export type ConsoleAppDeps = ConsoleDeps & { now: () => number };
 /** The API's request state (request id, parsed body), and the operator the request's token stands for. */
 export interface ConsoleState extends ApiState {
   operator?: Operator;
+  /** The pages' sign-in session (its cookie's secret), when the request has one. */
+  session?: string;
+  /** A page's form fields. */
+  form?: Record<string, string>;
 }
 
 export type ConsoleContext = RouterContext<ConsoleState>;

@@ -8,6 +8,7 @@ import type { Knex } from 'knex';
 export const PARKED_TABLE = 'parked_messages';
 export const AUDIT_TABLE = 'audit_log';
 export const OPERATOR_TOKENS_TABLE = 'operator_tokens';
+export const SESSIONS_TABLE = 'operator_sessions';
 
 export const consoleMigrations: Record<string, Knex.Migration> = {
   '001_initial': {
@@ -68,6 +69,20 @@ export const consoleMigrations: Record<string, Knex.Migration> = {
       await knex.schema.dropTableIfExists(OPERATOR_TOKENS_TABLE);
       await knex.schema.dropTableIfExists(AUDIT_TABLE);
       await knex.schema.dropTableIfExists(PARKED_TABLE);
+    },
+  },
+  /** Sign-in sessions of the console's pages: the cookie's secret kept only as its hash, tied to the token signed in with. */
+  '002_sessions': {
+    async up(knex) {
+      await knex.schema.createTable(SESSIONS_TABLE, (t) => {
+        t.string('id_hash', 64).primary();
+        t.string('token_id', 36).notNullable().index();
+        t.bigInteger('created_at').notNullable();
+        t.bigInteger('expires_at').notNullable();
+      });
+    },
+    async down(knex) {
+      await knex.schema.dropTableIfExists(SESSIONS_TABLE);
     },
   },
 };

@@ -4,56 +4,21 @@
  * what is selected, the dry run, the cap, the rows marked, the late-replay
  * refusal, what is gone, and the audit log of each.
  */
-import type { GetMessage } from 'amqplib';
 import { expect } from 'chai';
 import type { Knex } from 'knex';
 import { discardSelected, discardBody, replayBody, replaySelected, type ActionDeps } from '../../../src/console/actions';
 import { listAudit } from '../../../src/console/audit';
 import { indexParks } from '../../../src/console/parkedIndex';
 import { parkRecord, type IndexedDelivery } from '../../../src/console/parkRecord';
+import { FakeDlqs } from '../../support/fakeDlqs';
 import type { Operator } from '../../../src/console/operatorTokens';
 import { PARKED_TABLE } from '../../../src/db/migrations/console';
 import { ConflictError } from '../../../src/domain/errors';
-import { parkedSince, type ReplayOptions, type ReplayResult } from '../../../src/ops/dlq';
 import { sqliteTestDatabase, type TestDatabase } from '../../support/databases';
 import { warrenPark } from '../../support/parks';
 
 const otto: Operator = { id: 'o1', name: 'otto', role: 'operator' };
 const NOW = Date.parse('2026-01-10T00:00:00Z');
-
-/** DLQs as lists of messages; taking follows src/ops/dlq.ts's rules (matches, staleBefore, onTaken). */
-class FakeDlqs {
-  readonly queues = new Map<string, GetMessage[]>();
-  calls: { queue: string; opts: ReplayOptions }[] = [];
-
-  park(d: IndexedDelivery): void {
-    const msg = {
-      content: d.content,
-      properties: d.properties,
-      fields: { routingKey: d.routingKey, exchange: 'warren.dlx', deliveryTag: 0, redelivered: false, messageCount: 0 },
-    } as unknown as GetMessage;
-    this.queues.set(d.routingKey, [...(this.queues.get(d.routingKey) ?? []), msg]);
-  }
-
-  take = async (_url: string, queue: string, opts: ReplayOptions = {}): Promise<ReplayResult> => {
-    this.calls.push({ queue, opts });
-    const kept: GetMessage[] = [];
-    let replayed = 0;
-    let stale = 0;
-    for (const msg of this.queues.get(queue) ?? []) {
-      if (!(opts.matches?.(msg) ?? true)) kept.push(msg);
-      else if (opts.staleBefore !== undefined && (parkedSince(msg.properties) ?? -Infinity) < opts.staleBefore) {
-        stale++;
-        kept.push(msg);
-      } else {
-        replayed++;
-        opts.onTaken?.(msg);
-      }
-    }
-    this.queues.set(queue, kept);
-    return { replayed, skipped: kept.length, remaining: kept.length, interrupted: false, ...(opts.staleBefore !== undefined ? { stale } : {}) };
-  };
-}
 
 describe('console: replay and discard over the index', function () {
   let database: TestDatabase;
