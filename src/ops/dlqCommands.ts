@@ -10,6 +10,7 @@ import { writeOwnerOnlyFile } from './exportFile';
 import { OperatorError } from './operatorError';
 import { bar, ProgressLine } from './progress';
 import { formatAge, renderTable } from './table';
+import { auditCliAction } from '../console/cliAudit';
 
 /**
  * What `warren dlq list|replay|export|purge` print: tables and summaries on
@@ -139,13 +140,17 @@ export async function dlqReplay(config: Config, queue: string, args: ReplayArgs,
     });
   } catch (err) {
     progress.end();
-    if (err instanceof DlqError) throw new OperatorError(`warren dlq replay: ${err.message}; the rest stays parked`);
+    if (err instanceof DlqError) {
+      await audit(config, warn, { action: 'dlq replay', selection: { queue, ...args }, count: err.replayed, outcome: err.replayed > 0 ? 'partial' : 'failed', result: { error: err.message } });
+      throw new OperatorError(`warren dlq replay: ${err.message}; the rest stays parked`);
+    }
     throw err;
   } finally {
     stop.release();
   }
   progress.end();
   if (result.stale) warn(staleLine(queue, result.stale, config.inbox.retentionDays));
+  await audit(config, warn, { action: 'dlq replay', selection: { queue, ...args }, count: result.replayed, outcome: result.interrupted ? 'partial' : 'ok', result });
   print(args.json ? JSON.stringify(result) : `${replaySummary(queue, result)} (selected: ${describeSelection(args)})`);
   if (result.interrupted) process.exitCode = 130;
 }
@@ -160,6 +165,12 @@ export async function dlqExport(config: Config, queue: string, opts: { file: str
   const doc = { queue, dlq: dlqOf(queue), exportedAt: new Date().toISOString(), count: messages.length, messages };
   writeOwnerOnlyFile(file, `${JSON.stringify(doc, null, 2)}\n`);
   print(`exported ${messages.length} message(s) of ${dlqOf(queue)} to ${file}; they stay parked`);
+}
+
+/** Writes the command into the console's audit log (src/console/cliAudit.ts); a failure to is a warning, never the command's failure. */
+async function audit(config: Config, warn: Print, entry: Parameters<typeof auditCliAction>[1]): Promise<void> {
+  const problem = await auditCliAction(config, entry);
+  if (problem) warn(`warren dlq: ${problem}`);
 }
 
 export interface Prompt {
@@ -199,6 +210,7 @@ export async function dlqPurge(config: Config, queue: string, opts: { yes?: bool
     if (answer.trim() !== dlq) throw new OperatorError(`not confirmed; ${dlq} left as it was`);
   }
   const count = await purgeParked(config.amqp.url, queue);
+  await audit(config, (line) => process.stderr.write(`${line}\n`), { action: 'dlq purge', selection: { queue }, count, outcome: 'ok', result: { purged: count } });
   print(`purged ${count} message(s) from ${dlq}`);
 }
 
