@@ -11,7 +11,7 @@ import { PARKED_TABLE } from '../db/migrations/console';
 import type { ParkRecord, ParkStatus } from './parkRecord';
 import { applyPage, applyParkedFilter, encodePageCursor, type PageCursor, type ParkedFilter, type ParkedListQuery } from './parkedQuery';
 
-/** Rows inserted at most per statement (SQLite binds at most 32,766 values; a row binds 27). */
+/** Rows inserted at most per statement (SQLite binds at most 32,766 values; a row binds 22). */
 const ROWS_PER_INSERT = 200;
 
 /**
