@@ -181,6 +181,11 @@ dlq
     operatorAction(async (config) => (await import('./ops/dlqCommands')).dlqList(config, queue, opts)),
   );
 dlq
+  .command('summary')
+  .description("parked messages of every DLQ grouped by queue, kind and normalised reason, from the console's index (no DLQ is read)")
+  .option('--json', 'one JSON object per group and line')
+  .action((opts: { json?: boolean }) => operatorAction(async (config) => (await import('./ops/dlqCommands')).dlqSummary(config, opts)));
+dlq
   .command('replay')
   .description('send parked messages back to the queue they failed in; each leaves the DLQ only once its copy is confirmed')
   .argument('<queue>', 'work queue, e.g. analytics.tweets')
@@ -208,6 +213,32 @@ dlq
   .argument('<queue>', 'work queue, e.g. analytics.tweets')
   .option('-y, --yes', 'really delete every parked message, without asking')
   .action((queue: string, opts: { yes?: boolean }) => operatorAction(async (config) => (await import('./ops/dlqCommands')).dlqPurge(config, queue, opts)));
+
+const consoleCommand = program
+  .command('console')
+  .description('run the operator console: parked messages to browse, search, replay and discard, and the audit log (console.host:console.port)')
+  .action(async () => {
+    const config = loadConfigOrExit();
+    const { runConsole } = await import('./console/server');
+    await runConsole(config);
+  });
+const consoleToken = consoleCommand.command('token').description("the console's operator tokens");
+consoleToken
+  .command('create')
+  .description('issue an operator token (printed once; kept only as its SHA-256)')
+  .requiredOption('--role <role>', 'viewer (reads only) or operator (also replays and discards)', (v: string) => {
+    if (v !== 'viewer' && v !== 'operator') throw new InvalidArgumentError('must be viewer or operator');
+    return v;
+  })
+  .option('--name <name>', 'whose token it is, as the audit log names it')
+  .action((opts: { role: 'viewer' | 'operator'; name?: string }) =>
+    operatorAction(async (config) => (await import('./console/tokenCommands')).consoleTokenCreate(config, opts)),
+  );
+consoleToken
+  .command('revoke')
+  .description('revoke an operator token by its name or id')
+  .argument('<nameOrId>', 'the name (or id) given when it was created')
+  .action((nameOrId: string) => operatorAction(async (config) => (await import('./console/tokenCommands')).consoleTokenRevoke(config, nameOrId)));
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   exitWithLine(`warren: ${(err as Error).message}`);

@@ -137,6 +137,12 @@ const baseSchema = z.object({
   /** Open notification streams an API process keeps, per user and in all; past either, 429. */
   streams: z.object({ maxPerUser: positiveInt, maxPerProcess: positiveInt }),
   idempotency: z.object({ ttlHours: z.coerce.number().positive() }),
+  /** `warren console`: where it listens (127.0.0.1 unless configured), and the most messages one replay or discard may take. */
+  console: z.object({
+    host: z.string().min(1),
+    port: z.coerce.number().int().min(0).max(65535),
+    maxPerAction: positiveInt,
+  }),
   supervisor: z.object({ restartMinMs: positiveInt, restartMaxMs: positiveInt, stopTimeoutMs: positiveInt }),
   log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) }),
 });

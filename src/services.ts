@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import path from 'node:path';
 import { ConfigError, loadConfigFor, projectRoot, type Config, type ServiceCatalogue } from './config';
 import { apiMigrations } from './db/migrations/api';
+import { consoleMigrations } from './db/migrations/console';
 import { migrateDatabase, migrateDatabases, migrationSource, type ServiceDatabase } from './db/migrate';
 import type { Service } from './db/knex';
 import type { WorkerDeclaration } from './workers/declaration';
@@ -10,9 +11,15 @@ import { declaredWorkers } from './workers/registry';
 /**
  * Every service that owns a database, in the order `warren migrate` brings
  * them up: the API, then each worker of src/workers/registry.ts with the
- * database its declaration names. Each is the only writer of its tables.
+ * database its declaration names, then the operator console (its index of
+ * parked messages, audit log and operator tokens). Each is the only writer
+ * of its tables.
  */
-export const DATABASES: readonly ServiceDatabase[] = [{ service: 'api', migrations: apiMigrations }, ...declaredWorkers.map((w) => w.database)];
+export const DATABASES: readonly ServiceDatabase[] = [
+  { service: 'api', migrations: apiMigrations },
+  ...declaredWorkers.map((w) => w.database),
+  { service: 'console', migrations: consoleMigrations },
+];
 
 export const SERVICES: Service[] = DATABASES.map((d) => d.service);
 
@@ -37,9 +44,9 @@ export function migrateAll(config: Config, log: (msg: string) => void = () => {}
   return migrateDatabases(config, DATABASES, log);
 }
 
-/** What configuration knows of Warren's services, from the worker declarations: the API's and each worker's keys, and each work queue's retry attempts. */
+/** What configuration knows of Warren's services, from the worker declarations: the API's, each worker's and the console's keys, and each work queue's retry attempts. */
 export const CATALOGUE: ServiceCatalogue = {
-  brokerUsers: ['api', ...declaredWorkers.map((w) => w.brokerUser)],
+  brokerUsers: ['api', ...declaredWorkers.map((w) => w.brokerUser), 'console'],
   databaseServices: SERVICES,
   retryAttempts: Object.fromEntries(declaredWorkers.map((w) => [w.queue, w.defaults.retryAttempts])),
 };

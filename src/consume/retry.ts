@@ -30,6 +30,25 @@ export const WARREN_HEADERS = {
   headersDropped: 'x-warren-headers-dropped',
 } as const;
 
+/**
+ * What a replay adds to the copy it sends back (src/ops/dlq.ts): how many
+ * times the message has been replayed, and the replay that sent it. Its
+ * retries and its next park carry them on, so that a message parked again
+ * after a replay can be told from one parked the first time.
+ */
+export const REPLAY_HEADERS = {
+  count: 'x-warren-replay-count',
+  id: 'x-warren-replay-id',
+} as const;
+
+/** The replay headers of a delivery, in the shape a replay writes them (a count of 1 or more, an id of at most 64 characters), else none. */
+export function replayHeaders(original: Record<string, unknown>): Record<string, string | number> {
+  const count = Number(headerString(original[REPLAY_HEADERS.count]));
+  const id = headerString(original[REPLAY_HEADERS.id]);
+  if (!Number.isInteger(count) || count < 1 || count > 1_000_000) return {};
+  return { [REPLAY_HEADERS.count]: count, ...(id && id.length <= 64 ? { [REPLAY_HEADERS.id]: id } : {}) };
+}
+
 export const MAX_ERROR_BYTES = 1024;
 /** All of Warren's headers together stay under this (the frame is 128 KiB). */
 export const MAX_WARREN_HEADER_BYTES = 8 * 1024;
@@ -85,6 +104,7 @@ export function failureHeaders(original: Record<string, unknown>, rec: FailureRe
   // it: a foreign publisher may send any x-warren-* header, of any size.
   const first = isoTime(headerString(original[WARREN_HEADERS.firstFailure])) ?? now;
   const warren: Record<string, string | number> = {
+    ...replayHeaders(original),
     [WARREN_HEADERS.error]: errorText(rec.error),
     [WARREN_HEADERS.attempts]: rec.attempt,
     [WARREN_HEADERS.firstFailure]: first,

@@ -7,7 +7,7 @@ import { boundForeignHeaders, describeDropped } from '../consume/foreignHeaders'
 import { installInt64Headers } from '../broker/int64';
 import { withoutPassword } from '../topology/management';
 import { ConfirmPublisher, copiedProperties, type PublishRequest } from '../broker/publisher';
-import { isBrokerHeader, MAX_ERROR_BYTES, PARK_KINDS, truncateUtf8, WARREN_HEADERS, type ParkKind } from '../consume/retry';
+import { isBrokerHeader, MAX_ERROR_BYTES, PARK_KINDS, REPLAY_HEADERS, replayHeaders, truncateUtf8, WARREN_HEADERS, type ParkKind } from '../consume/retry';
 import { dlqOf, PARK_EXCHANGE, RETURN_EXCHANGE } from '../topology/definitions';
 
 /**
@@ -308,14 +308,22 @@ function copyable(headers: Record<string, unknown>): Record<string, unknown> {
   return out;
 }
 
-/** The copy sent back: same body and properties, without the parking headers. */
-function replayRequest(msg: GetMessage): PublishRequest | string {
+/**
+ * The copy sent back: same body and properties, without the parking
+ * headers; with a replay id, it also says which replay sent it and how many
+ * times the message has been replayed (one more than the copy it came from).
+ */
+function replayRequest(msg: GetMessage, replayId?: string): PublishRequest | string {
   const p = msg.properties;
   const park = describeParked(p);
   if (!park.messageId) return 'it has no message_id, so a consumer would park it again';
   if (!park.originalQueue) return 'it names no original queue (no x-warren-original-queue, no x-death)';
   const headers: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(p.headers ?? {})) if (!isParkingHeader(k)) headers[k] = v;
+  if (replayId !== undefined) {
+    const before = Number(replayHeaders(p.headers ?? {})[REPLAY_HEADERS.count] ?? 0);
+    Object.assign(headers, { [REPLAY_HEADERS.count]: before + 1, [REPLAY_HEADERS.id]: replayId });
+  }
   return {
     exchange: RETURN_EXCHANGE,
     routingKey: park.originalQueue,
@@ -332,6 +340,8 @@ export interface ReplaySelection {
   errorContains?: string;
   /** Replay at most this many (of the selected ones). */
   limit?: number;
+  /** Only messages this says yes to (beside the selection above), e.g. one park of a message by its body and park time. */
+  matches?: (msg: GetMessage) => boolean;
 }
 
 export interface ReplayProgress {
@@ -359,6 +369,10 @@ export interface ReplayOptions extends ReplaySelection {
    * operator set it unless told otherwise (`--allow-stale`).
    */
   staleBefore?: number;
+  /** Marks each replayed copy with this replay's id and the message's replay count (REPLAY_HEADERS). */
+  replayId?: string;
+  /** Called for each selected message once it has left the DLQ (its copy confirmed, or discarded). */
+  onTaken?: (msg: GetMessage) => void;
 }
 
 /**
@@ -386,7 +400,20 @@ export function isSelected(park: ParkedMessage, sel: ReplaySelection): boolean {
  * flight in the same window finish, and the failed message stays parked.
  */
 export async function replayParked(url: string, queue: string, opts: ReplayOptions = {}): Promise<ReplayResult> {
-  const { conn, channel, dlq, parked } = await openDlq(url, queue, 'replay');
+  return takeParked(url, queue, opts, 'replay');
+}
+
+/**
+ * Deletes the selected parked messages of the queue's DLQ (an operator's
+ * explicit discard), leaving every other one parked and in order, as a
+ * replay does: `replayed` in the result counts the discarded ones.
+ */
+export async function discardParked(url: string, queue: string, opts: ReplayOptions = {}): Promise<ReplayResult> {
+  return takeParked(url, queue, { ...opts, replayId: undefined }, 'discard');
+}
+
+async function takeParked(url: string, queue: string, opts: ReplayOptions, mode: 'replay' | 'discard'): Promise<ReplayResult> {
+  const { conn, channel, dlq, parked } = await openDlq(url, queue, mode);
   const log = opts.log ?? createLogger('dlq', 'silent');
   // Publishing gets its own connection: a broker alarm blocks publishers, and must not block our acks.
   const broker = connectBroker({ url, service: 'dlq replay', role: 'publish', heartbeatSeconds: 10, reconnectSeconds: 1, log });
@@ -418,12 +445,19 @@ export async function replayParked(url: string, queue: string, opts: ReplayOptio
           break;
         }
         const seq = scanned++;
-        let selected = isSelected(describeParked(msg.properties), opts);
+        let selected = isSelected(describeParked(msg.properties), opts) && (opts.matches?.(msg) ?? true);
         if (selected && opts.staleBefore !== undefined && (parkedSince(msg.properties) ?? -Infinity) < opts.staleBefore) {
           selected = false;
           stale++;
         }
-        const replay = selected ? replayRequest(msg) : undefined;
+        if (selected && mode === 'discard') {
+          // Discarded on the operator's word: nothing to confirm first.
+          channel.ack(msg);
+          replayed++;
+          opts.onTaken?.(msg);
+          continue;
+        }
+        const replay = selected ? replayRequest(msg, opts.replayId) : undefined;
         if (typeof replay === 'string') log.warn({ dlq, messageId: msg.properties.messageId }, `left parked: ${replay}`);
         const req = typeof replay === 'object' ? replay : reparkRequest(msg, queue);
         if (!req) {
@@ -452,6 +486,7 @@ export async function replayParked(url: string, queue: string, opts: ReplayOptio
           return;
         }
         channel.ack(b.msg);
+        if (b.replay) opts.onTaken?.(b.msg);
         if (b.replay) replayed++;
         else skipped++;
       });

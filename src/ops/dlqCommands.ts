@@ -10,6 +10,7 @@ import { writeOwnerOnlyFile } from './exportFile';
 import { OperatorError } from './operatorError';
 import { bar, ProgressLine } from './progress';
 import { formatAge, renderTable } from './table';
+import { auditCliAction } from '../console/cliAudit';
 
 /**
  * What `warren dlq list|replay|export|purge` print: tables and summaries on
@@ -139,13 +140,17 @@ export async function dlqReplay(config: Config, queue: string, args: ReplayArgs,
     });
   } catch (err) {
     progress.end();
-    if (err instanceof DlqError) throw new OperatorError(`warren dlq replay: ${err.message}; the rest stays parked`);
+    if (err instanceof DlqError) {
+      await audit(config, warn, { action: 'dlq replay', selection: { queue, ...args }, count: err.replayed, outcome: err.replayed > 0 ? 'partial' : 'failed', result: { error: err.message } });
+      throw new OperatorError(`warren dlq replay: ${err.message}; the rest stays parked`);
+    }
     throw err;
   } finally {
     stop.release();
   }
   progress.end();
   if (result.stale) warn(staleLine(queue, result.stale, config.inbox.retentionDays));
+  await audit(config, warn, { action: 'dlq replay', selection: { queue, ...args }, count: result.replayed, outcome: result.interrupted ? 'partial' : 'ok', result });
   print(args.json ? JSON.stringify(result) : `${replaySummary(queue, result)} (selected: ${describeSelection(args)})`);
   if (result.interrupted) process.exitCode = 130;
 }
@@ -160,6 +165,12 @@ export async function dlqExport(config: Config, queue: string, opts: { file: str
   const doc = { queue, dlq: dlqOf(queue), exportedAt: new Date().toISOString(), count: messages.length, messages };
   writeOwnerOnlyFile(file, `${JSON.stringify(doc, null, 2)}\n`);
   print(`exported ${messages.length} message(s) of ${dlqOf(queue)} to ${file}; they stay parked`);
+}
+
+/** Writes the command into the console's audit log (src/console/cliAudit.ts); a failure to is a warning, never the command's failure. */
+async function audit(config: Config, warn: Print, entry: Parameters<typeof auditCliAction>[1]): Promise<void> {
+  const problem = await auditCliAction(config, entry);
+  if (problem) warn(`warren dlq: ${problem}`);
 }
 
 export interface Prompt {
@@ -199,5 +210,40 @@ export async function dlqPurge(config: Config, queue: string, opts: { yes?: bool
     if (answer.trim() !== dlq) throw new OperatorError(`not confirmed; ${dlq} left as it was`);
   }
   const count = await purgeParked(config.amqp.url, queue);
+  await audit(config, (line) => process.stderr.write(`${line}\n`), { action: 'dlq purge', selection: { queue }, count, outcome: 'ok', result: { purged: count } });
   print(`purged ${count} message(s) from ${dlq}`);
+}
+
+/**
+ * `warren dlq summary`: parked messages grouped by queue, kind and
+ * normalised reason, from the console's index (so nothing in a DLQ is
+ * taken or reordered to count it); parks the console has not indexed yet
+ * (it is stopped) are not in it.
+ */
+export async function dlqSummary(config: Config, opts: { json?: boolean }, print: Print = console.log): Promise<void> {
+  const { openDatabase } = await import('../db/knex');
+  const { summariseParked } = await import('../console/summary');
+  const { PARKED_TABLE } = await import('../db/migrations/console');
+  const db = openDatabase(config, 'console');
+  try {
+    if (!(await db.schema.hasTable(PARKED_TABLE))) throw new OperatorError("the console's database has no tables yet: run warren migrate, then warren console to index parked messages");
+    const groups = await summariseParked(db);
+    if (opts.json) {
+      for (const g of groups) print(JSON.stringify({ ...g, oldest: new Date(g.oldest).toISOString(), newest: new Date(g.newest).toISOString() }));
+      return;
+    }
+    if (groups.length === 0) {
+      print('nothing parked (as the console has indexed it)');
+      return;
+    }
+    const now = Date.now();
+    print(
+      renderTable(
+        [{ title: 'QUEUE' }, { title: 'KIND' }, { title: 'COUNT', align: 'right' }, { title: 'OLDEST', align: 'right' }, { title: 'NEWEST', align: 'right' }, { title: 'REASON', maxWidth: 80 }],
+        groups.map((g) => [g.queue, g.kind, String(g.count), formatAge(now - g.oldest), formatAge(now - g.newest), g.reason]),
+      ),
+    );
+  } finally {
+    await db.destroy();
+  }
 }

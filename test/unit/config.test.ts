@@ -122,12 +122,14 @@ describe('configuration', () => {
       analytics: { username: 'warren-analytics', password: '' },
       notifications: { username: 'warren-notifications', password: '' },
       timeline: { username: 'warren-timeline', password: '' },
+      console: { username: 'warren-console', password: '' },
     });
     expect(Object.entries(config.database.roles).map(([service, role]) => [service, role.username])).to.deep.equal([
       ['api', 'warren_api'],
       ['analytics', 'warren_analytics'],
       ['notifications', 'warren_notifications'],
       ['timeline', 'warren_timeline'],
+      ['console', 'warren_console'],
     ]);
     expect(config.retry.attempts).to.deep.equal({ 'analytics.tweets': 5, 'notifications.user-events': 5, 'timeline.events': 5 });
     // Declared keys are keys like any other: the environment and the files set them.

@@ -47,6 +47,22 @@ describe('retry decisions', () => {
 describe('failure headers', () => {
   const now = new Date('2026-11-25T10:00:00.000Z');
 
+  it("keeps a replayed message's replay count and id on its retry and its next park, and only in the shape a replay writes them", () => {
+    const rec = { error: new Error('busy'), attempt: 1, queue: 'analytics.tweets', exchange: 'warren.return', routingKey: 'analytics.tweets', now };
+    const parked = failureHeaders({ 'x-warren-replay-count': 2, 'x-warren-replay-id': 'r-1' }, rec, 'permanent');
+    expect(parked).to.include({ 'x-warren-replay-count': 2, 'x-warren-replay-id': 'r-1' });
+    expect(failureHeaders({}, rec)).not.to.have.any.keys('x-warren-replay-count', 'x-warren-replay-id');
+    for (const count of [0, -1, 1.5, 'many', 2_000_000]) {
+      expect(failureHeaders({ 'x-warren-replay-count': count, 'x-warren-replay-id': 'r' }, rec), String(count)).not.to.have.any.keys(
+        'x-warren-replay-count',
+        'x-warren-replay-id',
+      );
+    }
+    expect(failureHeaders({ 'x-warren-replay-count': 1, 'x-warren-replay-id': 'x'.repeat(65) }, rec))
+      .to.include({ 'x-warren-replay-count': 1 })
+      .and.not.to.have.any.keys('x-warren-replay-id');
+  });
+
   it('records the original route on the first failure and keeps it across retries', () => {
     const first = failureHeaders(
       { traceparent: 't' },

@@ -67,12 +67,14 @@ const secrets: Record<string, string> = {
   WARREN_ANALYTICS_AMQP_PASSWORD: 'analytics-secret',
   WARREN_NOTIFICATIONS_AMQP_PASSWORD: 'notifications-secret',
   WARREN_TIMELINE_AMQP_PASSWORD: 'timeline-secret',
+  WARREN_CONSOLE_AMQP_PASSWORD: 'console-secret',
   WARREN_MONITOR_PASSWORD: 'monitor-secret',
   POSTGRES_PASSWORD: 'pg-secret',
   WARREN_API_PG_PASSWORD: 'api-pg-secret',
   WARREN_ANALYTICS_PG_PASSWORD: 'analytics-pg-secret',
   WARREN_NOTIFICATIONS_PG_PASSWORD: 'notifications-pg-secret',
   WARREN_TIMELINE_PG_PASSWORD: 'timeline-pg-secret',
+  WARREN_CONSOLE_PG_PASSWORD: 'console-pg-secret',
 };
 
 /** The secrets (variables named *PASSWORD*) a container's environment takes from the host. */
@@ -160,6 +162,7 @@ describe('containers: docker-compose.yml and Dockerfile', function () {
       'RABBITMQ_ADMIN_PASSWORD',
       'WARREN_ANALYTICS_AMQP_PASSWORD',
       'WARREN_API_AMQP_PASSWORD',
+      'WARREN_CONSOLE_AMQP_PASSWORD',
       'WARREN_MONITOR_PASSWORD',
       'WARREN_NOTIFICATIONS_AMQP_PASSWORD',
       'WARREN_TIMELINE_AMQP_PASSWORD',
@@ -169,6 +172,7 @@ describe('containers: docker-compose.yml and Dockerfile', function () {
       'POSTGRES_PASSWORD',
       'WARREN_ANALYTICS_PG_PASSWORD',
       'WARREN_API_PG_PASSWORD',
+      'WARREN_CONSOLE_PG_PASSWORD',
       'WARREN_NOTIFICATIONS_PG_PASSWORD',
       'WARREN_TIMELINE_PG_PASSWORD',
     ]);
@@ -206,6 +210,7 @@ describe('containers: docker-compose.yml and Dockerfile', function () {
       'warren-api': 'api-secret',
       'warren-analytics': 'analytics-secret',
       'warren-notifications': 'notifications-secret',
+      'warren-console': 'console-secret',
       'warren-timeline': 'timeline-secret',
       'warren-monitor': 'monitor-secret',
     });
@@ -229,6 +234,7 @@ describe('containers: docker-compose.yml and Dockerfile', function () {
       warren_analytics: 'analytics-pg-secret',
       warren_notifications: 'notifications-pg-secret',
       warren_timeline: 'timeline-pg-secret',
+      warren_console: 'console-pg-secret',
     });
     expect(compose.services.postgres!.environment!.POSTGRES_USER).to.equal('warren');
     expect(new URL(serviceDatabaseUrl(configOf('ops'), 'api')).username).to.equal('warren_api');
@@ -242,7 +248,7 @@ describe('containers: docker-compose.yml and Dockerfile', function () {
 
   it('lets every long-running service stop longer than supervisor.stopTimeoutMs before compose kills it', function () {
     const longRunning = warrenServices.filter(([, svc]) => svc.restart !== 'no');
-    expect(longRunning.map(([name]) => name).sort()).to.deep.equal(['analytics', 'api', 'notifications', 'timeline']);
+    expect(longRunning.map(([name]) => name).sort()).to.deep.equal(['analytics', 'api', 'console', 'notifications', 'timeline']);
     for (const [name, svc] of longRunning) {
       expect(svc.stop_grace_period, name).to.be.a('string');
       expect(durationMs(svc.stop_grace_period!), name).to.be.above(configOf(name).supervisor.stopTimeoutMs);

@@ -1,0 +1,105 @@
+/** @file
+ * Search and filters over the index of parked messages: the query string's
+ * schema, and the one function that turns a filter into SQL both SQLite and
+ * PostgreSQL run (LIKE with an explicit escape, on text lower-cased when it
+ * was indexed), pure apart from the query builder it is handed.
+ */
+import type { Knex } from 'knex';
+import { z } from 'zod';
+import { PARK_KINDS } from '../consume/retry';
+
+const isoTime = z
+  .string()
+  .refine(
+    (s) => /^\d{4}-\d\d-\d\d(T[\d:.]+(Z|[+-]\d\d:\d\d)?)?$/.test(s) && Number.isFinite(Date.parse(s)),
+    'must be an ISO-8601 time, e.g. 2026-01-31T12:00:00Z',
+  )
+  .transform((s) => Date.parse(s));
+
+const text = (max: number) => z.string().min(1, 'must not be empty').max(max, `must be at most ${max} characters`);
+
+export const PARKED_STATUSES = ['parked', 'replayed', 'discarded', 'gone'] as const;
+
+/** What selects parked messages, in a query string or in an action's body. */
+export const parkedFilter = z.strictObject({
+  /** Words in the body or the headers (one phrase, case-insensitive). */
+  q: text(200).optional(),
+  queue: text(255).optional(),
+  kind: z.enum([...PARK_KINDS, 'unknown']).optional(),
+  /** Contained in the reason (x-warren-error, or x-death's), case-insensitive. */
+  reason: text(200).optional(),
+  /** Parked at or after. */
+  from: isoTime.optional(),
+  /** Parked before. */
+  to: isoTime.optional(),
+  status: z.enum([...PARKED_STATUSES, 'any']).default('parked'),
+  failedAgainAfterReplay: z
+    .enum(['true', 'false'])
+    .transform((v) => v === 'true')
+    .or(z.boolean())
+    .optional(),
+});
+export type ParkedFilter = z.output<typeof parkedFilter>;
+
+export const PAGE_LIMIT = { min: 1, max: 100, default: 20 } as const;
+
+export const parkedListQuery = parkedFilter.extend({
+  limit: z.coerce
+    .number()
+    .int('must be an integer')
+    .min(PAGE_LIMIT.min, `must be at least ${PAGE_LIMIT.min}`)
+    .max(PAGE_LIMIT.max, `must be at most ${PAGE_LIMIT.max}`)
+    .default(PAGE_LIMIT.default),
+  before: z.string().max(200).optional(),
+});
+export type ParkedListQuery = z.output<typeof parkedListQuery>;
+
+/** `%`, `_` and the escape itself match only themselves. */
+export function likeContaining(value: string): string {
+  return `%${value.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
+
+/** Narrows `q` (a query on the parked messages table) to the messages the filter selects. */
+export function applyParkedFilter<Q extends Knex.QueryBuilder>(q: Q, f: ParkedFilter): Q {
+  if (f.status !== 'any') q.where('status', f.status);
+  if (f.queue !== undefined) q.where('queue', f.queue);
+  if (f.kind !== undefined) q.where('kind', f.kind);
+  if (f.q !== undefined) q.whereRaw("search_text LIKE ? ESCAPE '\\'", [likeContaining(f.q.toLowerCase())]);
+  if (f.reason !== undefined) q.whereRaw("LOWER(reason) LIKE ? ESCAPE '\\'", [likeContaining(f.reason.toLowerCase())]);
+  if (f.from !== undefined) q.where('parked_at', '>=', f.from);
+  if (f.to !== undefined) q.where('parked_at', '<', f.to);
+  if (f.failedAgainAfterReplay !== undefined) q.where('replay_count', f.failedAgainAfterReplay ? '>' : '=', 0);
+  return q;
+}
+
+/** Pages run newest park first; a cursor is the last item's park time and id, opaque to clients. */
+export interface PageCursor {
+  parkedAt: number;
+  id: string;
+}
+
+export function encodePageCursor(c: PageCursor): string {
+  return Buffer.from(JSON.stringify([c.parkedAt, c.id]), 'utf8').toString('base64url');
+}
+
+export function decodePageCursor(cursor: string): PageCursor | undefined {
+  try {
+    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
+    if (!Array.isArray(value) || value.length !== 2) return undefined;
+    const [parkedAt, id] = value as unknown[];
+    return typeof parkedAt === 'number' && Number.isInteger(parkedAt) && typeof id === 'string' && id.length <= 36 ? { parkedAt, id } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Newest first, from after the cursor. */
+export function applyPage<Q extends Knex.QueryBuilder>(q: Q, limit: number, after?: PageCursor): Q {
+  if (after)
+    q.where((w) => void w.where('parked_at', '<', after.parkedAt).orWhere((s) => void s.where('parked_at', after.parkedAt).andWhere('id', '<', after.id)));
+  q.orderBy([
+    { column: 'parked_at', order: 'desc' },
+    { column: 'id', order: 'desc' },
+  ]).limit(limit);
+  return q;
+}
