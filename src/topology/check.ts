@@ -1,6 +1,6 @@
-import amqp from 'amqplib';
+import type amqp from 'amqplib';
 import { vhostOf } from '../config';
-import { connectionName } from '../broker/connection';
+import { connectOnce } from '../broker/connection';
 import {
   bindingDrift,
   destinationKey,
@@ -129,7 +129,7 @@ export async function findDrift(opts: CheckTopologyOptions): Promise<Drift[]> {
 async function amqpProblems(url: string, needs: TopologyNeeds): Promise<string[]> {
   let conn: amqp.ChannelModel;
   try {
-    conn = await amqp.connect(url, { clientProperties: { connection_name: connectionName('topology check', 'inspect') } });
+    conn = await connectOnce(url, 'topology check', 'inspect');
   } catch (err) {
     const why = `cannot connect to ${withoutPassword(url)}: ${(err as Error).message}`;
     // Refused credentials or vhost access are wrong topology; anything else is an outage to wait out.
