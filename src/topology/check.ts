@@ -6,6 +6,7 @@ import {
   destinationKey,
   differs,
   exchangeDrift,
+  memberDrift,
   missing,
   permissionDrift,
   policyDrift,
@@ -81,6 +82,8 @@ export async function findDrift(opts: CheckTopologyOptions): Promise<Drift[]> {
     else if (def && info.type !== def.type) problem(`exchange ${name} is ${info.type}, definitions say ${def.type}`);
   }
   const present: string[] = [];
+  // Membership is the full check's: a service must start while a node is down or a queue is short of members.
+  const clusterNodes = opts.full ? (await api.listNodes()).map((n) => n.name) : [];
   for (const name of opts.queues) {
     const info = await readQueue(api, vhost, name, opts.statsWaitMs ?? 10_000);
     if (!info) {
@@ -90,7 +93,7 @@ export async function findDrift(opts: CheckTopologyOptions): Promise<Drift[]> {
     present.push(name);
     shapeProblems(info, defs).forEach(problem);
     const def = defs.queues.find((q) => q.name === name);
-    if (def && opts.full) drift.push(...queueFlagDrift(def, info));
+    if (def && opts.full) drift.push(...queueFlagDrift(def, info), ...memberDrift(info, clusterNodes));
     // Missing stats say nothing about the topology; a plain Error lets a start-up gate retry.
     if (info.effective_policy_definition === undefined) throw new Error(`queue ${name}: effective policy not visible yet (no queue stats)`);
     policyProblems(name, info, defs).forEach(problem);
