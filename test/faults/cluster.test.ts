@@ -24,9 +24,13 @@ import { CounterSampler, firstRiseAfter, longestStill, type CounterSource } from
 import { FAULT_CONFIG } from './support/scenario';
 
 const QUEUE = 'analytics.tweets';
-const RATE = Number(process.env.WARREN_CLUSTER_RATE ?? 300);
+const DEFAULT_RATE = 300;
+/** Writes per second across both APIs; WARREN_CLUSTER_RATE asks for another. */
+const RATE = Number(process.env.WARREN_CLUSTER_RATE ?? DEFAULT_RATE);
 const LOAD_MS = 30_000;
 const KILL_AFTER_MS = 10_000;
+/** Long enough for three restarts one after another (each 15-25 s here). */
+const ROLLING_LOAD_MS = 75_000;
 
 /** A Warren on the cluster with several API processes; each HTTP request goes to the next API in turn. */
 class ClusterSystem extends TestSystem {
@@ -69,6 +73,28 @@ class ClusterSystem extends TestSystem {
     });
     return { proc, healthPort };
   }
+}
+
+/** Two APIs and two workers of each kind on the cluster, and the counters that show their progress. */
+async function startFleet(
+  sys: ClusterSystem,
+): Promise<{ apis: WarrenProcess[]; workers: { proc: WarrenProcess; healthPort: number }[]; sources: CounterSource[] }> {
+  // At info, each process logs the node each of its connections came up on.
+  await sys.setUp({ ...FAULT_CONFIG, log: { level: 'info' } });
+  const apis = await sys.startApis(2);
+  const workers = [
+    await sys.startWorkerOn('analytics'),
+    await sys.startWorkerOn('analytics'),
+    await sys.startWorkerOn('notifications'),
+    await sys.startWorkerOn('notifications'),
+  ];
+  const queue = await sys.management.getQueue(sys.vhost, QUEUE);
+  expect(queue?.members, `${QUEUE} has a member on every node`).to.have.members(sys.cluster.nodes.map((n) => n.name));
+  const sources: CounterSource[] = [
+    ...sys.apiPorts.map((port, i) => ({ name: `api ${i + 1}`, url: `http://127.0.0.1:${port}/metrics`, metric: 'warren_messages_published_total' })),
+    ...workers.map((w, i) => ({ name: `${w.proc.name} ${i + 1}`, url: `http://127.0.0.1:${w.healthPort}/metrics`, metric: 'warren_messages_consumed_total' })),
+  ];
+  return { apis, workers, sources };
 }
 
 const ON_NODE = / on (\S+:\d+)$/;
@@ -122,7 +148,7 @@ async function quorumStatus(cluster: LocalCluster, askIndex: number, vhost: stri
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
-describe('faults: a node of a three-node cluster is lost under load', function () {
+describe('faults: a three-node cluster under load loses a node, and restarts them all', function () {
   this.timeout(900_000);
   let cluster: LocalCluster | undefined;
 
@@ -141,26 +167,7 @@ describe('faults: a node of a three-node cluster is lost under load', function (
     const sys = new ClusterSystem(c);
     const expected = new Set<WarrenProcess>();
     try {
-      // At info, each process logs the node each of its connections came up on.
-      await sys.setUp({ ...FAULT_CONFIG, log: { level: 'info' } });
-      const apis = await sys.startApis(2);
-      const workers = [
-        await sys.startWorkerOn('analytics'),
-        await sys.startWorkerOn('analytics'),
-        await sys.startWorkerOn('notifications'),
-        await sys.startWorkerOn('notifications'),
-      ];
-      const queue = await sys.management.getQueue(sys.vhost, QUEUE);
-      expect(queue?.members, `${QUEUE} has a member on every node`).to.have.members(c.nodes.map((n) => n.name));
-
-      const sources: CounterSource[] = [
-        ...sys.apiPorts.map((port, i) => ({ name: `api ${i + 1}`, url: `http://127.0.0.1:${port}/metrics`, metric: 'warren_messages_published_total' })),
-        ...workers.map((w, i) => ({
-          name: `${w.proc.name} ${i + 1}`,
-          url: `http://127.0.0.1:${w.healthPort}/metrics`,
-          metric: 'warren_messages_consumed_total',
-        })),
-      ];
+      const { apis, workers, sources } = await startFleet(sys);
       const sampler = new CounterSampler(sources, 200);
       const load = new Load(sys, { ratePerSecond: RATE, durationMs: LOAD_MS, profileShare: 0.2, users: 20 });
       await load.prepare();
@@ -309,6 +316,82 @@ describe('faults: a node of a three-node cluster is lost under load', function (
       await sys.tearDown();
     }
   });
+
+  it('a rolling restart of all three nodes under load: nothing lost or doubled, no request refused', async function () {
+    const c = cluster!;
+    const sys = new ClusterSystem(c);
+    try {
+      const { apis, sources } = await startFleet(sys);
+      const sampler = new CounterSampler(sources, 200);
+      const load = new Load(sys, { ratePerSecond: RATE, durationMs: ROLLING_LOAD_MS, profileShare: 0.2, users: 20 });
+      await load.prepare();
+      sampler.start();
+      const loadStarted = Date.now();
+      load.start();
+      await new Promise((r) => setTimeout(r, 5000));
+      const restarts: RestartFigures[] = [];
+      for (const node of c.nodes) {
+        // As an operator would: one node at a time, the next only once the last is back and its members have caught up.
+        const stoppedAt = Date.now();
+        await c.ctl(node.index, ['stop']);
+        const stopMs = Date.now() - stoppedAt;
+        await c.startNode(node.index);
+        await c.awaitRunning(c.nodes.map((n) => n.index));
+        const backMs = Date.now() - stoppedAt;
+        const other = c.nodes.find((n) => n.index !== node.index)!.index;
+        await waitFor(
+          `${node.name}'s member of ${QUEUE} to catch up`,
+          async () => {
+            const members = await quorumStatus(c, other, sys.vhost);
+            const lead = members.find((m) => m.state === 'leader');
+            const back = members.find((m) => m.node === node.name);
+            return lead !== undefined && back !== undefined && back.commit >= lead.commit - 50 && ['follower', 'leader'].includes(back.state);
+          },
+          120_000,
+          500,
+        );
+        restarts.push({ node: node.name, stoppedAt, stopMs, backMs, caughtUpMs: Date.now() - stoppedAt });
+      }
+      const figures = await load.finished();
+      const loadEnded = Date.now();
+      const settlement = await settle(sys, 120_000);
+      const traces = sampler.stop();
+      const firstStop = restarts[0]!.stoppedAt;
+      const stalls = traces.slice(0, apis.length).map((t) => ({ name: t.name, ms: longestStill(t.rises, firstStop - 2000, loadEnded).ms }));
+      const pauses = traces.slice(apis.length).map((t) => ({ name: t.name, ms: longestStill(t.rises, firstStop - 2000, loadEnded).ms }));
+      const row = figuresOf('rolling restart of c1, c2, c3', `${RATE}/s for ${ROLLING_LOAD_MS / 1000} s`, figures, settlement);
+      const report: RollingFigures = {
+        database: TEST_DB,
+        rate: RATE,
+        loadMs: ROLLING_LOAD_MS,
+        achievedRate: figures.attempted / ((loadEnded - loadStarted) / 1000),
+        accepted: row.accepted,
+        refused: row.refused,
+        committed: row.committed,
+        applied: row.applied,
+        lost: row.lost.length,
+        duplicated: row.duplicated.length,
+        parked: row.parked,
+        settleMs: row.settleMs,
+        restarts,
+        stalls,
+        pauses,
+      };
+      console.log(`      ${JSON.stringify(report)}`);
+      writeRollingReport(report);
+
+      expect(row.acceptedNotCommitted.length, `accepted writes never committed: ${someIds(row.acceptedNotCommitted)}`).to.equal(0);
+      expect(row.lost.length, `event ids committed and never applied: ${someIds(row.lost)}`).to.equal(0);
+      expect(row.duplicated.length, `event ids applied more than once: ${someIds(row.duplicated)}`).to.equal(0);
+      expect(row.strays.length, `ids applied that were never committed: ${someIds(row.strays)}`).to.equal(0);
+      expect(settlement.books.outboxUnsent, 'outbox rows never relayed').to.equal(0);
+      expect(row.parked, 'parked messages').to.equal(0);
+      expect(Object.keys(figures.refused), `answers other than 200/201: ${row.refused}`).to.deep.equal([]);
+      for (const proc of sys.processes) expect(proc.running, `${proc.name} died unexpectedly:\n${proc.tail()}`).to.equal(true);
+    } finally {
+      await sys.tearDown();
+    }
+  });
 });
 
 interface NodeLossFigures {
@@ -345,10 +428,10 @@ interface NodeLossFigures {
 const BEGIN = '<!-- node-loss figures: written by test/faults/cluster.test.ts -->';
 const END = '<!-- end of node-loss figures -->';
 
+const worst = (xs: number[]) => Math.max(...xs);
+
 /** Writes the node-loss section of docs/SCALING.md (the rest of the file, if any, is kept). */
 function writeNodeLossReport(f: NodeLossFigures): void {
-  const file = path.resolve(__dirname, '..', '..', '..', 'docs', 'SCALING.md');
-  const worst = (xs: number[]) => Math.max(...xs);
   const section = `${BEGIN}
 ## A node lost under load (three-node cluster)
 
@@ -356,7 +439,7 @@ Measured on ${new Date().toISOString().slice(0, 10)} (${process.platform}, Node 
 RabbitMQ 3.10 three nodes on one machine, ${f.database === 'postgres' ? 'PostgreSQL' : 'SQLite'}). Reproduce with:
 
 \`\`\`sh
-npm run build && WARREN_TEST_DB=${f.database} npx mocha --config .mocharc.json --timeout 900000 dist/test/faults/cluster.test.js
+npm run build && WARREN_TEST_DB=${f.database}${f.rate === DEFAULT_RATE ? '' : ` WARREN_CLUSTER_RATE=${f.rate}`} npx mocha --config .mocharc.json --timeout 900000 dist/test/faults/cluster.test.js
 \`\`\`
 
 Two \`warren api\` processes, two analytics and two notifications workers,
@@ -387,12 +470,70 @@ of the workers), so each time is good to about 0.2 s. The books are kept
 by message id: each tweet's effect is counted by a hashtag of its own, each
 profile change by its notification (test/faults/support/books.ts).
 ${END}`;
+  writeSection(BEGIN, END, section);
+}
+
+/** Puts `section` (which opens with `begin` and closes with `end`) into docs/SCALING.md, in place of the last one. */
+function writeSection(begin: string, end: string, section: string): void {
+  const file = path.resolve(__dirname, '..', '..', '..', 'docs', 'SCALING.md');
   const old = fs.existsSync(file)
     ? fs.readFileSync(file, 'utf8')
     : '# Warren at scale\n\nFigures of runs that take Warren beyond one broker node and one process of each kind.\n\n';
-  const start = old.indexOf(BEGIN);
-  const end = old.indexOf(END);
-  const text = start >= 0 && end > start ? old.slice(0, start) + section + old.slice(end + END.length) : `${old.trimEnd()}\n\n${section}\n`;
+  const from = old.indexOf(begin);
+  const to = old.indexOf(end);
+  const text = from >= 0 && to > from ? old.slice(0, from) + section + old.slice(to + end.length) : `${old.trimEnd()}\n\n${section}\n`;
   fs.mkdirSync(path.dirname(file), { recursive: true });
   fs.writeFileSync(file, text);
+}
+
+interface RestartFigures {
+  node: string;
+  stoppedAt: number;
+  stopMs: number;
+  backMs: number;
+  caughtUpMs: number;
+}
+
+interface RollingFigures {
+  database: string;
+  rate: number;
+  loadMs: number;
+  achievedRate: number;
+  accepted: number;
+  refused: string;
+  committed: number;
+  applied: number;
+  lost: number;
+  duplicated: number;
+  parked: number;
+  settleMs: number;
+  restarts: RestartFigures[];
+  stalls: { name: string; ms: number }[];
+  pauses: { name: string; ms: number }[];
+}
+
+const ROLLING_BEGIN = '<!-- rolling-restart figures: written by test/faults/cluster.test.ts -->';
+const ROLLING_END = '<!-- end of rolling-restart figures -->';
+
+function writeRollingReport(f: RollingFigures): void {
+  const section = `${ROLLING_BEGIN}
+## A rolling restart under load (three-node cluster)
+
+Measured on ${new Date().toISOString().slice(0, 10)}, same machine and fleet as above (${f.database === 'postgres' ? 'PostgreSQL' : 'SQLite'}): ${f.rate} writes/s asked
+for ${f.loadMs / 1000} s (${f.achievedRate.toFixed(0)}/s sent). Each node in turn stopped (\`rabbitmqctl stop\`) and
+started again, the next only once the last was back and its member of \`${QUEUE}\` had caught up.
+
+| node | stop took | back in the cluster | its member of \`${QUEUE}\` caught up (commit index within 50 entries of the leader's, under load) |
+|---|---|---|---|
+${f.restarts.map((r) => `| ${r.node} | ${seconds(r.stopMs)} | ${seconds(r.backMs)} after the stop began | ${seconds(r.caughtUpMs)} |`).join('\n')}
+
+| figure | measured |
+|---|---|
+| longest time an API had no confirm, over all three restarts (${f.stalls.map((s) => `${s.name} ${seconds(s.ms)}`).join(', ')}) | ${seconds(worst(f.stalls.map((s) => s.ms)))} |
+| longest pause of a worker (${f.pauses.map((p) => `${p.name} ${seconds(p.ms)}`).join(', ')}) | ${seconds(worst(f.pauses.map((p) => p.ms)))} |
+| accepted / refused | ${f.accepted} / ${f.refused} |
+| committed / applied / lost / duplicated / parked | ${f.committed} / ${f.applied} / ${f.lost} / ${f.duplicated} / ${f.parked} |
+| settled after the load | ${seconds(f.settleMs)} |
+${ROLLING_END}`;
+  writeSection(ROLLING_BEGIN, ROLLING_END, section);
 }
