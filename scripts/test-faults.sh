@@ -7,4 +7,7 @@ cd "$(dirname "$0")/.."
 bash scripts/ensure-deps.sh
 bash scripts/broker-check.sh
 WARREN_TEST_DB=${WARREN_TEST_DB:-sqlite} npx mocha --config .mocharc.json --timeout 300000 \
-  --file dist/test/faults/support/rootHooks.js 'dist/test/faults/*.test.js'
+  --file dist/test/faults/support/rootHooks.js --ignore 'dist/test/faults/cluster.test.js' 'dist/test/faults/*.test.js'
+# A node of a three-node cluster of the suite's own (ports 5701-5703) lost under
+# load from two API processes: on PostgreSQL, whatever the database above.
+WARREN_TEST_DB=postgres npx mocha --config .mocharc.json --timeout 900000 dist/test/faults/cluster.test.js

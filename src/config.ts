@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { nodeLabel, parseNodeList } from './broker/nodes';
 
 /**
  * Configuration is data: default.json, then <NODE_ENV>.json, then environment
@@ -12,6 +13,43 @@ import { z } from 'zod';
  * default.json names no worker and this module knows none.
  */
 const positiveInt = z.coerce.number().int().positive();
+
+/**
+ * One node's URL, or a cluster's nodes comma-separated. A bad entry is
+ * named by its place and its host, never its password; every node of a list
+ * names the same vhost (the AMQP list) and no node comes twice.
+ */
+function nodeList(schemes: RegExp, what: string, sameVhost: boolean) {
+  return z.string().superRefine((list, ctx) => {
+    const entries = parseNodeList(list);
+    if (entries.length === 0) ctx.addIssue({ code: 'custom', message: `must be ${what}, or several comma-separated` });
+    const seen = new Map<string, number>();
+    entries.forEach((entry, i) => {
+      const place = entries.length > 1 ? `entry ${i + 1} of ${entries.length} (${nodeLabel(entry)})` : '';
+      let url: URL | undefined;
+      try {
+        url = new URL(entry);
+      } catch {
+        url = undefined;
+      }
+      if (!url || !schemes.test(entry)) {
+        const shown = url ? `${url.protocol}//${nodeLabel(entry)}` : JSON.stringify(entry.replace(/:[^:@/]*@/, ':***@'));
+        ctx.addIssue({ code: 'custom', message: `${entries.length > 1 ? `entry ${i + 1} of ${entries.length}, ` : ''}${shown}, must be ${what}` });
+        return;
+      }
+      const label = nodeLabel(entry);
+      const first = seen.get(label);
+      if (first !== undefined) ctx.addIssue({ code: 'custom', message: `${place} is entry ${first + 1} again: each node once` });
+      seen.set(label, i);
+      if (sameVhost && i > 0 && vhostOf(entry) !== vhostOf(entries[0]!)) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `${place} names vhost ${vhostOf(entry)}, entry 1 names ${vhostOf(entries[0]!)}: every node of a cluster serves the same vhost`,
+        });
+      }
+    });
+  });
+}
 const brokerUser = z.object({ username: z.string().min(1), password: z.string() });
 /** A PostgreSQL role name Warren quotes nowhere differently: lower case, as the server folds unquoted names. */
 const databaseRole = z.object({
@@ -48,9 +86,11 @@ const baseSchema = z.object({
     drainDelayMs: z.coerce.number().int().min(0).max(20_000),
   }),
   amqp: z.object({
-    url: z.string().regex(/^amqps?:\/\//, 'must be an amqp:// or amqps:// URL'),
-    managementUrl: z.string().regex(/^https?:\/\//, 'must be an http:// or https:// URL'),
+    /** One node, or a cluster's nodes comma-separated: each process tries them in an order of its own (src/broker/nodes.ts). */
+    url: nodeList(/^amqps?:\/\//, 'an amqp:// or amqps:// URL', true),
+    managementUrl: nodeList(/^https?:\/\//, 'an http:// or https:// URL', false),
     definitionsFile: z.string().min(1),
+    /** A silent connection counts as dead after two to three heartbeats (amqplib), and a connect gets two to answer. */
     heartbeatSeconds: positiveInt,
     reconnectSeconds: z.coerce.number().positive(),
     /** Each service's own RabbitMQ user; with no password the service uses amqp.url's credentials (local development). */
@@ -413,25 +453,28 @@ function resolvePaths(c: Config): Config {
 export type BrokerService = string;
 
 /**
- * The AMQP URL a service connects with: its own least-privilege user when a
- * password is configured, else amqp.url's credentials (local development).
+ * The AMQP URL a service connects with (every node of amqp.url's list,
+ * comma-separated): its own least-privilege user when a password is
+ * configured, else amqp.url's credentials (local development).
  */
 export function serviceAmqpUrl(config: Config, service: BrokerService): string {
-  const url = new URL(config.amqp.url);
   const own = config.amqp.users[service];
   if (!own) throw new ConfigError(`amqp.users.${service}`, `${service} is not a service of Warren (${Object.keys(config.amqp.users).join(', ')})`);
-  if (own.password) {
-    url.username = encodeURIComponent(own.username);
-    url.password = encodeURIComponent(own.password);
+  const urls = parseNodeList(config.amqp.url).map((entry) => new URL(entry));
+  for (const url of urls) {
+    if (own.password) {
+      url.username = encodeURIComponent(own.username);
+      url.password = encodeURIComponent(own.password);
+    }
+    const user = decodeURIComponent(url.username || 'guest');
+    if (user === 'guest' && !config.amqp.allowGuest) {
+      throw new ConfigError(
+        `amqp.users.${service}.password (${envName(['amqp', 'users', service, 'password'])})`,
+        'required: guest is for local development only (amqp.allowGuest is false)',
+      );
+    }
   }
-  const user = decodeURIComponent(url.username || 'guest');
-  if (user === 'guest' && !config.amqp.allowGuest) {
-    throw new ConfigError(
-      `amqp.users.${service}.password (${envName(['amqp', 'users', service, 'password'])})`,
-      'required: guest is for local development only (amqp.allowGuest is false)',
-    );
-  }
-  return url.toString();
+  return urls.map((url) => url.toString()).join(',');
 }
 
 /** Passwords of the service users that configuration sets, by RabbitMQ user name (for `topology apply`). */
@@ -441,8 +484,8 @@ export function servicePasswords(config: Config): Record<string, string> {
   return out;
 }
 
-/** The vhost named by the AMQP URL's path (`/warren` -> `warren`, none -> `/`). */
+/** The vhost named by the AMQP URL's path (`/warren` -> `warren`, none -> `/`); of a node list, its first node's (they all name one). */
 export function vhostOf(amqpUrl: string): string {
-  const p = new URL(amqpUrl).pathname;
+  const p = new URL(parseNodeList(amqpUrl)[0] ?? amqpUrl).pathname;
   return p && p !== '/' ? decodeURIComponent(p.slice(1)) : '/';
 }

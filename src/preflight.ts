@@ -1,5 +1,6 @@
 import net from 'node:net';
 import type { Config } from './config';
+import { parseNodeList } from './broker/nodes';
 
 export const RABBITMQ_HINT =
   'start it with `rabbitmq-server -detached` (Debian: `apt-get install rabbitmq-server`, then `rabbitmq-plugins enable rabbitmq_management`)';
@@ -18,17 +19,28 @@ export function probeTcp(host: string, port: number, timeoutMs = 2000): Promise<
   });
 }
 
-/** One line naming what is missing when RabbitMQ or its management API cannot be reached; '' when both answer. */
+/** Host and port of each node of a list, and why none answers; '' as soon as one does. */
+async function firstReachable(list: string, defaultPort: (protocol: string) => number): Promise<{ where: string; why: string }> {
+  const failed: string[] = [];
+  const whys: string[] = [];
+  for (const entry of parseNodeList(list)) {
+    const url = new URL(entry);
+    const port = Number(url.port || defaultPort(url.protocol));
+    const why = await probeTcp(url.hostname, port);
+    if (!why) return { where: '', why: '' };
+    failed.push(`${url.hostname}:${port}`);
+    whys.push(why);
+  }
+  return { where: failed.join(', '), why: [...new Set(whys)].join(', ') };
+}
+
+/** One line naming what is missing when RabbitMQ or its management API cannot be reached (no node of a list answers); '' when both answer. */
 export async function brokerPreflight(config: Config): Promise<string> {
-  const amqpUrl = new URL(config.amqp.url);
-  const amqpPort = Number(amqpUrl.port || (amqpUrl.protocol === 'amqps:' ? 5671 : 5672));
-  const amqpWhy = await probeTcp(amqpUrl.hostname, amqpPort);
-  if (amqpWhy) return `RabbitMQ is not reachable at ${amqpUrl.hostname}:${amqpPort} (${amqpWhy}): ${RABBITMQ_HINT}`;
-  const mgmt = new URL(config.amqp.managementUrl);
-  const mgmtPort = Number(mgmt.port || (mgmt.protocol === 'https:' ? 443 : 80));
-  const mgmtWhy = await probeTcp(mgmt.hostname, mgmtPort);
-  if (mgmtWhy) {
-    return `RabbitMQ's management API is not reachable at ${mgmt.hostname}:${mgmtPort} (${mgmtWhy}): enable it with \`rabbitmq-plugins enable rabbitmq_management\``;
+  const amqpDown = await firstReachable(config.amqp.url, (protocol) => (protocol === 'amqps:' ? 5671 : 5672));
+  if (amqpDown.where) return `RabbitMQ is not reachable at ${amqpDown.where} (${amqpDown.why}): ${RABBITMQ_HINT}`;
+  const mgmtDown = await firstReachable(config.amqp.managementUrl, (protocol) => (protocol === 'https:' ? 443 : 80));
+  if (mgmtDown.where) {
+    return `RabbitMQ's management API is not reachable at ${mgmtDown.where} (${mgmtDown.why}): enable it with \`rabbitmq-plugins enable rabbitmq_management\``;
   }
   return '';
 }

@@ -1,8 +1,8 @@
-import amqp, { type Channel, type ChannelModel, type GetMessage, type MessageProperties } from 'amqplib';
+import { type Channel, type ChannelModel, type GetMessage, type MessageProperties } from 'amqplib';
 import { vhostOf } from '../config';
 import { headerString } from '../domain/messages';
 import { createLogger, type Logger } from '../log';
-import { connectBroker, connectionName } from '../broker/connection';
+import { connectBroker, connectOnce } from '../broker/connection';
 import { boundForeignHeaders, describeDropped } from '../consume/foreignHeaders';
 import { installInt64Headers } from '../broker/int64';
 import { withoutPassword } from '../topology/management';
@@ -148,7 +148,7 @@ async function openDlq(url: string, queue: string, purpose: string): Promise<Ope
   const dlq = dlqOf(queue);
   let conn: ChannelModel;
   try {
-    conn = await amqp.connect(url, { clientProperties: { connection_name: connectionName(`dlq ${purpose}`, 'inspect') } });
+    conn = await connectOnce(url, `dlq ${purpose}`, 'inspect');
   } catch (err) {
     throw new DlqError(`cannot connect to ${withoutPassword(url)}: ${(err as Error).message}`);
   }

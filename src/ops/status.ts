@@ -25,6 +25,10 @@ export interface QueueStatus {
   deliverRate: number | null;
   ackRate: number | null;
   policy: string | null;
+  /** A quorum queue's leader, its members and the members that are up (Erlang node names); null for other queues. */
+  leader: string | null;
+  members: string[] | null;
+  online: string[] | null;
 }
 
 export interface DlqStatus {
@@ -70,7 +74,15 @@ export function queueStatus(info: QueueInfo, work: string[]): QueueStatus {
     deliverRate: stats?.deliver_get_details?.rate ?? (info.messages === undefined ? null : 0),
     ackRate: stats?.ack_details?.rate ?? (info.messages === undefined ? null : 0),
     policy: info.policy ?? null,
+    leader: info.leader ?? null,
+    members: info.members ?? null,
+    online: info.online ?? null,
   };
+}
+
+/** Members that are not up: a majority of them down stops the queue. */
+function downMembers(q: QueueStatus): string[] {
+  return q.members && q.online ? q.members.filter((m) => !q.online!.includes(m)) : [];
 }
 
 /** The API database's unsent outbox rows; a missing SQLite file is reported, never created. */
@@ -113,6 +125,12 @@ export function attentionFor(report: Omit<StatusReport, 'attention'>): string[] 
   }
   for (const q of report.queues) {
     if (q.role === 'work' && q.consumers === 0) out.push(`${q.name} has no consumers: start warren worker for it`);
+    const down = downMembers(q);
+    if (down.length > 0 && q.members) {
+      const up = q.members.length - down.length;
+      const effect = up > q.members.length / 2 ? 'it still has a majority' : 'no majority: it refuses publishes and deliveries until they are back';
+      out.push(`${q.name}: member(s) ${down.join(', ')} down, ${up} of ${q.members.length} up; ${effect}`);
+    }
   }
   for (const d of report.dlqs) {
     if (!d.exists) out.push(`${d.dlq} is missing: run warren topology check`);
@@ -167,8 +185,23 @@ export function renderStatus(r: StatusReport): string {
     [{ title: 'DEAD-LETTER QUEUE' }, { title: 'PARKED', align: 'right' }, { title: 'OF WORK QUEUE' }],
     r.dlqs.map((d) => [d.dlq, !d.exists ? 'missing' : d.parked === null ? '-' : formatCount(d.parked), d.queue]),
   );
+  // A queue's leader and members, once they span several nodes (a single broker has one of each).
+  const replicated = r.queues.filter((q) => q.members !== null);
+  const nodes = new Set(replicated.flatMap((q) => q.members ?? []));
+  const memberTable =
+    nodes.size > 1
+      ? [
+          '',
+          renderTable(
+            [{ title: 'QUEUE' }, { title: 'LEADER' }, { title: 'MEMBERS' }, { title: 'DOWN' }],
+            replicated.map((q) => [q.name, q.leader ?? '-', (q.members ?? []).join(' '), downMembers(q).join(' ') || '-']),
+          ),
+        ]
+      : [];
   const outbox = 'error' in r.outbox ? `outbox: ${r.outbox.error}` : `outbox: ${formatCount(r.outbox.backlog)} event(s) waiting to be relayed (writes answer 503 above ${formatCount(r.outbox.maxBacklog)})`;
   const apiLine = !r.api ? [] : 'error' in r.api ? [`api: ${r.api.url} did not answer`] : [`api: ${r.api.status === 'unavailable' ? 'not ready' : 'ready'} (${r.api.status}) at ${r.api.url}`];
   const attention = r.attention.length ? ['', 'needs attention:', ...r.attention.map((a) => `  ! ${a}`)] : ['', 'nothing needs attention'];
-  return [`vhost ${r.vhost} at ${r.at} (queue figures lag by up to 5 s)`, '', queueTable, '', dlqTable, '', outbox, ...apiLine, ...attention].join('\n');
+  return [`vhost ${r.vhost} at ${r.at} (queue figures lag by up to 5 s)`, '', queueTable, ...memberTable, '', dlqTable, '', outbox, ...apiLine, ...attention].join(
+    '\n',
+  );
 }

@@ -1,11 +1,12 @@
-import amqp from 'amqplib';
+import type amqp from 'amqplib';
 import { vhostOf } from '../config';
-import { connectionName } from '../broker/connection';
+import { connectOnce } from '../broker/connection';
 import {
   bindingDrift,
   destinationKey,
   differs,
   exchangeDrift,
+  memberDrift,
   missing,
   permissionDrift,
   policyDrift,
@@ -81,6 +82,8 @@ export async function findDrift(opts: CheckTopologyOptions): Promise<Drift[]> {
     else if (def && info.type !== def.type) problem(`exchange ${name} is ${info.type}, definitions say ${def.type}`);
   }
   const present: string[] = [];
+  // Membership is the full check's: a service must start while a node is down or a queue is short of members.
+  const clusterNodes = opts.full ? (await api.listNodes()).map((n) => n.name) : [];
   for (const name of opts.queues) {
     const info = await readQueue(api, vhost, name, opts.statsWaitMs ?? 10_000);
     if (!info) {
@@ -90,7 +93,7 @@ export async function findDrift(opts: CheckTopologyOptions): Promise<Drift[]> {
     present.push(name);
     shapeProblems(info, defs).forEach(problem);
     const def = defs.queues.find((q) => q.name === name);
-    if (def && opts.full) drift.push(...queueFlagDrift(def, info));
+    if (def && opts.full) drift.push(...queueFlagDrift(def, info), ...memberDrift(info, clusterNodes));
     // Missing stats say nothing about the topology; a plain Error lets a start-up gate retry.
     if (info.effective_policy_definition === undefined) throw new Error(`queue ${name}: effective policy not visible yet (no queue stats)`);
     policyProblems(name, info, defs).forEach(problem);
@@ -129,7 +132,7 @@ export async function findDrift(opts: CheckTopologyOptions): Promise<Drift[]> {
 async function amqpProblems(url: string, needs: TopologyNeeds): Promise<string[]> {
   let conn: amqp.ChannelModel;
   try {
-    conn = await amqp.connect(url, { clientProperties: { connection_name: connectionName('topology check', 'inspect') } });
+    conn = await connectOnce(url, 'topology check', 'inspect');
   } catch (err) {
     const why = `cannot connect to ${withoutPassword(url)}: ${(err as Error).message}`;
     // Refused credentials or vhost access are wrong topology; anything else is an outage to wait out.

@@ -329,7 +329,36 @@ export function policyProblems(queue: string, info: QueueInfo, defs: Definitions
   return out;
 }
 
-/** The queue's static shape: type and arguments exactly as defined (tunables belong in policies). */
+/** The argument a quorum queue's member count is declared with; it never changes for a queue once declared. */
+export const GROUP_SIZE_ARGUMENT = 'x-quorum-initial-group-size';
+
+/**
+ * How many members a quorum queue gets on a cluster of `runningNodes`: one
+ * per node, three at most (three survive the loss of any one; more members
+ * only slow every write down). A single node is the one-member case.
+ */
+export function quorumGroupSize(runningNodes: number): number {
+  return Math.max(1, Math.min(3, runningNodes));
+}
+
+/**
+ * The arguments `topology apply` declares a queue with. A new quorum queue
+ * on a cluster gets its member count for the cluster's size; on a single
+ * node it gets none (one member either way, and the queue as before). A
+ * queue that exists keeps the count it was declared with: the broker refuses
+ * a re-declare with another value (inequivalent arg), and a queue's
+ * membership grows with `rabbitmq-queues grow`, not by declaring.
+ */
+export function declaredArguments(def: Definitions['queues'][number], live: QueueInfo | undefined, runningNodes: number): Record<string, unknown> {
+  if (def.arguments['x-queue-type'] !== 'quorum' || GROUP_SIZE_ARGUMENT in def.arguments) return def.arguments;
+  if (live) {
+    const declared = live.arguments?.[GROUP_SIZE_ARGUMENT];
+    return declared === undefined ? def.arguments : { ...def.arguments, [GROUP_SIZE_ARGUMENT]: declared };
+  }
+  return runningNodes > 1 ? { ...def.arguments, [GROUP_SIZE_ARGUMENT]: quorumGroupSize(runningNodes) } : def.arguments;
+}
+
+/** The queue's static shape: type and arguments exactly as defined (tunables belong in policies; a quorum queue's member count is the cluster's). */
 export function shapeProblems(info: QueueInfo, defs: Definitions): string[] {
   const def = defs.queues.find((q) => q.name === info.name);
   if (!def) return [];
@@ -337,6 +366,7 @@ export function shapeProblems(info: QueueInfo, defs: Definitions): string[] {
   const wantedType = String(def.arguments['x-queue-type'] ?? 'classic');
   if (info.type !== wantedType) out.push(`queue ${info.name}: is a ${info.type} queue, definitions say ${wantedType}`);
   for (const [key, value] of Object.entries(info.arguments ?? {})) {
+    if (key === GROUP_SIZE_ARGUMENT && info.type === 'quorum' && !(key in def.arguments)) continue;
     if (!same(def.arguments[key], value))
       out.push(`queue ${info.name}: has argument ${key}=${show(value)} the definitions do not (tunables belong in policies)`);
   }
@@ -441,8 +471,16 @@ export async function applyTopology(opts: ApplyTopologyOptions): Promise<void> {
     await step(`policy ${p.name}`, () =>
       api.putPolicy(vhost, p.name, { pattern: p.pattern, 'apply-to': p['apply-to'], priority: p.priority, definition: p.definition }),
     );
+  // Quorum queues get one member per running node, three at most (declaredArguments).
+  const runningNodes = (await api.listNodes()).filter((n) => n.running).length;
   for (const q of defs.queues)
-    await step(`queue ${q.name}`, () => api.putQueue(vhost, q.name, { durable: q.durable, auto_delete: q.auto_delete, arguments: q.arguments }));
+    await step(`queue ${q.name}`, async () =>
+      api.putQueue(vhost, q.name, {
+        durable: q.durable,
+        auto_delete: q.auto_delete,
+        arguments: declaredArguments(q, await api.getQueue(vhost, q.name), runningNodes),
+      }),
+    );
   for (const b of defs.bindings) await step(`binding ${b.source} -> ${b.destination}`, () => api.putBinding(vhost, b));
 
   const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
@@ -458,5 +496,15 @@ export async function applyTopology(opts: ApplyTopologyOptions): Promise<void> {
     if (Date.now() >= deadline) throw new TopologyError(problems, `topology apply (vhost ${vhost})`);
     await sleep(500);
   }
-  opts.log.info({ vhost, exchanges: defs.exchanges.length, queues: defs.queues.length, policies: defs.policies.length }, 'topology applied');
+  opts.log.info(
+    {
+      vhost,
+      exchanges: defs.exchanges.length,
+      queues: defs.queues.length,
+      policies: defs.policies.length,
+      nodes: runningNodes,
+      quorumMembers: quorumGroupSize(runningNodes),
+    },
+    'topology applied',
+  );
 }

@@ -1,6 +1,6 @@
 import type { BindingInfo, ExchangeInfo, PermissionInfo, PolicyInfo, QueueInfo, TopicPermissionInfo } from './management';
 import { same } from './canonicalJson';
-import type { Definitions } from './definitions';
+import { quorumGroupSize, type Definitions } from './definitions';
 
 /**
  * How the live broker differs from the definitions file, one line per
@@ -153,6 +153,37 @@ export function policyDrift(defs: Definitions, live: PolicyInfo[]): Drift[] {
     if (!defs.policies.some((p) => p.name === info.name)) {
       out.push(extra(`policy ${info.name} (pattern ${show(info.pattern)}, priority ${info.priority}, ${show(info.definition)}) is not in the definitions`));
     }
+  }
+  return out;
+}
+
+/**
+ * A quorum queue's members against the cluster (`clusterNodes`: every node
+ * the cluster knows, up or down). It should have one member per node, three
+ * at most, so that a node loss leaves it a majority: all on one node of a
+ * multi-node cluster, it stops with that node; with fewer members than the
+ * cluster asks for (a queue declared before nodes joined, or a member lost
+ * with a node's data), a loss may take its majority. A member on a node the
+ * cluster no longer knows never comes back.
+ */
+export function memberDrift(info: QueueInfo, clusterNodes: readonly string[]): Drift[] {
+  if (info.type !== 'quorum' || !info.members) return [];
+  const members = [...new Set(info.members)];
+  const wanted = quorumGroupSize(clusterNodes.length);
+  const grow = '(rabbitmq-queues grow <node> all adds the missing members)';
+  const out: Drift[] = [];
+  if (clusterNodes.length > 1 && members.length === 1) {
+    out.push(differs(`queue ${info.name} has its only member on ${members[0]}, in a cluster of ${clusterNodes.length} nodes: it stops with that node ${grow}`));
+  } else if (members.length < wanted) {
+    out.push(
+      differs(
+        `queue ${info.name} has ${members.length} member(s) (${members.join(', ')}); a cluster of ${clusterNodes.length} nodes asks for ${wanted} ${grow}`,
+      ),
+    );
+  }
+  for (const m of members) {
+    if (!clusterNodes.includes(m))
+      out.push(differs(`queue ${info.name} has a member on ${m}, which is not a node of the cluster (rabbitmq-queues shrink ${m})`));
   }
   return out;
 }

@@ -3,7 +3,12 @@
  * `topology apply`, the start-up check and the tests need, nothing more.
  * The base URL may carry credentials (http://guest:guest@host:15672); fetch
  * refuses URLs with userinfo, so they are moved into a Basic auth header.
+ * A cluster's nodes may be listed comma-separated: every node serves the
+ * whole cluster's API, so a request that cannot reach one node goes to the
+ * next (in this process's order), and later requests stay on the node that
+ * answered.
  */
+import { nodeLabel, parseNodeList, processOrder } from '../broker/nodes';
 
 export class ManagementError extends Error {
   constructor(
@@ -81,6 +86,18 @@ export interface QueueInfo extends QueueSpec {
   messages_unacknowledged?: number;
   /** Counters and rates since the queue started; absent until something happened. */
   message_stats?: MessageStats;
+  /** The node a classic queue lives on; of a quorum queue, its leader's. */
+  node?: string;
+  /** A quorum queue's leader and its members (Erlang node names), and the members that are up. */
+  leader?: string;
+  members?: string[];
+  online?: string[];
+}
+
+/** A node of the cluster, as `GET /api/nodes` lists it (monitoring users may read it). */
+export interface NodeInfo {
+  name: string;
+  running: boolean;
 }
 
 export interface RateDetails {
@@ -138,49 +155,77 @@ export interface ConsumerInfo {
 
 const seg = encodeURIComponent;
 
-/** The URL with its password masked, for error messages and logs. */
+/** The URL (or each URL of a node list) with its password masked, for error messages and logs. */
 export function withoutPassword(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '(unparseable URL)';
-  }
+  return parseNodeList(url)
+    .map((entry) => {
+      try {
+        const u = new URL(entry);
+        if (u.password) u.password = '***';
+        return u.toString();
+      } catch {
+        return '(unparseable URL)';
+      }
+    })
+    .join(',');
+}
+
+interface ManagementNode {
+  base: string;
+  auth: string | undefined;
+}
+
+function managementNode(url: string): ManagementNode {
+  const u = new URL(url);
+  const auth = u.username ? 'Basic ' + Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64') : undefined;
+  u.username = '';
+  u.password = '';
+  return { base: u.toString().replace(/\/+$/, ''), auth };
 }
 
 export class ManagementClient {
-  private readonly base: string;
-  private readonly auth: string | undefined;
+  private readonly nodes: ManagementNode[];
+  /** The node that answered last: requests go there first. */
+  private current = 0;
 
   constructor(
     url: string,
     private readonly timeoutMs = 15_000,
   ) {
-    const u = new URL(url);
-    this.auth = u.username ? 'Basic ' + Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64') : undefined;
-    u.username = '';
-    u.password = '';
-    this.base = u.toString().replace(/\/+$/, '');
+    this.nodes = processOrder(parseNodeList(url)).map(managementNode);
+    if (this.nodes.length === 0) throw new ManagementError(`no management API URL in ${JSON.stringify(url)}`);
   }
 
-  /** The base URL without credentials, for messages and logs. */
+  /** The base URL of the node in use, without credentials, for messages and logs. */
   get url(): string {
-    return this.base;
+    return this.nodes[this.current]!.base;
+  }
+
+  /** `host:port` of the node in use. */
+  get node(): string {
+    return nodeLabel(this.url);
   }
 
   private async request(method: string, path: string, body?: unknown, extra: Record<string, string> = {}): Promise<Response> {
-    const headers: Record<string, string> = { accept: 'application/json', ...extra };
-    if (this.auth) headers.authorization = this.auth;
-    if (body !== undefined) headers['content-type'] = 'application/json';
-    try {
-      // A hung management API must not hang a start-up check or a deploy.
-      const signal = AbortSignal.timeout(this.timeoutMs);
-      return await fetch(`${this.base}/api${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal });
-    } catch (err) {
-      const cause = (err as Error & { cause?: Error }).cause;
-      throw new ManagementError(`management API unreachable at ${this.base}: ${cause?.message ?? (err as Error).message}`);
+    const failures: string[] = [];
+    for (let tried = 0; tried < this.nodes.length; tried++) {
+      const index = (this.current + tried) % this.nodes.length;
+      const node = this.nodes[index]!;
+      const headers: Record<string, string> = { accept: 'application/json', ...extra };
+      if (node.auth) headers.authorization = node.auth;
+      if (body !== undefined) headers['content-type'] = 'application/json';
+      try {
+        // A hung management API must not hang a start-up check or a deploy.
+        const signal = AbortSignal.timeout(this.timeoutMs);
+        const res = await fetch(`${node.base}/api${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal });
+        this.current = index;
+        return res;
+      } catch (err) {
+        const cause = (err as Error & { cause?: Error }).cause;
+        failures.push(`${node.base}: ${cause?.message ?? (err as Error).message}`);
+      }
     }
+    throw new ManagementError(`management API unreachable at ${failures.join('; ')}`);
   }
 
   private async fail(method: string, path: string, res: Response): Promise<never> {
@@ -333,6 +378,11 @@ export class ManagementClient {
 
   deletePolicy(vhost: string, name: string): Promise<void> {
     return this.send('DELETE', `/policies/${seg(vhost)}/${seg(name)}`, undefined, true);
+  }
+
+  /** The cluster's nodes, the stopped ones included (a single broker is a cluster of one). */
+  listNodes(): Promise<NodeInfo[]> {
+    return this.list<NodeInfo>('/nodes?columns=name,running');
   }
 
   listConnections(vhost?: string): Promise<ConnectionInfo[]> {

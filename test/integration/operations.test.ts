@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import { dlqOf } from '../../src/topology/definitions';
+import { nodeLabel } from '../../src/broker/nodes';
 import type { StatusReport } from '../../src/ops/status';
 import { rawPublish } from '../support/amqp';
 import { TestSystem, waitFor, type WarrenProcess } from '../support/system';
@@ -85,19 +86,20 @@ describe('operating Warren (integration)', function () {
     fs.rmSync(exportDir, { recursive: true, force: true });
   });
 
-  it('names every connection in the management UI by service, host, pid and role', async function () {
+  it('names every connection in the management UI by service, host, pid, role and the node it is on', async function () {
+    const node = nodeLabel(sys.amqpUrl);
     const expected = [
-      `warren api ${host} pid ${api.child.pid} publish`,
-      `warren worker analytics ${host} pid ${analytics.child.pid} consume`,
-      `warren worker analytics ${host} pid ${analytics.child.pid} publish`,
-      `warren worker notifications ${host} pid ${notifications.child.pid} consume`,
-      `warren worker notifications ${host} pid ${notifications.child.pid} publish`,
+      `warren api ${host} pid ${api.child.pid} publish on ${node}`,
+      `warren worker analytics ${host} pid ${analytics.child.pid} consume on ${node}`,
+      `warren worker analytics ${host} pid ${analytics.child.pid} publish on ${node}`,
+      `warren worker notifications ${host} pid ${notifications.child.pid} consume on ${node}`,
+      `warren worker notifications ${host} pid ${notifications.child.pid} publish on ${node}`,
     ];
     const names = await waitFor('every process to show its connections', async () => {
       const listed = (await sys.management.listConnections(sys.vhost)).map((c) => c.client_properties?.connection_name ?? `(unnamed ${c.name})`);
       return expected.every((n) => listed.includes(n)) && listed;
     });
-    for (const name of names) expect(name).to.match(/^warren [\w .-]+ pid \d+ (publish|consume|inspect)$/);
+    for (const name of names) expect(name).to.match(/^warren [\w .-]+ pid \d+ (publish|consume|inspect) on [\w.-]+:\d+$/);
   });
 
   it('names each consumer after the worker process that holds it', async function () {
@@ -110,7 +112,9 @@ describe('operating Warren (integration)', function () {
     expect(tags[QUEUE]!.consumer_tag).to.match(new RegExp(`^warren analytics ${host} pid ${analytics.child.pid} #\\d+$`));
     // The channel names the broker's side of the connection (ip:port); the UI shows that connection by its client name.
     const conn = (await sys.management.listConnections(sys.vhost)).find((c) => c.name === tags[QUEUE]!.channel_details.connection_name);
-    expect(conn?.client_properties?.connection_name).to.equal(`warren worker analytics ${host} pid ${analytics.child.pid} consume`);
+    expect(conn?.client_properties?.connection_name).to.equal(
+      `warren worker analytics ${host} pid ${analytics.child.pid} consume on ${nodeLabel(sys.amqpUrl)}`,
+    );
     expect(tags['notifications.user-events']!.consumer_tag).to.match(new RegExp(`^warren notifications ${host} pid ${notifications.child.pid} #\\d+$`));
     expect(tags[QUEUE]!.ack_required).to.equal(true);
   });

@@ -1,5 +1,6 @@
 import amqplib from 'amqplib';
 import type { Options } from 'amqplib';
+import { connectOnce } from '../../src/broker/connection';
 
 /** A raw client, the way a foreign publisher or an operator's script would talk to the broker. */
 export async function rawPublish(url: string, exchange: string, routingKey: string, content: Buffer | string, properties: Options.Publish = {}): Promise<void> {
@@ -35,9 +36,9 @@ export async function peek(url: string, queue: string, max = 10): Promise<amqpli
   return out;
 }
 
-/** Exact depth and consumer count, straight from the broker (the management API's figures lag by seconds). */
+/** Exact depth and consumer count, straight from the broker (the management API's figures lag by seconds); of a node list, from the first node that answers. */
 export async function queueStats(url: string, queue: string): Promise<{ messages: number; consumers: number }> {
-  const conn = await amqplib.connect(url);
+  const conn = await connectOnce(url, 'test queue stats', 'inspect');
   try {
     const ch = await conn.createChannel();
     const ok = await ch.checkQueue(queue);

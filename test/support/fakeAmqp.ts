@@ -334,6 +334,9 @@ export function fakeConnection(): FakeBroker {
   const connection: BrokerConnection = {
     manager,
     name: 'fake',
+    get node() {
+      return connected ? 'fake:5672' : undefined;
+    },
     isConnected: () => connected,
     isBlocked: () => blocked,
     close: async () => undefined,

@@ -34,6 +34,14 @@ export function amqpUrlFor(vhost: string): string {
   return `${AMQP_BASE}/${encodeURIComponent(vhost)}`;
 }
 
+/** The broker a TestSystem runs on: the machine's, or a cluster of the test's own (test/support/cluster.ts), each node listed. */
+export interface TestBroker {
+  managementUrl: string;
+  amqpUrlFor(vhost: string): string;
+}
+
+const LOCAL_BROKER: TestBroker = { managementUrl: MANAGEMENT_URL, amqpUrlFor };
+
 export class WarrenProcess extends ChildHandle {
   readonly output: string[] = [];
 
@@ -53,7 +61,7 @@ export class WarrenProcess extends ChildHandle {
 
 export class TestSystem {
   readonly vhost = `warren-it-${crypto.randomBytes(4).toString('hex')}`;
-  readonly management = new ManagementClient(MANAGEMENT_URL);
+  readonly management: ManagementClient;
   readonly processes: WarrenProcess[] = [];
   env: NodeJS.ProcessEnv = {};
   config!: Config;
@@ -63,8 +71,12 @@ export class TestSystem {
   private dataDir = '';
   private pgDatabase = '';
 
+  constructor(readonly broker: TestBroker = LOCAL_BROKER) {
+    this.management = new ManagementClient(broker.managementUrl);
+  }
+
   get amqpUrl(): string {
-    return amqpUrlFor(this.vhost);
+    return this.broker.amqpUrlFor(this.vhost);
   }
 
   get baseUrl(): string {
@@ -83,7 +95,7 @@ export class TestSystem {
       ...process.env,
       NODE_ENV: 'test',
       WARREN_AMQP_URL: this.amqpUrl,
-      WARREN_AMQP_MANAGEMENT_URL: MANAGEMENT_URL,
+      WARREN_AMQP_MANAGEMENT_URL: this.broker.managementUrl,
       WARREN_HTTP_PORT: String(this.port),
       WARREN_TIMELINE_PORT: String(this.timelinePort),
       WARREN_TIMELINE_URLS: this.timelineUrl,
@@ -103,7 +115,7 @@ export class TestSystem {
     }
     this.config = loadConfig(this.env);
     const defs = retargetDefinitions(loadDefinitions(this.config.amqp.definitionsFile), this.vhost);
-    await applyTopology({ managementUrl: MANAGEMENT_URL, vhost: this.vhost, defs, log: createLogger('test-topology', 'warn') });
+    await applyTopology({ managementUrl: this.broker.managementUrl, vhost: this.vhost, defs, log: createLogger('test-topology', 'warn') });
     await migrateAll(this.config);
   }
 

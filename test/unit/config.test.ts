@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { ConfigError, envName, vhostOf } from '../../src/config';
+import { ConfigError, envName, serviceAmqpUrl, vhostOf } from '../../src/config';
 import { loadConfig } from '../../src/services';
 import { serviceDatabaseUrl, serviceRole } from '../../src/db/roles';
 import { analyticsWorker } from '../../src/workers/analytics';
@@ -172,5 +172,56 @@ describe('configuration', () => {
     expect(vhostOf('amqp://guest:guest@127.0.0.1:5672/warren')).to.equal('warren');
     expect(vhostOf('amqp://127.0.0.1')).to.equal('/');
     expect(vhostOf('amqp://h/a%2Fb')).to.equal('a/b');
+  });
+});
+
+describe('configuration of a cluster: node lists', () => {
+  const list = 'amqp://guest:guest@10.0.0.1:5672/warren, amqp://guest:guest@10.0.0.2:5672/warren,amqp://guest:guest@10.0.0.3:5673/warren';
+
+  it('takes several comma-separated AMQP and management nodes', () => {
+    const config = loadConfig({ WARREN_AMQP_URL: list, WARREN_AMQP_MANAGEMENT_URL: 'http://u:p@10.0.0.1:15672,http://u:p@10.0.0.2:15672' });
+    expect(config.amqp.url).to.equal(list);
+    expect(vhostOf(config.amqp.url)).to.equal('warren');
+  });
+
+  it('names the bad entry of a list by its place and host, never its password', () => {
+    const bad = 'amqp://guest:guest@10.0.0.1:5672/warren,http://user:hunter2@10.0.0.2:15672/warren';
+    expect(() => loadConfig({ WARREN_AMQP_URL: bad })).to.throw(
+      ConfigError,
+      /^config: amqp\.url \(WARREN_AMQP_URL\): entry 2 of 2, http:\/\/10\.0\.0\.2:15672, must be an amqp:\/\/ or amqps:\/\/ URL$/,
+    );
+    expect(() => loadConfig({ WARREN_AMQP_URL: bad })).to.throw(ConfigError, /^(?!.*hunter2)/);
+    expect(() => loadConfig({ WARREN_AMQP_URL: 'amqp://a:5672/warren,rabbit-2:5672' })).to.throw(ConfigError, /entry 2 of 2, .*must be an amqp:\/\//);
+    expect(() => loadConfig({ WARREN_AMQP_URL: ' , ' })).to.throw(
+      ConfigError,
+      /amqp\.url .*must be an amqp:\/\/ or amqps:\/\/ URL, or several comma-separated/,
+    );
+    expect(() => loadConfig({ WARREN_AMQP_MANAGEMENT_URL: 'http://a:15672,amqp://b:5672' })).to.throw(
+      ConfigError,
+      /^config: amqp\.managementUrl \(WARREN_AMQP_MANAGEMENT_URL\): entry 2 of 2, amqp:\/\/b:5672, must be an http:\/\/ or https:\/\/ URL$/,
+    );
+  });
+
+  it('refuses a list whose nodes name different vhosts, or one node twice', () => {
+    expect(() => loadConfig({ WARREN_AMQP_URL: 'amqp://a:5672/warren,amqp://b:5672/other' })).to.throw(
+      ConfigError,
+      /amqp\.url .*entry 2 of 2 \(b:5672\) names vhost other, entry 1 names warren/,
+    );
+    expect(() => loadConfig({ WARREN_AMQP_URL: 'amqp://a:5672/warren,amqp://u:p@a/warren' })).to.throw(ConfigError, /entry 2 of 2 \(a:5672\) is entry 1 again/);
+  });
+
+  it("gives a service's own credentials to every node of the list, and refuses guest on any of them in production", () => {
+    const config = loadConfig({
+      WARREN_AMQP_URL: 'amqp://10.0.0.1:5672/warren,amqp://10.0.0.2/warren',
+      WARREN_AMQP_USERS_API_PASSWORD: 's3cret',
+      WARREN_AMQP_ALLOW_GUEST: 'false',
+    });
+    expect(serviceAmqpUrl(config, 'api')).to.equal('amqp://warren-api:s3cret@10.0.0.1:5672/warren,amqp://warren-api:s3cret@10.0.0.2/warren');
+    expect(() => serviceAmqpUrl(config, 'analytics')).to.throw(ConfigError, /guest is for local development only/);
+    expect(serviceAmqpUrl(loadConfig({ WARREN_AMQP_URL: list }), 'api').split(',')).to.have.length(3);
+  });
+
+  it('defaults to a 5 s heartbeat, so that a silent node is given up within 10 to 15 s', () => {
+    expect(loadConfig({}).amqp.heartbeatSeconds).to.equal(5);
   });
 });

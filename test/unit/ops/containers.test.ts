@@ -6,6 +6,7 @@ import { parse } from 'yaml';
 import { envName, projectRoot, serviceAmqpUrl, servicePasswords, type Config } from '../../../src/config';
 import { SERVICES, loadConfig } from '../../../src/services';
 import { serviceDatabaseUrl } from '../../../src/db/roles';
+import { parseNodeList } from '../../../src/broker/nodes';
 
 /**
  * docker-compose.yml and the Dockerfile checked against Warren itself (no
@@ -26,6 +27,8 @@ interface ComposeService {
   profiles?: string[];
   restart?: string;
   user?: string;
+  hostname?: string;
+  volumes?: string[];
   stop_grace_period?: string;
 }
 
@@ -63,6 +66,7 @@ function configEnvNames(): Set<string> {
 
 const secrets: Record<string, string> = {
   RABBITMQ_ADMIN_PASSWORD: 'admin-secret',
+  RABBITMQ_ERLANG_COOKIE: 'cookie-secret',
   WARREN_API_AMQP_PASSWORD: 'api-secret',
   WARREN_ANALYTICS_AMQP_PASSWORD: 'analytics-secret',
   WARREN_NOTIFICATIONS_AMQP_PASSWORD: 'notifications-secret',
@@ -99,13 +103,24 @@ function durationMs(value: string): number {
 }
 
 const services = ['api', 'analytics', 'notifications', 'timeline'] as const;
+const rabbitNodes = ['rabbitmq-1', 'rabbitmq-2', 'rabbitmq-3'];
+const nodeHosts = (port: number) => rabbitNodes.map((n) => `${n}:${port}`);
 
 describe('containers: docker-compose.yml and Dockerfile', function () {
   this.timeout(30_000);
 
-  it('runs the broker, PostgreSQL, one-shot topology and migrations, and replicated api and workers', function () {
+  it('runs a three-node RabbitMQ cluster, PostgreSQL, one-shot topology and migrations, and replicated api and workers', function () {
     const s = compose.services;
-    expect(s.rabbitmq!.image).to.equal('rabbitmq:3.10-management');
+    for (const node of rabbitNodes) {
+      expect(s[node]!.image, node).to.equal('rabbitmq:3.10-management');
+      // The node name follows the host name; quorum queue data belongs to the node name.
+      expect(s[node]!.hostname, node).to.equal(node);
+      expect(s[node]!.environment!.RABBITMQ_ERLANG_COOKIE, `${node}: one cookie for all`).to.equal('${RABBITMQ_ERLANG_COOKIE:?set RABBITMQ_ERLANG_COOKIE}');
+      expect(s[node]!.volumes, node).to.include('./rabbitmq/cluster.conf:/etc/rabbitmq/conf.d/20-cluster.conf:ro');
+    }
+    const clusterConf = fs.readFileSync(path.join(root, 'rabbitmq', 'cluster.conf'), 'utf8');
+    for (const node of rabbitNodes) expect(clusterConf).to.contain(`= rabbit@${node}\n`);
+    expect(clusterConf).to.match(/^cluster_partition_handling = pause_minority$/m);
     expect(s.postgres!.image).to.match(/^postgres:\d+/);
     const commands = Object.fromEntries(warrenServices.map(([name, svc]) => [name, svc.command]));
     expect(commands).to.deep.include({
@@ -121,7 +136,10 @@ describe('containers: docker-compose.yml and Dockerfile', function () {
       expect(s[name]!.deploy?.replicas, name).to.be.at.least(2);
       expect(s[name]!.depends_on).to.deep.equal({ topology: { condition: 'service_completed_successfully' }, migrate: { condition: 'service_completed_successfully' } });
     }
-    expect(s.topology!.depends_on).to.deep.equal({ rabbitmq: { condition: 'service_healthy' } });
+    // The definitions are applied once, when every node runs: each quorum queue gets a member on each.
+    const healthy = Object.fromEntries(rabbitNodes.map((n) => [n, { condition: 'service_healthy' }]));
+    expect(s.topology!.depends_on).to.deep.equal(healthy);
+    expect(s.ops!.depends_on).to.deep.equal(healthy);
     expect(s.migrate!.depends_on).to.deep.equal({ postgres: { condition: 'service_healthy' } });
   });
 
@@ -177,19 +195,23 @@ describe('containers: docker-compose.yml and Dockerfile', function () {
       'WARREN_TIMELINE_PG_PASSWORD',
     ]);
     expect(secretsOf('ops')).to.deep.equal(['RABBITMQ_ADMIN_PASSWORD', 'WARREN_API_PG_PASSWORD']);
-    expect(secretsOf('rabbitmq')).to.deep.equal(['RABBITMQ_ADMIN_PASSWORD']);
+    for (const node of rabbitNodes) expect(secretsOf(node), node).to.deep.equal(['RABBITMQ_ADMIN_PASSWORD']);
     expect(secretsOf('postgres')).to.deep.equal(['POSTGRES_PASSWORD']);
     const holders = Object.keys(compose.services).filter((name) => secretsOf(name).includes('RABBITMQ_ADMIN_PASSWORD'));
-    expect(holders.sort()).to.deep.equal(['ops', 'rabbitmq', 'topology']);
+    expect(holders.sort()).to.deep.equal(['ops', ...rabbitNodes, 'topology']);
   });
 
-  it('connects each service as its own broker user, and as no other', function () {
+  it('connects each service as its own broker user, and as no other, to every node of the cluster', function () {
     for (const name of services) {
       const config = configOf(name);
       expect(config.amqp.allowGuest, name).to.equal(false);
-      expect(new URL(config.amqp.url).username, `${name}: credentials in amqp.url`).to.equal('');
-      const url = new URL(serviceAmqpUrl(config, name));
-      expect([url.username, url.password, url.host, url.pathname], name).to.deep.equal([`warren-${name}`, `${name}-secret`, 'rabbitmq:5672', '/warren']);
+      const nodes = parseNodeList(config.amqp.url).map((u) => new URL(u));
+      expect(nodes.map((u) => u.host), `${name}: every node`).to.deep.equal(nodeHosts(5672));
+      for (const u of nodes) expect(u.username, `${name}: credentials in amqp.url`).to.equal('');
+      for (const entry of parseNodeList(serviceAmqpUrl(config, name))) {
+        const url = new URL(entry);
+        expect([url.username, url.password, url.pathname], name).to.deep.equal([`warren-${name}`, `${name}-secret`, '/warren']);
+      }
       // Another service's user is out of reach: without its password the service would be guest, which production refuses.
       for (const other of services.filter((s) => s !== name)) expect(() => serviceAmqpUrl(config, other), `${name} as ${other}`).to.throw(/guest is for local development only/);
     }
@@ -198,13 +220,15 @@ describe('containers: docker-compose.yml and Dockerfile', function () {
   it("checks the services' topology at start-up as the read-only monitor user, never the administrator", function () {
     for (const name of services) {
       const config = configOf(name);
-      const management = new URL(config.amqp.managementUrl);
-      expect([management.username, management.password, management.host], name).to.deep.equal([config.amqp.monitor.username, 'monitor-secret', 'rabbitmq:15672']);
+      const management = parseNodeList(config.amqp.managementUrl).map((u) => new URL(u));
+      expect(management.map((u) => u.host), `${name}: every node's management API`).to.deep.equal(nodeHosts(15672));
+      for (const u of management) expect([u.username, u.password], name).to.deep.equal([config.amqp.monitor.username, 'monitor-secret']);
       expect(config.amqp.monitor.username).to.equal('warren-monitor');
     }
     for (const name of ['topology', 'ops']) {
-      const management = new URL(configOf(name).amqp.managementUrl);
-      expect([management.username, management.password], name).to.deep.equal(['warren-admin', 'admin-secret']);
+      const management = parseNodeList(configOf(name).amqp.managementUrl).map((u) => new URL(u));
+      expect(management.map((u) => u.host), name).to.deep.equal(nodeHosts(15672));
+      for (const u of management) expect([u.username, u.password], name).to.deep.equal(['warren-admin', 'admin-secret']);
     }
     expect(servicePasswords(configOf('topology'))).to.deep.equal({
       'warren-api': 'api-secret',
@@ -214,7 +238,7 @@ describe('containers: docker-compose.yml and Dockerfile', function () {
       'warren-timeline': 'timeline-secret',
       'warren-monitor': 'monitor-secret',
     });
-    expect(new URL(configOf('ops').amqp.url).username).to.equal('warren-admin');
+    for (const u of parseNodeList(configOf('ops').amqp.url)) expect(new URL(u).username).to.equal('warren-admin');
   });
 
   it('connects each service to PostgreSQL as its own role; only migrate holds the owner, and gives every role its password', function () {
