@@ -104,7 +104,7 @@ export class ParkIndexer {
         } catch (err) {
           // Not indexed: kept unacked and tried again, the copies that came meanwhile with them.
           const message = (err as Error).message;
-          if (message !== this.lastError) this.opts.log.error({ err: message, copies: live.length }, 'parked messages not indexed; retrying');
+          if (message !== this.lastError) this.opts.log.error({ err, copies: live.length }, 'parked messages not indexed; retrying');
           this.lastError = message;
           this.pending = [...live, ...this.pending];
           if (this.stopping) return;

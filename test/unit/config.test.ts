@@ -144,11 +144,11 @@ describe('configuration', () => {
     const withEntry = (section: object) => ({ WARREN_CONFIG: JSON.stringify(section) });
     expect(() => loadConfig(withEntry({ amqp: { users: { analytic: { username: 'warren-analytic', password: '' } } } }))).to.throw(
       ConfigError,
-      /^config: amqp\.users\.analytic: analytic is not a service of Warren \(api, analytics, notifications, timeline\)$/,
+      /^config: amqp\.users\.analytic: analytic is not a service of Warren \(api, analytics, notifications, timeline, console\)$/,
     );
     expect(() => loadConfig(withEntry({ database: { roles: { notification: { username: 'warren_notification', password: '' } } } }))).to.throw(
       ConfigError,
-      /^config: database\.roles\.notification: notification is not a service of Warren \(api, analytics, notifications, timeline\)$/,
+      /^config: database\.roles\.notification: notification is not a service of Warren \(api, analytics, notifications, timeline, console\)$/,
     );
   });
 
