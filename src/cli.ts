@@ -127,7 +127,7 @@ function timelineUrlOf(config: ReturnType<typeof loadConfigOrExit>): string {
 
 program
   .command('start')
-  .description('development supervisor: apply the topology, run migrations, then the API and every worker')
+  .description('development supervisor: apply the topology, run migrations, then the API, every worker and the operator console')
   .action(async () => {
     const config = loadConfigOrExit();
     await applyTopologyOrExit(config);
@@ -138,6 +138,8 @@ program
       // The API asks the one timeline instance started here (a worker with a port of its own takes it from configuration).
       { name: 'api', args: ['api'], env: { WARREN_TIMELINE_URLS: timelineUrlOf(config) } },
       ...workerNames.map((w, i) => ({ name: `worker ${w}`, args: ['worker', w], env: workers[w].http ? {} : workerHealthPort(config, i) })),
+      // The operator console on console.host:console.port, indexing parks as they come (warren.parked.index).
+      { name: 'console', args: ['console'], env: {} },
     ];
     process.exit(await supervise(children, { log: createLogger('supervisor', config.log.level), ...config.supervisor }));
   });

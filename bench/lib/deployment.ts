@@ -32,7 +32,10 @@ export class Deployment {
     opts: { amqpUrl?: string; users?: number; extraEnv?: NodeJS.ProcessEnv; cli?: string } = {},
   ): Promise<Deployment> {
     const port = await freePort();
-    const supervisor = sys.warren(['start'], store, { WARREN_HTTP_PORT: String(port), ...opts.extraEnv }, { amqpUrl: opts.amqpUrl, cli: opts.cli });
+    // The timeline instance and the console `warren start` runs listen on ports of their own too, so deployments run side by side.
+    const [timelinePort, consolePort] = [await freePort(), await freePort()];
+    const ports = { WARREN_HTTP_PORT: String(port), WARREN_TIMELINE_PORT: String(timelinePort), WARREN_CONSOLE_PORT: String(consolePort) };
+    const supervisor = sys.warren(['start'], store, { ...ports, ...opts.extraEnv }, { amqpUrl: opts.amqpUrl, cli: opts.cli });
     const dep = new Deployment(sys, store, supervisor, port);
     try {
       await sys.waitHttp(port, 60_000);
