@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `npm start`: install, build, then run the whole system (topology, migrations,
-# API and every worker) on the embedded SQLite default, against RabbitMQ on localhost.
+# API, every worker and the operator console) on the embedded SQLite default, against RabbitMQ on localhost.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-deps.sh
