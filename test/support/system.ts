@@ -10,6 +10,7 @@ import { applyTopology, loadDefinitions, retargetDefinitions } from '../../src/t
 import { migrateAll, loadConfig } from '../../src/services';
 import { workers, type WorkerName } from '../../src/workers/registry';
 import { queueStats } from './amqp';
+import { healBroker } from './broker';
 import { createLogger } from '../../src/log';
 import { waitFor } from './wait';
 import { ChildHandle, freePort, localServices } from './harness';
@@ -115,7 +116,15 @@ export class TestSystem {
     }
     this.config = loadConfig(this.env);
     const defs = retargetDefinitions(loadDefinitions(this.config.amqp.definitionsFile), this.vhost);
-    await applyTopology({ managementUrl: this.broker.managementUrl, vhost: this.vhost, defs, log: createLogger('test-topology', 'warn') });
+    const apply = () => applyTopology({ managementUrl: this.broker.managementUrl, vhost: this.vhost, defs, log: createLogger('test-topology', 'warn') });
+    try {
+      await apply();
+    } catch (err) {
+      // A vhost deleted while the node was still recovering it (a suite that restarted the broker, then tore down) can crash
+      // the quorum queues' dead-letter workers until their supervisor gives up; only a node restart brings it back.
+      if (this.broker !== LOCAL_BROKER || !String((err as Error).message).includes('rabbit_fifo_dlx_sup') || !(await healBroker())) throw err;
+      await apply();
+    }
     await migrateAll(this.config);
   }
 
