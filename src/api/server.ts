@@ -18,6 +18,7 @@ import { answerUnparsableRequest } from './middleware/errors';
 import { refuseWithoutDatabaseFile } from './unitOfWork';
 import { NotificationHub } from './notificationHub';
 import { TimelineClient } from './timelineClient';
+import { grpcTransport } from './timelineGrpcClient';
 
 const CONSUMER_CHECK_TTL_MS = 2000;
 
@@ -126,7 +127,12 @@ export async function runApi(config: Config): Promise<http.Server> {
   });
 
   // The timeline service's instances; a call that none answers in time is a 503, never a hang.
-  const timeline = new TimelineClient({ urls: config.timeline.urls, deadlineMs: config.timeline.deadlineMs, log });
+  const timeline = new TimelineClient({
+    urls: config.timeline.protocol === 'grpc' ? config.timeline.grpcUrls : config.timeline.urls,
+    ...(config.timeline.protocol === 'grpc' ? { transport: grpcTransport } : {}),
+    deadlineMs: config.timeline.deadlineMs,
+    log,
+  });
   // Not awaited: until a host name resolves, undici resolves it per connection.
   timeline.startDiscovery(config.timeline.discoveryIntervalMs).catch((err: Error) => log.warn({ err }, 'timeline discovery failed'));
   const app = createApp({
