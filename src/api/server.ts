@@ -164,6 +164,7 @@ export async function runApi(config: Config): Promise<http.Server> {
         name: 'timeline',
         ok: setAside.length < instances.length,
         detail: `${instances.length} instance(s)${setAside.length > 0 ? `, set aside: ${setAside.join(', ')}` : ', none set aside'}`,
+        instances,
       };
       return [broker, topologyCheck, relayCheck, liveCheck, ...consumers, timelineCheck];
     },

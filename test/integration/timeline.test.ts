@@ -189,8 +189,12 @@ for (const protocol of ['rest', 'grpc'] as const)
 
       // The API reports (without deciding its readiness on it) the instance it set aside.
       const ready = await sys.request('GET', '/readyz');
-      const check = (ready.json.checks as { name: string; ok: boolean; detail: string }[]).find((c) => c.name === 'timeline');
+      const check = (ready.json.checks as { name: string; ok: boolean; detail: string; instances?: unknown }[]).find((c) => c.name === 'timeline');
       expect(check).to.deep.include({ ok: true, detail: `2 instance(s), set aside: ${firstUrl}` });
+      expect(check?.instances, 'each instance, for warren status').to.deep.equal([
+        { url: firstUrl, setAside: true },
+        { url: `http://127.0.0.1:${protocol === 'rest' ? second : secondGrpc}`, setAside: false },
+      ]);
 
       await other.kill9();
       const started = Date.now();
