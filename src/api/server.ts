@@ -18,7 +18,6 @@ import { answerUnparsableRequest } from './middleware/errors';
 import { refuseWithoutDatabaseFile } from './unitOfWork';
 import { NotificationHub } from './notificationHub';
 import { TimelineClient } from './timelineClient';
-import { grpcTransport } from './timelineGrpcClient';
 
 const CONSUMER_CHECK_TTL_MS = 2000;
 
@@ -129,7 +128,8 @@ export async function runApi(config: Config): Promise<http.Server> {
   // The timeline service's instances; a call that none answers in time is a 503, never a hang.
   const timeline = new TimelineClient({
     urls: config.timeline.protocol === 'grpc' ? config.timeline.grpcUrls : config.timeline.urls,
-    ...(config.timeline.protocol === 'grpc' ? { transport: grpcTransport } : {}),
+    // gRPC is loaded only when configured.
+    ...(config.timeline.protocol === 'grpc' ? { transport: (await import('./timelineGrpcClient')).grpcTransport } : {}),
     deadlineMs: config.timeline.deadlineMs,
     log,
   });

@@ -1,7 +1,6 @@
 /** @file The timeline service's HTTP: GET /timelines/:userId for the API, beside the worker's probes and metrics. */
 import { ValidationError } from '../domain/errors';
 import type { WorkerHttp } from './declaration';
-import { serveTimelineGrpc } from './timelineGrpc';
 import { timelinePage } from './timelineRead';
 
 const TIMELINE_PATH = /^\/timelines\/([^/]+)$/;
@@ -42,6 +41,8 @@ export const timelineHttp: WorkerHttp = {
   },
   serveMore: async ({ db, config, log }) => {
     if (config.timeline.grpcPort === 0) return undefined;
+    // Loaded here: gRPC costs every other process that reads the registry (the CLI, the other workers) nothing.
+    const { serveTimelineGrpc } = await import('./timelineGrpc');
     return serveTimelineGrpc({ host: config.timeline.host, port: config.timeline.grpcPort, db, config, log });
   },
 };
