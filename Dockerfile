@@ -38,6 +38,7 @@ COPY package.json ./
 COPY bin ./bin
 COPY config ./config
 COPY rabbitmq ./rabbitmq
+COPY proto ./proto
 # Code and configuration stay root-owned and read-only to the process; only data/ (SQLite) is its own.
 USER warren
 EXPOSE 3000

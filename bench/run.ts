@@ -12,6 +12,7 @@ import { endToEnd } from './scenarios/endToEnd';
 import { ingest } from './scenarios/ingest';
 import { memory } from './scenarios/memory';
 import { profile } from './scenarios/profile';
+import { protocols } from './scenarios/protocols';
 import { quiet } from './scenarios/quiet';
 import { relay } from './scenarios/relay';
 import { relays } from './scenarios/relays';
@@ -40,6 +41,8 @@ const SCENARIOS: { id: string; run: (ctx: BenchContext) => Promise<ScenarioResul
   { id: 'e2e', run: endToEnd },
   { id: 'memory', run: memory },
   { id: 'profile', run: profile },
+  // The timeline call over REST and gRPC, on a deployment of its own.
+  { id: 'protocols', run: protocols },
 ];
 
 const WHOLE_RUN_LIMIT_MS = 20 * 60_000;
@@ -63,6 +66,7 @@ function sizesFromEnv(): Sizes {
     outageRate: num('BENCH_OUTAGE_RATE', 1000),
     outageSeconds: num('BENCH_OUTAGE_SECONDS', 60),
     drainSeconds: num('BENCH_DRAIN_SECONDS', 90),
+    protocolSeconds: num('BENCH_PROTOCOL_SECONDS', 8),
   };
 }
 

@@ -119,10 +119,10 @@ function workerChildEnv(config: ReturnType<typeof loadConfigOrExit>, name: Worke
   return own ? own.childEnv(config, index) : workerHealthPort(config, index);
 }
 
-/** The URL of the timeline instance `warren start` runs, as the API on this host reaches it. */
-function timelineUrlOf(config: ReturnType<typeof loadConfigOrExit>): string {
+/** The URL of the timeline instance `warren start` runs, as the API on this host reaches it (on its gRPC port for `grpc`). */
+function timelineUrlOf(config: ReturnType<typeof loadConfigOrExit>, protocol: 'rest' | 'grpc' = 'rest'): string {
   const host = config.timeline.host === '0.0.0.0' || config.timeline.host === '::' ? '127.0.0.1' : config.timeline.host;
-  return `http://${host.includes(':') ? `[${host}]` : host}:${config.timeline.port}`;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${protocol === 'grpc' ? config.timeline.grpcPort : config.timeline.port}`;
 }
 
 program
@@ -136,7 +136,14 @@ program
     const { supervise } = await import('./supervisor');
     const children = [
       // The API asks the one timeline instance started here (a worker with a port of its own takes it from configuration).
-      { name: 'api', args: ['api'], env: { WARREN_TIMELINE_URLS: timelineUrlOf(config) } },
+      {
+        name: 'api',
+        args: ['api'],
+        env: {
+          WARREN_TIMELINE_URLS: timelineUrlOf(config),
+          ...(config.timeline.grpcPort > 0 ? { WARREN_TIMELINE_GRPC_URLS: timelineUrlOf(config, 'grpc') } : {}),
+        },
+      },
       ...workerNames.map((w, i) => ({ name: `worker ${w}`, args: ['worker', w], env: workers[w].http ? {} : workerHealthPort(config, i) })),
       // The operator console on console.host:console.port, indexing parks as they come (warren.parked.index).
       { name: 'console', args: ['console'], env: {} },

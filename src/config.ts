@@ -152,10 +152,14 @@ const baseSchema = z.object({
    * /timelines/:userId (to the API only), how many entries each home
    * timeline keeps, and how the API calls it: `urls` (a list, or one
    * comma-separated string from the environment) and a deadline per call.
+   * The same call over gRPC on `grpcPort` (0 = none); the API uses it, at
+   * `grpcUrls`, when `protocol` is `grpc` (docs/PROTOCOLS.md).
    */
   timeline: z.object({
     host: z.string().min(1),
     port: z.coerce.number().int().min(0).max(65535),
+    grpcPort: z.coerce.number().int().min(0).max(65535),
+    protocol: z.enum(['rest', 'grpc']),
     maxEntries: z.coerce.number().int().min(1).max(100000),
     deadlineMs: positiveInt,
     /** How often the API resolves the URLs' host names again (each address is an instance). */
@@ -171,6 +175,18 @@ const baseSchema = z.object({
         ),
       ])
       .pipe(z.array(z.url({ protocol: /^https?$/ }).transform((u) => u.replace(/\/+$/, ''))).min(1, 'must name at least one timeline service URL')),
+    /** The instances' gRPC addresses as http://host:port (plaintext HTTP/2), found like `urls`. */
+    grpcUrls: z
+      .union([
+        z.array(z.string()),
+        z.string().transform((s) =>
+          s
+            .split(',')
+            .map((u) => u.trim())
+            .filter((u) => u !== ''),
+        ),
+      ])
+      .pipe(z.array(z.url({ protocol: /^http$/ }).transform((u) => u.replace(/\/+$/, ''))).min(1, 'must name at least one timeline gRPC URL')),
   }),
   inbox: z.object({ retentionDays: z.coerce.number().positive() }),
   auth: z.object({ tokenTtlDays: z.coerce.number().positive(), maxTokens: positiveInt }),

@@ -18,6 +18,8 @@ export interface Sizes {
   outageSeconds: number;
   /** How long to wait for a backlog to drain before reporting what is left. */
   drainSeconds: number;
+  /** Each measured round of the protocols scenario (REST and gRPC in turn). */
+  protocolSeconds: number;
 }
 
 export interface BenchContext {

@@ -33,8 +33,13 @@ export class Deployment {
   ): Promise<Deployment> {
     const port = await freePort();
     // The timeline instance and the console `warren start` runs listen on ports of their own too, so deployments run side by side.
-    const [timelinePort, consolePort] = [await freePort(), await freePort()];
-    const ports = { WARREN_HTTP_PORT: String(port), WARREN_TIMELINE_PORT: String(timelinePort), WARREN_CONSOLE_PORT: String(consolePort) };
+    const [timelinePort, timelineGrpcPort, consolePort] = [await freePort(), await freePort(), await freePort()];
+    const ports = {
+      WARREN_HTTP_PORT: String(port),
+      WARREN_TIMELINE_PORT: String(timelinePort),
+      WARREN_TIMELINE_GRPC_PORT: String(timelineGrpcPort),
+      WARREN_CONSOLE_PORT: String(consolePort),
+    };
     const supervisor = sys.warren(['start'], store, { ...ports, ...opts.extraEnv }, { amqpUrl: opts.amqpUrl, cli: opts.cli });
     const dep = new Deployment(sys, store, supervisor, port);
     try {

@@ -1,5 +1,5 @@
-import fs from 'node:fs';
 import autocannon from 'autocannon';
+import { cpuOf } from '../lib/procCpu';
 import { gauge, scrape } from '../lib/stats';
 import { tweetText } from '../lib/tweets';
 
@@ -25,33 +25,6 @@ interface Input {
   pids?: Record<string, number>;
   /** The server's Prometheus endpoint (prom-client default metrics): scraped at the start, which resets its event-loop histogram, and at the end. */
   metricsUrl?: string;
-}
-
-/** User + system CPU seconds of a process so far (/proc/<pid>/stat, in clock ticks of 1/100 s). */
-function cpuSeconds(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name, which is in parentheses and may hold spaces.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-/** Busy CPU seconds of the whole machine so far (/proc/stat: all but idle and iowait). */
-function machineBusySeconds(): number {
-  const [, ...ticks] = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).map(Number);
-  const [user, nice, system, , , irq, softirq, steal] = ticks as number[];
-  return (user! + nice! + system! + irq! + softirq! + (steal ?? 0)) / 100;
-}
-
-function cpuOf(pids: Record<string, number>): Record<string, number> {
-  const out: Record<string, number> = { machine: machineBusySeconds(), load: process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6 };
-  for (const [name, pid] of Object.entries(pids)) {
-    try {
-      out[name] = cpuSeconds(pid);
-    } catch {
-      out[name] = NaN; // gone
-    }
-  }
-  return out;
 }
 
 function run(input: Input, durationSec: number): Promise<autocannon.Result> {

@@ -17,6 +17,8 @@ export interface ReadinessCheck {
   name: string;
   ok: boolean;
   detail?: string;
+  /** The timeline check's: each timeline instance the API's client sees (by address), and whether its circuit has set it aside. */
+  instances?: { url: string; setAside: boolean }[];
 }
 
 export interface AppDeps {

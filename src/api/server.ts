@@ -126,7 +126,13 @@ export async function runApi(config: Config): Promise<http.Server> {
   });
 
   // The timeline service's instances; a call that none answers in time is a 503, never a hang.
-  const timeline = new TimelineClient({ urls: config.timeline.urls, deadlineMs: config.timeline.deadlineMs, log });
+  const timeline = new TimelineClient({
+    urls: config.timeline.protocol === 'grpc' ? config.timeline.grpcUrls : config.timeline.urls,
+    // gRPC is loaded only when configured.
+    ...(config.timeline.protocol === 'grpc' ? { transport: (await import('./timelineGrpcClient')).grpcTransport } : {}),
+    deadlineMs: config.timeline.deadlineMs,
+    log,
+  });
   // Not awaited: until a host name resolves, undici resolves it per connection.
   timeline.startDiscovery(config.timeline.discoveryIntervalMs).catch((err: Error) => log.warn({ err }, 'timeline discovery failed'));
   const app = createApp({
@@ -158,6 +164,7 @@ export async function runApi(config: Config): Promise<http.Server> {
         name: 'timeline',
         ok: setAside.length < instances.length,
         detail: `${instances.length} instance(s)${setAside.length > 0 ? `, set aside: ${setAside.join(', ')}` : ', none set aside'}`,
+        instances,
       };
       return [broker, topologyCheck, relayCheck, liveCheck, ...consumers, timelineCheck];
     },

@@ -1,4 +1,4 @@
-/** @file The API's client of the timeline service: keep-alive pools, a deadline, one retry elsewhere, a circuit per instance. */
+/** @file The API's client of the timeline service: a deadline, one retry elsewhere, a circuit per instance and discovery, over REST (undici pools) or gRPC. */
 import dns from 'node:dns';
 import net from 'node:net';
 import { Pool } from 'undici';
@@ -18,9 +18,28 @@ export interface TimelineSource {
   close(): Promise<void>;
 }
 
+/** One instance's connection, whatever the protocol: it asks for a page, giving up when `signal` aborts. */
+export interface TimelineConnection {
+  /** The page as the instance answered it (checked by the client). */
+  page(userId: string, query: { limit: number; before?: string }, signal: AbortSignal): Promise<unknown>;
+  close(): Promise<void>;
+}
+
+/**
+ * How the client talks to an instance (timeline.protocol): REST by default
+ * (restTransport), gRPC in src/api/timelineGrpcClient.ts. The deadline, the
+ * retry, the circuit and discovery are the client's, the same for both.
+ */
+export interface TimelineTransport {
+  /** A connection to the instance at `base` (by address once resolved), naming itself `host` (the configured host and port). */
+  connect(base: URL, host: string, opts: { connections: number }): TimelineConnection;
+}
+
 export interface TimelineClientOptions {
-  /** Base URLs of the instances (timeline.urls). */
+  /** Base URLs of the instances (timeline.urls, or timeline.grpcUrls for gRPC). */
   urls: string[];
+  /** REST (the default) or gRPC. */
+  transport?: TimelineTransport;
   /** The whole call's deadline, the retry included (timeline.deadlineMs). */
   deadlineMs: number;
   log: Logger;
@@ -28,7 +47,7 @@ export interface TimelineClientOptions {
   failuresToOpen?: number;
   /** How long an instance set aside is skipped before one call tries it again (default 5 s). */
   openMs?: number;
-  /** Keep-alive connections per instance (default 32). */
+  /** Keep-alive connections per instance over REST (default 32; gRPC multiplexes calls on one). */
   connections?: number;
   /** What a 503 tells the client to wait, in seconds (default 1). */
   retryAfterSeconds?: number;
@@ -42,7 +61,7 @@ export type LookupAll = (hostname: string) => Promise<string[]>;
 
 const systemLookup: LookupAll = async (hostname) => (await dns.promises.lookup(hostname, { all: true })).map((a) => a.address);
 
-/** One instance: its pool and its circuit. */
+/** One instance: its connection and its circuit. */
 interface Instance {
   /** The configured base URL it comes from (a host name may give several instances). */
   source: string;
@@ -50,7 +69,7 @@ interface Instance {
   base: URL;
   /** The configured host (and port), sent as Host whatever address is called. */
   host: string;
-  pool: Pool;
+  connection: TimelineConnection;
   /** Failures since its last success. */
   failures: number;
   /** While now is before this, it is set aside (the circuit is open); after it, one call may try it. */
@@ -58,7 +77,26 @@ interface Instance {
 }
 
 /** What a failed attempt tells the circuit and the log. */
-class AttemptError extends Error {}
+export class AttemptError extends Error {}
+
+/** REST: GET /timelines/:userId under the base URL, on a keep-alive undici pool. */
+export const restTransport: TimelineTransport = {
+  connect(base, host, { connections }) {
+    const pool = new Pool(base.origin, { connections, keepAliveTimeout: 30_000 });
+    return {
+      async page(userId, query, signal) {
+        const params = new URLSearchParams({ limit: String(query.limit) });
+        if (query.before !== undefined) params.set('before', query.before);
+        const path = `${base.pathname}timelines/${encodeURIComponent(userId)}?${params}`;
+        const res = await pool.request({ path, method: 'GET', signal, headers: { accept: 'application/json', host } });
+        const text = await res.body.text();
+        if (res.statusCode !== 200) throw new AttemptError(`answered ${res.statusCode}`);
+        return JSON.parse(text) as unknown;
+      },
+      close: () => pool.close(),
+    };
+  },
+};
 
 /**
  * Asks the timeline service for a page, within `deadlineMs`: on an instance
@@ -89,7 +127,7 @@ export class TimelineClient implements TimelineSource {
       source,
       base,
       host,
-      pool: new Pool(base.origin, { connections: this.opts.connections ?? 32, keepAliveTimeout: 30_000 }),
+      connection: (this.opts.transport ?? restTransport).connect(base, host, { connections: this.opts.connections ?? 32 }),
       failures: 0,
       openUntil: 0,
     };
@@ -134,7 +172,7 @@ export class TimelineClient implements TimelineSource {
     const changed = gone.length > 0 || nextInstances.some((i) => !this.instances.includes(i));
     this.instances = nextInstances;
     if (changed) this.opts.log.info({ instances: nextInstances.map((i) => i.base.origin) }, 'timeline instances discovered');
-    for (const i of gone) i.pool.close().catch(() => undefined);
+    for (const i of gone) i.connection.close().catch(() => undefined);
   }
 
   async page(userId: string, query: { limit: number; before?: string }): Promise<TimelinePage> {
@@ -189,15 +227,9 @@ export class TimelineClient implements TimelineSource {
   }
 
   private async ask(instance: Instance, userId: string, query: { limit: number; before?: string }, budgetMs: number): Promise<TimelinePage> {
-    const params = new URLSearchParams({ limit: String(query.limit) });
-    if (query.before !== undefined) params.set('before', query.before);
-    const path = `${instance.base.pathname}timelines/${encodeURIComponent(userId)}?${params}`;
     const signal = AbortSignal.timeout(budgetMs);
     try {
-      const res = await instance.pool.request({ path, method: 'GET', signal, headers: { accept: 'application/json', host: instance.host } });
-      const text = await res.body.text();
-      if (res.statusCode !== 200) throw new AttemptError(`answered ${res.statusCode}`);
-      const page = JSON.parse(text) as TimelinePage;
+      const page = (await instance.connection.page(userId, query, signal)) as TimelinePage | undefined;
       if (!Array.isArray(page?.items) || (page.nextCursor !== null && typeof page.nextCursor !== 'string'))
         throw new AttemptError('answered something that is not a page');
       return page;
@@ -215,6 +247,6 @@ export class TimelineClient implements TimelineSource {
 
   async close(): Promise<void> {
     clearInterval(this.discovery);
-    await Promise.all(this.instances.map((i) => i.pool.close()));
+    await Promise.all(this.instances.map((i) => i.connection.close()));
   }
 }

@@ -43,7 +43,11 @@ export type OutboxStatus = { backlog: number; maxBacklog: number } | { error: st
 
 /** The API's own /readyz, as this host reaches it: what it decides readiness on, and what it only reports. */
 export type ApiReadiness =
-  | { url: string; status: string; checks: { name: string; ok: boolean; required?: boolean; detail?: string }[] }
+  | {
+      url: string;
+      status: string;
+      checks: { name: string; ok: boolean; required?: boolean; detail?: string; instances?: { url: string; setAside: boolean }[] }[];
+    }
   | { url: string; error: string };
 
 export interface StatusReport {
@@ -114,6 +118,12 @@ async function apiReadiness(config: Config): Promise<ApiReadiness> {
   }
 }
 
+/** The timeline service's instances as the API's client sees them (its /readyz `timeline` check), when the API answered with them. */
+export function timelineInstances(api: ApiReadiness | undefined): { url: string; setAside: boolean }[] | undefined {
+  if (!api || 'error' in api) return undefined;
+  return api.checks.find((c) => c.name === 'timeline')?.instances;
+}
+
 export function attentionFor(report: Omit<StatusReport, 'attention'>): string[] {
   const out: string[] = [];
   if (report.api && 'error' in report.api) out.push(`api: ${report.api.url} did not answer (${report.api.error})`);
@@ -122,6 +132,9 @@ export function attentionFor(report: Omit<StatusReport, 'attention'>): string[] 
       const effect = c.required ? 'the API is not ready' : 'reported; the API still takes writes';
       out.push(`api: ${c.name} failing${c.detail ? ` (${c.detail})` : ''}: ${effect}`);
     }
+  }
+  for (const i of timelineInstances(report.api)?.filter((x) => x.setAside) ?? []) {
+    out.push(`timeline instance ${i.url} set aside by the API (it kept failing): check warren worker timeline there`);
   }
   for (const q of report.queues) {
     if (q.role === 'work' && q.consumers === 0) out.push(`${q.name} has no consumers: start warren worker for it`);
@@ -200,8 +213,12 @@ export function renderStatus(r: StatusReport): string {
       : [];
   const outbox = 'error' in r.outbox ? `outbox: ${r.outbox.error}` : `outbox: ${formatCount(r.outbox.backlog)} event(s) waiting to be relayed (writes answer 503 above ${formatCount(r.outbox.maxBacklog)})`;
   const apiLine = !r.api ? [] : 'error' in r.api ? [`api: ${r.api.url} did not answer`] : [`api: ${r.api.status === 'unavailable' ? 'not ready' : 'ready'} (${r.api.status}) at ${r.api.url}`];
+  const instances = timelineInstances(r.api);
+  const timelineTable = instances
+    ? ['', renderTable([{ title: 'TIMELINE INSTANCE (AS THE API SEES IT)' }, { title: 'STATE' }], instances.map((i) => [i.url, i.setAside ? 'set aside' : 'in service']))]
+    : [];
   const attention = r.attention.length ? ['', 'needs attention:', ...r.attention.map((a) => `  ! ${a}`)] : ['', 'nothing needs attention'];
-  return [`vhost ${r.vhost} at ${r.at} (queue figures lag by up to 5 s)`, '', queueTable, ...memberTable, '', dlqTable, '', outbox, ...apiLine, ...attention].join(
+  return [`vhost ${r.vhost} at ${r.at} (queue figures lag by up to 5 s)`, '', queueTable, ...memberTable, '', dlqTable, '', outbox, ...apiLine, ...timelineTable, ...attention].join(
     '\n',
   );
 }

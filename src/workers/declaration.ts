@@ -39,6 +39,12 @@ export interface WorkerHttp {
   /** The environment of child `index` of `--processes N`: its own port (the configured one + index). */
   childEnv(config: Config, index: number): Record<string, string>;
   routes(resources: WorkerHttpResources): WorkerRoutes;
+  /**
+   * Listeners of its own beside the HTTP port (the timeline's gRPC), started
+   * with it and closed after the consumer stopped; undefined when none is
+   * configured. Rejects when it cannot listen.
+   */
+  serveMore?(resources: WorkerHttpResources): Promise<{ close(): Promise<void> } | undefined>;
 }
 
 /** The worker the consumer runs, with its collaborators, and how to close them once the consumer has stopped. */

@@ -66,6 +66,12 @@ export async function runWorker(config: Config, name: WorkerName): Promise<void>
   });
   // Its callers expect it there: a service that cannot take its port stops, rather than consume unseen.
   if (worker.http && listen.port > 0 && !health) exitWithLine(`warren worker ${name}: cannot listen on ${listen.host}:${listen.port}`);
+  let more: { close(): Promise<void> } | undefined;
+  try {
+    more = await worker.http?.serveMore?.({ db, config, log });
+  } catch (err) {
+    exitWithLine(`warren worker ${name}: ${(err as Error).message}`);
+  }
 
   const prune = setInterval(() => {
     pruneInbox(db, config.inbox.retentionDays).catch((err) => log.warn({ err: err as Error }, 'inbox prune failed'));
@@ -78,6 +84,7 @@ export async function runWorker(config: Config, name: WorkerName): Promise<void>
     await consumer.stop(config.worker.handlerTimeoutMs);
     log.info({ counts: consumer.counts }, 'worker stopped');
     await health?.close();
+    await more?.close();
     await close();
     await Promise.all([consumeConnection.close(), publishConnection.close()]);
     await db.destroy();

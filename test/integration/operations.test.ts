@@ -6,7 +6,7 @@ import path from 'node:path';
 import { expect } from 'chai';
 import { dlqOf } from '../../src/topology/definitions';
 import { nodeLabel } from '../../src/broker/nodes';
-import type { StatusReport } from '../../src/ops/status';
+import { timelineInstances, type StatusReport } from '../../src/ops/status';
 import { rawPublish } from '../support/amqp';
 import { TestSystem, waitFor, type WarrenProcess } from '../support/system';
 
@@ -147,7 +147,7 @@ describe('operating Warren (integration)', function () {
     }
   });
 
-  it('warren status shows queues, consumers, DLQ counts and the outbox backlog', async function () {
+  it('warren status shows queues, consumers, DLQ counts, the outbox backlog and the timeline instances the API sees', async function () {
     const user = await sys.createUser('opsstatus');
     const tweet = await sys.request('POST', '/tweets', { token: user.token, body: { text: 'status check' } });
     expect(tweet.status).to.equal(201);
@@ -189,6 +189,10 @@ describe('operating Warren (integration)', function () {
     expect(lines.find((l) => l.startsWith(`${QUEUE} `))).to.match(/^analytics\.tweets\s+work\s+\d+\s+\d+\s+\d+\s+1\s/);
     expect(text.stdout).to.contain('outbox: 0 event(s) waiting to be relayed');
     expect(text.stdout).to.contain('nothing needs attention');
+    // The timeline instance the API calls, as the API sees it.
+    expect(timelineInstances(report.api)).to.deep.equal([{ url: sys.timelineUrl, setAside: false }]);
+    expect(lines.find((l) => l.startsWith('TIMELINE INSTANCE'))).to.match(/^TIMELINE INSTANCE \(AS THE API SEES IT\)\s+STATE$/);
+    expect(lines.find((l) => l.startsWith(`${sys.timelineUrl} `))).to.match(/^http:\/\/127\.0\.0\.1:\d+\s+in service$/);
   });
 
   it('warren topology check exits 0 on a match and 1 with a diff of every drift', async function () {

@@ -137,60 +137,70 @@ describe(`timeline service (${TEST_DB})`, function () {
   });
 });
 
-describe(`timeline service, two instances (${TEST_DB})`, function () {
-  this.timeout(180_000);
-  const sys = new TestSystem();
+for (const protocol of ['rest', 'grpc'] as const)
+  describe(`timeline service, two instances, the API calling over ${protocol} (${TEST_DB})`, function () {
+    this.timeout(180_000);
+    const sys = new TestSystem();
 
-  before(async () => {
-    await sys.setUp();
+    before(async () => {
+      await sys.setUp();
+    });
+    after(async () => {
+      await sys.tearDown();
+    });
+
+    it('loses no read when one of two instances is killed under load, none waiting past the deadline; both gone is a 503 in time', async () => {
+      const [second, secondGrpc] = [await freePort(), await freePort()];
+      // The first instance's address as the API calls it, the one it sets aside once killed.
+      const firstGrpc = sys.env.WARREN_TIMELINE_GRPC_URLS!;
+      const firstUrl = protocol === 'rest' ? sys.timelineUrl : firstGrpc;
+      sys.env.WARREN_TIMELINE_PROTOCOL = protocol;
+      sys.env.WARREN_TIMELINE_URLS = `${sys.timelineUrl},http://127.0.0.1:${second}`;
+      sys.env.WARREN_TIMELINE_GRPC_URLS = `${firstGrpc},http://127.0.0.1:${secondGrpc}`;
+      await sys.startApi();
+      const first = await sys.startWorker('timeline');
+      const other = await sys.startWorker('timeline', { WARREN_TIMELINE_PORT: String(second), WARREN_TIMELINE_GRPC_PORT: String(secondGrpc) });
+      await waitFor('the second instance to serve', async () => (await fetch(`http://127.0.0.1:${second}/readyz`)).ok);
+      const ada = await sys.createUser(`ada_${Date.now().toString(36).slice(-5)}`);
+      const posted = await sys.request('POST', '/tweets', { token: ada.token, body: { text: 'read me' } });
+      await waitFor('the tweet in the timeline', async () => (await sys.request('GET', `/users/${ada.id}/timeline`)).json?.items?.length === 1);
+
+      const { deadlineMs } = sys.config.timeline;
+      const outcomes: { status: number; ms: number }[] = [];
+      let reading = true;
+      const reader = async () => {
+        while (reading) {
+          const started = Date.now();
+          const res = await sys.request('GET', `/users/${ada.id}/timeline`);
+          outcomes.push({ status: res.status, ms: Date.now() - started });
+          if (res.status === 200) expect(res.json.items[0].id).to.equal(posted.json.id);
+        }
+      };
+      const readers = Array.from({ length: 4 }, reader);
+      await new Promise((r) => setTimeout(r, 1000));
+      await first.kill9();
+      await new Promise((r) => setTimeout(r, 2000));
+      reading = false;
+      await Promise.all(readers);
+      const failed = outcomes.filter((o) => o.status !== 200);
+      expect(outcomes.length, 'reads under load').to.be.above(50);
+      expect(failed, JSON.stringify(failed.slice(0, 5))).to.deep.equal([]);
+      expect(Math.max(...outcomes.map((o) => o.ms)), 'the slowest read').to.be.below(deadlineMs + 300);
+
+      // The API reports (without deciding its readiness on it) the instance it set aside.
+      const ready = await sys.request('GET', '/readyz');
+      const check = (ready.json.checks as { name: string; ok: boolean; detail: string; instances?: unknown }[]).find((c) => c.name === 'timeline');
+      expect(check).to.deep.include({ ok: true, detail: `2 instance(s), set aside: ${firstUrl}` });
+      expect(check?.instances, 'each instance, for warren status').to.deep.equal([
+        { url: firstUrl, setAside: true },
+        { url: `http://127.0.0.1:${protocol === 'rest' ? second : secondGrpc}`, setAside: false },
+      ]);
+
+      await other.kill9();
+      const started = Date.now();
+      const res = await sys.request('GET', `/users/${ada.id}/timeline`);
+      expect(res.status).to.equal(503);
+      expect(res.headers.get('retry-after')).to.be.a('string');
+      expect(Date.now() - started).to.be.below(deadlineMs + 300);
+    });
   });
-  after(async () => {
-    await sys.tearDown();
-  });
-
-  it('loses no read when one of two instances is killed under load, none waiting past the deadline; both gone is a 503 in time', async () => {
-    const second = await freePort();
-    sys.env.WARREN_TIMELINE_URLS = `${sys.timelineUrl},http://127.0.0.1:${second}`;
-    await sys.startApi();
-    const first = await sys.startWorker('timeline');
-    const other = await sys.startWorker('timeline', { WARREN_TIMELINE_PORT: String(second) });
-    await waitFor('the second instance to serve', async () => (await fetch(`http://127.0.0.1:${second}/readyz`)).ok);
-    const ada = await sys.createUser(`ada_${Date.now().toString(36).slice(-5)}`);
-    const posted = await sys.request('POST', '/tweets', { token: ada.token, body: { text: 'read me' } });
-    await waitFor('the tweet in the timeline', async () => (await sys.request('GET', `/users/${ada.id}/timeline`)).json?.items?.length === 1);
-
-    const { deadlineMs } = sys.config.timeline;
-    const outcomes: { status: number; ms: number }[] = [];
-    let reading = true;
-    const reader = async () => {
-      while (reading) {
-        const started = Date.now();
-        const res = await sys.request('GET', `/users/${ada.id}/timeline`);
-        outcomes.push({ status: res.status, ms: Date.now() - started });
-        if (res.status === 200) expect(res.json.items[0].id).to.equal(posted.json.id);
-      }
-    };
-    const readers = Array.from({ length: 4 }, reader);
-    await new Promise((r) => setTimeout(r, 1000));
-    await first.kill9();
-    await new Promise((r) => setTimeout(r, 2000));
-    reading = false;
-    await Promise.all(readers);
-    const failed = outcomes.filter((o) => o.status !== 200);
-    expect(outcomes.length, 'reads under load').to.be.above(50);
-    expect(failed, JSON.stringify(failed.slice(0, 5))).to.deep.equal([]);
-    expect(Math.max(...outcomes.map((o) => o.ms)), 'the slowest read').to.be.below(deadlineMs + 300);
-
-    // The API reports (without deciding its readiness on it) the instance it set aside.
-    const ready = await sys.request('GET', '/readyz');
-    const check = (ready.json.checks as { name: string; ok: boolean; detail: string }[]).find((c) => c.name === 'timeline');
-    expect(check).to.deep.include({ ok: true, detail: `2 instance(s), set aside: ${sys.timelineUrl}` });
-
-    await other.kill9();
-    const started = Date.now();
-    const res = await sys.request('GET', `/users/${ada.id}/timeline`);
-    expect(res.status).to.equal(503);
-    expect(res.headers.get('retry-after')).to.be.a('string');
-    expect(Date.now() - started).to.be.below(deadlineMs + 300);
-  });
-});

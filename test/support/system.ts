@@ -92,6 +92,7 @@ export class TestSystem {
   async setUp(extraConfig: Record<string, unknown> = {}): Promise<void> {
     this.port = await freePort();
     this.timelinePort = await freePort();
+    const timelineGrpcPort = await freePort();
     this.env = {
       ...process.env,
       NODE_ENV: 'test',
@@ -100,6 +101,8 @@ export class TestSystem {
       WARREN_HTTP_PORT: String(this.port),
       WARREN_TIMELINE_PORT: String(this.timelinePort),
       WARREN_TIMELINE_URLS: this.timelineUrl,
+      WARREN_TIMELINE_GRPC_PORT: String(timelineGrpcPort),
+      WARREN_TIMELINE_GRPC_URLS: `http://127.0.0.1:${timelineGrpcPort}`,
       WARREN_CONFIG: JSON.stringify(extraConfig),
     };
     if (TEST_DB === 'postgres') {

@@ -132,7 +132,9 @@ describe('containers: docker-compose.yml and Dockerfile', function () {
       timeline: ['worker', 'timeline'],
     });
     for (const name of ['topology', 'migrate']) expect(s[name]!.restart, name).to.equal('no');
-    for (const name of ['api', 'analytics', 'notifications']) {
+    // The API finds every timeline replica through the service's name (one address each).
+    expect(s.api!.environment).to.include({ WARREN_TIMELINE_URLS: 'http://timeline:3100', WARREN_TIMELINE_GRPC_URLS: 'http://timeline:3110' });
+    for (const name of ['api', 'analytics', 'notifications', 'timeline']) {
       expect(s[name]!.deploy?.replicas, name).to.be.at.least(2);
       expect(s[name]!.depends_on).to.deep.equal({ topology: { condition: 'service_completed_successfully' }, migrate: { condition: 'service_completed_successfully' } });
     }

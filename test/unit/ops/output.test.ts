@@ -110,12 +110,23 @@ describe('operator output', function () {
         checks: [
           { name: 'database', ok: true, required: true },
           { name: 'broker', ok: false, required: false, detail: 'not connected' },
+          {
+            name: 'timeline',
+            ok: true,
+            required: false,
+            detail: '2 instance(s), set aside: http://10.0.0.7:3100',
+            instances: [
+              { url: 'http://10.0.0.7:3100', setAside: true },
+              { url: 'http://10.0.0.8:3100', setAside: false },
+            ],
+          },
         ],
       },
     };
     const report = { ...base, attention: attentionFor(base) };
     expect(report.attention).to.deep.equal([
       'api: broker failing (not connected): reported; the API still takes writes',
+      'timeline instance http://10.0.0.7:3100 set aside by the API (it kept failing): check warren worker timeline there',
       'analytics.tweets has no consumers: start warren worker for it',
       'analytics.tweets.dlq holds 3 parked message(s): warren dlq list analytics.tweets',
       'other.queue.dlq is missing: run warren topology check',
@@ -127,5 +138,10 @@ describe('operator output', function () {
     expect(lines).to.include('warren.delay.5s       delay         -      -        -          -          -          -      -');
     expect(lines).to.include('outbox: 150 event(s) waiting to be relayed (writes answer 503 above 100)');
     expect(lines).to.include('api: ready (degraded) at http://127.0.0.1:3000/readyz');
+    const instances = lines.indexOf(lines.find((l) => l.startsWith('TIMELINE INSTANCE'))!);
+    expect(lines.slice(instances + 1, instances + 3).map((l) => l.split(/\s+/).join(' '))).to.deep.equal([
+      'http://10.0.0.7:3100 set aside',
+      'http://10.0.0.8:3100 in service',
+    ]);
   });
 });

@@ -13,6 +13,11 @@ import { timelineHttp } from '../../../src/workers/timelineHttp';
 import { testBackends, type TestDatabase } from '../../support/databases';
 import { freePort } from '../../support/harness';
 import { serveWorkerHealth } from '../../../src/workers/health';
+import * as grpc from '@grpc/grpc-js';
+import { TimelineClient } from '../../../src/api/timelineClient';
+import { grpcTransport } from '../../../src/api/timelineGrpcClient';
+import { timelineService, type GetTimelineRequest } from '../../../src/api/timelineProto';
+import { serveTimelineGrpc } from '../../../src/workers/timelineGrpc';
 
 const ctx: HandlerContext = {
   log: pino({ level: 'silent' }),
@@ -55,6 +60,13 @@ describe('timelineWorker', () => {
     expect(loadConfig({}).timeline).to.include({ maxEntries: 800, deadlineMs: 500, host: '127.0.0.1' });
     expect(loadConfig({ WARREN_TIMELINE_URLS: 'http://a:1, http://b:2/' }).timeline.urls).to.deep.equal(['http://a:1', 'http://b:2']);
     expect(() => loadConfig({ WARREN_TIMELINE_URLS: 'not a url' })).to.throw(/timeline\.urls/);
+    expect(loadConfig({}).timeline).to.include({ protocol: 'rest', grpcPort: 3110 });
+    expect(loadConfig({ WARREN_TIMELINE_PROTOCOL: 'grpc', WARREN_TIMELINE_GRPC_URLS: 'http://a:1,http://b:2' }).timeline).to.deep.include({
+      protocol: 'grpc',
+      grpcUrls: ['http://a:1', 'http://b:2'],
+    });
+    expect(() => loadConfig({ WARREN_TIMELINE_PROTOCOL: 'graphql' })).to.throw(/timeline\.protocol/);
+    expect(() => loadConfig({ WARREN_TIMELINE_GRPC_URLS: 'https://a:1' })).to.throw(/timeline\.grpcUrls/);
   });
 
   for (const backend of backends) {
@@ -205,6 +217,41 @@ describe('timelineWorker', () => {
           expect((await fetch(`${base}/nowhere`)).status).to.equal(404);
         } finally {
           await server?.close();
+        }
+      });
+
+      it('serves the same pages over gRPC as over REST, and the same refusals as statuses', async () => {
+        const config = loadConfig({});
+        for (let i = 0; i < 5; i++) await apply(tweet(ALICE, 'alice', `t${i}`));
+        await apply(followed(BOB, ALICE));
+        const routes = timelineHttp.routes({ db, config, log: ctx.log });
+        const server = await serveTimelineGrpc({ host: '127.0.0.1', port: 0, db, config, log: ctx.log });
+        const client = new TimelineClient({ urls: [`http://127.0.0.1:${server.port}`], deadlineMs: 2000, log: ctx.log, transport: grpcTransport });
+        const raw = new (timelineService())(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
+        const rawCall = (request: Partial<GetTimelineRequest>) =>
+          new Promise<grpc.ServiceError | null>((resolve) =>
+            (raw['GetTimeline'] as (r: Partial<GetTimelineRequest>, cb: (err: grpc.ServiceError | null) => void) => void).call(raw, request, resolve),
+          );
+        try {
+          for (const user of [ALICE, BOB, CAROL]) {
+            let before: string | undefined;
+            do {
+              const query = new URLSearchParams({ limit: '2', ...(before === undefined ? {} : { before }) });
+              const rest = (await routes('GET', `/timelines/${user}`, query)!).body as { items: unknown[]; nextCursor: string | null };
+              const overGrpc = await client.page(user, { limit: 2, ...(before === undefined ? {} : { before }) });
+              expect(overGrpc, `${user} before ${before}`).to.deep.equal(rest);
+              before = rest.nextCursor ?? undefined;
+            } while (before !== undefined);
+          }
+          expect((await client.page(ALICE, { limit: 20 })).items).to.have.length(5);
+          expect((await rawCall({ userId: ALICE }))?.code, 'limit unset: the default').to.equal(undefined);
+          expect((await rawCall({ userId: ALICE, limit: 101 }))?.code).to.equal(grpc.status.INVALID_ARGUMENT);
+          expect((await rawCall({ userId: ALICE, limit: 1, before: 'nope' }))?.code).to.equal(grpc.status.INVALID_ARGUMENT);
+          expect((await rawCall({ userId: 'not-a-uuid', limit: 1 }))?.code).to.equal(grpc.status.NOT_FOUND);
+        } finally {
+          raw.close();
+          await client.close();
+          await server.close();
         }
       });
     });
