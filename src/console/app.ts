@@ -14,6 +14,7 @@ import { requireOperatorToken } from './auth';
 import type { ConsoleAppDeps, ConsoleDeps, ConsoleState } from './context';
 import { actionDepsOf, actionRoutes } from './routes/actions';
 import { auditRoutes } from './routes/audit';
+import { openApiRoutes } from './routes/openapi';
 import { pageRoutes } from './routes/pages';
 import { parkedRoutes } from './routes/parked';
 
@@ -32,7 +33,7 @@ export function createConsoleApp(deps: ConsoleDeps): Koa<ConsoleState> {
     ctx.body = { status: status?.consuming ? 'ok' : 'unavailable', indexer: status?.detail ?? 'no indexer in this process' };
   });
   const api = new Router<ConsoleState>();
-  for (const routes of [actionRoutes, parkedRoutes, auditRoutes]) {
+  for (const routes of [actionRoutes, parkedRoutes, auditRoutes, openApiRoutes]) {
     const router = routes(app);
     api.use(router.routes(), router.allowedMethods());
   }
