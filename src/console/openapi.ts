@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { openApiPath } from '../api/openapi';
 import { errorBody, liveness } from '../api/responses';
 import { discardBody, replayBody } from './actions';
+import { consoleExport } from './exportSelection';
 import { parkedFilter, parkedListQuery } from './parkedQuery';
 import { actionResult, auditEntry, auditPage, consoleReadiness, parkedCount, parkedDetail, parkedPage, parkedSummary, parkedSummaryGroups } from './responses';
 import { auditQuery } from './routes/audit';
@@ -77,6 +78,17 @@ export const consoleOperations: ConsoleOperation[] = [
   },
   {
     method: 'get',
+    path: '/api/v1/parked/export',
+    summary:
+      'Every message a filter selects, in full, as one JSON document (an attachment) from the index; no DLQ is touched; audited. warren dlq replay --from-file takes the file',
+    tag: 'parked',
+    auth: true,
+    query: parkedFilter,
+    errors: [409],
+    ok: { 200: json('the export', consoleExport) },
+  },
+  {
+    method: 'get',
     path: '/api/v1/parked/:id',
     summary: 'One parked message in full: body, properties, headers (x-warren-*, x-death), status',
     tag: 'parked',
@@ -138,7 +150,7 @@ const STATUS_TEXT: Record<number, string> = {
   401: 'no valid operator token (warren console token create)',
   403: 'a viewer’s token: only an operator token may change anything',
   404: 'no such parked message',
-  409: 'more messages selected than one action may take (console.maxPerAction, `too_many_selected`): narrow the selection',
+  409: 'more messages selected than one action or export may take (console.maxPerAction, `too_many_selected`): narrow the selection',
   413: 'the body is larger than http.bodyLimitBytes',
   415: 'the body is not application/json',
   503: 'unavailable for now (no broker to act with, database busy or unreachable); see Retry-After',

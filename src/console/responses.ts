@@ -29,7 +29,7 @@ export const parkedSummary = z.strictObject({
 });
 
 export const parkedDetail = parkedSummary.extend({
-  body: z.unknown().meta({ description: 'the body parsed as JSON, when it is JSON text' }),
+  body: z.unknown().optional().meta({ description: 'the body parsed as JSON, when it is JSON text (absent otherwise)' }),
   bodyText: z.string().meta({ description: 'the body as stored: UTF-8 text, or base64 (bodyEncoding)' }),
   bodyEncoding: z.enum(['utf8', 'base64']),
   headers: z.record(z.string(), z.unknown()),

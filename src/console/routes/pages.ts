@@ -14,8 +14,9 @@ import type { ConsoleAppDeps, ConsoleContext, ConsoleState } from '../context';
 import { formBody } from '../formBody';
 import { html, page, type Html } from '../html';
 import { findOperator } from '../operatorTokens';
+import { exportFileName, exportSelected } from '../exportSelection';
 import { findParked, searchParked } from '../parkedIndex';
-import { decodePageCursor, parkedListQuery } from '../parkedQuery';
+import { decodePageCursor, parkedFilter, parkedListQuery } from '../parkedQuery';
 import { csrfMatches, csrfTokenOf, endSession, findSession, SESSION_COOKIE, SESSION_TTL_MS, startSession } from '../sessions';
 
 const FORM_LIMIT_BYTES = 16 * 1024;
@@ -102,6 +103,7 @@ export function pageRoutes(deps: ConsoleAppDeps, actionDeps: () => ActionDeps): 
     const value = (k: string) => (typeof ctx.query[k] === 'string' ? ctx.query[k] : '');
     const next = new URLSearchParams(Object.entries(ctx.query).filter((e): e is [string, string] => typeof e[1] === 'string' && e[0] !== 'before'));
     if (nextCursor) next.set('before', nextCursor);
+    const filterOnly = new URLSearchParams([...next].filter(([k, v]) => k !== 'before' && k !== 'limit' && v !== ''));
     render(
       ctx,
       'Parked messages',
@@ -139,9 +141,24 @@ export function pageRoutes(deps: ConsoleAppDeps, actionDeps: () => ActionDeps): 
               </tr>`,
           )}
         </table>
-        ${items.length === 0 ? html`<p class="muted">Nothing parked matches.</p>` : ''}
+        ${items.length === 0 ? html`<p class="muted">Nothing parked matches.</p>` : html`<p><a class="button" href="/export?${filterOnly.toString()}">Export all that match as JSON</a></p>`}
         ${nextCursor ? html`<p><a href="/?${next.toString()}">Older</a></p>` : ''}`,
     );
+  });
+
+  router.get('/export', session, async (ctx) => {
+    const parsed = parkedFilter.safeParse(Object.fromEntries(Object.entries(ctx.query).filter(([, v]) => v !== '')));
+    if (!parsed.success)
+      throw new ValidationError(
+        'invalid query',
+        parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
+      );
+    const now = deps.now();
+    const doc = await exportSelected(deps.db, ctx.state.operator!, parsed.data, deps.config.console.maxPerAction, now);
+    ctx.set('cache-control', 'no-store');
+    ctx.set('content-disposition', `attachment; filename="${exportFileName(now)}"`);
+    ctx.type = 'application/json';
+    ctx.body = `${JSON.stringify(doc, null, 2)}\n`;
   });
 
   router.get('/messages/:id', session, async (ctx) => {

@@ -143,7 +143,7 @@ describe('console: GET /api/v1/openapi.json', function () {
     }
     // What the actions did is read back in the shapes documented.
     const audit = await call('GET', '/api/v1/audit', viewer);
-    expect(audit.json.items.map((e: Json) => e.action).sort()).to.deep.equal(['discard', 'replay']);
+    expect(audit.json.items.map((e: Json) => e.action).sort()).to.deep.equal(['discard', 'export', 'replay']);
   });
 
   it('each documented error answers in the error shape, with the status the document lists', async function () {
