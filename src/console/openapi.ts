@@ -13,7 +13,18 @@ import { errorBody, liveness } from '../api/responses';
 import { discardBody, replayBody } from './actions';
 import { consoleExport } from './exportSelection';
 import { parkedFilter, parkedListQuery } from './parkedQuery';
-import { actionResult, auditEntry, auditPage, consoleReadiness, parkedCount, parkedDetail, parkedPage, parkedSummary, parkedSummaryGroups } from './responses';
+import {
+  actionResult,
+  auditEntry,
+  auditPage,
+  consoleReadiness,
+  overviewResponse,
+  parkedCount,
+  parkedDetail,
+  parkedPage,
+  parkedSummary,
+  parkedSummaryGroups,
+} from './responses';
 import { auditQuery } from './routes/audit';
 
 type JsonSchema = Record<string, unknown>;
@@ -128,6 +139,15 @@ export const consoleOperations: ConsoleOperation[] = [
   },
   {
     method: 'get',
+    path: '/api/v1/overview',
+    summary:
+      "Every queue's depth, consumers and rates, the outbox backlog and relay lag (the API's /metrics), parked messages per DLQ and per reason, and the last hour's depth and DLQ inflow per minute (the management API's samples); a source that fails says why in its part",
+    tag: 'overview',
+    auth: true,
+    ok: { 200: json('the overview', overviewResponse) },
+  },
+  {
+    method: 'get',
     path: '/api/v1/openapi.json',
     summary: 'This document',
     tag: 'meta',
@@ -211,7 +231,7 @@ function errorStatuses(op: ConsoleOperation): number[] {
   if (op.auth && op.method !== 'get') statuses.add(403);
   if (op.params) statuses.add(404);
   if (op.body) [413, 415].forEach((s) => statuses.add(s));
-  if (op.path.startsWith('/api/v1/parked') || op.path.startsWith('/api/v1/audit')) statuses.add(503);
+  if (/^\/api\/v1\/(parked|audit|overview)/.test(op.path)) statuses.add(503);
   return [...statuses].sort();
 }
 

@@ -76,3 +76,55 @@ export const actionResult = z.strictObject({
 });
 
 export const consoleReadiness = z.strictObject({ status: z.enum(['ok', 'unavailable']), indexer: z.string() });
+
+const nullableCount = z.number().int().min(0).nullable();
+const nullableRate = z.number().min(0).nullable();
+
+export const overviewResponse = z.strictObject({
+  at: isoTime,
+  broker: z.union([
+    z.strictObject({
+      queues: z.array(
+        z.strictObject({
+          name: z.string(),
+          role: z.enum(['work', 'dlq', 'delay', 'live', 'other']),
+          type: z.string(),
+          messages: nullableCount,
+          ready: nullableCount,
+          unacked: nullableCount,
+          consumers: nullableCount,
+          publishRate: nullableRate.meta({ description: 'messages per second into the queue' }),
+          deliverRate: nullableRate,
+          ackRate: nullableRate,
+          policy: z.string().nullable(),
+          leader: z.string().nullable(),
+          members: z.array(z.string()).nullable(),
+          online: z.array(z.string()).nullable(),
+        }),
+      ),
+    }),
+    z.strictObject({ error: z.string() }),
+  ]),
+  outbox: z.union([
+    z.strictObject({
+      source: z.string(),
+      backlog: nullableCount,
+      relayUp: z.boolean().nullable(),
+      relayLagRecentSeconds: z.number().min(0).nullable().meta({ description: 'mean commit-to-confirm time of the rows relayed since the previous look' }),
+      relayLagMeanSeconds: z.number().min(0).nullable(),
+      relayedTotal: nullableCount,
+    }),
+    z.strictObject({ source: z.string(), error: z.string() }),
+  ]),
+  parked: z.strictObject({
+    byDlq: z.array(z.strictObject({ queue: z.string(), dlq: z.string(), inDlq: nullableCount, indexed: z.number().int().min(0) })),
+    byReason: z.array(z.strictObject({ queue: z.string(), kind: z.string(), reason: z.string(), count: z.number().int().min(1) })),
+  }),
+  history: z.union([
+    z.strictObject({
+      incrSeconds: z.number().int().min(1),
+      points: z.array(z.strictObject({ at: isoTime, depth: z.number().int().min(0), dlqInflow: z.number().int().min(0) })),
+    }),
+    z.strictObject({ error: z.string() }),
+  ]),
+});

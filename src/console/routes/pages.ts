@@ -12,6 +12,8 @@ import { discardBody, discardSelected, replayBody, replaySelected, type ActionDe
 import { listAudit } from '../audit';
 import type { ConsoleAppDeps, ConsoleContext, ConsoleState } from '../context';
 import { formBody } from '../formBody';
+import type { OverviewCollector } from '../overview';
+import { overviewBody } from '../overviewPage';
 import { html, page, type Html } from '../html';
 import { findOperator } from '../operatorTokens';
 import { exportFileName, exportSelected } from '../exportSelection';
@@ -20,6 +22,8 @@ import { decodePageCursor, parkedFilter, parkedListQuery } from '../parkedQuery'
 import { csrfMatches, csrfTokenOf, endSession, findSession, SESSION_COOKIE, SESSION_TTL_MS, startSession } from '../sessions';
 
 const FORM_LIMIT_BYTES = 16 * 1024;
+/** The overview reloads itself (no script runs on these pages): the broker's figures move every 5 s. */
+const OVERVIEW_REFRESH_SECONDS = 10;
 
 function signedIn(ctx: ConsoleContext) {
   const op = ctx.state.operator!;
@@ -30,16 +34,16 @@ function csrfField(ctx: ConsoleContext): Html {
   return html`<input type="hidden" name="csrf" value="${csrfTokenOf(ctx.state.session!)}" />`;
 }
 
-function render(ctx: ConsoleContext, title: string, body: Html, status = 200): void {
+function render(ctx: ConsoleContext, title: string, body: Html, status = 200, refreshSeconds?: number): void {
   ctx.status = status;
   ctx.type = 'text/html; charset=utf-8';
   ctx.set('cache-control', 'no-store');
   // The pages run no script and load nothing from elsewhere; nothing may frame them.
   ctx.set('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'");
-  ctx.body = ctx.state.operator && ctx.state.session ? page(title, body, signedIn(ctx)) : page(title, body);
+  ctx.body = ctx.state.operator && ctx.state.session ? page(title, body, signedIn(ctx), refreshSeconds) : page(title, body);
 }
 
-export function pageRoutes(deps: ConsoleAppDeps, actionDeps: () => ActionDeps): Router<ConsoleState> {
+export function pageRoutes(deps: ConsoleAppDeps, actionDeps: () => ActionDeps, overview: () => OverviewCollector): Router<ConsoleState> {
   const router = new Router<ConsoleState>();
   const forms = formBody(FORM_LIMIT_BYTES);
 
@@ -244,6 +248,10 @@ export function pageRoutes(deps: ConsoleAppDeps, actionDeps: () => ActionDeps): 
     const parsed = discardBody.safeParse({ ids: [id], reason: ctx.state.form?.reason ?? '' });
     if (!parsed.success) throw new ValidationError('say why the message is discarded', [{ path: 'reason', message: 'required' }]);
     resultPage(ctx, 'Discard', id, await discardSelected(actionDeps(), ctx.state.operator!, parsed.data));
+  });
+
+  router.get('/overview', session, async (ctx) => {
+    render(ctx, 'Overview', overviewBody(await overview().collect(deps.now())), 200, OVERVIEW_REFRESH_SECONDS);
   });
 
   router.get('/audit', session, async (ctx) => {

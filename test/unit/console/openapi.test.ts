@@ -30,7 +30,8 @@ import { warrenPark } from '../../support/parks';
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the document is plain JSON; the tests walk it by key
 type Json = any;
 
-const config = loadConfig({ NODE_ENV: 'test' });
+// Nothing answers on port 9: the overview's sources (management API, the API's /metrics) fail, and say so in their parts.
+const config = loadConfig({ NODE_ENV: 'test', WARREN_AMQP_MANAGEMENT_URL: 'http://guest:guest@127.0.0.1:9', WARREN_HTTP_PORT: '9' });
 
 describe('console: GET /api/v1/openapi.json', function () {
   let database: TestDatabase;
