@@ -17,11 +17,13 @@ import { overviewBody } from '../overviewPage';
 import { html, page, type Html } from '../html';
 import { findOperator } from '../operatorTokens';
 import { exportFileName, exportSelected } from '../exportSelection';
-import { findParked, searchParked } from '../parkedIndex';
+import { countSelected, findParked, searchParked } from '../parkedIndex';
 import { decodePageCursor, parkedFilter, parkedListQuery } from '../parkedQuery';
 import { csrfMatches, csrfTokenOf, endSession, findSession, SESSION_COOKIE, SESSION_TTL_MS, startSession } from '../sessions';
 
 const FORM_LIMIT_BYTES = 16 * 1024;
+/** The list's filters a replay-all form carries. */
+const FILTER_FIELDS = ['q', 'queue', 'kind', 'reason', 'from', 'to'] as const;
 /** The overview reloads itself (no script runs on these pages): the broker's figures move every 5 s. */
 const OVERVIEW_REFRESH_SECONDS = 10;
 
@@ -104,6 +106,7 @@ export function pageRoutes(deps: ConsoleAppDeps, actionDeps: () => ActionDeps, o
     const problem = parsed.success ? '' : parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
     const after = query.before ? decodePageCursor(query.before) : undefined;
     const { items, nextCursor } = await searchParked(deps.db, query, after);
+    const selected = (await countSelected(deps.db, query)).total;
     const value = (k: string) => (typeof ctx.query[k] === 'string' ? ctx.query[k] : '');
     const next = new URLSearchParams(Object.entries(ctx.query).filter((e): e is [string, string] => typeof e[1] === 'string' && e[0] !== 'before'));
     if (nextCursor) next.set('before', nextCursor);
@@ -145,6 +148,15 @@ export function pageRoutes(deps: ConsoleAppDeps, actionDeps: () => ActionDeps, o
               </tr>`,
           )}
         </table>
+        ${
+          items.length > 0 && ctx.state.operator!.role === 'operator' && (query.status ?? 'parked') === 'parked'
+            ? html`<form method="post" action="/replay" id="replay-selection">
+                ${csrfField(ctx)}${FILTER_FIELDS.filter((k) => value(k) !== '').map((k) => html`<input type="hidden" name="${k}" value="${value(k)}" />`)}
+                <button>Replay all ${String(selected)} that match</button>
+                <span class="muted">to the queue each came from; messages that failed again after a replay are left out</span>
+              </form>`
+            : ''
+        }
         ${items.length === 0 ? html`<p class="muted">Nothing parked matches.</p>` : html`<p><a class="button" href="/export?${filterOnly.toString()}">Export all that match as JSON</a></p>`}
         ${nextCursor ? html`<p><a href="/?${next.toString()}">Older</a></p>` : ''}`,
     );
@@ -241,6 +253,28 @@ export function pageRoutes(deps: ConsoleAppDeps, actionDeps: () => ActionDeps, o
     const id = ctx.params.id!;
     const result = await replaySelected(actionDeps(), ctx.state.operator!, replayBody.parse({ ids: [id], allowStale: ctx.state.form?.allowStale === 'true' }));
     resultPage(ctx, 'Replay', id, result);
+  });
+
+  router.post('/replay', forms, session, async (ctx) => {
+    const form = ctx.state.form ?? {};
+    const filter = Object.fromEntries(FILTER_FIELDS.filter((k) => (form[k] ?? '') !== '').map((k) => [k, form[k]]));
+    const parsed = replayBody.safeParse({ filter });
+    if (!parsed.success)
+      throw new ValidationError(
+        'invalid selection',
+        parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
+      );
+    const r = await replaySelected(actionDeps(), ctx.state.operator!, parsed.data);
+    render(
+      ctx,
+      'Replay',
+      html`<p id="result">
+          ${r.error ? `Stopped: ${r.error}. ` : ''}Replayed ${String(r.taken)} of
+          ${String(r.selected)}${r.stale ? html`; ${String(r.stale)} left parked as older than the inbox retention` : ''}${r.notFound ? html`; ${String(r.notFound)} no longer in its DLQ` : ''}.
+        </p>
+        <p><a href="/">Parked messages</a> · <a href="/audit">Audit log</a></p>`,
+      r.error ? 502 : 200,
+    );
   });
 
   router.post('/messages/:id/discard', forms, session, async (ctx) => {
