@@ -7,6 +7,7 @@ import { describeMachine } from './lib/machine';
 import { consoleTable, writeReport, type ScenarioResult } from './lib/report';
 import { baselineBuild, BenchSystem, MANAGEMENT_URL } from './lib/system';
 import { fmt } from './lib/stats';
+import { consoleSearch } from './scenarios/consoleSearch';
 import { consume } from './scenarios/consume';
 import { endToEnd } from './scenarios/endToEnd';
 import { ingest } from './scenarios/ingest';
@@ -43,6 +44,8 @@ const SCENARIOS: { id: string; run: (ctx: BenchContext) => Promise<ScenarioResul
   { id: 'profile', run: profile },
   // The timeline call over REST and gRPC, on a deployment of its own.
   { id: 'protocols', run: protocols },
+  // Needs no broker: the console's index in a database of its own.
+  { id: 'console-search', run: consoleSearch },
 ];
 
 const WHOLE_RUN_LIMIT_MS = 20 * 60_000;

@@ -15,6 +15,11 @@ WARREN_TEST_PG_URL=${WARREN_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test
 echo "== integration tests on SQLite"
 WARREN_TEST_DB=sqlite mocha --timeout 120000 'dist/test/integration/**/*.test.js'
 
+# The operator console in headless Chromium (.ci/run installs it): once, on
+# SQLite; the console's database code is covered on both by the suites above.
+echo "== browser tests (headless Chromium) on SQLite"
+WARREN_TEST_DB=sqlite mocha --timeout 180000 'dist/test/browser/**/*.test.js'
+
 # The other SQLite driver (database.sqliteDriver): the database layer and
 # the outbox store, the API in-process and the end-to-end flow, so both
 # drivers stay working.

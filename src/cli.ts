@@ -197,15 +197,30 @@ dlq
 dlq
   .command('replay')
   .description('send parked messages back to the queue they failed in; each leaves the DLQ only once its copy is confirmed')
-  .argument('<queue>', 'work queue, e.g. analytics.tweets')
+  .argument('[queue]', 'work queue, e.g. analytics.tweets (with --from-file: only its messages)')
+  .option('--from-file <export>', "exactly the messages an export lists (the console's or warren dlq export's) that are still parked")
   .option('--id <messageId>', 'only this message (repeatable)', collect)
   .option('-n, --limit <n>', 'replay at most this many', positiveInt)
   .option('--error <substring>', 'only messages whose error contains this (case-insensitive)')
   .option('--all', 'every parked message')
   .option('--allow-stale', 'also replay messages older than inbox.retentionDays less a margin (their effect may be applied twice)')
   .option('--json', 'print the summary as JSON')
-  .action((queue: string, opts: { id?: string[]; limit?: number; error?: string; all?: boolean; json?: boolean; allowStale?: boolean }) =>
-    operatorAction(async (config) => (await import('./ops/dlqCommands')).dlqReplay(config, queue, opts)),
+  .action(
+    (
+      queue: string | undefined,
+      opts: { id?: string[]; limit?: number; error?: string; all?: boolean; json?: boolean; allowStale?: boolean; fromFile?: string },
+    ) => operatorAction(async (config) => (await import('./ops/dlqCommands')).dlqReplayCommand(config, queue, opts)),
+  );
+dlq
+  .command('discard')
+  .description('delete selected parked messages from the DLQ, with a reason (audited); every other one stays parked, in order')
+  .argument('<queue>', 'work queue, e.g. analytics.tweets')
+  .option('--id <messageId>', 'only this message (repeatable)', collect)
+  .option('--error <substring>', 'only messages whose error contains this (case-insensitive)')
+  .requiredOption('--reason <text>', 'why they are discarded (kept in the audit log)')
+  .option('--json', 'print the summary as JSON')
+  .action((queue: string, opts: { id?: string[]; error?: string; reason: string; json?: boolean }) =>
+    operatorAction(async (config) => (await import('./ops/dlqCommands')).dlqDiscard(config, queue, opts)),
   );
 dlq
   .command('export')

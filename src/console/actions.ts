@@ -101,7 +101,7 @@ function byQueue(rows: SelectedRow[]): Map<string, SelectedRow[]> {
 }
 
 /** The index row a message taken from `queue`'s DLQ stands for. */
-function parkKeyOf(queue: string, msg: GetMessage): string {
+export function parkKeyOf(queue: string, msg: GetMessage): string {
   return parkRecord({ content: msg.content, properties: msg.properties, routingKey: queue }).parkKey;
 }
 

@@ -14,6 +14,9 @@ import { requireOperatorToken } from './auth';
 import type { ConsoleAppDeps, ConsoleDeps, ConsoleState } from './context';
 import { actionDepsOf, actionRoutes } from './routes/actions';
 import { auditRoutes } from './routes/audit';
+import { openApiRoutes } from './routes/openapi';
+import { overviewRoutes } from './routes/overview';
+import { OverviewCollector } from './overview';
 import { pageRoutes } from './routes/pages';
 import { parkedRoutes } from './routes/parked';
 
@@ -31,9 +34,10 @@ export function createConsoleApp(deps: ConsoleDeps): Koa<ConsoleState> {
     ctx.status = status?.consuming ? 200 : 503;
     ctx.body = { status: status?.consuming ? 'ok' : 'unavailable', indexer: status?.detail ?? 'no indexer in this process' };
   });
+  let collector: OverviewCollector | undefined;
+  const overview = () => (collector ??= new OverviewCollector(deps.db, deps.config));
   const api = new Router<ConsoleState>();
-  for (const routes of [actionRoutes, parkedRoutes, auditRoutes]) {
-    const router = routes(app);
+  for (const router of [actionRoutes(app), parkedRoutes(app), auditRoutes(app), overviewRoutes(app, overview), openApiRoutes()]) {
     api.use(router.routes(), router.allowedMethods());
   }
 
@@ -47,7 +51,7 @@ export function createConsoleApp(deps: ConsoleDeps): Koa<ConsoleState> {
   koa.use(jsonBody(deps.config.http.bodyLimitBytes, (method, path) => method === 'POST' && path.startsWith('/api/v1/')));
   koa.use(api.routes());
   koa.use(api.allowedMethods());
-  const pages = pageRoutes(app, () => actionDepsOf(app));
+  const pages = pageRoutes(app, () => actionDepsOf(app), overview);
   koa.use(pages.routes());
   koa.use(pages.allowedMethods());
   return koa;

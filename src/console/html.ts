@@ -25,12 +25,13 @@ export function html(strings: TemplateStringsArray, ...values: unknown[]): Html 
   return new Html(strings.reduce((out, s, i) => out + s + (i < values.length ? piece(values[i]) : ''), ''));
 }
 
-export function page(title: string, body: Html, signedInAs?: { name: string; role: string; csrf: string }): string {
+export function page(title: string, body: Html, signedInAs?: { name: string; role: string; csrf: string }, refreshSeconds?: number): string {
   return html`<!doctype html>
     <html lang="en">
       <head>
         <meta charset="utf-8" />
         <title>${title} · Warren console</title>
+        ${refreshSeconds ? html`<meta http-equiv="refresh" content="${String(refreshSeconds)}" />` : ''}
         <style>
           body {
             font:
@@ -64,6 +65,10 @@ export function page(title: string, body: Html, signedInAs?: { name: string; rol
           .again {
             color: #a40;
           }
+          svg.chart {
+            border: 1px solid #ddd;
+            background: #fcfcfc;
+          }
           .muted {
             color: #777;
           }
@@ -79,7 +84,7 @@ export function page(title: string, body: Html, signedInAs?: { name: string; rol
       </head>
       <body>
         <nav>
-          <strong>Warren console</strong> <a href="/">Parked messages</a><a href="/audit">Audit log</a>
+          <strong>Warren console</strong> <a href="/overview">Overview</a><a href="/">Parked messages</a><a href="/audit">Audit log</a>
           ${
             signedInAs
               ? html`<span class="muted">${signedInAs.name} (${signedInAs.role})</span>

@@ -43,14 +43,21 @@ export type ParkedFilter = z.output<typeof parkedFilter>;
 
 export const PAGE_LIMIT = { min: 1, max: 100, default: 20 } as const;
 
+/** A page's size: text in a query string, described to OpenAPI as the integer it is parsed into. */
+export const pageLimit = z.coerce
+  .number()
+  .int('must be an integer')
+  .min(PAGE_LIMIT.min, `must be at least ${PAGE_LIMIT.min}`)
+  .max(PAGE_LIMIT.max, `must be at most ${PAGE_LIMIT.max}`)
+  .meta({
+    description: `an integer from ${PAGE_LIMIT.min} to ${PAGE_LIMIT.max} (default ${PAGE_LIMIT.default})`,
+    openapi: { type: 'integer', minimum: PAGE_LIMIT.min, maximum: PAGE_LIMIT.max, default: PAGE_LIMIT.default },
+  })
+  .default(PAGE_LIMIT.default);
+
 export const parkedListQuery = parkedFilter.extend({
-  limit: z.coerce
-    .number()
-    .int('must be an integer')
-    .min(PAGE_LIMIT.min, `must be at least ${PAGE_LIMIT.min}`)
-    .max(PAGE_LIMIT.max, `must be at most ${PAGE_LIMIT.max}`)
-    .default(PAGE_LIMIT.default),
-  before: z.string().max(200).optional(),
+  limit: pageLimit,
+  before: z.string().max(200).optional().meta({ description: 'the nextCursor of the previous page' }),
 });
 export type ParkedListQuery = z.output<typeof parkedListQuery>;
 

@@ -1,8 +1,9 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline/promises';
 import pino from 'pino';
 import type { Config } from '../config';
-import { countParked, DlqError, exportParked, listParked, purgeParked, replayParked, type ParkedMessage, type ReplayResult } from './dlq';
+import { countParked, discardParked, DlqError, exportParked, listParked, purgeParked, replayParked, type ParkedMessage, type ReplayResult } from './dlq';
 import { dlqOf } from '../topology/definitions';
 import { replaySafeAgeMs } from '../db/inbox';
 import type { Logger } from '../log';
@@ -10,7 +11,10 @@ import { writeOwnerOnlyFile } from './exportFile';
 import { OperatorError } from './operatorError';
 import { bar, ProgressLine } from './progress';
 import { formatAge, renderTable } from './table';
-import { auditCliAction } from '../console/cliAudit';
+import { parkKeyOf } from '../console/actions';
+import { auditCliAction, type CliTaken } from '../console/cliAudit';
+import { newId } from '../domain/ids';
+import { parksOfExport } from './exportedParks';
 
 /**
  * What `warren dlq list|replay|export|purge` print: tables and summaries on
@@ -168,8 +172,8 @@ export async function dlqExport(config: Config, queue: string, opts: { file: str
 }
 
 /** Writes the command into the console's audit log (src/console/cliAudit.ts); a failure to is a warning, never the command's failure. */
-async function audit(config: Config, warn: Print, entry: Parameters<typeof auditCliAction>[1]): Promise<void> {
-  const problem = await auditCliAction(config, entry);
+async function audit(config: Config, warn: Print, entry: Parameters<typeof auditCliAction>[1], taken?: CliTaken): Promise<void> {
+  const problem = await auditCliAction(config, entry, Date.now(), taken);
   if (problem) warn(`warren dlq: ${problem}`);
 }
 
@@ -246,4 +250,147 @@ export async function dlqSummary(config: Config, opts: { json?: boolean }, print
   } finally {
     await db.destroy();
   }
+}
+
+const stderrLine: Print = (line) => process.stderr.write(`${line}\n`);
+
+export interface DiscardArgs {
+  id?: string[];
+  error?: string;
+  reason: string;
+  json?: boolean;
+}
+
+/**
+ * `warren dlq discard <queue> --id/--error --reason`: deletes the selected
+ * parked messages from the DLQ (src/ops/dlq.ts's discardParked: every other
+ * one stays parked, in order), audited with the reason, and their rows in
+ * the console's index marked discarded.
+ */
+export async function dlqDiscard(config: Config, queue: string, args: DiscardArgs, print: Print = console.log, warn: Print = stderrLine): Promise<void> {
+  if (!args.id?.length && args.error === undefined) throw new OperatorError(`say which parked messages of ${dlqOf(queue)} to discard: --id <messageId> or --error <substring> (warren dlq purge deletes them all)`, 2);
+  if (args.reason.trim() === '') throw new OperatorError('say why they are discarded: --reason <text>', 2);
+  const actionId = newId();
+  const parkKeys: string[] = [];
+  const selection = { queue, ids: args.id, error: args.error, reason: args.reason };
+  const progress = new ProgressLine();
+  let result: ReplayResult;
+  try {
+    result = await discardParked(config.amqp.url, queue, {
+      ids: args.id,
+      errorContains: args.error,
+      publishTimeoutMs: config.relay.publishTimeoutMs,
+      log: operatorLog(config),
+      onTaken: (msg) => parkKeys.push(parkKeyOf(queue, msg)),
+      onProgress: (p) => progress.update(`discarding from ${dlqOf(queue)} ${bar(p.scanned, p.total)} ${p.scanned}/${p.total} looked at, ${p.replayed} discarded`),
+    });
+  } catch (err) {
+    progress.end();
+    if (err instanceof DlqError) {
+      await audit(config, warn, { action: 'dlq discard', selection, count: parkKeys.length, outcome: parkKeys.length > 0 ? 'partial' : 'failed', result: { error: err.message } }, { parkKeys, status: 'discarded', actionId });
+      throw new OperatorError(`warren dlq discard: ${err.message}; the rest stays parked`);
+    }
+    throw err;
+  }
+  progress.end();
+  await audit(config, warn, { action: 'dlq discard', selection, count: result.replayed, outcome: 'ok', result: { discarded: result.replayed, remaining: result.remaining } }, { parkKeys, status: 'discarded', actionId });
+  print(args.json ? JSON.stringify({ discarded: result.replayed, remaining: result.remaining }) : `discarded ${result.replayed}, remaining ${result.remaining} in ${dlqOf(queue)} (selected: ${describeSelection(args)})`);
+}
+
+export interface FileReplayArgs {
+  /** Only the file's messages of this queue. */
+  queue?: string;
+  allowStale?: boolean;
+  json?: boolean;
+}
+
+export interface FileReplayResult {
+  /** In the file (of `queue`, when given). */
+  listed: number;
+  replayed: number;
+  /** Listed, still parked, left there as older than the inbox retention. */
+  stale: number;
+  /** Listed, no longer in their DLQ (replayed or discarded since the export). */
+  notFound: number;
+  byQueue: Record<string, number>;
+}
+
+/**
+ * `warren dlq replay --from-file <export>`: replays exactly the messages an
+ * export lists (the console's, or warren dlq export's) that are still
+ * parked, taking each from its DLQ as any replay does (its copy confirmed
+ * before the original is acked, the rest left parked in order, the
+ * late-replay refusal); the file's own copies are never published, so a
+ * message replayed or discarded since the export is not sent twice.
+ */
+export async function dlqReplayFromFile(config: Config, file: string, args: FileReplayArgs, print: Print = console.log, warn: Print = stderrLine): Promise<FileReplayResult> {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new OperatorError(`warren dlq replay: cannot read ${file}: ${(err as Error).message}`, 2);
+  }
+  const byQueue = new Map<string, Set<string>>();
+  for (const p of parksOfExport(text, file)) {
+    if (args.queue !== undefined && p.queue !== args.queue) continue;
+    byQueue.set(p.queue, (byQueue.get(p.queue) ?? new Set()).add(p.parkKey));
+  }
+  const listed = [...byQueue.values()].reduce((n, keys) => n + keys.size, 0);
+  if (listed === 0) throw new OperatorError(`warren dlq replay: ${file} lists no parked message${args.queue ? ` of ${args.queue}` : ''}`, 2);
+  const actionId = newId();
+  const taken: string[] = [];
+  const result: FileReplayResult = { listed, replayed: 0, stale: 0, notFound: 0, byQueue: {} };
+  const selection = { fromFile: path.resolve(file), messages: listed, queues: [...byQueue.keys()], allowStale: Boolean(args.allowStale) };
+  const progress = new ProgressLine();
+  const stop = interruptible();
+  let failure: string | undefined;
+  try {
+    for (const [queue, keys] of byQueue) {
+      if (stop.signal.aborted) break;
+      const r = await replayParked(config.amqp.url, queue, {
+        matches: (msg) => keys.has(parkKeyOf(queue, msg)),
+        onTaken: (msg) => taken.push(parkKeyOf(queue, msg)),
+        staleBefore: args.allowStale ? undefined : Date.now() - replaySafeAgeMs(config.inbox.retentionDays),
+        replayId: actionId,
+        signal: stop.signal,
+        publishTimeoutMs: config.relay.publishTimeoutMs,
+        log: operatorLog(config),
+        onProgress: (p) => progress.update(`replaying ${dlqOf(queue)} ${bar(p.scanned, p.total)} ${p.scanned}/${p.total} looked at, ${p.replayed} replayed`),
+      });
+      progress.end();
+      result.replayed += r.replayed;
+      result.stale += r.stale ?? 0;
+      result.byQueue[queue] = r.replayed;
+      if (r.stale) warn(staleLine(queue, r.stale, config.inbox.retentionDays));
+    }
+  } catch (err) {
+    progress.end();
+    if (!(err instanceof DlqError)) throw err;
+    failure = err.message;
+  } finally {
+    stop.release();
+  }
+  result.replayed = taken.length;
+  result.notFound = failure || stop.signal.aborted ? 0 : listed - result.replayed - result.stale;
+  const outcome = failure || stop.signal.aborted ? (taken.length > 0 ? 'partial' : 'failed') : 'ok';
+  await audit(config, warn, { action: 'dlq replay', selection, count: taken.length, outcome, result: { ...result, ...(failure ? { error: failure } : {}) } }, { parkKeys: taken, status: 'replayed', actionId });
+  if (failure) throw new OperatorError(`warren dlq replay: ${failure}; the rest stays parked`);
+  print(
+    args.json
+      ? JSON.stringify(result)
+      : `replayed ${result.replayed} of the ${listed} message(s) ${file} lists${result.stale ? `, ${result.stale} left parked as too old` : ''}${result.notFound ? `, ${result.notFound} no longer parked` : ''}`,
+  );
+  if (stop.signal.aborted) process.exitCode = 130;
+  return result;
+}
+
+/** `warren dlq replay [queue]`: by a selection of one queue, or `--from-file`. */
+export async function dlqReplayCommand(config: Config, queue: string | undefined, opts: ReplayArgs & { fromFile?: string }): Promise<void> {
+  const { fromFile, ...selection } = opts;
+  if (fromFile !== undefined) {
+    if (selection.id?.length || selection.limit !== undefined || selection.error !== undefined || selection.all)
+      throw new OperatorError('--from-file selects the messages itself: give it without --id, -n, --error or --all', 2);
+    await dlqReplayFromFile(config, fromFile, { queue, allowStale: selection.allowStale, json: selection.json });
+  } else if (queue === undefined) throw new OperatorError('say which work queue to replay (e.g. analytics.tweets), or give --from-file <export>', 2);
+  else await dlqReplay(config, queue, selection);
 }

@@ -94,6 +94,18 @@ export interface QueueInfo extends QueueSpec {
   online?: string[];
 }
 
+/** One of the broker's samples: a gauge (a queue's depth) or a counter (messages published so far), at epoch ms. */
+export interface Sample {
+  sample: number;
+  timestamp: number;
+}
+
+/** A queue with the samples asked for with `lengths_age` and `msg_rates_age`, newest first. */
+export interface QueueHistory extends QueueInfo {
+  messages_details?: RateDetails & { samples?: Sample[] };
+  message_stats?: MessageStats & { publish_details?: RateDetails & { samples?: Sample[] } };
+}
+
 /** A node of the cluster, as `GET /api/nodes` lists it (monitoring users may read it). */
 export interface NodeInfo {
   name: string;
@@ -327,6 +339,12 @@ export class ManagementClient {
 
   listQueues(vhost: string): Promise<QueueInfo[]> {
     return this.list<QueueInfo>(`/queues/${seg(vhost)}`);
+  }
+
+  /** The queues with the broker's samples of their depth and message rates over the last `ageSeconds`, one per `incrSeconds` (the console's charts). */
+  listQueueHistory(vhost: string, ageSeconds: number, incrSeconds: number): Promise<QueueHistory[]> {
+    const q = `lengths_age=${ageSeconds}&lengths_incr=${incrSeconds}&msg_rates_age=${ageSeconds}&msg_rates_incr=${incrSeconds}`;
+    return this.list<QueueHistory>(`/queues/${seg(vhost)}?${q}`);
   }
 
   deleteQueue(vhost: string, name: string): Promise<void> {

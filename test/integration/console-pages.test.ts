@@ -118,6 +118,22 @@ describe('console pages with sign-in and CSRF (integration, SQLite)', function (
     expect(dlqs.calls).to.deep.equal([]);
   });
 
+  it('offers the messages a search finds as a JSON export, to a session only, audited', async function () {
+    const cookie = await signIn(viewerToken);
+    const list = await get('/?q=hello&limit=5', cookie);
+    expect(list.text).to.include('href="/export?q=hello"');
+    expect((await get('/export?q=hello')).location).to.equal('/login');
+    const res = await fetch(`${base}/export?q=hello`, { headers: { cookie } });
+    expect(res.status).to.equal(200);
+    expect(res.headers.get('content-disposition')).to.match(/^attachment; filename="warren-parked-/);
+    const doc = (await res.json()) as { format: string; count: number; messages: { id: string }[] };
+    expect(doc).to.include({ format: 'warren.console.export/1', count: 1 });
+    expect(doc.messages.map((m) => m.id)).to.deep.equal([rowId]);
+    const [entry] = await listAudit(db, { limit: 1 });
+    expect(entry).to.deep.include({ action: 'export', actor: 'vera', count: 1 });
+    expect(dlqs.calls).to.deep.equal([]);
+  });
+
   it("refuses an operator's form without the session's CSRF token, and discards with it, audited under the token's name", async function () {
     const cookie = await signIn(operatorToken);
     const page = (await get(`/messages/${rowId}`, cookie)).text;

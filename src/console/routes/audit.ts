@@ -5,11 +5,11 @@ import { ValidationError } from '../../domain/errors';
 import { decodeCursor, encodeCursor, parseRequest } from '../../api/validation';
 import { listAudit } from '../audit';
 import type { ConsoleAppDeps, ConsoleState } from '../context';
-import { PAGE_LIMIT } from '../parkedQuery';
+import { pageLimit } from '../parkedQuery';
 
-const auditQuery = z.strictObject({
-  limit: z.coerce.number().int().min(PAGE_LIMIT.min).max(PAGE_LIMIT.max).default(PAGE_LIMIT.default),
-  before: z.string().max(200).optional(),
+export const auditQuery = z.strictObject({
+  limit: pageLimit,
+  before: z.string().max(200).optional().meta({ description: 'the nextCursor of the previous page' }),
   action: z.string().min(1).max(50).optional(),
   actor: z.string().min(1).max(100).optional(),
 });

@@ -12,13 +12,20 @@ import { discardBody, discardSelected, replayBody, replaySelected, type ActionDe
 import { listAudit } from '../audit';
 import type { ConsoleAppDeps, ConsoleContext, ConsoleState } from '../context';
 import { formBody } from '../formBody';
+import type { OverviewCollector } from '../overview';
+import { overviewBody } from '../overviewPage';
 import { html, page, type Html } from '../html';
 import { findOperator } from '../operatorTokens';
-import { findParked, searchParked } from '../parkedIndex';
-import { decodePageCursor, parkedListQuery } from '../parkedQuery';
+import { exportFileName, exportSelected } from '../exportSelection';
+import { countSelected, findParked, searchParked } from '../parkedIndex';
+import { decodePageCursor, parkedFilter, parkedListQuery } from '../parkedQuery';
 import { csrfMatches, csrfTokenOf, endSession, findSession, SESSION_COOKIE, SESSION_TTL_MS, startSession } from '../sessions';
 
 const FORM_LIMIT_BYTES = 16 * 1024;
+/** The list's filters a replay-all form carries. */
+const FILTER_FIELDS = ['q', 'queue', 'kind', 'reason', 'from', 'to'] as const;
+/** The overview reloads itself (no script runs on these pages): the broker's figures move every 5 s. */
+const OVERVIEW_REFRESH_SECONDS = 10;
 
 function signedIn(ctx: ConsoleContext) {
   const op = ctx.state.operator!;
@@ -29,16 +36,16 @@ function csrfField(ctx: ConsoleContext): Html {
   return html`<input type="hidden" name="csrf" value="${csrfTokenOf(ctx.state.session!)}" />`;
 }
 
-function render(ctx: ConsoleContext, title: string, body: Html, status = 200): void {
+function render(ctx: ConsoleContext, title: string, body: Html, status = 200, refreshSeconds?: number): void {
   ctx.status = status;
   ctx.type = 'text/html; charset=utf-8';
   ctx.set('cache-control', 'no-store');
   // The pages run no script and load nothing from elsewhere; nothing may frame them.
   ctx.set('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'");
-  ctx.body = ctx.state.operator && ctx.state.session ? page(title, body, signedIn(ctx)) : page(title, body);
+  ctx.body = ctx.state.operator && ctx.state.session ? page(title, body, signedIn(ctx), refreshSeconds) : page(title, body);
 }
 
-export function pageRoutes(deps: ConsoleAppDeps, actionDeps: () => ActionDeps): Router<ConsoleState> {
+export function pageRoutes(deps: ConsoleAppDeps, actionDeps: () => ActionDeps, overview: () => OverviewCollector): Router<ConsoleState> {
   const router = new Router<ConsoleState>();
   const forms = formBody(FORM_LIMIT_BYTES);
 
@@ -99,9 +106,11 @@ export function pageRoutes(deps: ConsoleAppDeps, actionDeps: () => ActionDeps): 
     const problem = parsed.success ? '' : parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
     const after = query.before ? decodePageCursor(query.before) : undefined;
     const { items, nextCursor } = await searchParked(deps.db, query, after);
+    const selected = (await countSelected(deps.db, query)).total;
     const value = (k: string) => (typeof ctx.query[k] === 'string' ? ctx.query[k] : '');
     const next = new URLSearchParams(Object.entries(ctx.query).filter((e): e is [string, string] => typeof e[1] === 'string' && e[0] !== 'before'));
     if (nextCursor) next.set('before', nextCursor);
+    const filterOnly = new URLSearchParams([...next].filter(([k, v]) => k !== 'before' && k !== 'limit' && v !== ''));
     render(
       ctx,
       'Parked messages',
@@ -139,9 +148,33 @@ export function pageRoutes(deps: ConsoleAppDeps, actionDeps: () => ActionDeps): 
               </tr>`,
           )}
         </table>
-        ${items.length === 0 ? html`<p class="muted">Nothing parked matches.</p>` : ''}
+        ${
+          items.length > 0 && ctx.state.operator!.role === 'operator' && (query.status ?? 'parked') === 'parked'
+            ? html`<form method="post" action="/replay" id="replay-selection">
+                ${csrfField(ctx)}${FILTER_FIELDS.filter((k) => value(k) !== '').map((k) => html`<input type="hidden" name="${k}" value="${value(k)}" />`)}
+                <button>Replay all ${String(selected)} that match</button>
+                <span class="muted">to the queue each came from; messages that failed again after a replay are left out</span>
+              </form>`
+            : ''
+        }
+        ${items.length === 0 ? html`<p class="muted">Nothing parked matches.</p>` : html`<p><a class="button" href="/export?${filterOnly.toString()}">Export all that match as JSON</a></p>`}
         ${nextCursor ? html`<p><a href="/?${next.toString()}">Older</a></p>` : ''}`,
     );
+  });
+
+  router.get('/export', session, async (ctx) => {
+    const parsed = parkedFilter.safeParse(Object.fromEntries(Object.entries(ctx.query).filter(([, v]) => v !== '')));
+    if (!parsed.success)
+      throw new ValidationError(
+        'invalid query',
+        parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
+      );
+    const now = deps.now();
+    const doc = await exportSelected(deps.db, ctx.state.operator!, parsed.data, deps.config.console.maxPerAction, now);
+    ctx.set('cache-control', 'no-store');
+    ctx.set('content-disposition', `attachment; filename="${exportFileName(now)}"`);
+    ctx.type = 'application/json';
+    ctx.body = `${JSON.stringify(doc, null, 2)}\n`;
   });
 
   router.get('/messages/:id', session, async (ctx) => {
@@ -222,11 +255,37 @@ export function pageRoutes(deps: ConsoleAppDeps, actionDeps: () => ActionDeps): 
     resultPage(ctx, 'Replay', id, result);
   });
 
+  router.post('/replay', forms, session, async (ctx) => {
+    const form = ctx.state.form ?? {};
+    const filter = Object.fromEntries(FILTER_FIELDS.filter((k) => (form[k] ?? '') !== '').map((k) => [k, form[k]]));
+    const parsed = replayBody.safeParse({ filter });
+    if (!parsed.success)
+      throw new ValidationError(
+        'invalid selection',
+        parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
+      );
+    const r = await replaySelected(actionDeps(), ctx.state.operator!, parsed.data);
+    render(
+      ctx,
+      'Replay',
+      html`<p id="result">
+          ${r.error ? `Stopped: ${r.error}. ` : ''}Replayed ${String(r.taken)} of
+          ${String(r.selected)}${r.stale ? html`; ${String(r.stale)} left parked as older than the inbox retention` : ''}${r.notFound ? html`; ${String(r.notFound)} no longer in its DLQ` : ''}.
+        </p>
+        <p><a href="/">Parked messages</a> · <a href="/audit">Audit log</a></p>`,
+      r.error ? 502 : 200,
+    );
+  });
+
   router.post('/messages/:id/discard', forms, session, async (ctx) => {
     const id = ctx.params.id!;
     const parsed = discardBody.safeParse({ ids: [id], reason: ctx.state.form?.reason ?? '' });
     if (!parsed.success) throw new ValidationError('say why the message is discarded', [{ path: 'reason', message: 'required' }]);
     resultPage(ctx, 'Discard', id, await discardSelected(actionDeps(), ctx.state.operator!, parsed.data));
+  });
+
+  router.get('/overview', session, async (ctx) => {
+    render(ctx, 'Overview', overviewBody(await overview().collect(deps.now())), 200, OVERVIEW_REFRESH_SECONDS);
   });
 
   router.get('/audit', session, async (ctx) => {

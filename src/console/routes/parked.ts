@@ -1,9 +1,10 @@
-/** @file The parked messages of every DLQ as the index has them: a page with search and filters, the count a filter selects, one message in full. */
+/** @file The parked messages of every DLQ as the index has them: a page with search and filters, the count a filter selects, an export, one message in full. */
 import { Router } from '@koa/router';
 import { NotFoundError, ValidationError } from '../../domain/errors';
 import { parseRequest } from '../../api/validation';
-import type { ConsoleAppDeps, ConsoleState } from '../context';
+import { operatorOf, type ConsoleAppDeps, type ConsoleState } from '../context';
 import { countSelected, findParked, searchParked } from '../parkedIndex';
+import { exportFileName, exportSelected } from '../exportSelection';
 import { summariseParked } from '../summary';
 import { decodePageCursor, parkedFilter, parkedListQuery } from '../parkedQuery';
 
@@ -25,6 +26,14 @@ export function parkedRoutes(deps: ConsoleAppDeps): Router<ConsoleState> {
   router.get('/summary', async (ctx) => {
     const groups = await summariseParked(deps.db);
     ctx.body = { items: groups.map((g) => ({ ...g, oldest: new Date(g.oldest).toISOString(), newest: new Date(g.newest).toISOString() })) };
+  });
+
+  // A read (a viewer may export), audited; offered as a file to save.
+  router.get('/export', async (ctx) => {
+    const filter = parseRequest(parkedFilter, ctx.query, 'query');
+    const now = deps.now();
+    ctx.body = await exportSelected(deps.db, operatorOf(ctx), filter, deps.config.console.maxPerAction, now);
+    ctx.set('content-disposition', `attachment; filename="${exportFileName(now)}"`);
   });
 
   router.get('/:id', async (ctx) => {
