@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { readBooks } from './support/books';
-import { deleteBinding, runScenario } from './support/scenario';
+import { deleteRoutes, restoreRoutes, runScenario } from './support/scenario';
 import { waitFor } from '../support/system';
 
 describe('faults: processes killed and stopped under load', function () {
@@ -51,8 +51,8 @@ describe('faults: processes killed and stopped under load', function () {
       'kill -9 of the API holding an unrelayed outbox, restarted',
       { allowRefused: [0], load: { durationMs: 8000 } },
       async ({ sys, expectExit, sleep }) => {
-        // Take the route away so relayed rows come back (mandatory) and stay in the outbox.
-        await deleteBinding(sys, 'tweets', 'analytics.tweets');
+        // Take the routes away so relayed rows come back (mandatory) and stay in the outbox.
+        const removed = await deleteRoutes(sys, 'tweets');
         await sleep(4000);
         const api = sys.processes.find((p) => p.name === 'api')!;
         expectExit(api);
@@ -62,13 +62,7 @@ describe('faults: processes killed and stopped under load', function () {
           return b.outboxUnsent > 0 ? b.outboxUnsent : undefined;
         });
         expect(unsent).to.be.greaterThan(0);
-        await sys.management.putBinding(sys.vhost, {
-          source: 'tweets',
-          destination: 'analytics.tweets',
-          destination_type: 'queue',
-          routing_key: 'tweet.*',
-          arguments: {},
-        });
+        await restoreRoutes(sys, removed);
         await sys.startApi();
       },
     );

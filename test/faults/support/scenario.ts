@@ -2,6 +2,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
 import { TestSystem, type WarrenProcess } from '../../support/system';
+import { loadDefinitions } from '../../../src/topology/definitions';
+import type { BindingInfo } from '../../../src/topology/management';
 import { figuresOf, settle, type ScenarioFigures } from './books';
 import { someIds } from './ledger';
 import { Load, type LoadOptions } from './load';
@@ -87,12 +89,35 @@ function printable(row: ScenarioFigures): Record<string, unknown> {
   return { ...row, acceptedNotCommitted: ids(row.acceptedNotCommitted), lost: ids(row.lost), duplicated: ids(row.duplicated), strays: ids(row.strays) };
 }
 
-/** What an operator does by mistake: removes the binding from `source` to `queue`. */
-export async function deleteBinding(sys: TestSystem, source: string, queue: string): Promise<void> {
-  const bindings = await sys.management.queueBindings(sys.vhost, queue);
-  const binding = bindings.find((b) => b.source === source);
-  if (!binding) throw new Error(`no binding from ${source} to ${queue}`);
-  await sys.management.deleteBinding(binding);
+/**
+ * What an operator does by mistake: deletes every route from an exchange to a queue (the bindings the
+ * definitions file gives it), so that its publishes are unroutable and come
+ * back: a mandatory publish returns only when no queue at all is bound, and
+ * more than one service subscribes to `tweets` and to `user.events`.
+ * Returns the deleted bindings, for restoreRoutes.
+ */
+export async function deleteRoutes(sys: TestSystem, source: string): Promise<BindingInfo[]> {
+  const queues = new Set(
+    loadDefinitions(sys.config.amqp.definitionsFile)
+      .bindings.filter((b) => b.source === source && b.destination_type === 'queue')
+      .map((b) => b.destination),
+  );
+  const removed: BindingInfo[] = [];
+  for (const queue of queues) {
+    for (const binding of (await sys.management.queueBindings(sys.vhost, queue)).filter((b) => b.source === source)) {
+      await sys.management.deleteBinding(binding);
+      removed.push(binding);
+    }
+  }
+  if (removed.length === 0) throw new Error(`no binding from ${source}`);
+  return removed;
+}
+
+/** Puts back the bindings deleteRoutes took, as an operator would. */
+export async function restoreRoutes(sys: TestSystem, removed: readonly BindingInfo[]): Promise<void> {
+  for (const { source, destination, destination_type, routing_key, arguments: args } of removed) {
+    await sys.management.putBinding(sys.vhost, { source, destination, destination_type, routing_key, arguments: args });
+  }
 }
 
 /** Writes docs/RELIABILITY.md from the scenarios that ran. */
