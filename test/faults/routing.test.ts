@@ -11,7 +11,7 @@ describe('faults: routes removed and handlers failing under load', function () {
   it('14a. every route of tweets deleted by an operator: returned events stay in the outbox and go out once they are back', async () => {
     await runScenario('bindings of tweets (analytics, timeline) deleted for 5 s', {}, async ({ sys, sleep }) => {
       await sleep(3000);
-      const removed = await deleteRoutes(sys, 'tweets');
+      const removed = await deleteRoutes(sys, 'tweets', 'analytics.tweets');
       await waitFor('returned tweets kept in the outbox', async () => (await readBooks(sys)).outboxUnsent > 0, 10_000);
       await sleep(5000);
       await restoreRoutes(sys, removed);
@@ -25,7 +25,7 @@ describe('faults: routes removed and handlers failing under load', function () {
       async ({ sys, sleep }) => {
         await sleep(3000);
         // Every subscriber's binding (notifications, timeline): with one left the events would route there, not come back.
-        await deleteRoutes(sys, 'user.events');
+        await deleteRoutes(sys, 'user.events', 'notifications.user-events');
         await waitFor('returned profile changes kept in the outbox', async () => (await readBooks(sys)).outboxUnsent > 0, 10_000);
         await sleep(3000);
         // No operator action: the worker's reconnect alone restores its subscription.

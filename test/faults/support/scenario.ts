@@ -90,26 +90,32 @@ function printable(row: ScenarioFigures): Record<string, unknown> {
 }
 
 /**
- * What an operator does by mistake: deletes every route from an exchange to a queue (the bindings the
- * definitions file gives it), so that its publishes are unroutable and come
- * back: a mandatory publish returns only when no queue at all is bound, and
- * more than one service subscribes to `tweets` and to `user.events`.
- * Returns the deleted bindings, for restoreRoutes.
+ * What an operator does by mistake: deletes every route from an exchange to
+ * a queue (the bindings the definitions file gives it), so that its
+ * publishes are unroutable and come back: a mandatory publish returns only
+ * when no queue at all is bound, and more than one service subscribes to
+ * `tweets` and to `user.events`. `counted`, the queue whose consumer the
+ * books count, loses its binding last (restoreRoutes gives it back first):
+ * a publish between two deletions routes to the queues still bound, and
+ * that subscriber alone would miss it.
+ * Returns the deleted bindings, in the order restoreRoutes puts them back.
  */
-export async function deleteRoutes(sys: TestSystem, source: string): Promise<BindingInfo[]> {
-  const queues = new Set(
-    loadDefinitions(sys.config.amqp.definitionsFile)
-      .bindings.filter((b) => b.source === source && b.destination_type === 'queue')
-      .map((b) => b.destination),
-  );
+export async function deleteRoutes(sys: TestSystem, source: string, counted: string): Promise<BindingInfo[]> {
+  const queues = [
+    ...new Set(
+      loadDefinitions(sys.config.amqp.definitionsFile)
+        .bindings.filter((b) => b.source === source && b.destination_type === 'queue')
+        .map((b) => b.destination),
+    ),
+  ];
+  if (!queues.includes(counted)) throw new Error(`no binding from ${source} to ${counted}`);
   const removed: BindingInfo[] = [];
-  for (const queue of queues) {
+  for (const queue of [...queues.filter((q) => q !== counted), counted]) {
     for (const binding of (await sys.management.queueBindings(sys.vhost, queue)).filter((b) => b.source === source)) {
       await sys.management.deleteBinding(binding);
-      removed.push(binding);
+      removed.unshift(binding);
     }
   }
-  if (removed.length === 0) throw new Error(`no binding from ${source}`);
   return removed;
 }
 
