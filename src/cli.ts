@@ -187,13 +187,13 @@ dlq
   .option('-n, --limit <n>', 'at most this many', positiveInt, 50)
   .option('--json', 'one JSON object per line')
   .action((queue: string, opts: { limit: number; json?: boolean }) =>
-    operatorAction(async (config) => (await import('./ops/dlqCommands')).dlqList(config, queue, opts)),
+    operatorAction(async (config) => (await import('./console/dlqCommands')).dlqList(config, queue, opts)),
   );
 dlq
   .command('summary')
   .description("parked messages of every DLQ grouped by queue, kind and normalised reason, from the console's index (no DLQ is read)")
   .option('--json', 'one JSON object per group and line')
-  .action((opts: { json?: boolean }) => operatorAction(async (config) => (await import('./ops/dlqCommands')).dlqSummary(config, opts)));
+  .action((opts: { json?: boolean }) => operatorAction(async (config) => (await import('./console/dlqCommands')).dlqSummary(config, opts)));
 dlq
   .command('replay')
   .description('send parked messages back to the queue they failed in; each leaves the DLQ only once its copy is confirmed')
@@ -209,7 +209,7 @@ dlq
     (
       queue: string | undefined,
       opts: { id?: string[]; limit?: number; error?: string; all?: boolean; json?: boolean; allowStale?: boolean; fromFile?: string },
-    ) => operatorAction(async (config) => (await import('./ops/dlqCommands')).dlqReplayCommand(config, queue, opts)),
+    ) => operatorAction(async (config) => (await import('./console/dlqCommands')).dlqReplayCommand(config, queue, opts)),
   );
 dlq
   .command('discard')
@@ -220,7 +220,7 @@ dlq
   .requiredOption('--reason <text>', 'why they are discarded (kept in the audit log)')
   .option('--json', 'print the summary as JSON')
   .action((queue: string, opts: { id?: string[]; error?: string; reason: string; json?: boolean }) =>
-    operatorAction(async (config) => (await import('./ops/dlqCommands')).dlqDiscard(config, queue, opts)),
+    operatorAction(async (config) => (await import('./console/dlqCommands')).dlqDiscard(config, queue, opts)),
   );
 dlq
   .command('export')
@@ -229,14 +229,14 @@ dlq
   .requiredOption('-f, --file <file>', 'where to write the JSON')
   .option('-n, --limit <n>', 'at most this many', positiveInt)
   .action((queue: string, opts: { file: string; limit?: number }) =>
-    operatorAction(async (config) => (await import('./ops/dlqCommands')).dlqExport(config, queue, opts)),
+    operatorAction(async (config) => (await import('./console/dlqCommands')).dlqExport(config, queue, opts)),
   );
 dlq
   .command('purge')
   .description('delete every parked message of the queue (asks on a terminal; --yes otherwise)')
   .argument('<queue>', 'work queue, e.g. analytics.tweets')
   .option('-y, --yes', 'really delete every parked message, without asking')
-  .action((queue: string, opts: { yes?: boolean }) => operatorAction(async (config) => (await import('./ops/dlqCommands')).dlqPurge(config, queue, opts)));
+  .action((queue: string, opts: { yes?: boolean }) => operatorAction(async (config) => (await import('./console/dlqCommands')).dlqPurge(config, queue, opts)));
 
 const consoleCommand = program
   .command('console')

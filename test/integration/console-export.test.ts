@@ -25,7 +25,7 @@ import { PARKED_TABLE } from '../../src/db/migrations/console';
 import { openDatabase } from '../../src/db/knex';
 import { createLogger } from '../../src/log';
 import { listParked } from '../../src/ops/dlq';
-import { dlqDiscard, dlqExport, dlqReplayFromFile } from '../../src/ops/dlqCommands';
+import { dlqDiscard, dlqExport, dlqReplayFromFile } from '../../src/console/dlqCommands';
 import { OperatorError } from '../../src/ops/operatorError';
 import { rawPublish } from '../support/amqp';
 import { TestSystem, waitFor } from '../support/system';

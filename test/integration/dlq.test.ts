@@ -8,7 +8,7 @@ import { expect } from 'chai';
 import { projectRoot } from '../../src/config';
 import { loadConfig } from '../../src/services';
 import { createLogger } from '../../src/log';
-import { dlqExport } from '../../src/ops/dlqCommands';
+import { dlqExport } from '../../src/console/dlqCommands';
 import { exportParked, listParked, purgeParked, replayParked, type ReplayProgress } from '../../src/ops/dlq';
 import { ManagementClient } from '../../src/topology/management';
 import { applyTopology, loadDefinitions } from '../../src/topology/definitions';

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { loadConfig } from '../../../src/services';
-import { dlqPurge, parkedTable, replaySummary } from '../../../src/ops/dlqCommands';
+import { dlqPurge, parkedTable, replaySummary } from '../../../src/console/dlqCommands';
 import { OperatorError } from '../../../src/ops/operatorError';
 import { bar, ProgressLine } from '../../../src/ops/progress';
 import { attentionFor, queueStatus, renderStatus, type StatusReport } from '../../../src/ops/status';

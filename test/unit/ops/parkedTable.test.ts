@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import type { ParkedMessage } from '../../../src/ops/dlq';
-import { parkedTable } from '../../../src/ops/dlqCommands';
+import { parkedTable } from '../../../src/console/dlqCommands';
 import { renderTable } from '../../../src/ops/table';
 
 const now = Date.parse('2026-01-01T12:00:00Z');

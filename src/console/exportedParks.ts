@@ -6,9 +6,9 @@
  */
 import type { MessageProperties } from 'amqplib';
 import { z } from 'zod';
-import { consoleExport } from '../console/exportSelection';
-import { parkRecord } from '../console/parkRecord';
-import { OperatorError } from './operatorError';
+import { consoleExport } from './exportSelection';
+import { parkRecord } from './parkRecord';
+import { OperatorError } from '../ops/operatorError';
 
 const cliExport = z.object({
   queue: z.string().min(1),
@@ -40,8 +40,12 @@ export function parksOfExport(text: string, file: string): ExportedPark[] {
     const { queue } = fromCli.data;
     return fromCli.data.messages.map((m) => ({
       queue,
-      parkKey: parkRecord({ content: Buffer.from(m.body, m.bodyEncoding), properties: m.properties as unknown as MessageProperties, routingKey: queue }).parkKey,
+      parkKey: parkRecord({ content: Buffer.from(m.body, m.bodyEncoding), properties: m.properties as unknown as MessageProperties, routingKey: queue })
+        .parkKey,
     }));
   }
-  throw new OperatorError(`warren dlq replay: ${file} is neither a console export nor a warren dlq export: ${fromConsole.error.issues[0]?.message ?? 'unknown shape'}`, 2);
+  throw new OperatorError(
+    `warren dlq replay: ${file} is neither a console export nor a warren dlq export: ${fromConsole.error.issues[0]?.message ?? 'unknown shape'}`,
+    2,
+  );
 }

@@ -3,16 +3,16 @@ import path from 'node:path';
 import readline from 'node:readline/promises';
 import pino from 'pino';
 import type { Config } from '../config';
-import { countParked, discardParked, DlqError, exportParked, listParked, purgeParked, replayParked, type ParkedMessage, type ReplayResult } from './dlq';
+import { countParked, discardParked, DlqError, exportParked, listParked, purgeParked, replayParked, type ParkedMessage, type ReplayResult } from '../ops/dlq';
 import { dlqOf } from '../topology/definitions';
 import { replaySafeAgeMs } from '../db/inbox';
 import type { Logger } from '../log';
-import { writeOwnerOnlyFile } from './exportFile';
-import { OperatorError } from './operatorError';
-import { bar, ProgressLine } from './progress';
-import { formatAge, renderTable } from './table';
-import { parkKeyOf } from '../console/actions';
-import { auditCliAction, type CliTaken } from '../console/cliAudit';
+import { writeOwnerOnlyFile } from '../ops/exportFile';
+import { OperatorError } from '../ops/operatorError';
+import { bar, ProgressLine } from '../ops/progress';
+import { formatAge, renderTable } from '../ops/table';
+import { parkKeyOf } from './actions';
+import { auditCliAction, type CliTaken } from './cliAudit';
 import { newId } from '../domain/ids';
 import { parksOfExport } from './exportedParks';
 
@@ -67,7 +67,8 @@ export async function dlqList(config: Config, queue: string, opts: { limit: numb
   }
   print(`${dlqOf(queue)}: ${total} parked${total > parked.length ? `, the first ${parked.length} shown (-n to see more)` : ''}`);
   print(parkedTable(parked));
-  if (parked.some((p) => Array.from(p.messageId ?? '').length > MESSAGE_ID_WIDTH)) print(`(message ids longer than ${MESSAGE_ID_WIDTH} characters are shortened with …; --json shows them whole, for --id)`);
+  if (parked.some((p) => Array.from(p.messageId ?? '').length > MESSAGE_ID_WIDTH))
+    print(`(message ids longer than ${MESSAGE_ID_WIDTH} characters are shortened with …; --json shows them whole, for --id)`);
 }
 
 export interface ReplayArgs {
@@ -125,9 +126,16 @@ export function staleLine(queue: string, stale: number, retentionDays: number): 
   );
 }
 
-export async function dlqReplay(config: Config, queue: string, args: ReplayArgs, print: Print = console.log, warn: Print = (line) => process.stderr.write(`${line}\n`)): Promise<void> {
+export async function dlqReplay(
+  config: Config,
+  queue: string,
+  args: ReplayArgs,
+  print: Print = console.log,
+  warn: Print = (line) => process.stderr.write(`${line}\n`),
+): Promise<void> {
   const selects = (args.id?.length ?? 0) > 0 || args.limit !== undefined || args.error !== undefined;
-  if (!selects && !args.all) throw new OperatorError(`say which parked messages of ${dlqOf(queue)} to replay: --id <messageId>, -n <count>, --error <substring>, or --all`, 2);
+  if (!selects && !args.all)
+    throw new OperatorError(`say which parked messages of ${dlqOf(queue)} to replay: --id <messageId>, -n <count>, --error <substring>, or --all`, 2);
   const progress = new ProgressLine();
   const stop = interruptible();
   let result: ReplayResult;
@@ -140,12 +148,19 @@ export async function dlqReplay(config: Config, queue: string, args: ReplayArgs,
       signal: stop.signal,
       publishTimeoutMs: config.relay.publishTimeoutMs,
       log: operatorLog(config),
-      onProgress: (p) => progress.update(`replaying ${dlqOf(queue)} ${bar(p.scanned, p.total)} ${p.scanned}/${p.total} looked at, ${p.replayed} replayed, ${p.skipped} skipped`),
+      onProgress: (p) =>
+        progress.update(`replaying ${dlqOf(queue)} ${bar(p.scanned, p.total)} ${p.scanned}/${p.total} looked at, ${p.replayed} replayed, ${p.skipped} skipped`),
     });
   } catch (err) {
     progress.end();
     if (err instanceof DlqError) {
-      await audit(config, warn, { action: 'dlq replay', selection: { queue, ...args }, count: err.replayed, outcome: err.replayed > 0 ? 'partial' : 'failed', result: { error: err.message } });
+      await audit(config, warn, {
+        action: 'dlq replay',
+        selection: { queue, ...args },
+        count: err.replayed,
+        outcome: err.replayed > 0 ? 'partial' : 'failed',
+        result: { error: err.message },
+      });
       throw new OperatorError(`warren dlq replay: ${err.message}; the rest stays parked`);
     }
     throw err;
@@ -154,7 +169,13 @@ export async function dlqReplay(config: Config, queue: string, args: ReplayArgs,
   }
   progress.end();
   if (result.stale) warn(staleLine(queue, result.stale, config.inbox.retentionDays));
-  await audit(config, warn, { action: 'dlq replay', selection: { queue, ...args }, count: result.replayed, outcome: result.interrupted ? 'partial' : 'ok', result });
+  await audit(config, warn, {
+    action: 'dlq replay',
+    selection: { queue, ...args },
+    count: result.replayed,
+    outcome: result.interrupted ? 'partial' : 'ok',
+    result,
+  });
   print(args.json ? JSON.stringify(result) : `${replaySummary(queue, result)} (selected: ${describeSelection(args)})`);
   if (result.interrupted) process.exitCode = 130;
 }
@@ -201,7 +222,13 @@ export function terminalPrompt(): Prompt {
  * queue name on a terminal. Without a terminal and without --yes it refuses
  * (a script must say so explicitly).
  */
-export async function dlqPurge(config: Config, queue: string, opts: { yes?: boolean }, prompt: Prompt = terminalPrompt(), print: Print = console.log): Promise<void> {
+export async function dlqPurge(
+  config: Config,
+  queue: string,
+  opts: { yes?: boolean },
+  prompt: Prompt = terminalPrompt(),
+  print: Print = console.log,
+): Promise<void> {
   const dlq = dlqOf(queue);
   if (!opts.yes) {
     if (!prompt.isTTY) throw new OperatorError(`warren dlq purge deletes every message parked in ${dlq}; not on a terminal, so run it with --yes`, 2);
@@ -210,11 +237,19 @@ export async function dlqPurge(config: Config, queue: string, opts: { yes?: bool
       print(`${dlq} is empty; nothing to purge`);
       return;
     }
-    const answer = await prompt.ask(`Delete all ${parked} message(s) parked in ${dlq}? They cannot be replayed afterwards (warren dlq export saves them). Type ${dlq} to confirm: `);
+    const answer = await prompt.ask(
+      `Delete all ${parked} message(s) parked in ${dlq}? They cannot be replayed afterwards (warren dlq export saves them). Type ${dlq} to confirm: `,
+    );
     if (answer.trim() !== dlq) throw new OperatorError(`not confirmed; ${dlq} left as it was`);
   }
   const count = await purgeParked(config.amqp.url, queue);
-  await audit(config, (line) => process.stderr.write(`${line}\n`), { action: 'dlq purge', selection: { queue }, count, outcome: 'ok', result: { purged: count } });
+  await audit(config, (line) => process.stderr.write(`${line}\n`), {
+    action: 'dlq purge',
+    selection: { queue },
+    count,
+    outcome: 'ok',
+    result: { purged: count },
+  });
   print(`purged ${count} message(s) from ${dlq}`);
 }
 
@@ -230,7 +265,8 @@ export async function dlqSummary(config: Config, opts: { json?: boolean }, print
   const { PARKED_TABLE } = await import('../db/migrations/console');
   const db = openDatabase(config, 'console');
   try {
-    if (!(await db.schema.hasTable(PARKED_TABLE))) throw new OperatorError("the console's database has no tables yet: run warren migrate, then warren console to index parked messages");
+    if (!(await db.schema.hasTable(PARKED_TABLE)))
+      throw new OperatorError("the console's database has no tables yet: run warren migrate, then warren console to index parked messages");
     const groups = await summariseParked(db);
     if (opts.json) {
       for (const g of groups) print(JSON.stringify({ ...g, oldest: new Date(g.oldest).toISOString(), newest: new Date(g.newest).toISOString() }));
@@ -243,7 +279,14 @@ export async function dlqSummary(config: Config, opts: { json?: boolean }, print
     const now = Date.now();
     print(
       renderTable(
-        [{ title: 'QUEUE' }, { title: 'KIND' }, { title: 'COUNT', align: 'right' }, { title: 'OLDEST', align: 'right' }, { title: 'NEWEST', align: 'right' }, { title: 'REASON', maxWidth: 80 }],
+        [
+          { title: 'QUEUE' },
+          { title: 'KIND' },
+          { title: 'COUNT', align: 'right' },
+          { title: 'OLDEST', align: 'right' },
+          { title: 'NEWEST', align: 'right' },
+          { title: 'REASON', maxWidth: 80 },
+        ],
         groups.map((g) => [g.queue, g.kind, String(g.count), formatAge(now - g.oldest), formatAge(now - g.newest), g.reason]),
       ),
     );
@@ -268,7 +311,11 @@ export interface DiscardArgs {
  * the console's index marked discarded.
  */
 export async function dlqDiscard(config: Config, queue: string, args: DiscardArgs, print: Print = console.log, warn: Print = stderrLine): Promise<void> {
-  if (!args.id?.length && args.error === undefined) throw new OperatorError(`say which parked messages of ${dlqOf(queue)} to discard: --id <messageId> or --error <substring> (warren dlq purge deletes them all)`, 2);
+  if (!args.id?.length && args.error === undefined)
+    throw new OperatorError(
+      `say which parked messages of ${dlqOf(queue)} to discard: --id <messageId> or --error <substring> (warren dlq purge deletes them all)`,
+      2,
+    );
   if (args.reason.trim() === '') throw new OperatorError('say why they are discarded: --reason <text>', 2);
   const actionId = newId();
   const parkKeys: string[] = [];
@@ -282,19 +329,34 @@ export async function dlqDiscard(config: Config, queue: string, args: DiscardArg
       publishTimeoutMs: config.relay.publishTimeoutMs,
       log: operatorLog(config),
       onTaken: (msg) => parkKeys.push(parkKeyOf(queue, msg)),
-      onProgress: (p) => progress.update(`discarding from ${dlqOf(queue)} ${bar(p.scanned, p.total)} ${p.scanned}/${p.total} looked at, ${p.replayed} discarded`),
+      onProgress: (p) =>
+        progress.update(`discarding from ${dlqOf(queue)} ${bar(p.scanned, p.total)} ${p.scanned}/${p.total} looked at, ${p.replayed} discarded`),
     });
   } catch (err) {
     progress.end();
     if (err instanceof DlqError) {
-      await audit(config, warn, { action: 'dlq discard', selection, count: parkKeys.length, outcome: parkKeys.length > 0 ? 'partial' : 'failed', result: { error: err.message } }, { parkKeys, status: 'discarded', actionId });
+      await audit(
+        config,
+        warn,
+        { action: 'dlq discard', selection, count: parkKeys.length, outcome: parkKeys.length > 0 ? 'partial' : 'failed', result: { error: err.message } },
+        { parkKeys, status: 'discarded', actionId },
+      );
       throw new OperatorError(`warren dlq discard: ${err.message}; the rest stays parked`);
     }
     throw err;
   }
   progress.end();
-  await audit(config, warn, { action: 'dlq discard', selection, count: result.replayed, outcome: 'ok', result: { discarded: result.replayed, remaining: result.remaining } }, { parkKeys, status: 'discarded', actionId });
-  print(args.json ? JSON.stringify({ discarded: result.replayed, remaining: result.remaining }) : `discarded ${result.replayed}, remaining ${result.remaining} in ${dlqOf(queue)} (selected: ${describeSelection(args)})`);
+  await audit(
+    config,
+    warn,
+    { action: 'dlq discard', selection, count: result.replayed, outcome: 'ok', result: { discarded: result.replayed, remaining: result.remaining } },
+    { parkKeys, status: 'discarded', actionId },
+  );
+  print(
+    args.json
+      ? JSON.stringify({ discarded: result.replayed, remaining: result.remaining })
+      : `discarded ${result.replayed}, remaining ${result.remaining} in ${dlqOf(queue)} (selected: ${describeSelection(args)})`,
+  );
 }
 
 export interface FileReplayArgs {
@@ -323,7 +385,13 @@ export interface FileReplayResult {
  * late-replay refusal); the file's own copies are never published, so a
  * message replayed or discarded since the export is not sent twice.
  */
-export async function dlqReplayFromFile(config: Config, file: string, args: FileReplayArgs, print: Print = console.log, warn: Print = stderrLine): Promise<FileReplayResult> {
+export async function dlqReplayFromFile(
+  config: Config,
+  file: string,
+  args: FileReplayArgs,
+  print: Print = console.log,
+  warn: Print = stderrLine,
+): Promise<FileReplayResult> {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -373,7 +441,12 @@ export async function dlqReplayFromFile(config: Config, file: string, args: File
   result.replayed = taken.length;
   result.notFound = failure || stop.signal.aborted ? 0 : listed - result.replayed - result.stale;
   const outcome = failure || stop.signal.aborted ? (taken.length > 0 ? 'partial' : 'failed') : 'ok';
-  await audit(config, warn, { action: 'dlq replay', selection, count: taken.length, outcome, result: { ...result, ...(failure ? { error: failure } : {}) } }, { parkKeys: taken, status: 'replayed', actionId });
+  await audit(
+    config,
+    warn,
+    { action: 'dlq replay', selection, count: taken.length, outcome, result: { ...result, ...(failure ? { error: failure } : {}) } },
+    { parkKeys: taken, status: 'replayed', actionId },
+  );
   if (failure) throw new OperatorError(`warren dlq replay: ${failure}; the rest stays parked`);
   print(
     args.json
