@@ -13,6 +13,11 @@ import { nodeLabel, parseNodeList } from './broker/nodes';
  * default.json names no worker and this module knows none.
  */
 const positiveInt = z.coerce.number().int().positive();
+/** A list of base URLs: a JSON array, or one comma-separated string (as an environment variable gives it); trailing slashes dropped. */
+const urlList = (protocol: RegExp, emptyMessage: string) =>
+  z
+    .union([z.array(z.string()), z.string().transform(parseNodeList)])
+    .pipe(z.array(z.url({ protocol }).transform((u) => u.replace(/\/+$/, ''))).min(1, emptyMessage));
 
 /**
  * One node's URL, or a cluster's nodes comma-separated. A bad entry is
@@ -164,29 +169,9 @@ const baseSchema = z.object({
     deadlineMs: positiveInt,
     /** How often the API resolves the URLs' host names again (each address is an instance). */
     discoveryIntervalMs: positiveInt,
-    urls: z
-      .union([
-        z.array(z.string()),
-        z.string().transform((s) =>
-          s
-            .split(',')
-            .map((u) => u.trim())
-            .filter((u) => u !== ''),
-        ),
-      ])
-      .pipe(z.array(z.url({ protocol: /^https?$/ }).transform((u) => u.replace(/\/+$/, ''))).min(1, 'must name at least one timeline service URL')),
+    urls: urlList(/^https?$/, 'must name at least one timeline service URL'),
     /** The instances' gRPC addresses as http://host:port (plaintext HTTP/2), found like `urls`. */
-    grpcUrls: z
-      .union([
-        z.array(z.string()),
-        z.string().transform((s) =>
-          s
-            .split(',')
-            .map((u) => u.trim())
-            .filter((u) => u !== ''),
-        ),
-      ])
-      .pipe(z.array(z.url({ protocol: /^http$/ }).transform((u) => u.replace(/\/+$/, ''))).min(1, 'must name at least one timeline gRPC URL')),
+    grpcUrls: urlList(/^http$/, 'must name at least one timeline gRPC URL'),
   }),
   inbox: z.object({ retentionDays: z.coerce.number().positive() }),
   auth: z.object({ tokenTtlDays: z.coerce.number().positive(), maxTokens: positiveInt }),
