@@ -18,6 +18,7 @@ import { quiet } from './scenarios/quiet';
 import { relay } from './scenarios/relay';
 import { relays } from './scenarios/relays';
 import { scale } from './scenarios/scale';
+import { writer } from './scenarios/writer';
 
 /**
  * `npm run bench`: starts what it needs (an isolated vhost, fresh SQLite
@@ -37,6 +38,8 @@ const SCENARIOS: { id: string; run: (ctx: BenchContext) => Promise<ScenarioResul
   { id: 'scale', run: scale },
   { id: 'relays', run: relays },
   // Then the `warren start` deployment, in the order its memory story needs: start, warm-up (ingest), quiet, sustained.
+  // The API's writer alone, each SQLite writer in turn; then the shared deployment.
+  { id: 'writer', run: writer },
   { id: 'ingest', run: ingest },
   { id: 'quiet', run: quiet },
   { id: 'e2e', run: endToEnd },

@@ -111,8 +111,12 @@ const baseSchema = z.object({
   }),
   database: z.object({
     client: z.enum(['sqlite', 'postgres']),
-    /** knex's SQLite client: node-sqlite3 (asynchronous, on libuv's thread pool) or better-sqlite3 (synchronous, in-thread). */
-    sqliteDriver: z.enum(['sqlite3', 'better-sqlite3']),
+    /**
+     * knex's SQLite client: node-sqlite3 (asynchronous, on libuv's thread
+     * pool), better-sqlite3 (synchronous, in-thread), or `auto`:
+     * better-sqlite3, with the API's writer on a thread of its own (src/db/knex.ts sqliteRunner).
+     */
+    sqliteDriver: z.enum(['auto', 'sqlite3', 'better-sqlite3']),
     dir: z.string().min(1),
     url: z.string(),
     statementTimeoutMs: positiveInt,

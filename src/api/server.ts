@@ -47,7 +47,7 @@ export async function runApi(config: Config): Promise<http.Server> {
   const vhost = vhostOf(config.amqp.url);
   const defs = retargetDefinitions(loadDefinitions(config.amqp.definitionsFile), vhost);
   const db = openDatabase(config, 'api', { attachReadModels: true, readers: 4 });
-  const writeDb = openDatabase(config, 'api');
+  const writeDb = openDatabase(config, 'api', { writer: true });
   const asyncCommit = await asyncCommitRefusal(config, 'api');
   if (asyncCommit) exitWithLine(`warren api: ${asyncCommit}`);
   const connection = connectBroker({

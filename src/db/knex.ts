@@ -3,6 +3,7 @@ import path from 'node:path';
 import knexFactory, { Knex } from 'knex';
 import type { Config } from '../config';
 import { openPostgres } from './postgres';
+import { threadedSqliteClient } from './sqliteThread';
 import { READ_MODELS, serviceDatabaseUrl, type Service } from './roles';
 
 export type { Service } from './roles';
@@ -34,6 +35,25 @@ export interface OpenOptions {
    * transaction (`SET LOCAL ROLE`), so that what the migrations create is the role's.
    */
   asRole?: string;
+  /**
+   * The API's writer (its group commit): with the default SQLite driver it
+   * runs on a thread of its own, so that no fsync blocks the event loop.
+   */
+  writer?: boolean;
+}
+
+/** How a SQLite connection runs its statements: node-sqlite3, better-sqlite3 in this thread, or better-sqlite3 on a thread of its own. */
+export type SqliteRunner = 'sqlite3' | 'better-sqlite3' | 'thread';
+
+/**
+ * `database.sqliteDriver` for one connection pool. `auto`: better-sqlite3
+ * (prepared, synchronous: workers commit one batch at a time, and reads
+ * are short), with the API's writer on a thread of its own, since a
+ * synchronous durable COMMIT would stall every request behind its fsync.
+ */
+export function sqliteRunner(setting: Config['database']['sqliteDriver'], opts: Pick<OpenOptions, 'writer'>): SqliteRunner {
+  if (setting !== 'auto') return setting;
+  return opts.writer ? 'thread' : 'better-sqlite3';
 }
 
 export function openDatabase(config: Config, service: Service, opts: OpenOptions = {}): Db {
@@ -61,16 +81,18 @@ export function openDatabase(config: Config, service: Service, opts: OpenOptions
     ...(opts.readers ? ['PRAGMA query_only = ON'] : []),
     ...attach.map(([name, file]) => `ATTACH DATABASE '${file.replace(/'/g, "''")}' AS ${name}`),
   ].join(';\n');
-  const driver = config.database.sqliteDriver;
+  const runner = sqliteRunner(config.database.sqliteDriver, opts);
   return knexFactory({
-    client: driver,
+    // The threaded client opens the file and runs the pragmas on its thread.
+    client: runner === 'thread' ? threadedSqliteClient(pragmas) : runner,
     connection: { filename: sqliteFile(config, service) },
     useNullAsDefault: true,
     pool: {
       min: 1,
       max: opts.readers ?? 1,
       afterCreate(conn: SqliteConnection, done: (err: Error | null, conn: SqliteConnection) => void) {
-        if (driver === 'sqlite3') {
+        if (runner === 'thread') return done(null, conn);
+        if (runner === 'sqlite3') {
           (conn as NodeSqliteConnection).exec(pragmas, (err) => done(err, conn));
           return;
         }
@@ -168,9 +190,13 @@ export function missingDatabaseFile(db: Db): string | undefined {
 
 /** The file a SQLite database was opened on; undefined for PostgreSQL and an in-memory database. */
 export function sqliteFilename(db: Db): string | undefined {
-  const config = db.client.config as { client?: unknown; connection?: { filename?: unknown } };
-  const file = config.connection?.filename;
-  return (config.client === 'sqlite3' || config.client === 'better-sqlite3') && typeof file === 'string' && file !== ':memory:' ? file : undefined;
+  const file = (db.client.config as { connection?: { filename?: unknown } }).connection?.filename;
+  return isSqlite(db) && typeof file === 'string' && file !== ':memory:' ? file : undefined;
+}
+
+/** Whether a pool is on SQLite, whichever of the drivers runs it. */
+export function isSqlite(db: Db): boolean {
+  return (db.client as { dialect?: unknown }).dialect === 'sqlite3';
 }
 
 export class DatabaseMissingError extends Error {

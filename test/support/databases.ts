@@ -19,7 +19,8 @@ export interface TestBackend {
   open(): Promise<TestDatabase>;
 }
 
-type SqliteDriver = Config['database']['sqliteDriver'];
+/** A configured driver, or `thread`: the API writer's pool under `auto` (better-sqlite3 on a thread of its own). */
+type SqliteDriver = Config['database']['sqliteDriver'] | 'thread';
 
 /** What a suite creates in its fresh database: a service's migrations, or tables of its own. */
 export type Prepare = { service: Service } | { create(db: Knex): Promise<unknown> };
@@ -27,8 +28,8 @@ export type Prepare = { service: Service } | { create(db: Knex): Promise<unknown
 export function sqliteTestDatabase(service: Service, prepare: Prepare, driver: SqliteDriver = 'sqlite3'): () => Promise<TestDatabase> {
   return async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), `warren-${service}-`));
-    const config = loadConfig({ WARREN_DATABASE_DIR: dir, WARREN_DATABASE_SQLITE_DRIVER: driver });
-    const db = openDatabase(config, service);
+    const config = loadConfig({ WARREN_DATABASE_DIR: dir, WARREN_DATABASE_SQLITE_DRIVER: driver === 'thread' ? 'auto' : driver });
+    const db = openDatabase(config, service, { writer: driver === 'thread' });
     if ('service' in prepare) await migrateService(db, prepare.service, config);
     else await prepare.create(db);
     return {

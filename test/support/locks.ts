@@ -14,9 +14,10 @@ export async function lockStore(config: Config, service: Service, table: string)
   if (config.database.client === 'postgres') {
     db = openPostgres({ connectionString: config.database.url, schema: service, pool: { min: 1, max: 1 } });
   } else {
-    // The driver the store's own process uses: in one process, two copies of SQLite do not see each other's locks.
+    // The driver the store's own process uses: in one process, two copies of SQLite do not see each other's locks
+    // (better-sqlite3 whether in this thread or on the writer's: one library, loaded once per process).
     db = knexFactory({
-      client: config.database.sqliteDriver,
+      client: config.database.sqliteDriver === 'sqlite3' ? 'sqlite3' : 'better-sqlite3',
       connection: { filename: path.join(config.database.dir, `${service}.sqlite`) },
       useNullAsDefault: true,
       pool: { min: 1, max: 1 },

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { ConfigError, envName, serviceAmqpUrl, vhostOf } from '../../src/config';
 import { loadConfig } from '../../src/services';
+import { sqliteRunner } from '../../src/db/knex';
 import { serviceDatabaseUrl, serviceRole } from '../../src/db/roles';
 import { analyticsWorker } from '../../src/workers/analytics';
 
@@ -38,6 +39,12 @@ describe('configuration', () => {
   });
 
   it('chooses the SQLite driver, and names the key of an unknown one', () => {
+    expect(loadConfig({}).database.sqliteDriver).to.equal('auto');
+    // auto: better-sqlite3, with the API's writer on a thread of its own.
+    expect(sqliteRunner('auto', {})).to.equal('better-sqlite3');
+    expect(sqliteRunner('auto', { writer: true })).to.equal('thread');
+    expect(sqliteRunner('sqlite3', { writer: true })).to.equal('sqlite3');
+    expect(sqliteRunner('better-sqlite3', { writer: true })).to.equal('better-sqlite3');
     expect(loadConfig({ WARREN_DATABASE_SQLITE_DRIVER: 'better-sqlite3' }).database.sqliteDriver).to.equal('better-sqlite3');
     expect(loadConfig({ WARREN_DATABASE_SQLITE_DRIVER: 'sqlite3' }).database.sqliteDriver).to.equal('sqlite3');
     expect(() => loadConfig({ WARREN_DATABASE_SQLITE_DRIVER: 'sqlite4' })).to.throw(ConfigError, /database\.sqliteDriver \(WARREN_DATABASE_SQLITE_DRIVER\)/);

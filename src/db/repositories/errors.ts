@@ -46,6 +46,7 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   const e = asDriverError(err);
   if (!e) return false;
   if (e.name === 'KnexTimeoutError') return true; // no pooled connection in time
+  if (e.code === 'WARREN_WRITER_THREAD') return true; // the SQLite writer's thread is gone (src/db/sqliteThread.ts)
   if (typeof e.code === 'string') {
     if (SQLITE_UNAVAILABLE.has(sqliteBaseCode(e.code) ?? '') || NETWORK_UNAVAILABLE.has(e.code) || PG_RETRYABLE.has(e.code)) return true;
     // PostgreSQL classes 08 (connection), 53 (insufficient resources), 57P (shutting down, cannot connect now).

@@ -65,7 +65,8 @@ export async function startApi(overrides: Partial<Config> = {}): Promise<ApiHarn
     await migrateService(own, service, config);
     await own.destroy();
   }
-  const db = openDatabase(config, 'api', { attachReadModels: true });
+  // The writer as `warren api` opens it (under the default driver, on a thread of its own).
+  const db = openDatabase(config, 'api', { attachReadModels: true, writer: true });
   await migrateService(db, 'api', config);
 
   const harness = {

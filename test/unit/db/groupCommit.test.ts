@@ -5,10 +5,11 @@ import { expect } from 'chai';
 import knexFactory, { type Knex } from 'knex';
 import { CommitRefusedError, GroupCommit } from '../../../src/db/groupCommit';
 import { UnavailableError } from '../../../src/domain/errors';
+import { threadedSqliteClient } from '../../../src/db/sqliteThread';
 import { testBackends, type TestDatabase } from '../../support/databases';
 
-for (const driver of ['sqlite3', 'better-sqlite3'] as const)
-  describe(`group commit (${driver})`, () => {
+for (const driver of ['sqlite3', 'better-sqlite3', 'thread'] as const)
+  describe(`group commit (${driver === 'thread' ? 'better-sqlite3 on the writer thread' : driver})`, () => {
     let dir: string;
     let db: Knex;
     let reader: Knex;
@@ -16,12 +17,18 @@ for (const driver of ['sqlite3', 'better-sqlite3'] as const)
     beforeEach(async () => {
       dir = fs.mkdtempSync(path.join(os.tmpdir(), 'warren-gc-'));
       const filename = path.join(dir, 'gc.sqlite');
-      db = knexFactory({ client: driver, connection: { filename }, useNullAsDefault: true, pool: { min: 1, max: 1 } });
+      const client = driver === 'thread' ? threadedSqliteClient('PRAGMA busy_timeout = 5000') : driver;
+      db = knexFactory({ client, connection: { filename }, useNullAsDefault: true, pool: { min: 1, max: 1 } });
       await db.raw('PRAGMA journal_mode = WAL');
       await db.schema.createTable('notes', (t) => {
         t.string('id').primary();
       });
-      reader = knexFactory({ client: driver, connection: { filename }, useNullAsDefault: true, pool: { min: 1, max: 1 } });
+      reader = knexFactory({
+        client: driver === 'thread' ? 'better-sqlite3' : driver,
+        connection: { filename },
+        useNullAsDefault: true,
+        pool: { min: 1, max: 1 },
+      });
     });
 
     /** An insert-only write of one note, merged with its batch's others. */
@@ -231,7 +238,7 @@ for (const backend of testBackends(
       for (const sql of DEFERRED_TABLES) await db.raw(sql);
     },
   },
-  ['sqlite3', 'better-sqlite3'],
+  ['sqlite3', 'better-sqlite3', 'thread'],
 )) {
   describe(`group commit after a refused COMMIT (${backend.name})`, () => {
     let testDb: TestDatabase;

@@ -1,6 +1,8 @@
 /**
- * @file Types for the two classes of knex's PostgreSQL dialect that
- * src/db/postgres.ts extends (knex ships no declarations for its dialects).
+ * @file Types for the classes of knex's dialects that Warren extends: the
+ * PostgreSQL client and transaction (src/db/postgres.ts) and the
+ * better-sqlite3 client (src/db/sqliteThread.ts). knex ships no
+ * declarations for its dialects.
  */
 declare module 'knex/lib/dialects/postgres' {
   import type { Knex } from 'knex';
@@ -36,4 +38,29 @@ declare module 'knex/lib/dialects/postgres/execution/pg-transaction' {
     query(conn: object, sql: string, status?: number, value?: unknown): Promise<unknown>;
   }
   export = TransactionPg;
+}
+
+declare module 'knex/lib/dialects/better-sqlite3' {
+  import type { Knex } from 'knex';
+
+  /** knex's better-sqlite3 client: SQLite's dialect, on a driver connection it opens itself. */
+  class ClientBetterSqlite3 extends Knex.Client {
+    constructor(config: Knex.Config);
+    acquireRawConnection(): Promise<object>;
+    destroyRawConnection(conn: object): Promise<void>;
+    _query(conn: object, obj: ClientBetterSqlite3.Query): Promise<ClientBetterSqlite3.Query>;
+    _formatBindings(bindings: readonly unknown[] | undefined): unknown[];
+    connectionSettings: { filename: string };
+  }
+  namespace ClientBetterSqlite3 {
+    /** A query as knex hands it to its dialect; the answer lands in `response` and `context`. */
+    interface Query {
+      sql: string;
+      bindings?: readonly unknown[];
+      options?: Record<string, unknown>;
+      response?: unknown;
+      context?: { lastID: number; changes: number };
+    }
+  }
+  export = ClientBetterSqlite3;
 }
