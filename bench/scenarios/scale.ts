@@ -17,7 +17,7 @@ export async function scale(ctx: BenchContext): Promise<ScenarioResult> {
   ];
   const kinds: { kind: 'postgres' | 'sqlite'; name: string; target: boolean }[] = [
     { kind: 'postgres', name: 'PostgreSQL', target: true },
-    { kind: 'sqlite', name: 'SQLite (sqlite3)', target: false },
+    { kind: 'sqlite', name: 'SQLite (default driver)', target: false },
   ];
   for (const { kind, name, target } of kinds) {
     const store = (label: string): Promise<Store> => (kind === 'postgres' ? ctx.sys.postgresStore(label) : ctx.sys.sqliteStore(label));
