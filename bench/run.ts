@@ -18,6 +18,7 @@ import { quiet } from './scenarios/quiet';
 import { relay } from './scenarios/relay';
 import { relays } from './scenarios/relays';
 import { scale } from './scenarios/scale';
+import { steady } from './scenarios/steady';
 import { writer } from './scenarios/writer';
 
 /**
@@ -35,6 +36,7 @@ const SCENARIOS: { id: string; run: (ctx: BenchContext) => Promise<ScenarioResul
   // Broker-bound first, each on processes and stores of its own.
   { id: 'relay', run: relay },
   { id: 'consume', run: consume },
+  { id: 'steady', run: steady },
   { id: 'scale', run: scale },
   { id: 'relays', run: relays },
   // Then the `warren start` deployment, in the order its memory story needs: start, warm-up (ingest), quiet, sustained.

@@ -43,14 +43,15 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
  * better-sqlite3 on a thread of its own, in alternating rounds (A B, B A,
  * A B) so that a machine that changes speed halfway favours neither. Each
  * round measures the closed loop (50 connections, req/s, CPU per request,
- * event-loop delay) and then a paced load at a rate both sustain, where
+ * event-loop delay) and then a paced load at a rate both sustain (200/s), where
  * batches are the same size for both and CPU per request compares like
  * with like.
  */
 export async function writer(ctx: BenchContext): Promise<ScenarioResult> {
   const broker = pidsOf('beam.smp')[0];
   const rounds = new Map<string, Round[]>(WRITERS.map((w) => [w.id, []]));
-  let pacedRate = 0;
+  // A rate both writers sustain even on a busy machine, so that batches are alike and CPU per request compares like with like.
+  const pacedRate = Number(process.env.BENCH_WRITER_RATE) > 0 ? Number(process.env.BENCH_WRITER_RATE) : 200;
   for (let round = 0; round < ROUNDS; round++) {
     const order = round % 2 === 0 ? WRITERS : [...WRITERS].reverse();
     for (const w of order) {
@@ -79,8 +80,6 @@ export async function writer(ctx: BenchContext): Promise<ScenarioResult> {
           pids: { server: api.pid, ...(broker ? { rabbitmq: broker } : {}) },
           metricsUrl: `${url}/metrics`,
         });
-        // Half the first closed-loop rate measured: a rate every writer sustains on this machine.
-        if (pacedRate === 0) pacedRate = Math.max(50, Math.round(closed.rps / 2));
         const cpuBefore = cpuSeconds(api.pid);
         const paced = await ctx.sys.runTool<PacedFigures>('pacedLoad', {
           baseUrl: url,
@@ -136,7 +135,7 @@ export async function writer(ctx: BenchContext): Promise<ScenarioResult> {
     },
   ];
   const notes = [
-    `\`warren api\` alone (relay publishing to the broker, no workers) on a fresh SQLite directory per round, ${ROUNDS} rounds in alternating order; medians of the rounds. Closed loop: autocannon at ${ctx.sizes.connections} connections for ${ctx.sizes.ingestSeconds} s after ${ctx.sizes.warmupSeconds} s of warm-up. Paced: ${fmt(pacedRate)} tweets/s for ${ctx.sizes.ingestSeconds} s (half the first closed-loop rate), the API's CPU from /proc over the run, writer thread included.`,
+    `\`warren api\` alone (relay publishing to the broker, no workers) on a fresh SQLite directory per round, ${ROUNDS} rounds in alternating order; medians of the rounds. Closed loop: autocannon at ${ctx.sizes.connections} connections for ${ctx.sizes.ingestSeconds} s after ${ctx.sizes.warmupSeconds} s of warm-up. Paced: ${fmt(pacedRate)} tweets/s for ${ctx.sizes.ingestSeconds} s (BENCH_WRITER_RATE), the API's CPU from /proc over the run, writer thread included.`,
     '',
     '| writer | round | closed req/s | closed p99 | CPU/request closed | loop delay p99 | paced CPU/request | paced p50 / p99 |',
     '|---|---|---|---|---|---|---|---|',
