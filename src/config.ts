@@ -152,8 +152,6 @@ const baseSchema = z.object({
       .int()
       .positive()
       .max(20 * 60 * 1000),
-    // While batches follow one another, a batch that is not full starts no sooner than this after the last one started; 0 = at once.
-    batchLingerMs: z.coerce.number().int().min(0).max(1000),
     // GET /healthz and /readyz of `warren worker`; 0 = none.
     healthPort: z.coerce.number().int().min(0).max(65535),
   }),

@@ -27,8 +27,6 @@ export interface QueueConsumerOptions {
   prefetch: number;
   /** Most deliveries applied in one transaction; the prefetch by default. */
   batchSize?: number;
-  /** While batches follow one another, the least time between their starts unless full (DeliveryLane); 0 by default. */
-  batchLingerMs?: number;
   /** Bounds one transaction, whether it holds one message or a batch. */
   handlerTimeoutMs: number;
   /**
@@ -137,7 +135,6 @@ export class QueueConsumer {
           queue: worker.queue,
           prefetch: opts.prefetch,
           batchSize: opts.batchSize ?? opts.prefetch,
-          batchLingerMs: opts.batchLingerMs ?? 0,
           consumerTag: () => `warren ${worker.name} ${os.hostname()} pid ${process.pid} #${++consumerSeq}`,
           receive: (msg) => this.receive(msg, acks),
           run: (batch, alone) => this.handle(batch, alone),

@@ -19,14 +19,6 @@ export interface DeliveryLaneOptions {
   prefetch: number;
   /** Most first deliveries handed to `run` at once. */
   batchSize: number;
-  /**
-   * While batches follow one another, a batch that is not full starts no
-   * sooner than this after the one before it started (0: at once). A steady
-   * moderate rate then fills batches instead of paying a transaction and a
-   * commit for every few messages; after a pause of this long a delivery
-   * still starts at once, so quiet traffic waits for nothing.
-   */
-  batchLingerMs?: number;
   consumerTag(): string;
   /** Each message as it arrives, made a delivery of this channel before the lane decides when it runs. */
   receive(msg: ConsumeMessage): Delivery;
@@ -71,9 +63,7 @@ export function deliveryCount(msg: ConsumeMessage): number {
  * First deliveries run in batches (the worker applies a batch in one
  * transaction): whatever has arrived when the lane gets to it, up to
  * `batchSize`, goes together; while a batch runs, what arrives waits and
- * forms the next. A lone delivery after a pause starts at once; while
- * batches follow one another, `batchLingerMs` spaces their starts, so a
- * steady rate gathers into fewer, fuller batches.
+ * forms the next. There is no batch timer: a lone delivery starts at once.
  *
  * Deliveries are never nacked to make room: a requeue counts like a crash.
  */
@@ -92,9 +82,6 @@ export class DeliveryLane {
   private readonly ready: Delivery[] = [];
   private batchRunning = false;
   private batchScheduled = false;
-  /** When the last batch started (performance.now()), for `batchLingerMs`. */
-  private lastBatchAt = -Infinity;
-  private lingering: NodeJS.Timeout | undefined;
   /** Handled deliveries whose retry or park copy the broker keeps refusing. */
   private stuck = 0;
   private isolating = false;
@@ -146,12 +133,6 @@ export class DeliveryLane {
   private runFirstDelivery(delivery: Delivery): void {
     this.busy(delivery);
     this.ready.push(delivery);
-    // A full batch does not wait out the linger.
-    if (this.lingering && this.ready.length >= this.opts.batchSize) {
-      clearTimeout(this.lingering);
-      this.lingering = undefined;
-      this.batchScheduled = false;
-    }
     this.scheduleBatch();
     // Not a redelivery: nothing returned is left ahead of it in the queue.
     if (this.subscription === 'cautious' && !this.isolating && !this.stopping && this.opts.prefetch > 1) {
@@ -168,15 +149,6 @@ export class DeliveryLane {
   private scheduleBatch(): void {
     if (this.batchRunning || this.batchScheduled || this.ready.length === 0) return;
     this.batchScheduled = true;
-    const linger = this.ready.length < this.opts.batchSize ? this.lastBatchAt + (this.opts.batchLingerMs ?? 0) - performance.now() : 0;
-    if (linger >= 1) {
-      this.lingering = setTimeout(() => {
-        this.lingering = undefined;
-        this.batchScheduled = false;
-        this.startBatch();
-      }, linger);
-      return;
-    }
     setImmediate(() => {
       this.batchScheduled = false;
       this.startBatch();
@@ -189,7 +161,6 @@ export class DeliveryLane {
     const batch = this.ready.splice(0, Math.max(1, this.opts.batchSize));
     if (batch.length === 0) return;
     this.batchRunning = true;
-    this.lastBatchAt = performance.now();
     this.dispatch(batch, false);
     void Promise.all(batch.map((d) => d.whenHandled)).then(() => {
       this.batchRunning = false;
@@ -346,9 +317,6 @@ export class DeliveryLane {
   /** The channel closed: the broker requeued everything it held, so nothing waiting runs. */
   close(): void {
     this.closed = true;
-    clearTimeout(this.lingering);
-    this.lingering = undefined;
-    this.batchScheduled = false;
     this.subscription = 'none';
     this.tag = undefined;
     for (const d of [...this.suspects.splice(0), ...this.deferred.splice(0), ...this.ready.splice(0)])

@@ -82,7 +82,6 @@ export function wireWorker<T extends MessageType>(declaration: WorkerDeclaration
     prefetch: config.worker.prefetch,
     handlerTimeoutMs: config.worker.handlerTimeoutMs,
     batchDeadlineMs: config.worker.batchDeadlineMs,
-    batchLingerMs: config.worker.batchLingerMs,
     maxAttempts,
     steps,
     log,

@@ -64,8 +64,6 @@ describe('configuration', () => {
 
   it("refuses a batch deadline that leaves a batch's messages no time to run alone after it timed out", () => {
     expect(loadConfig({}).worker.batchDeadlineMs).to.equal(300_000);
-    expect(loadConfig({}).worker.batchLingerMs).to.equal(0);
-    expect(() => loadConfig({ WARREN_WORKER_BATCH_LINGER_MS: '-1' })).to.throw(ConfigError, /worker\.batchLingerMs/);
     expect(() => loadConfig({ WARREN_WORKER_BATCH_DEADLINE_MS: '50000' })).to.throw(
       ConfigError,
       /^config: worker\.batchDeadlineMs \(WARREN_WORKER_BATCH_DEADLINE_MS\): must be at least 2 × worker\.handlerTimeoutMs \(60000\)/,

@@ -45,14 +45,13 @@ describe('DeliveryLane', () => {
   let settlements: Settlement[];
   let seq: number;
 
-  const lane = (opts: { prefetch?: number; batchSize?: number; batchLingerMs?: number } = {}) => {
+  const lane = (opts: { prefetch?: number; batchSize?: number } = {}) => {
     const acks = new ChannelAcks(channel as unknown as Channel);
     const l = new DeliveryLane({
       channel: channel as unknown as Channel,
       queue: 'analytics.tweets',
       prefetch: opts.prefetch ?? 10,
       batchSize: opts.batchSize ?? 10,
-      batchLingerMs: opts.batchLingerMs ?? 0,
       consumerTag: () => `lane #${++seq}`,
       receive: (msg) => new Delivery(msg, acks, (s) => settlements.push(s)),
       run: runs.run,
@@ -96,51 +95,6 @@ describe('DeliveryLane', () => {
     expect(runs.calls[1]).to.deep.equal({ ids: ['d', 'e'], alone: false });
     await runs.finishNext();
     expect(channel.ackedIds().sort()).to.deep.equal(['a', 'b', 'c', 'd', 'e']);
-  });
-
-  it('with a linger, starts a lone delivery after a pause at once, and spaces the starts of batches that follow one another', async () => {
-    const l = lane({ prefetch: 10, batchSize: 5, batchLingerMs: 300 });
-    await l.start();
-    const t0 = performance.now();
-    channel.deliver(message('a'));
-    await waitFor('the first batch', async () => runs.calls.length === 1, 1000, 2);
-    expect(performance.now() - t0, 'nothing ran before it: no wait').to.be.below(150);
-    await runs.finishNext();
-    // Right after it: these wait out the linger together instead of running one by one.
-    channel.deliver(message('b'));
-    channel.deliver(message('c'));
-    await new Promise((r) => setTimeout(r, 20));
-    channel.deliver(message('d'));
-    await waitFor('the second batch', async () => runs.calls.length === 2, 1000, 2);
-    expect(performance.now() - t0, 'the second batch started a linger after the first').to.be.at.least(290);
-    expect(runs.calls[1]).to.deep.equal({ ids: ['b', 'c', 'd'], alone: false });
-    await runs.finishNext();
-    // After a pause longer than the linger, a delivery starts at once again.
-    await new Promise((r) => setTimeout(r, 320));
-    const t1 = performance.now();
-    channel.deliver(message('e'));
-    await waitFor('the third batch', async () => runs.calls.length === 3, 1000, 2);
-    expect(performance.now() - t1).to.be.below(150);
-    await runs.finishNext();
-    expect(channel.ackedIds()).to.deep.equal(['a', 'b', 'c', 'd', 'e']);
-  });
-
-  it('with a linger, starts a batch that fills up at once', async () => {
-    const l = lane({ prefetch: 10, batchSize: 3, batchLingerMs: 5000 });
-    await l.start();
-    channel.deliver(message('a'));
-    await waitFor('the first batch', async () => runs.calls.length === 1, 1000, 2);
-    await runs.finishNext();
-    const t0 = performance.now();
-    channel.deliver(message('b'));
-    channel.deliver(message('c'));
-    await new Promise((r) => setTimeout(r, 30));
-    expect(runs.calls.length, 'two of three wait for the linger').to.equal(1);
-    channel.deliver(message('d'));
-    await waitFor('the full batch', async () => runs.calls.length === 2, 1000, 2);
-    expect(performance.now() - t0).to.be.below(1000);
-    expect(runs.calls[1]).to.deep.equal({ ids: ['b', 'c', 'd'], alone: false });
-    await runs.finishNext();
   });
 
   it('runs a redelivery alone, only after the deliveries held beside it are handled, and holds later first deliveries until it is done', async () => {
