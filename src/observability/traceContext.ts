@@ -18,7 +18,7 @@ export interface TraceParent {
   flags: number;
 }
 
-const TRACEPARENT_00 = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+const TRACEPARENT_00 = /^(00)-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 // A later version keeps these four fields first; what it adds comes after a dash.
 const TRACEPARENT_LATER = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/;
 const ALL_ZERO = /^0+$/;
@@ -39,12 +39,15 @@ const TRACESTATE_MEMBER =
  */
 export function parseTraceparent(header: unknown): TraceParent | undefined {
   if (typeof header !== 'string' || header.length < 55 || header.length > 512) return undefined;
-  const m = header.startsWith('00-') ? TRACEPARENT_00.exec(header) : TRACEPARENT_LATER.exec(header);
-  if (!m) return undefined;
-  const [traceId, spanId, flags] = header.startsWith('00-') ? [m[1]!, m[2]!, m[3]!] : [m[2]!, m[3]!, m[4]!];
-  if (!header.startsWith('00-') && m[1] === 'ff') return undefined;
+  const m = (header.startsWith('00-') ? TRACEPARENT_00 : TRACEPARENT_LATER).exec(header);
+  if (!m || m[1] === 'ff') return undefined;
+  const [, , traceId, spanId, flags] = m as unknown as [string, string, string, string, string];
   if (ALL_ZERO.test(traceId) || ALL_ZERO.test(spanId)) return undefined;
   return { traceId, spanId, flags: parseInt(flags, 16) };
+}
+
+function hex2(n: number): string {
+  return n.toString(16).padStart(2, '0');
 }
 
 /** Version 00 of the header, with only the `sampled` flag (the others are not Warren's to claim). */
@@ -87,5 +90,7 @@ export function incomingTrace(traceparent: unknown, tracestate: unknown): { pare
   const parent = parseTraceparent(traceparent);
   if (!parent) return undefined;
   const state = parseTracestate(tracestate);
-  return { parent, headers: { traceparent: traceparent as string, ...(state ? { tracestate: state } : {}) } };
+  // Passed on as version 00, the one Warren speaks: a later version's extra fields are not ours to vouch for.
+  const header = (traceparent as string).startsWith('00-') ? (traceparent as string) : `00-${parent.traceId}-${parent.spanId}-${hex2(parent.flags)}`;
+  return { parent, headers: { traceparent: header, ...(state ? { tracestate: state } : {}) } };
 }
