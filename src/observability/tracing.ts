@@ -33,6 +33,8 @@ import { formatTraceparent, incomingTrace, type TraceHeaders } from './traceCont
  * trace continues when another relay, or this one after a restart, sends it.
  */
 export interface TracedSpan {
+  /** The trace it belongs to, as the logs name it. */
+  readonly traceId: string;
   /** The W3C headers that make this span the parent of what comes next. */
   headers(): TraceHeaders;
   /** Runs `work` with this span current, so spans started inside are its children. */
@@ -72,6 +74,10 @@ class SdkSpan implements TracedSpan {
     readonly span: Span,
     private readonly parent: Context,
   ) {}
+
+  get traceId(): string {
+    return this.span.spanContext().traceId;
+  }
 
   headers(): TraceHeaders {
     const sc = this.span.spanContext();

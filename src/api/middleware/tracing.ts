@@ -22,6 +22,8 @@ export function httpTracing(tracing: Tracing, router: Router<ApiState>): Middlew
     });
     span.set('warren.request_id', ctx.state.requestId);
     ctx.state.span = span;
+    // The access log names the trace the spans are in (a new one has the SDK's id, not the request id's).
+    ctx.state.traceId = span.traceId;
     let failure: unknown;
     try {
       await span.run(next);
