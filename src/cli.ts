@@ -4,6 +4,8 @@ import { servicePasswords, vhostOf, type Config } from './config';
 import { loadConfigOrExit } from './services';
 import { createLogger } from './log';
 import { exitWithLine } from './shutdown';
+import type { Tracing } from './observability/tracing';
+import { startTracingFor, TracingSetupError } from './observability/tracingStart';
 import { isWorkerName, workerNames, workers, type WorkerName } from './workers/registry';
 
 /**
@@ -23,6 +25,16 @@ function positiveInt(value: string): number {
   return n;
 }
 
+/** The tracing SDK, started before the service (none when tracing is off); a setting it cannot honour stops the process with one line. */
+async function startTracingOrExit(config: Config, service: string): Promise<Tracing | undefined> {
+  try {
+    return await startTracingFor(config, service);
+  } catch (err) {
+    if (err instanceof TracingSetupError) exitWithLine(`warren ${service.replace('-', ' ')}: tracing: ${err.message}`);
+    throw err;
+  }
+}
+
 /** A worker of the registry, by its name. */
 function workerName(value: string): WorkerName {
   if (!isWorkerName(value)) throw new InvalidArgumentError(`must be one of ${workerNames.join(', ')}`);
@@ -34,8 +46,9 @@ program
   .description('run the HTTP API and the outbox relay')
   .action(async () => {
     const config = loadConfigOrExit();
+    const tracing = await startTracingOrExit(config, 'api');
     const { runApi } = await import('./api/server');
-    await runApi(config);
+    await runApi(config, tracing);
   });
 
 program
@@ -54,8 +67,9 @@ program
       }));
       process.exit(await supervise(children, { log: createLogger('supervisor', config.log.level), ...config.supervisor }));
     }
+    const tracing = await startTracingOrExit(config, `worker-${name}`);
     const { runWorker } = await import('./workers/runner');
-    await runWorker(config, name);
+    await runWorker(config, name, tracing);
   });
 
 program

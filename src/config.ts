@@ -190,6 +190,12 @@ const baseSchema = z.object({
   }),
   supervisor: z.object({ restartMinMs: positiveInt, restartMaxMs: positiveInt, stopTimeoutMs: positiveInt }),
   log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) }),
+  /**
+   * OpenTelemetry tracing, off by default. `enabled` turns it on; so does an
+   * OTLP endpoint in the standard OTEL_* variables, which also say where the
+   * spans go and how they are sampled (src/observability/tracingStart.ts).
+   */
+  otel: z.object({ enabled: z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]) }),
 });
 
 export type Config = z.infer<typeof baseSchema>;

@@ -41,6 +41,7 @@ export function publishRequestOf(event: OutgoingEvent, seq = 0): PublishRequest 
     payload: event.payload,
     correlation_id: event.correlationId,
     traceparent: event.traceparent,
+    tracestate: event.tracestate ?? null,
     schema_version: event.schemaVersion,
     created_at: event.createdAt.getTime(),
     attempts: 0,

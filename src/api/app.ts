@@ -8,6 +8,7 @@ import { mapErrors } from './middleware/errors';
 import { httpMetrics } from './middleware/httpMetrics';
 import { jsonBody } from './middleware/jsonBody';
 import { requestId } from './middleware/requestId';
+import { httpTracing } from './middleware/tracing';
 import { NotificationHub } from './notificationHub';
 import { takesBody } from './openapi';
 import { analyticsRoutes } from './routes/analytics';
@@ -58,6 +59,8 @@ export function createApp(deps: AppDeps): Koa<ApiState> {
     deps.log.warn({ requestId: ctx?.state?.requestId, err }, 'response failed after it started');
   });
   app.use(requestId());
+  // Only when tracing is on: with it off, a request starts no span and touches no context.
+  if (deps.tracing) app.use(httpTracing(deps.tracing, router));
   app.use(httpMetrics(api.metrics.http, router));
   app.use(accessLog(deps.log));
   app.use(mapErrors(deps.log));

@@ -11,6 +11,7 @@
  * test/unit/api/asyncapi.test.ts checks the document with @asyncapi/parser.
  */
 import { z } from 'zod';
+import { MAX_TRACESTATE_LENGTH } from '../observability/traceContext';
 import { LIVE_EXCHANGE } from '../broker/live';
 import { MAX_ERROR_BYTES, PARK_KINDS, WARREN_HEADERS } from '../consume/retry';
 import { LIVE_NOTIFICATION_TYPE, liveNotificationSchema } from '../domain/liveNotification';
@@ -68,7 +69,13 @@ function headersOf(copy: Copy): Json {
       `major.minor of the body's schema (${SCHEMA_VERSION} now). Minor versions only add optional fields; a consumer parks a message whose major is above its own, and reads one without the header as ${SCHEMA_VERSION}`,
       { pattern: '^[0-9]+\\.[0-9]+$', examples: [SCHEMA_VERSION] },
     ),
-    traceparent: text('W3C trace context of the HTTP request that caused the message', { pattern: TRACEPARENT_PATTERN }),
+    traceparent: text(
+      "W3C trace context of the HTTP request that caused the message: with tracing on, the relay's publish span (sampled flag as its sampler decided); with it off, the caller's traceparent passed on, or a new one not flagged sampled",
+      { pattern: TRACEPARENT_PATTERN },
+    ),
+    tracestate: text("W3C tracestate of the same trace: the caller's vendor entries, carried through unchanged; present only when the request had one", {
+      maxLength: MAX_TRACESTATE_LENGTH,
+    }),
   };
   if (copy !== 'event') {
     const H = WARREN_HEADERS;

@@ -5,6 +5,8 @@ import type { GroupCommit } from '../db/groupCommit';
 import type { Logger } from '../log';
 import type { HttpMetrics } from '../observability/metrics';
 import type { Registry } from 'prom-client';
+import type { TraceHeaders } from '../observability/traceContext';
+import type { TracedSpan, Tracing } from '../observability/tracing';
 import type { NotificationHub } from './notificationHub';
 import type { TimelineSource } from './timelineClient';
 
@@ -50,6 +52,8 @@ export interface AppDeps {
   timeline: TimelineSource;
   /** How often an idle notification stream sends a heartbeat comment (default 15 s). */
   streamHeartbeatMs?: number;
+  /** Spans of requests and their outbox writes; none (and no cost) when tracing is off. */
+  tracing?: Tracing;
   /** For tests. */
   now?: () => Date;
 }
@@ -64,6 +68,10 @@ export interface ApiState {
   requestId: string;
   /** The trace of an incoming `traceparent`, else one started here; continued by the events this request emits. */
   traceId?: string;
+  /** The caller's trace context (a valid `traceparent`, with its `tracestate`), passed on by the events when no span is recorded. */
+  trace?: TraceHeaders;
+  /** This request's server span, when tracing is on (src/api/middleware/tracing.ts). */
+  span?: TracedSpan;
   /** Set by requireAuth; `handle` is the user's as of the token lookup. */
   auth?: { userId: string; tokenId: string; tokenHash: string; handle: string };
   /** The request body as received (for the Idempotency-Key request hash) and parsed. */

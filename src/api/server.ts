@@ -13,6 +13,7 @@ import { asyncCommitRefusal, openDatabase } from '../db/knex';
 import { createLogger } from '../log';
 import { createRegistry, HttpMetrics, PublishMetrics, QueueMetrics, RelayMetrics } from '../observability/metrics';
 import { exitWithLine, onShutdown } from '../shutdown';
+import type { Tracing } from '../observability/tracing';
 import { createApp, type ReadinessCheck } from './app';
 import { answerUnparsableRequest } from './middleware/errors';
 import { refuseWithoutDatabaseFile } from './unitOfWork';
@@ -42,7 +43,7 @@ async function closeGracefully(server: http.Server, graceMs: number): Promise<vo
  * ready while it can take writes; the broker, the topology, the relay and
  * the consumers are reported by /readyz without deciding it.
  */
-export async function runApi(config: Config): Promise<http.Server> {
+export async function runApi(config: Config, tracing?: Tracing): Promise<http.Server> {
   const log = createLogger('api', config.log.level);
   const vhost = vhostOf(config.amqp.url);
   const defs = retargetDefinitions(loadDefinitions(config.amqp.definitionsFile), vhost);
@@ -94,6 +95,7 @@ export async function runApi(config: Config): Promise<http.Server> {
     retainSentMs: config.outbox.retainSentHours * 3_600_000,
     observe: relayMetrics.published,
     mayPublish: () => topology.verified,
+    tracing,
   });
   relayMetrics.watch(relay);
   relay.start();
@@ -169,6 +171,7 @@ export async function runApi(config: Config): Promise<http.Server> {
       return [broker, topologyCheck, relayCheck, liveCheck, ...consumers, timelineCheck];
     },
     draining: () => shutdownSignal.stopped,
+    tracing,
   });
 
   const handle = app.callback();
@@ -198,6 +201,8 @@ export async function runApi(config: Config): Promise<http.Server> {
     await connection.close();
     await timeline.close();
     await Promise.all([db.destroy(), writeDb.destroy()]);
+    // Last: the spans of everything above, the relay's last publishes included, are sent before the exit.
+    await tracing?.shutdown().catch((err: Error) => log.warn({ err }, 'sending the last spans failed'));
   });
   return server;
 }

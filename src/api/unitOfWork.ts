@@ -8,6 +8,7 @@ import type { TableRows } from '../db/groupCommit';
 import { missingDatabaseFile, type Db } from '../db/knex';
 import { enqueueEvents, OUTBOX_TABLE, outboxRows } from '../outbox/store';
 import { IDEMPOTENCY_TABLE, idempotencyRow, saveIdempotencyRecord, type IdempotencyRecord } from '../db/repositories/idempotency';
+import type { TracedSpan } from '../observability/tracing';
 import type { ApiContext, ApiDeps } from './context';
 
 /** What a write refused for a passing reason (a missing file, a full outbox) tells the client to wait. */
@@ -35,12 +36,20 @@ export interface WriteResult {
 /** Records an event to be written to the outbox with the change that caused it. */
 export type Emit = <T extends MessageType>(type: T, body: MessageBody<T>) => void;
 
-/** What every write of a request shares: its clock, the events it emits, its Idempotency-Key record. */
-function prepareWrite(ctx: ApiContext, deps: ApiDeps) {
+/**
+ * What every write of a request shares: its clock, the events it emits, its
+ * Idempotency-Key record, and the trace context its events carry: the
+ * outbox write's span when tracing is on (the relay's publish becomes its
+ * child), else the caller's context passed on unchanged (its parent is the
+ * caller's span, its sampled flag the caller's decision).
+ */
+function prepareWrite(ctx: ApiContext, deps: ApiDeps, span: TracedSpan | undefined) {
   const now = deps.now();
   const events: OutgoingEvent[] = [];
+  // Without either, buildEvent gives each event a new, unsampled traceparent under the request's trace.
+  const trace = span?.headers() ?? ctx.state.trace;
   const emit: Emit = (type, body) => {
-    events.push(buildEvent(type, body, { correlationId: ctx.state.requestId, traceId: ctx.state.traceId, now }));
+    events.push(buildEvent(type, body, { correlationId: ctx.state.requestId, traceId: ctx.state.traceId, trace, now }));
   };
   const idempotency = ctx.state.idempotency;
   const recordOf = (outcome: WriteResult): IdempotencyRecord | undefined =>
@@ -77,15 +86,30 @@ function answer(ctx: ApiContext, deps: ApiDeps, events: OutgoingEvent[], result:
  * are visible to it.
  */
 export async function commitWrite(ctx: ApiContext, deps: ApiDeps, work: (tx: Knex.Transaction, emit: Emit, now: Date) => Promise<WriteResult>): Promise<void> {
-  const { now, events, emit, recordOf, notBefore } = prepareWrite(ctx, deps);
-  const result = await deps.writes.run(async (tx) => {
+  const span = deps.tracing?.outboxWrite();
+  const { now, events, emit, recordOf, notBefore } = prepareWrite(ctx, deps, span);
+  const write = deps.writes.run(async (tx) => {
     const outcome = await work(tx, emit, now);
     await enqueueEvents(tx, events);
     const record = recordOf(outcome);
     if (record) await saveIdempotencyRecord(tx, record, notBefore);
     return outcome;
   });
+  const result = await (span ? settleSpan(span, events, write) : write);
   answer(ctx, deps, events, result);
+}
+
+/** Ends the outbox write's span when its commit has settled, failed if it failed. */
+async function settleSpan<T>(span: TracedSpan, events: OutgoingEvent[], write: Promise<T>): Promise<T> {
+  try {
+    const value = await write;
+    span.set('warren.outbox.events', events.length);
+    span.end();
+    return value;
+  } catch (err) {
+    span.end(err);
+    throw err;
+  }
 }
 
 /**
@@ -99,13 +123,14 @@ export async function commitInserts(
   deps: ApiDeps,
   plan: (emit: Emit, now: Date) => { inserts: TableRows[]; result: WriteResult },
 ): Promise<void> {
-  const { now, events, emit, recordOf, notBefore } = prepareWrite(ctx, deps);
+  const span = deps.tracing?.outboxWrite();
+  const { now, events, emit, recordOf, notBefore } = prepareWrite(ctx, deps, span);
   const { inserts, result } = plan(emit, now);
   const record = recordOf(result);
   const all: TableRows[] = [...inserts];
   if (events.length > 0) all.push({ table: OUTBOX_TABLE, rows: outboxRows(events) });
   if (record) all.push({ table: IDEMPOTENCY_TABLE, rows: [idempotencyRow(record)] });
-  await deps.writes.insert({
+  const write = deps.writes.insert({
     inserts: all,
     value: result,
     alone: async (tx) => {
@@ -115,5 +140,6 @@ export async function commitInserts(
       return result;
     },
   });
+  await (span ? settleSpan(span, events, write) : write);
   answer(ctx, deps, events, result);
 }

@@ -17,6 +17,8 @@ import { FailurePolicy } from './failurePolicy';
 import { countSettlements, emptyCounts, logSettlements, type ConsumeCounts } from './settlements';
 import { errorText, type DelayStep } from './retry';
 import { RETURN_EXCHANGE } from '../topology/definitions';
+import type { Tracing } from '../observability/tracing';
+import { ConsumeSpans } from './tracing';
 
 export interface QueueConsumerOptions {
   /** The consume-only connection; retries and parks go out through `publisher`. */
@@ -41,6 +43,8 @@ export interface QueueConsumerOptions {
   steps: DelayStep[];
   log: Logger;
   now?: () => Date;
+  /** Consumer and handler spans; none (and no cost) when tracing is off. */
+  tracing?: Tracing;
 }
 
 export type { Outcome } from './delivery';
@@ -101,6 +105,9 @@ export class QueueConsumer {
   private readonly failures: FailurePolicy;
   private cancelledByBroker = false;
   private stopping = false;
+  private readonly spans: ConsumeSpans | undefined;
+  /** The worker as the transaction runs it: its handler runs traced when tracing is on. */
+  private readonly worker: WorkerDefinition;
   readonly counts: ConsumeCounts = emptyCounts();
 
   constructor(private readonly opts: QueueConsumerOptions) {
@@ -113,6 +120,9 @@ export class QueueConsumer {
       log: opts.log,
       now: this.now,
     });
+    this.spans = opts.tracing && new ConsumeSpans(opts.tracing, worker.queue);
+    this.worker = this.spans ? this.spans.handlers(worker) : worker;
+    if (this.spans) this.onSettled(this.spans.settled);
     this.onSettled(countSettlements(this.counts));
     this.onSettled(logSettlements(opts.log));
     // The queue's own bindings, and the route its retries come back by.
@@ -218,9 +228,12 @@ export class QueueConsumer {
       const valid: DecodedDelivery[] = [];
       for (const delivery of batch) {
         delivery.start();
+        this.spans?.started(delivery);
         const decoded = decode(delivery.msg, this.opts.worker.handles);
-        if (decoded.kind === 'message') valid.push({ delivery, message: decoded.message });
-        else if (decoded.kind === 'ignored') ignored.push(delivery);
+        if (decoded.kind === 'message') {
+          valid.push({ delivery, message: decoded.message });
+          this.spans?.decoded(delivery, decoded.message);
+        } else if (decoded.kind === 'ignored') ignored.push(delivery);
         else settling.push(this.failed(delivery, decoded.error));
       }
       // Ignored messages change nothing: they wait for no transaction.
@@ -256,7 +269,8 @@ export class QueueConsumer {
    * unrun (an attempt).
    */
   private async apply(valid: DecodedDelivery[], batched: boolean): Promise<void> {
-    const { db, worker, handlerTimeoutMs, log } = this.opts;
+    const { db, handlerTimeoutMs, log } = this.opts;
+    const { worker } = this;
     let effects: CommittedEffects | undefined;
     let failure: unknown;
     try {

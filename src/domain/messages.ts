@@ -106,20 +106,27 @@ export interface OutgoingEvent {
   payload: string;
   correlationId: string | null;
   traceparent: string;
+  /** W3C tracestate, kept and published with the traceparent; absent when the trace has none. */
+  tracestate?: string;
   schemaVersion: string;
   createdAt: Date;
 }
 
+/**
+ * A valid traceparent for an event no span recorded: the trace `traceId`
+ * (else a random one), a parent id of its own, and not sampled, since no
+ * sampler decided to record it.
+ */
 export function newTraceparent(traceId?: string): string {
-  const trace = traceId && /^[0-9a-f]{32}$/.test(traceId) ? traceId : randomHex(16);
-  return `00-${trace}-${randomHex(8)}-01`;
+  const trace = traceId && /^[0-9a-f]{32}$/.test(traceId) && !/^0+$/.test(traceId) ? traceId : randomHex(16);
+  return `00-${trace}-${randomHex(8)}-00`;
 }
 
 /** Validates a body against its type's schema and builds the event to publish. */
 export function buildEvent<T extends MessageType>(
   type: T,
   body: MessageBody<T>,
-  opts: { correlationId?: string | null; traceId?: string; now?: Date } = {},
+  opts: { correlationId?: string | null; traceId?: string; trace?: { traceparent: string; tracestate?: string }; now?: Date } = {},
 ): OutgoingEvent {
   const parsed = messageSchemas[type].safeParse(body);
   if (!parsed.success) {
@@ -137,7 +144,8 @@ export function buildEvent<T extends MessageType>(
     routingKey: route.routingKey,
     payload,
     correlationId: opts.correlationId ?? null,
-    traceparent: newTraceparent(opts.traceId),
+    traceparent: opts.trace?.traceparent ?? newTraceparent(opts.traceId),
+    ...(opts.trace?.tracestate ? { tracestate: opts.trace.tracestate } : {}),
     schemaVersion: messageVersions[type],
     createdAt: opts.now ?? new Date(),
   };

@@ -4,6 +4,8 @@ import { APP_ID } from '../domain/messages';
 import { claimBatch, countBacklog, markSent, pruneSent, releaseClaims, type OutboxRow } from './store';
 import type { Logger } from '../log';
 import type { ConfirmPublisher, PublishRequest } from '../broker/publisher';
+import type { TraceHeaders } from '../observability/traceContext';
+import type { TracedSpan, Tracing } from '../observability/tracing';
 
 /** Runs a write in a transaction and resolves once it is committed. */
 export type WriteRunner = <T>(work: (tx: Knex.Transaction) => Promise<T>) => Promise<T>;
@@ -33,6 +35,8 @@ export interface RelayOptions {
    * holds while the broker has not been reached yet.
    */
   mayPublish?: () => boolean;
+  /** A producer span per row published, under the context stored with the row; none when tracing is off. */
+  tracing?: Tracing;
 }
 
 const COUNT_EVERY_MS = 1000;
@@ -174,7 +178,8 @@ export class OutboxRelay {
    */
   private async publishBatch(rows: OutboxRow[]): Promise<BatchOutcome> {
     const { publisher, log } = this.opts;
-    const outcomes = await publisher.publishAll(rows.map(toPublishRequest));
+    const { tracing } = this.opts;
+    const outcomes = tracing ? await publishTraced(publisher, tracing, rows) : await publisher.publishAll(rows.map((row) => toPublishRequest(row)));
     this.opts.observe?.(rows, outcomes);
     const sent: number[] = [];
     const failed: number[] = [];
@@ -251,7 +256,40 @@ export class OutboxRelay {
   }
 }
 
-export function toPublishRequest(row: OutboxRow): PublishRequest {
+/**
+ * Publishes rows each under a producer span, child of the context the row
+ * was written with (its traceparent and tracestate, kept in the outbox, so
+ * a relay that restarted continues the same trace). The message carries the
+ * span's own context, with the sampled flag its sampler decided; the span
+ * ends with the confirm, failed when the row was not delivered.
+ */
+async function publishTraced(publisher: ConfirmPublisher, tracing: Tracing, rows: OutboxRow[]): Promise<(Error | null)[]> {
+  const spans: TracedSpan[] = [];
+  const requests = rows.map((row) => {
+    const span = tracing.publish({
+      exchange: row.exchange,
+      routingKey: row.routing_key,
+      messageId: row.message_id,
+      type: row.type,
+      traceparent: row.traceparent,
+      tracestate: row.tracestate,
+    });
+    spans.push(span);
+    return toPublishRequest(row, span.headers());
+  });
+  try {
+    const outcomes = await publisher.publishAll(requests);
+    outcomes.forEach((err, i) => spans[i]!.end(err ?? undefined));
+    return outcomes;
+  } catch (err) {
+    for (const span of spans) span.end(err);
+    throw err;
+  }
+}
+
+/** The publish of a row: its properties, and its trace context (the row's own, or the producer span's that replaces it). */
+export function toPublishRequest(row: OutboxRow, trace?: TraceHeaders): PublishRequest {
+  const tracestate = trace ? trace.tracestate : row.tracestate;
   return {
     exchange: row.exchange,
     routingKey: row.routing_key,
@@ -263,7 +301,7 @@ export function toPublishRequest(row: OutboxRow): PublishRequest {
       timestamp: Math.floor(Number(row.created_at) / 1000),
       appId: APP_ID,
       ...(row.correlation_id ? { correlationId: row.correlation_id } : {}),
-      headers: { 'x-schema-version': row.schema_version, traceparent: row.traceparent },
+      headers: { 'x-schema-version': row.schema_version, traceparent: trace?.traceparent ?? row.traceparent, ...(tracestate ? { tracestate } : {}) },
     },
   };
 }

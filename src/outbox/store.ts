@@ -18,6 +18,8 @@ export interface OutboxRow {
   payload: string;
   correlation_id: string | null;
   traceparent: string;
+  /** The trace's vendor entries (W3C tracestate), when the request had any. */
+  tracestate: string | null;
   schema_version: string;
   created_at: number;
   attempts: number;
@@ -33,6 +35,7 @@ export function outboxRows(events: OutgoingEvent[]): Record<string, unknown>[] {
     payload: e.payload,
     correlation_id: e.correlationId,
     traceparent: e.traceparent,
+    tracestate: e.tracestate ?? null,
     schema_version: e.schemaVersion,
     created_at: e.createdAt.getTime(),
   }));
@@ -59,6 +62,7 @@ const CLAIMED_COLUMNS = [
   'payload',
   'correlation_id',
   'traceparent',
+  'tracestate',
   'schema_version',
   'created_at',
   'attempts',

@@ -8,6 +8,7 @@ import { asyncCommitRefusal, openDatabase } from '../db/knex';
 import { createLogger } from '../log';
 import { createRegistry } from '../observability/metrics';
 import { exitWithLine, onShutdown } from '../shutdown';
+import type { Tracing } from '../observability/tracing';
 import type { WorkerDeclaration } from './declaration';
 import { serveWorkerHealth } from './health';
 import { workers, type WorkerName } from './registry';
@@ -21,7 +22,7 @@ const PRUNE_EVERY_MS = 60 * 60 * 1000;
  * prefetch gives fair dispatch between them. `config` is loaded for this
  * worker (loadConfig's `worker`), so its declared defaults are in it.
  */
-export async function runWorker(config: Config, name: WorkerName): Promise<void> {
+export async function runWorker(config: Config, name: WorkerName, tracing?: Tracing): Promise<void> {
   const worker: WorkerDeclaration = workers[name];
   const log = createLogger(`worker-${name}`, config.log.level);
   const vhost = vhostOf(config.amqp.url);
@@ -53,7 +54,7 @@ export async function runWorker(config: Config, name: WorkerName): Promise<void>
   const consumeConnection = connectBroker({ ...common, role: 'consume' });
   const publishConnection = connectBroker({ ...common, role: 'publish' });
   const registry = createRegistry(`worker-${name}`, { processMetrics: true });
-  const { consumer, close } = wireWorker(worker, { config, defs, consumeConnection, publishConnection, db, log, metrics: registry });
+  const { consumer, close } = wireWorker(worker, { config, defs, consumeConnection, publishConnection, db, log, metrics: registry, tracing });
 
   // A worker that is a service of its own (the timeline) serves its routes and its probes on its own port.
   const listen = worker.http?.listen(config) ?? { host: config.http.host, port: config.worker.healthPort };
@@ -88,5 +89,7 @@ export async function runWorker(config: Config, name: WorkerName): Promise<void>
     await close();
     await Promise.all([consumeConnection.close(), publishConnection.close()]);
     await db.destroy();
+    // Last: the spans of the deliveries settled above are sent before the exit.
+    await tracing?.shutdown().catch((err: Error) => log.warn({ err }, 'sending the last spans failed'));
   });
 }

@@ -8,6 +8,7 @@ import { QueueConsumer } from '../consume/consumer';
 import type { WorkerDefinition } from '../consume/handler';
 import type { MessageType } from '../domain/messages';
 import type { Logger } from '../log';
+import type { Tracing } from '../observability/tracing';
 import { ConsumerMetrics, PublishMetrics } from '../observability/metrics';
 import { delaySteps, workQueues, type Definitions } from '../topology/definitions';
 import type { WorkerDeclaration } from './declaration';
@@ -45,6 +46,8 @@ export interface WorkerProcessResources {
   metrics?: Registry;
   /** The consumer's clock; the system clock without it. */
   now?: () => Date;
+  /** Consumer and handler spans; none without it (tracing off). */
+  tracing?: Tracing;
 }
 
 /** A worker wired to its process: stop `consumer` first, then `close`. */
@@ -66,7 +69,7 @@ export interface WiredWorker {
  * handler is timed and the settlements and publishes are counted.
  */
 export function wireWorker<T extends MessageType>(declaration: WorkerDeclaration<T>, resources: WorkerProcessResources): WiredWorker {
-  const { config, defs, consumeConnection, publishConnection, db, log, metrics, now } = resources;
+  const { config, defs, consumeConnection, publishConnection, db, log, metrics, now, tracing } = resources;
   const maxAttempts = retryAttemptsFor(config, declaration.queue, defs);
   const steps = delaySteps(defs);
   const consumerMetrics = metrics && new ConsumerMetrics(metrics);
@@ -86,6 +89,7 @@ export function wireWorker<T extends MessageType>(declaration: WorkerDeclaration
     steps,
     log,
     now,
+    tracing,
   });
   consumerMetrics?.watch(declaration.queue, consumer);
   return {

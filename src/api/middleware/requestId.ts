@@ -1,12 +1,12 @@
 import type { Middleware } from 'koa';
 import crypto from 'node:crypto';
 import { MAX_REQUEST_ID_LENGTH, randomHex } from '../../domain/ids';
+import { incomingTrace } from '../../observability/traceContext';
 import type { ApiState } from '../context';
 
 // A caller's id is echoed into logs and message correlation ids, so only a
 // short, plain token is trusted; anything else is replaced.
 const SANE_REQUEST_ID = new RegExp(`^[A-Za-z0-9._:-]{1,${MAX_REQUEST_ID_LENGTH}}$`);
-const TRACEPARENT = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
@@ -27,8 +27,13 @@ export function requestId(): Middleware<ApiState> {
     const id = SANE_REQUEST_ID.test(incoming) ? incoming : crypto.randomUUID();
     ctx.state.requestId = id;
     ctx.set('x-request-id', id);
-    const trace = TRACEPARENT.exec(ctx.get('traceparent'));
-    ctx.state.traceId = trace && !/^0+$/.test(trace[1]!) ? trace[1] : traceIdFor(id);
+    const traceparent = ctx.get('traceparent');
+    // Most requests bring none: their trace costs no parsing.
+    const caller = traceparent ? incomingTrace(traceparent, ctx.headers.tracestate) : undefined;
+    if (caller) {
+      ctx.state.traceId = caller.parent.traceId;
+      ctx.state.trace = caller.headers;
+    } else ctx.state.traceId = traceIdFor(id);
     await next();
   };
 }

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { MAX_REQUEST_ID_LENGTH, newId } from '../../domain/ids';
 import { sealClearIdempotencyRecords } from '../repositories/idempotency';
+import { MAX_TRACESTATE_LENGTH } from '../../observability/traceContext';
 
 /** The API's tables: users, tokens, follows, tweets, the outbox and HTTP idempotency keys. */
 export const apiMigrations: Record<string, Knex.Migration> = {
@@ -112,6 +113,23 @@ export const apiMigrations: Record<string, Knex.Migration> = {
     async down(knex) {
       await knex.schema.alterTable('outbox', (t) => {
         t.string('correlation_id', 100).alter();
+      });
+    },
+  },
+  /**
+   * An event keeps its trace's vendor entries (W3C `tracestate`, at most the
+   * 512 characters Warren passes on) beside its traceparent, so the relay's
+   * publish continues the request's trace whenever it is sent.
+   */
+  '004_outbox_tracestate': {
+    async up(knex) {
+      await knex.schema.alterTable('outbox', (t) => {
+        t.string('tracestate', MAX_TRACESTATE_LENGTH);
+      });
+    },
+    async down(knex) {
+      await knex.schema.alterTable('outbox', (t) => {
+        t.dropColumn('tracestate');
       });
     },
   },

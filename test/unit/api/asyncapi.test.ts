@@ -98,6 +98,8 @@ describe('api: GET /asyncapi.json', () => {
     for (const type of types) {
       const event = doc.components.messages[type];
       expect(event.headers.required).to.deep.equal(['x-schema-version', 'traceparent']);
+      // Carried when the request had one, so optional.
+      expect(event.headers.properties.tracestate).to.include({ type: 'string', maxLength: 512 });
       expect(event.headers.properties['x-schema-version'].pattern).to.equal('^[0-9]+\\.[0-9]+$');
       const properties = event['x-amqp-properties'];
       expect(properties).to.include.keys('message_id', 'type', 'correlation_id', 'timestamp', 'app_id', 'content_type', 'delivery_mode');

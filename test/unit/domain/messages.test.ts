@@ -27,10 +27,10 @@ function parkReason(raw: RawDelivery): string {
 }
 
 describe('message schemas', () => {
-  it('builds an event with its route, version and a traceparent', () => {
+  it('builds an event with its route, version and a traceparent that claims no sampling decision nobody made', () => {
     const event = buildEvent('tweet.created', tweet(), { correlationId: 'req-1' });
     expect(event).to.include({ exchange: 'tweets', routingKey: 'tweet.created', schemaVersion: '1.0', correlationId: 'req-1' });
-    expect(event.traceparent).to.match(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+    expect(event.traceparent).to.match(/^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
   });
 
   it('publishes user.unfollowed on user.events as schema 1.1, and decodes it for a consumer that handles it', () => {
