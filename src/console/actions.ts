@@ -17,6 +17,7 @@ import { discardParked, replayParked, type ReplayOptions, type ReplayResult } fr
 import { recordAction, type AuditEntry } from './audit';
 import type { Operator } from './operatorTokens';
 import { applyParkedFilter, parkedFilter, type ParkedFilter } from './parkedQuery';
+import { searchPlan } from './parkedIndex';
 import { parkRecord, type ParkStatus } from './parkRecord';
 
 const selection = {
@@ -84,12 +85,10 @@ export interface ActionResult {
 }
 
 async function selectRows(db: Knex, body: ReplayBody | DiscardBody, skipFailedAgain: boolean): Promise<SelectedRow[]> {
-  const q = db(PARKED_TABLE)
-    .select('id', 'queue', 'park_key')
-    .where('status', 'parked' satisfies ParkStatus);
-  if (body.ids) return (await q.whereIn('id', body.ids)) as SelectedRow[];
-  const filter: ParkedFilter = { ...body.filter, status: 'any' };
-  applyParkedFilter(q, filter);
+  const q = db(PARKED_TABLE).select('id', 'queue', 'park_key');
+  if (body.ids) return (await q.where('status', 'parked' satisfies ParkStatus).whereIn('id', body.ids)) as SelectedRow[];
+  const filter: ParkedFilter = { ...body.filter, status: 'parked' };
+  applyParkedFilter(q, filter, await searchPlan(db, filter));
   if (skipFailedAgain && filter.failedAgainAfterReplay === undefined) q.where('replay_count', 0);
   return (await q) as SelectedRow[];
 }

@@ -7,9 +7,10 @@
 import type { Knex } from 'knex';
 import { newId } from '../domain/ids';
 import type { ParkedKind } from '../ops/dlq';
-import { PARKED_TABLE } from '../db/migrations/console';
+import { PARKED_TABLE, SEARCH_TABLE } from '../db/migrations/console';
+import { trigramMatch } from './searchMatch';
 import type { ParkRecord, ParkStatus } from './parkRecord';
-import { applyPage, applyParkedFilter, encodePageCursor, type PageCursor, type ParkedFilter, type ParkedListQuery } from './parkedQuery';
+import { applyPage, applyParkedFilter, encodePageCursor, type PageCursor, type ParkedFilter, type ParkedListQuery, type SearchOptions } from './parkedQuery';
 
 /** Rows inserted at most per statement (SQLite binds at most 32,766 values; a row binds 22). */
 const ROWS_PER_INSERT = 200;
@@ -35,6 +36,7 @@ export async function indexParks(db: Knex, records: ParkRecord[], now: number): 
         fresh.push(row);
       }
       if (fresh.length === 0) continue;
+      if (usesSearchTable(tx)) for (const row of fresh) row.search_rowid = await addSearchText(tx, row.search_text);
       await tx(PARKED_TABLE).insert(fresh).onConflict('park_key').ignore();
       added += fresh.length;
     }
@@ -42,7 +44,18 @@ export async function indexParks(db: Knex, records: ParkRecord[], now: number): 
   });
 }
 
-function toRow(r: ParkRecord, now: number) {
+/** SQLite keeps search's trigram index in a table of its own (migration 003); PostgreSQL's is an index of the row's table. */
+function usesSearchTable(db: Knex): boolean {
+  return (db.client as { dialect?: unknown }).dialect !== 'postgresql';
+}
+
+/** The park's text in the trigram index, in the transaction that adds its row; the key the row keeps to find it. */
+async function addSearchText(tx: Knex.Transaction, searchText: string): Promise<number> {
+  const [rowid] = (await tx(SEARCH_TABLE).insert({ search_text: searchText })) as number[];
+  return rowid!;
+}
+
+function toRow(r: ParkRecord, now: number): Record<string, unknown> & { park_key: string; search_text: string; search_rowid?: number } {
   return {
     id: newId(),
     park_key: r.parkKey,
@@ -195,14 +208,44 @@ export async function findParked(db: Knex, id: string): Promise<ParkedDetail | u
   };
 }
 
+/**
+ * Most rows the trigram index may hand to a search on SQLite. Fewer are read
+ * by key and sorted; more mean a phrase common enough that reading the
+ * newest rows in order (with LIKE) fills a page sooner than fetching them all.
+ */
+export const MAX_SEARCH_ROWIDS = 2000;
+
+export interface SearchPlanOptions {
+  /** False: LIKE alone, as the console searched before migration 003 (what the equivalence test and the benchmark compare against). */
+  trigramIndex?: boolean;
+}
+
+/**
+ * How the filter's phrase is searched: on SQLite, the FTS5 trigram table
+ * asked for the rows that hold every trigram of it (a superset of the
+ * matches; the LIKE decides), used when there are at most
+ * MAX_SEARCH_ROWIDS. PostgreSQL's planner reads its GIN index for the LIKE
+ * by itself, and a phrase under three characters has no trigram.
+ */
+export async function searchPlan(db: Knex, f: ParkedFilter, opts: SearchPlanOptions = {}): Promise<SearchOptions> {
+  if (f.q === undefined || opts.trigramIndex === false || !usesSearchTable(db)) return {};
+  const match = trigramMatch(f.q.toLowerCase());
+  if (match === undefined) return {};
+  const rowids = (await db(SEARCH_TABLE)
+    .whereRaw('?? MATCH ?', [SEARCH_TABLE, match])
+    .limit(MAX_SEARCH_ROWIDS + 1)
+    .pluck('rowid')) as number[];
+  return rowids.length > MAX_SEARCH_ROWIDS ? {} : { searchRowids: rowids };
+}
+
 export interface ParkedPage {
   items: ParkedSummary[];
   nextCursor: string | null;
 }
 
 /** A page of the parked messages the query selects, newest park first. */
-export async function searchParked(db: Knex, query: ParkedListQuery, after?: PageCursor): Promise<ParkedPage> {
-  const q = applyPage(applyParkedFilter(db(PARKED_TABLE).select(...SUMMARY_COLUMNS), query), query.limit + 1, after);
+export async function searchParked(db: Knex, query: ParkedListQuery, after?: PageCursor, opts: SearchPlanOptions = {}): Promise<ParkedPage> {
+  const q = applyPage(applyParkedFilter(db(PARKED_TABLE).select(...SUMMARY_COLUMNS), query, await searchPlan(db, query, opts)), query.limit + 1, after);
   const rows = (await q) as ParkedRow[];
   const items = rows.slice(0, query.limit).map(summaryOf);
   const last = rows.length > query.limit ? rows[query.limit - 1] : undefined;
@@ -211,7 +254,7 @@ export async function searchParked(db: Knex, query: ParkedListQuery, after?: Pag
 
 /** How many parked messages the filter selects, in all and per queue. */
 export async function countSelected(db: Knex, filter: ParkedFilter): Promise<{ total: number; byQueue: Record<string, number> }> {
-  const rows = (await applyParkedFilter(db(PARKED_TABLE).select('queue').count({ n: '*' }).groupBy('queue'), filter)) as {
+  const rows = (await applyParkedFilter(db(PARKED_TABLE).select('queue').count({ n: '*' }).groupBy('queue'), filter, await searchPlan(db, filter))) as {
     queue: string;
     n: number | string;
   }[];
