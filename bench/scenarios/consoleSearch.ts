@@ -142,7 +142,7 @@ export async function consoleSearch(ctx: BenchContext): Promise<ScenarioResult> 
         db.transaction(async (tx) => {
           // The GIN index is read only by bitmap scans.
           await tx.raw('SET LOCAL enable_bitmapscan = off');
-          return searchParked(tx, q);
+          return searchParked(tx, q, undefined, { trigramIndex: false });
         });
       await measure('PostgreSQL', withoutIndex, (q) => searchParked(db, q), rows);
       const size = (

@@ -10,7 +10,16 @@ import type { ParkedKind } from '../ops/dlq';
 import { PARKED_TABLE, SEARCH_TABLE } from '../db/migrations/console';
 import { trigramMatch } from './searchMatch';
 import type { ParkRecord, ParkStatus } from './parkRecord';
-import { applyPage, applyParkedFilter, encodePageCursor, type PageCursor, type ParkedFilter, type ParkedListQuery, type SearchOptions } from './parkedQuery';
+import {
+  applyPage,
+  applyParkedFilter,
+  encodePageCursor,
+  likeContaining,
+  type PageCursor,
+  type ParkedFilter,
+  type ParkedListQuery,
+  type SearchOptions,
+} from './parkedQuery';
 
 /** Rows inserted at most per statement (SQLite binds at most 32,766 values; a row binds 22). */
 const ROWS_PER_INSERT = 200;
@@ -221,21 +230,35 @@ export interface SearchPlanOptions {
 }
 
 /**
- * How the filter's phrase is searched: on SQLite, the FTS5 trigram table
- * asked for the rows that hold every trigram of it (a superset of the
- * matches; the LIKE decides), used when there are at most
- * MAX_SEARCH_ROWIDS. PostgreSQL's planner reads its GIN index for the LIKE
- * by itself, and a phrase under three characters has no trigram.
+ * How the filter's phrase is searched: the rows a trigram index finds for
+ * it, when there are at most MAX_SEARCH_ROWIDS. On SQLite the FTS5 table
+ * gives the rows holding every trigram of the phrase (a superset; the LIKE
+ * decides); on PostgreSQL the GIN index alone answers the LIKE itself, since
+ * its planner cannot tell how common a phrase is (search_text is too wide
+ * for its statistics) and would otherwise read and sort every row. A
+ * phrase under three characters has no trigram.
  */
 export async function searchPlan(db: Knex, f: ParkedFilter, opts: SearchPlanOptions = {}): Promise<SearchOptions> {
-  if (f.q === undefined || opts.trigramIndex === false || !usesSearchTable(db)) return {};
-  const match = trigramMatch(f.q.toLowerCase());
+  if (f.q === undefined || opts.trigramIndex === false) return {};
+  const phrase = f.q.toLowerCase();
+  const match = trigramMatch(phrase);
   if (match === undefined) return {};
-  const rowids = (await db(SEARCH_TABLE)
-    .whereRaw('?? MATCH ?', [SEARCH_TABLE, match])
-    .limit(MAX_SEARCH_ROWIDS + 1)
-    .pluck('rowid')) as number[];
-  return rowids.length > MAX_SEARCH_ROWIDS ? {} : { searchRowids: rowids };
+  if (usesSearchTable(db)) {
+    const rowids = (await db(SEARCH_TABLE)
+      .whereRaw('?? MATCH ?', [SEARCH_TABLE, match])
+      .limit(MAX_SEARCH_ROWIDS + 1)
+      .pluck('rowid')) as number[];
+    return rowids.length > MAX_SEARCH_ROWIDS ? {} : { searchRowids: rowids };
+  }
+  const ids = (await db.transaction(async (tx) => {
+    await tx.raw('SET LOCAL enable_seqscan = off');
+    await tx.raw('SET LOCAL enable_indexscan = off');
+    return tx(PARKED_TABLE)
+      .whereRaw("search_text LIKE ? ESCAPE '\\'", [likeContaining(phrase)])
+      .limit(MAX_SEARCH_ROWIDS + 1)
+      .pluck('id');
+  })) as string[];
+  return ids.length > MAX_SEARCH_ROWIDS ? {} : { searchIds: ids };
 }
 
 export interface ParkedPage {
@@ -245,8 +268,19 @@ export interface ParkedPage {
 
 /** A page of the parked messages the query selects, newest park first. */
 export async function searchParked(db: Knex, query: ParkedListQuery, after?: PageCursor, opts: SearchPlanOptions = {}): Promise<ParkedPage> {
-  const q = applyPage(applyParkedFilter(db(PARKED_TABLE).select(...SUMMARY_COLUMNS), query, await searchPlan(db, query, opts)), query.limit + 1, after);
-  const rows = (await q) as ParkedRow[];
+  const plan = await searchPlan(db, query, opts);
+  const page = (k: Knex) => applyPage(applyParkedFilter(k(PARKED_TABLE).select(...SUMMARY_COLUMNS), query, plan), query.limit + 1, after);
+  // PostgreSQL judges every LIKE rare, and would read and sort all the rows a common phrase or reason selects:
+  // without a sort it reads them newest first by index and stops at the page's end. Rows in hand are few to sort.
+  const ordered = !usesSearchTable(db) && !plan.searchIds && opts.trigramIndex !== false;
+  const rows = (
+    ordered
+      ? await db.transaction(async (tx) => {
+          await tx.raw('SET LOCAL enable_sort = off');
+          return page(tx);
+        })
+      : await page(db)
+  ) as ParkedRow[];
   const items = rows.slice(0, query.limit).map(summaryOf);
   const last = rows.length > query.limit ? rows[query.limit - 1] : undefined;
   return { items, nextCursor: last ? encodePageCursor({ parkedAt: Number(last.parked_at), id: last.id }) : null };

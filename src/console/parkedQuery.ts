@@ -79,6 +79,8 @@ export interface SearchOptions {
    * after a few rows.
    */
   searchRowids?: readonly number[];
+  /** PostgreSQL: the ids of the rows whose search text holds the phrase, as its GIN index found them. */
+  searchIds?: readonly string[];
 }
 
 /** Narrows `q` (a query on the parked messages table) to the messages the filter selects. */
@@ -92,6 +94,7 @@ export function applyParkedFilter<Q extends Knex.QueryBuilder>(q: Q, f: ParkedFi
     const phrase = f.q.toLowerCase();
     q.whereRaw("search_text LIKE ? ESCAPE '\\'", [likeContaining(phrase)]);
     if (opts.searchRowids) q.whereIn('search_rowid', opts.searchRowids);
+    if (opts.searchIds) q.whereIn('id', opts.searchIds);
   }
   if (f.reason !== undefined) q.whereRaw("LOWER(reason) LIKE ? ESCAPE '\\'", [likeContaining(f.reason.toLowerCase())]);
   if (f.from !== undefined) q.where('parked_at', '>=', f.from);

@@ -11,6 +11,8 @@ export const OPERATOR_TOKENS_TABLE = 'operator_tokens';
 export const SESSIONS_TABLE = 'operator_sessions';
 /** SQLite: the trigram index of the parked messages' search text (src/console/searchIndex.ts). */
 export const SEARCH_TABLE = 'parked_search';
+/** Replays and discards with their progress, while they run and after (src/console/actionProgress.ts). */
+export const ACTIONS_TABLE = 'console_actions';
 /** PostgreSQL: the GIN index over search_text. */
 const SEARCH_GIN_INDEX = 'parked_messages_search_trgm';
 
@@ -169,6 +171,28 @@ export const consoleMigrations: Record<string, Knex.Migration> = {
         t.dropUnique(['search_rowid']);
         t.dropColumn('search_rowid');
       });
+    },
+  },
+  '004_actions': {
+    async up(knex) {
+      await knex.schema.createTable(ACTIONS_TABLE, (t) => {
+        t.string('id', 36).primary();
+        t.string('action', 20).notNullable();
+        t.string('actor', 100).notNullable();
+        t.string('state', 20).notNullable();
+        t.integer('total').notNullable();
+        t.integer('taken').notNullable().defaultTo(0);
+        t.integer('stale').notNullable().defaultTo(0);
+        t.integer('not_found').notNullable().defaultTo(0);
+        t.text('error');
+        t.bigInteger('started_at').notNullable();
+        t.bigInteger('updated_at').notNullable();
+        t.bigInteger('finished_at');
+        t.index(['started_at']);
+      });
+    },
+    async down(knex) {
+      await knex.schema.dropTableIfExists(ACTIONS_TABLE);
     },
   },
 };
