@@ -222,7 +222,7 @@ export async function findParked(db: Knex, id: string): Promise<ParkedDetail | u
  * by key and sorted; more mean a phrase common enough that reading the
  * newest rows in order (with LIKE) fills a page sooner than fetching them all.
  */
-export const MAX_SEARCH_ROWIDS = 2000;
+export const MAX_SEARCH_ROWIDS = 1000;
 
 export interface SearchPlanOptions {
   /** False: LIKE alone, as the console searched before migration 003 (what the equivalence test and the benchmark compare against). */
