@@ -124,7 +124,7 @@ export async function consoleSearch(ctx: BenchContext): Promise<ScenarioResult> 
       );
       const size = fs.statSync(path.join(dir, 'console.sqlite')).size;
       notes.push(
-        `SQLite (node sqlite3, the default driver), a directory of its own: ${fmt(PARKS)} parks of about 2.3 KB each indexed in ${fmt(seconds, 1)} s (indexParks, batches of 2,000, the FTS5 trigram table filled in the same transactions); the file is ${fmt(size / 2 ** 20, 0)} MiB.`,
+        `SQLite (driver ${config.database.sqliteDriver}, the configured default), a directory of its own: ${fmt(PARKS)} parks of about 2.3 KB each indexed in ${fmt(seconds, 1)} s (indexParks, batches of 2,000, the FTS5 trigram table filled in the same transactions); the file is ${fmt(size / 2 ** 20, 0)} MiB.`,
       );
     } finally {
       await db.destroy();
