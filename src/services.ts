@@ -18,7 +18,8 @@ import { declaredWorkers } from './workers/registry';
 export const DATABASES: readonly ServiceDatabase[] = [
   { service: 'api', migrations: apiMigrations },
   ...declaredWorkers.map((w) => w.database),
-  { service: 'console', migrations: consoleMigrations },
+  // pg_trgm: the trigram index of the console's search (migration 003).
+  { service: 'console', migrations: consoleMigrations, extensions: ['pg_trgm'] },
 ];
 
 export const SERVICES: Service[] = DATABASES.map((d) => d.service);

@@ -17,7 +17,9 @@ import { discardParked, replayParked, type ReplayOptions, type ReplayResult } fr
 import { recordAction, type AuditEntry } from './audit';
 import type { Operator } from './operatorTokens';
 import { applyParkedFilter, parkedFilter, type ParkedFilter } from './parkedQuery';
+import { searchPlan } from './parkedIndex';
 import { parkRecord, type ParkStatus } from './parkRecord';
+import { ActionProgress } from './actionProgress';
 
 const selection = {
   /** Index row ids (as the list gives them). */
@@ -26,6 +28,8 @@ const selection = {
   filter: parkedFilter.omit({ status: true }).optional(),
   /** Only count what would be taken. */
   dryRun: z.boolean().default(false),
+  /** Answer 202 once the action has started, with where its progress is (GET /api/v1/actions/:id), instead of when it ends. */
+  background: z.boolean().default(false),
 };
 
 export const replayBody = z
@@ -84,12 +88,10 @@ export interface ActionResult {
 }
 
 async function selectRows(db: Knex, body: ReplayBody | DiscardBody, skipFailedAgain: boolean): Promise<SelectedRow[]> {
-  const q = db(PARKED_TABLE)
-    .select('id', 'queue', 'park_key')
-    .where('status', 'parked' satisfies ParkStatus);
-  if (body.ids) return (await q.whereIn('id', body.ids)) as SelectedRow[];
-  const filter: ParkedFilter = { ...body.filter, status: 'any' };
-  applyParkedFilter(q, filter);
+  const q = db(PARKED_TABLE).select('id', 'queue', 'park_key');
+  if (body.ids) return (await q.where('status', 'parked' satisfies ParkStatus).whereIn('id', body.ids)) as SelectedRow[];
+  const filter: ParkedFilter = { ...body.filter, status: 'parked' };
+  applyParkedFilter(q, filter, await searchPlan(db, filter));
   if (skipFailedAgain && filter.failedAgainAfterReplay === undefined) q.where('replay_count', 0);
   return (await q) as SelectedRow[];
 }
@@ -105,7 +107,20 @@ export function parkKeyOf(queue: string, msg: GetMessage): string {
   return parkRecord({ content: msg.content, properties: msg.properties, routingKey: queue }).parkKey;
 }
 
-async function run(
+/** An action that has been counted, checked against the cap and started: what it selected, and its end. */
+export interface StartedAction {
+  started: ActionResult;
+  finished: Promise<ActionResult>;
+}
+
+/** Actions this process runs, so that a stopping console lets them end (each is bounded by console.maxPerAction). */
+const running = new Set<Promise<unknown>>();
+
+export async function actionsFinished(): Promise<void> {
+  await Promise.allSettled([...running]);
+}
+
+async function begin(
   deps: ActionDeps,
   operator: Operator,
   action: 'replay' | 'discard',
@@ -113,19 +128,44 @@ async function run(
   take: (queue: string, opts: ReplayOptions) => Promise<ReplayResult>,
   options: Pick<ReplayOptions, 'staleBefore' | 'replayId'>,
   skipFailedAgain: boolean,
-): Promise<ActionResult> {
+): Promise<StartedAction> {
   const actionId = options.replayId ?? newId();
   const rows = await selectRows(deps.db, body, skipFailedAgain);
   const queues = byQueue(rows);
   const counts = Object.fromEntries([...queues].map(([q, r]) => [q, r.length]));
   const base = { actionId, dryRun: body.dryRun, selected: rows.length, byQueue: counts, taken: 0, stale: 0, notFound: 0 };
-  if (body.dryRun) return base;
+  if (body.dryRun) return { started: base, finished: Promise.resolve(base) };
   if (rows.length > deps.maxPerAction) {
     throw new ConflictError(
       `${rows.length} messages selected, more than one action may take (console.maxPerAction ${deps.maxPerAction}): narrow the selection`,
       'too_many_selected',
     );
   }
+  const progress = await ActionProgress.start(deps.db, actionId, action, operator.name, rows.length, deps.now);
+  const finished = run(deps, operator, action, body, take, options, rows, base, progress).catch(async (err: unknown) => {
+    // Marking or auditing failed after the pass: the record says so rather than running on until it reads as interrupted.
+    await progress.finish({ taken: 0, stale: 0, notFound: 0, error: (err as Error).message }).catch(() => undefined);
+    throw err;
+  });
+  running.add(finished);
+  void finished.finally(() => running.delete(finished)).catch(() => undefined);
+  return { started: base, finished };
+}
+
+async function run(
+  deps: ActionDeps,
+  operator: Operator,
+  action: 'replay' | 'discard',
+  body: ReplayBody | DiscardBody,
+  take: (queue: string, opts: ReplayOptions) => Promise<ReplayResult>,
+  options: Pick<ReplayOptions, 'staleBefore' | 'replayId'>,
+  rows: SelectedRow[],
+  base: ActionResult,
+  progress: ActionProgress,
+): Promise<ActionResult> {
+  const { actionId } = base;
+  const queues = byQueue(rows);
+  const counts = base.byQueue;
   const result: ActionResult = { ...base };
   const taken = new Set<string>();
   const status: ParkStatus = action === 'replay' ? 'replayed' : 'discarded';
@@ -135,11 +175,15 @@ async function run(
       const r = await take(queue, {
         ...options,
         matches: (msg) => keys.has(parkKeyOf(queue, msg)),
-        onTaken: (msg) => taken.add(parkKeyOf(queue, msg)),
+        onTaken: (msg) => {
+          taken.add(parkKeyOf(queue, msg));
+          progress.tookOne();
+        },
         publishTimeoutMs: deps.publishTimeoutMs,
       });
       result.taken += r.replayed;
       result.stale += r.stale ?? 0;
+      progress.leftStale(r.stale ?? 0);
     }
   } catch (err) {
     result.error = (err as Error).message;
@@ -186,13 +230,24 @@ async function run(
     },
     now,
   );
+  await progress.finish(result);
   return result;
 }
 
 /** Replays the selection to the queue each message came from; the copies carry this replay's id and their replay count. */
-export function replaySelected(deps: ActionDeps, operator: Operator, body: ReplayBody): Promise<ActionResult> {
+export async function replaySelected(deps: ActionDeps, operator: Operator, body: ReplayBody): Promise<ActionResult> {
+  return (await startReplay(deps, operator, body)).finished;
+}
+
+/** Deletes the selection from its DLQs, with the operator's reason in the audit log. */
+export async function discardSelected(deps: ActionDeps, operator: Operator, body: DiscardBody): Promise<ActionResult> {
+  return (await startDiscard(deps, operator, body)).finished;
+}
+
+/** A replay counted and started (or refused: over the cap); its progress is in the actions table until `finished`. */
+export function startReplay(deps: ActionDeps, operator: Operator, body: ReplayBody): Promise<StartedAction> {
   const staleBefore = body.allowStale ? undefined : deps.now() - replaySafeAgeMs(deps.inboxRetentionDays);
-  return run(
+  return begin(
     deps,
     operator,
     'replay',
@@ -203,7 +258,6 @@ export function replaySelected(deps: ActionDeps, operator: Operator, body: Repla
   );
 }
 
-/** Deletes the selection from its DLQs, with the operator's reason in the audit log. */
-export function discardSelected(deps: ActionDeps, operator: Operator, body: DiscardBody): Promise<ActionResult> {
-  return run(deps, operator, 'discard', body, (queue, opts) => (deps.dlq?.discard ?? discardParked)(deps.amqpUrl, queue, opts), {}, false);
+export function startDiscard(deps: ActionDeps, operator: Operator, body: DiscardBody): Promise<StartedAction> {
+  return begin(deps, operator, 'discard', body, (queue, opts) => (deps.dlq?.discard ?? discardParked)(deps.amqpUrl, queue, opts), {}, false);
 }

@@ -11,7 +11,7 @@ import { ConflictError } from '../domain/errors';
 import { PARKED_TABLE } from '../db/migrations/console';
 import { recordAction } from './audit';
 import type { Operator } from './operatorTokens';
-import { countSelected, findParked } from './parkedIndex';
+import { countSelected, findParked, searchPlan } from './parkedIndex';
 import { applyParkedFilter, type ParkedFilter } from './parkedQuery';
 import { parkedDetail } from './responses';
 
@@ -48,7 +48,7 @@ export async function exportSelected(db: Knex, operator: Operator, filter: Parke
       `${total} messages selected, more than one export may hold (console.maxPerAction ${cap}): narrow the selection`,
       'too_many_selected',
     );
-  const rows = (await applyParkedFilter(db(PARKED_TABLE).select('id', 'park_key'), filter).orderBy([
+  const rows = (await applyParkedFilter(db(PARKED_TABLE).select('id', 'park_key'), filter, await searchPlan(db, filter)).orderBy([
     { column: 'parked_at', order: 'desc' },
     { column: 'id', order: 'desc' },
   ])) as { id: string; park_key: string }[];

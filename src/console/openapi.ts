@@ -14,6 +14,7 @@ import { discardBody, replayBody } from './actions';
 import { consoleExport } from './exportSelection';
 import { parkedFilter, parkedListQuery } from './parkedQuery';
 import {
+  actionProgress,
   actionResult,
   auditEntry,
   auditPage,
@@ -116,7 +117,10 @@ export const consoleOperations: ConsoleOperation[] = [
     auth: true,
     body: replayBody,
     errors: [409, 503],
-    ok: { 200: json('what was selected and taken (error: where a pass stopped)', actionResult) },
+    ok: {
+      200: json('what was selected and taken (error: where a pass stopped)', actionResult),
+      202: json('background: what was selected, the replay started; its progress at the Location, GET /api/v1/actions/{id}', actionResult),
+    },
   },
   {
     method: 'post',
@@ -126,7 +130,20 @@ export const consoleOperations: ConsoleOperation[] = [
     auth: true,
     body: discardBody,
     errors: [409, 503],
-    ok: { 200: json('what was selected and taken (error: where a pass stopped)', actionResult) },
+    ok: {
+      200: json('what was selected and taken (error: where a pass stopped)', actionResult),
+      202: json('background: what was selected, the discard started; its progress at the Location, GET /api/v1/actions/{id}', actionResult),
+    },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/actions/:id',
+    summary:
+      "A replay's or discard's progress: taken so far of the selection, written every half second while it runs, and its outcome; interrupted when its process stopped beating",
+    tag: 'actions',
+    auth: true,
+    params: { id: 'the actionId a replay or discard answered with' },
+    ok: { 200: json('the action and its progress', actionProgress) },
   },
   {
     method: 'get',

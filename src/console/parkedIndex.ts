@@ -7,9 +7,19 @@
 import type { Knex } from 'knex';
 import { newId } from '../domain/ids';
 import type { ParkedKind } from '../ops/dlq';
-import { PARKED_TABLE } from '../db/migrations/console';
+import { PARKED_TABLE, SEARCH_TABLE } from '../db/migrations/console';
+import { trigramMatch } from './searchMatch';
 import type { ParkRecord, ParkStatus } from './parkRecord';
-import { applyPage, applyParkedFilter, encodePageCursor, type PageCursor, type ParkedFilter, type ParkedListQuery } from './parkedQuery';
+import {
+  applyPage,
+  applyParkedFilter,
+  encodePageCursor,
+  likeContaining,
+  type PageCursor,
+  type ParkedFilter,
+  type ParkedListQuery,
+  type SearchOptions,
+} from './parkedQuery';
 
 /** Rows inserted at most per statement (SQLite binds at most 32,766 values; a row binds 22). */
 const ROWS_PER_INSERT = 200;
@@ -35,6 +45,7 @@ export async function indexParks(db: Knex, records: ParkRecord[], now: number): 
         fresh.push(row);
       }
       if (fresh.length === 0) continue;
+      if (usesSearchTable(tx)) for (const row of fresh) row.search_rowid = await addSearchText(tx, row.search_text);
       await tx(PARKED_TABLE).insert(fresh).onConflict('park_key').ignore();
       added += fresh.length;
     }
@@ -42,7 +53,18 @@ export async function indexParks(db: Knex, records: ParkRecord[], now: number): 
   });
 }
 
-function toRow(r: ParkRecord, now: number) {
+/** SQLite keeps search's trigram index in a table of its own (migration 003); PostgreSQL's is an index of the row's table. */
+function usesSearchTable(db: Knex): boolean {
+  return (db.client as { dialect?: unknown }).dialect !== 'postgresql';
+}
+
+/** The park's text in the trigram index, in the transaction that adds its row; the key the row keeps to find it. */
+async function addSearchText(tx: Knex.Transaction, searchText: string): Promise<number> {
+  const [rowid] = (await tx(SEARCH_TABLE).insert({ search_text: searchText })) as number[];
+  return rowid!;
+}
+
+function toRow(r: ParkRecord, now: number): Record<string, unknown> & { park_key: string; search_text: string; search_rowid?: number } {
   return {
     id: newId(),
     park_key: r.parkKey,
@@ -195,15 +217,70 @@ export async function findParked(db: Knex, id: string): Promise<ParkedDetail | u
   };
 }
 
+/**
+ * Most rows the trigram index may hand to a search on SQLite. Fewer are read
+ * by key and sorted; more mean a phrase common enough that reading the
+ * newest rows in order (with LIKE) fills a page sooner than fetching them all.
+ */
+export const MAX_SEARCH_ROWIDS = 1000;
+
+export interface SearchPlanOptions {
+  /** False: LIKE alone, as the console searched before migration 003 (what the equivalence test and the benchmark compare against). */
+  trigramIndex?: boolean;
+}
+
+/**
+ * How the filter's phrase is searched: the rows a trigram index finds for
+ * it, when there are at most MAX_SEARCH_ROWIDS. On SQLite the FTS5 table
+ * gives the rows holding every trigram of the phrase (a superset; the LIKE
+ * decides); on PostgreSQL the GIN index alone answers the LIKE itself, since
+ * its planner cannot tell how common a phrase is (search_text is too wide
+ * for its statistics) and would otherwise read and sort every row. A
+ * phrase under three characters has no trigram.
+ */
+export async function searchPlan(db: Knex, f: ParkedFilter, opts: SearchPlanOptions = {}): Promise<SearchOptions> {
+  if (f.q === undefined || opts.trigramIndex === false) return {};
+  const phrase = f.q.toLowerCase();
+  const match = trigramMatch(phrase);
+  if (match === undefined) return {};
+  if (usesSearchTable(db)) {
+    const rowids = (await db(SEARCH_TABLE)
+      .whereRaw('?? MATCH ?', [SEARCH_TABLE, match])
+      .limit(MAX_SEARCH_ROWIDS + 1)
+      .pluck('rowid')) as number[];
+    return rowids.length > MAX_SEARCH_ROWIDS ? {} : { searchRowids: rowids };
+  }
+  const ids = (await db.transaction(async (tx) => {
+    await tx.raw('SET LOCAL enable_seqscan = off');
+    await tx.raw('SET LOCAL enable_indexscan = off');
+    return tx(PARKED_TABLE)
+      .whereRaw("search_text LIKE ? ESCAPE '\\'", [likeContaining(phrase)])
+      .limit(MAX_SEARCH_ROWIDS + 1)
+      .pluck('id');
+  })) as string[];
+  return ids.length > MAX_SEARCH_ROWIDS ? {} : { searchIds: ids };
+}
+
 export interface ParkedPage {
   items: ParkedSummary[];
   nextCursor: string | null;
 }
 
 /** A page of the parked messages the query selects, newest park first. */
-export async function searchParked(db: Knex, query: ParkedListQuery, after?: PageCursor): Promise<ParkedPage> {
-  const q = applyPage(applyParkedFilter(db(PARKED_TABLE).select(...SUMMARY_COLUMNS), query), query.limit + 1, after);
-  const rows = (await q) as ParkedRow[];
+export async function searchParked(db: Knex, query: ParkedListQuery, after?: PageCursor, opts: SearchPlanOptions = {}): Promise<ParkedPage> {
+  const plan = await searchPlan(db, query, opts);
+  const page = (k: Knex) => applyPage(applyParkedFilter(k(PARKED_TABLE).select(...SUMMARY_COLUMNS), query, plan), query.limit + 1, after);
+  // PostgreSQL judges every LIKE rare, and would read and sort all the rows a common phrase or reason selects:
+  // without a sort it reads them newest first by index and stops at the page's end. Rows in hand are few to sort.
+  const ordered = !usesSearchTable(db) && !plan.searchIds && opts.trigramIndex !== false;
+  const rows = (
+    ordered
+      ? await db.transaction(async (tx) => {
+          await tx.raw('SET LOCAL enable_sort = off');
+          return page(tx);
+        })
+      : await page(db)
+  ) as ParkedRow[];
   const items = rows.slice(0, query.limit).map(summaryOf);
   const last = rows.length > query.limit ? rows[query.limit - 1] : undefined;
   return { items, nextCursor: last ? encodePageCursor({ parkedAt: Number(last.parked_at), id: last.id }) : null };
@@ -211,7 +288,7 @@ export async function searchParked(db: Knex, query: ParkedListQuery, after?: Pag
 
 /** How many parked messages the filter selects, in all and per queue. */
 export async function countSelected(db: Knex, filter: ParkedFilter): Promise<{ total: number; byQueue: Record<string, number> }> {
-  const rows = (await applyParkedFilter(db(PARKED_TABLE).select('queue').count({ n: '*' }).groupBy('queue'), filter)) as {
+  const rows = (await applyParkedFilter(db(PARKED_TABLE).select('queue').count({ n: '*' }).groupBy('queue'), filter, await searchPlan(db, filter))) as {
     queue: string;
     n: number | string;
   }[];

@@ -2,7 +2,11 @@
  * Search and filters over the index of parked messages: the query string's
  * schema, and the one function that turns a filter into SQL both SQLite and
  * PostgreSQL run (LIKE with an explicit escape, on text lower-cased when it
- * was indexed), pure apart from the query builder it is handed.
+ * was indexed), pure apart from the query builder it is handed. The LIKE
+ * decides what matches; a trigram index only spares reading the rows that
+ * cannot (pg_trgm's GIN index, which PostgreSQL's planner picks for the
+ * LIKE itself; on SQLite the FTS5 table of migration 003, asked first by
+ * searchPlan in parkedIndex.ts).
  */
 import type { Knex } from 'knex';
 import { z } from 'zod';
@@ -66,12 +70,32 @@ export function likeContaining(value: string): string {
   return `%${value.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 }
 
+export interface SearchOptions {
+  /**
+   * SQLite: the rows (their search_rowid) the trigram index found for the
+   * phrase, when they are few enough to read one by one (searchPlan in
+   * parkedIndex.ts). Without it the LIKE alone reads every row the other
+   * filters leave, newest first, which finds a common phrase's first page
+   * after a few rows.
+   */
+  searchRowids?: readonly number[];
+  /** PostgreSQL: the ids of the rows whose search text holds the phrase, as its GIN index found them. */
+  searchIds?: readonly string[];
+}
+
 /** Narrows `q` (a query on the parked messages table) to the messages the filter selects. */
-export function applyParkedFilter<Q extends Knex.QueryBuilder>(q: Q, f: ParkedFilter): Q {
-  if (f.status !== 'any') q.where('status', f.status);
-  if (f.queue !== undefined) q.where('queue', f.queue);
+export function applyParkedFilter<Q extends Knex.QueryBuilder>(q: Q, f: ParkedFilter, opts: SearchOptions = {}): Q {
+  // With the trigram index's rows in hand, reading them by key beats any other index: `+` keeps SQLite's planner off the others.
+  const equals = (column: string, value: string) => (opts.searchRowids ? q.whereRaw('+?? = ?', [column, value]) : q.where(column, value));
+  if (f.status !== 'any') equals('status', f.status);
+  if (f.queue !== undefined) equals('queue', f.queue);
   if (f.kind !== undefined) q.where('kind', f.kind);
-  if (f.q !== undefined) q.whereRaw("search_text LIKE ? ESCAPE '\\'", [likeContaining(f.q.toLowerCase())]);
+  if (f.q !== undefined) {
+    const phrase = f.q.toLowerCase();
+    q.whereRaw("search_text LIKE ? ESCAPE '\\'", [likeContaining(phrase)]);
+    if (opts.searchRowids) q.whereIn('search_rowid', opts.searchRowids);
+    if (opts.searchIds) q.whereIn('id', opts.searchIds);
+  }
   if (f.reason !== undefined) q.whereRaw("LOWER(reason) LIKE ? ESCAPE '\\'", [likeContaining(f.reason.toLowerCase())]);
   if (f.from !== undefined) q.where('parked_at', '>=', f.from);
   if (f.to !== undefined) q.where('parked_at', '<', f.to);

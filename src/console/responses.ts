@@ -75,6 +75,23 @@ export const actionResult = z.strictObject({
   audit: auditEntry.optional(),
 });
 
+/** GET /api/v1/actions/:id: src/console/actionProgress.ts. */
+export const actionProgress = z.strictObject({
+  actionId: z.string(),
+  action: z.enum(['replay', 'discard']),
+  actor: z.string(),
+  state: z.enum(['running', 'done', 'failed', 'interrupted']),
+  total: z.number().int().min(0),
+  taken: z.number().int().min(0),
+  stale: z.number().int().min(0),
+  notFound: z.number().int().min(0),
+  done: z.number().int().min(0),
+  error: z.string().nullable(),
+  startedAt: isoTime,
+  updatedAt: isoTime,
+  finishedAt: isoTime.nullable(),
+});
+
 export const consoleReadiness = z.strictObject({ status: z.enum(['ok', 'unavailable']), indexer: z.string() });
 
 const nullableCount = z.number().int().min(0).nullable();

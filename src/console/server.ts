@@ -15,6 +15,7 @@ import { createLogger } from '../log';
 import { exitWithLine, onShutdown } from '../shutdown';
 import { loadDefinitions, PARK_EXCHANGE, retargetDefinitions } from '../topology/definitions';
 import { awaitTopology } from '../topology/gate';
+import { actionsFinished } from './actions';
 import { createConsoleApp } from './app';
 import { ParkIndexer } from './indexer';
 import { PARKED_INDEX_QUEUE } from './parkRecord';
@@ -63,6 +64,8 @@ export async function runConsole(config: Config): Promise<http.Server> {
       server.closeIdleConnections();
       setTimeout(() => server.closeAllConnections(), 5000).unref();
     });
+    // A replay or discard running in the background ends (marked and audited) before the database closes.
+    await actionsFinished();
     // The batch in hand commits and is acked; the rest goes back to the index queue.
     await indexer?.stop();
     await connection.close();

@@ -11,6 +11,8 @@ export type Migrations = Record<string, Knex.Migration>;
 export interface ServiceDatabase {
   service: Service;
   migrations: Migrations;
+  /** PostgreSQL extensions its migrations use, created by the database owner before them (a service's role may not create one). */
+  extensions?: readonly string[];
 }
 
 /** Migrations live in code, so the compiled CLI needs no migration directory. */
@@ -52,6 +54,7 @@ export async function migrateDatabases(config: Config, databases: readonly Servi
     const owner = knexFactory({ client: 'pg', connection: { connectionString: config.database.url }, pool: { min: 0, max: 1 } });
     try {
       await ensureServiceRoles(owner, config);
+      for (const extension of new Set(databases.flatMap((d) => d.extensions ?? []))) await owner.raw('CREATE EXTENSION IF NOT EXISTS ??', [extension]);
       for (const { service } of databases) {
         const role = serviceRole(config, service);
         if (role) await handSchemaToRole(owner, service, role);

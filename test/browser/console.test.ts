@@ -157,6 +157,8 @@ describe('console in a browser (headless Chromium)', function () {
     await page.fill('input[name=reason]', 'database busy');
     await page.click('button:has-text("Search")');
     await page.click('button:has-text("Replay all 2 that match")');
+    // The replay runs on after the form's answer; its page shows the progress until it ends.
+    await page.waitForURL(/\/actions\//);
     expect(await page.innerText('#result')).to.include('Replayed 2 of 2');
     await waitFor('both replayed tweets counted by the analytics worker', async () => (await tweetCount()) === before + 2, 30_000);
 

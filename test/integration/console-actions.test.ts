@@ -187,4 +187,34 @@ describe('console: replay and discard (integration)', function () {
     expect(res.json).to.include({ selected: 1, taken: 0, notFound: 1 });
     expect(await rowOf(ids.d!, 'gone')).to.not.equal(undefined);
   });
+
+  it('runs a replay in the background on request, its progress readable by id until it ends', async function () {
+    const before = Number(((await db(PARKED_TABLE).count({ n: '*' })) as { n: number }[])[0]!.n);
+    for (const text of ['omega 1', 'omega 2', 'omega 3']) await park(text, 'PermanentError: omega');
+    await indexed(before + 3);
+    const res = await fetch(`${base}/api/v1/parked/replay`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${operator}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ filter: { reason: 'omega' }, background: true }),
+    });
+    expect(res.status).to.equal(202);
+    const started = (await res.json()) as { actionId: string; selected: number; taken: number };
+    expect(started).to.include({ selected: 3, taken: 0 });
+    expect(res.headers.get('location')).to.equal(`/api/v1/actions/${started.actionId}`);
+    const seen = new Set<string>();
+    const done = await waitFor('the background replay done', async () => {
+      const p = await call('GET', res.headers.get('location')!, viewer);
+      expect(p.status).to.equal(200);
+      seen.add(p.json.state);
+      return p.json.state !== 'running' && p.json;
+    });
+    expect(done).to.deep.include({ actionId: started.actionId, action: 'replay', actor: 'otto', state: 'done', total: 3, taken: 3, done: 3, error: null });
+    expect([...seen].every((s) => s === 'running' || s === 'done')).to.equal(true);
+    const audit = (await call('GET', '/api/v1/audit?action=replay', viewer)).json.items;
+    expect(audit[0]).to.deep.include({ count: 3, outcome: 'ok' });
+    // A replay that was waited for has its record too.
+    const waited = await call('POST', '/api/v1/parked/replay', operator, { ids: [(await rowOf(ids.e!))!.id as string], allowStale: true });
+    expect((await call('GET', `/api/v1/actions/${waited.json.actionId}`, viewer)).json).to.deep.include({ state: 'done', total: 1, done: 1 });
+    expect((await call('GET', '/api/v1/actions/no-such-action', viewer)).status).to.equal(404);
+  });
 });

@@ -2,8 +2,10 @@
 import { Router } from '@koa/router';
 import { UnavailableError } from '../../domain/errors';
 import { parseRequest } from '../../api/validation';
-import { discardBody, discardSelected, replayBody, replaySelected, type ActionDeps } from '../actions';
-import { operatorOf, type ConsoleAppDeps, type ConsoleState } from '../context';
+import { NotFoundError } from '../../domain/errors';
+import { discardBody, replayBody, startDiscard, startReplay, type ActionDeps, type StartedAction } from '../actions';
+import { findAction } from '../actionProgress';
+import { operatorOf, type ConsoleAppDeps, type ConsoleContext, type ConsoleState } from '../context';
 
 /** What an action needs, from the console's dependencies; 503 without a broker. */
 export function actionDepsOf(deps: ConsoleAppDeps): ActionDeps {
@@ -19,18 +21,36 @@ export function actionDepsOf(deps: ConsoleAppDeps): ActionDeps {
   };
 }
 
+/** The action's end as the answer, or (background) 202 at once with where its progress is; a background failure is logged, and its record says it. */
+async function answer(ctx: ConsoleContext, deps: ConsoleAppDeps, background: boolean, action: StartedAction): Promise<void> {
+  if (!background || action.started.dryRun) {
+    ctx.body = await action.finished;
+    return;
+  }
+  action.finished.catch((err: unknown) => deps.log.error({ err, actionId: action.started.actionId }, 'console action failed'));
+  ctx.status = 202;
+  ctx.set('location', `/api/v1/actions/${action.started.actionId}`);
+  ctx.body = action.started;
+}
+
 export function actionRoutes(deps: ConsoleAppDeps): Router<ConsoleState> {
-  const router = new Router<ConsoleState>({ prefix: '/api/v1/parked' });
+  const router = new Router<ConsoleState>({ prefix: '/api/v1' });
   const actionDeps = () => actionDepsOf(deps);
 
-  router.post('/replay', async (ctx) => {
+  router.post('/parked/replay', async (ctx) => {
     const body = parseRequest(replayBody, ctx.state.body ?? {});
-    ctx.body = await replaySelected(actionDeps(), operatorOf(ctx), body);
+    await answer(ctx, deps, body.background, await startReplay(actionDeps(), operatorOf(ctx), body));
   });
 
-  router.post('/discard', async (ctx) => {
+  router.post('/parked/discard', async (ctx) => {
     const body = parseRequest(discardBody, ctx.state.body ?? {});
-    ctx.body = await discardSelected(actionDeps(), operatorOf(ctx), body);
+    await answer(ctx, deps, body.background, await startDiscard(actionDeps(), operatorOf(ctx), body));
+  });
+
+  router.get('/actions/:id', async (ctx) => {
+    const found = await findAction(deps.db, ctx.params.id!, deps.now());
+    if (!found) throw new NotFoundError('action');
+    ctx.body = found;
   });
 
   return router;

@@ -8,7 +8,9 @@
 import { Router } from '@koa/router';
 import type { Middleware } from 'koa';
 import { ForbiddenError, NotFoundError, ValidationError } from '../../domain/errors';
-import { discardBody, discardSelected, replayBody, replaySelected, type ActionDeps, type ActionResult } from '../actions';
+import { discardBody, discardSelected, replayBody, replaySelected, startReplay, type ActionDeps, type ActionResult } from '../actions';
+import { findAction } from '../actionProgress';
+import { actionPage } from '../actionPage';
 import { listAudit } from '../audit';
 import type { ConsoleAppDeps, ConsoleContext, ConsoleState } from '../context';
 import { formBody } from '../formBody';
@@ -264,17 +266,18 @@ export function pageRoutes(deps: ConsoleAppDeps, actionDeps: () => ActionDeps, o
         'invalid selection',
         parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
       );
-    const r = await replaySelected(actionDeps(), ctx.state.operator!, parsed.data);
-    render(
-      ctx,
-      'Replay',
-      html`<p id="result">
-          ${r.error ? `Stopped: ${r.error}. ` : ''}Replayed ${String(r.taken)} of
-          ${String(r.selected)}${r.stale ? html`; ${String(r.stale)} left parked as older than the inbox retention` : ''}${r.notFound ? html`; ${String(r.notFound)} no longer in its DLQ` : ''}.
-        </p>
-        <p><a href="/">Parked messages</a> · <a href="/audit">Audit log</a></p>`,
-      r.error ? 502 : 200,
-    );
+    // A bulk replay runs on after this answer; its page follows it (actionPage.ts).
+    const { started, finished } = await startReplay(actionDeps(), ctx.state.operator!, parsed.data);
+    finished.catch((err: unknown) => deps.log.error({ err, actionId: started.actionId }, 'console replay failed'));
+    ctx.status = 303;
+    ctx.redirect(`/actions/${encodeURIComponent(started.actionId)}`);
+  });
+
+  router.get('/actions/:id', session, async (ctx) => {
+    const action = await findAction(deps.db, ctx.params.id!, deps.now());
+    if (!action) throw new NotFoundError('action');
+    const view = actionPage(action);
+    render(ctx, view.title, view.body, 200, view.refreshSeconds);
   });
 
   router.post('/messages/:id/discard', forms, session, async (ctx) => {

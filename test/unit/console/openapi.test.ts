@@ -134,9 +134,13 @@ describe('console: GET /api/v1/openapi.json', function () {
       'POST /api/v1/parked/replay': { ids: [ids[0]] },
       'POST /api/v1/parked/discard': { ids: [ids[1]], reason: 'documented' },
     };
+    // An action's progress is asked for by the id the replay or discard before it answered with.
+    let actionId = '';
     for (const op of consoleOperations) {
       const what = `${op.method.toUpperCase()} ${openApiPath(op.path)}`;
-      const res = await call(op.method.toUpperCase(), op.path.replace(':id', ids[0]!), op.auth ? operator : undefined, bodies[what]);
+      const id = op.path.startsWith('/api/v1/actions/') ? actionId : ids[0]!;
+      const res = await call(op.method.toUpperCase(), op.path.replace(':id', id), op.auth ? operator : undefined, bodies[what]);
+      if (typeof res.json?.actionId === 'string') actionId = res.json.actionId;
       expect(res.status, `${what}: ${JSON.stringify(res.json)}`).to.be.oneOf(Object.keys(op.ok).map(Number));
       expect(res.headers.get('x-request-id'), what).to.be.a('string');
       const parsed = (op.ok[res.status]!.schema as z.ZodType).safeParse(res.json);

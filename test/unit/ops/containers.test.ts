@@ -30,10 +30,12 @@ interface ComposeService {
   hostname?: string;
   volumes?: string[];
   stop_grace_period?: string;
+  ports?: string[];
 }
 
 interface Compose {
   services: Record<string, ComposeService>;
+  volumes?: Record<string, unknown>;
 }
 
 const compose = parse(fs.readFileSync(path.join(root, 'docker-compose.yml'), 'utf8'), { merge: true }) as Compose;
@@ -294,5 +296,136 @@ describe('containers: docker-compose.yml and Dockerfile', function () {
     expect(runtime).to.match(/COPY config \.\/config/);
     expect(runtime).to.match(/COPY rabbitmq \.\/rabbitmq/);
     expect(fs.readFileSync(path.join(root, 'bin', 'warren'), 'utf8')).to.contain("require('../dist/src/cli.js')");
+  });
+});
+
+interface ScrapeConfig {
+  job_name: string;
+  metrics_path?: string;
+  dns_sd_configs?: { names: string[]; type: string; port: number }[];
+  static_configs?: unknown[];
+}
+
+/** promtool from PROMTOOL or PATH (Debian's `prometheus` package has it), else undefined. */
+function promtool(): string | undefined {
+  if (process.env.PROMTOOL) return process.env.PROMTOOL;
+  const found = spawnSync('sh', ['-c', 'command -v promtool'], { encoding: 'utf8' });
+  return found.status === 0 ? found.stdout.trim() || undefined : undefined;
+}
+
+describe('containers: the monitoring profile (Prometheus and Grafana)', function () {
+  const s = compose.services;
+  const monitoring = ['prometheus', 'grafana'];
+  const prometheusFile = path.join(root, 'ops', 'prometheus', 'prometheus.yml');
+  const prometheus = parse(fs.readFileSync(prometheusFile, 'utf8')) as { rule_files: string[]; scrape_configs: ScrapeConfig[] };
+
+  /** A bind mount's host path, container path and mode; undefined for a named volume. */
+  const bindMounts = (name: string) =>
+    (s[name]!.volumes ?? [])
+      .map((v) => v.split(':'))
+      .filter(([from]) => from!.startsWith('./'))
+      .map(([from, to, mode]) => ({ from: path.join(root, from!), to: to!, mode }));
+
+  it('runs Prometheus and Grafana only under the monitoring profile, on the host loopback, every file they mount read-only from the repository', function () {
+    for (const name of monitoring) {
+      expect(s[name], name).to.exist;
+      expect(s[name]!.profiles, name).to.deep.equal(['monitoring']);
+      for (const port of s[name]!.ports ?? []) expect(port, `${name} publishes on loopback only`).to.match(/^127\.0\.0\.1:/);
+      const mounts = bindMounts(name);
+      expect(mounts, name).to.not.be.empty;
+      for (const m of mounts) {
+        expect(fs.existsSync(m.from), `${name}: ${path.relative(root, m.from)} exists`).to.equal(true);
+        expect(m.mode, `${name}: ${m.to}`).to.equal('ro');
+      }
+      const named = (s[name]!.volumes ?? []).map((v) => v.split(':')[0]!).filter((v) => !v.startsWith('./'));
+      for (const volume of named) expect(compose.volumes, `volume ${volume}`).to.have.property(volume);
+    }
+    // Nothing else moves into the profile, and nothing of Warren's needs it.
+    const inProfile = Object.entries(s).filter(([, svc]) => svc.profiles?.includes('monitoring')).map(([name]) => name);
+    expect(inProfile.sort()).to.deep.equal([...monitoring].sort());
+    for (const [name, svc] of warrenServices) expect(Object.keys(svc.depends_on ?? {}), name).to.not.include.members(monitoring);
+  });
+
+  it("loads Prometheus's configuration and Warren's alert rules where the configuration looks for them", function () {
+    const mounts = bindMounts('prometheus');
+    const config = mounts.find((m) => m.from === prometheusFile);
+    expect(config, 'ops/prometheus/prometheus.yml is mounted').to.exist;
+    expect(s.prometheus!.command).to.include(`--config.file=${config!.to}`);
+    // Rule files are relative to the configuration file, in the container as here.
+    for (const rule of prometheus.rule_files) {
+      const inContainer = path.posix.join(path.posix.dirname(config!.to), rule);
+      const mounted = mounts.find((m) => m.to === inContainer);
+      expect(mounted, `${rule} mounted at ${inContainer}`).to.exist;
+      expect(mounted!.from).to.equal(path.join(path.dirname(prometheusFile), rule));
+    }
+    expect(prometheus.rule_files).to.include('warren-alerts.yml');
+  });
+
+  it('scrapes every replica of each Warren process that serves /metrics, on the port its configuration listens on', function () {
+    // Where each long-running Warren service serves /metrics (the console serves none).
+    const metricsPort: Record<string, number> = {
+      api: configOf('api').http.port,
+      analytics: configOf('analytics').worker.healthPort,
+      notifications: configOf('notifications').worker.healthPort,
+      timeline: configOf('timeline').timeline.port,
+    };
+    for (const [name, port] of Object.entries(metricsPort)) expect(port, `${name} listens for /metrics`).to.be.above(0);
+    // Every replica: the service's name through Docker's DNS, one A record each; no fixed addresses.
+    const targets: Record<string, number> = {};
+    for (const job of prometheus.scrape_configs) {
+      expect(job.static_configs, `${job.job_name}: no fixed targets`).to.equal(undefined);
+      expect(job.metrics_path ?? '/metrics', job.job_name).to.equal('/metrics');
+      for (const sd of job.dns_sd_configs ?? []) {
+        expect(sd.type, job.job_name).to.equal('A');
+        for (const name of sd.names) {
+          expect(s[name], `${job.job_name} scrapes ${name}, a compose service`).to.exist;
+          expect(s[name]!.image, `${name} is a Warren service`).to.equal('warren:latest');
+          targets[name] = sd.port;
+        }
+      }
+    }
+    expect(targets).to.deep.equal(metricsPort);
+    // Each of them listens on every interface of its container, so Prometheus reaches it.
+    expect(configOf('api').http.host).to.equal('0.0.0.0');
+    expect(configOf('analytics').http.host).to.equal('0.0.0.0');
+    expect(configOf('notifications').http.host).to.equal('0.0.0.0');
+    expect(configOf('timeline').timeline.host).to.equal('0.0.0.0');
+  });
+
+  it("provisions Grafana with the prometheus service as its datasource and the repository's Warren dashboard", function () {
+    const mounts = bindMounts('grafana');
+    const provisioning = mounts.find((m) => m.to === '/etc/grafana/provisioning');
+    expect(provisioning, 'ops/grafana/provisioning mounted where Grafana reads it').to.exist;
+    const datasources = parse(fs.readFileSync(path.join(provisioning!.from, 'datasources', 'prometheus.yml'), 'utf8')) as {
+      datasources: { type: string; url: string; isDefault?: boolean }[];
+    };
+    const [source] = datasources.datasources;
+    expect(source!.type).to.equal('prometheus');
+    const url = new URL(source!.url);
+    expect(s[url.hostname], `the datasource's host ${url.hostname} is a compose service`).to.exist;
+    const published = (s.prometheus!.ports ?? []).map((p) => Number(p.split(':').at(-1)));
+    expect(published, "the datasource's port is Prometheus's").to.include(Number(url.port));
+    expect(source!.isDefault).to.equal(true);
+
+    const providers = parse(fs.readFileSync(path.join(provisioning!.from, 'dashboards', 'warren.yml'), 'utf8')) as {
+      providers: { type: string; options: { path: string } }[];
+    };
+    const dashboardDir = providers.providers[0]!.options.path;
+    const dashboards = mounts.filter((m) => path.posix.dirname(m.to) === dashboardDir);
+    expect(dashboards.map((m) => path.relative(root, m.from))).to.deep.equal([path.join('ops', 'grafana', 'warren.json')]);
+    const dashboard = JSON.parse(fs.readFileSync(dashboards[0]!.from, 'utf8')) as { templating: { list: { name: string; type: string; query: unknown }[] } };
+    // The dashboard's datasource variable finds the provisioned Prometheus by type.
+    expect(dashboard.templating.list.some((v) => v.type === 'datasource' && v.query === 'prometheus')).to.equal(true);
+    expect(s.grafana!.environment!.GF_SECURITY_ADMIN_PASSWORD).to.equal('${GRAFANA_ADMIN_PASSWORD:?set GRAFANA_ADMIN_PASSWORD}');
+    expect(fs.readFileSync(path.join(root, '.env.example'), 'utf8')).to.match(/^GRAFANA_ADMIN_PASSWORD=$/m);
+  });
+
+  it('passes promtool check config, the alert rules included (where promtool is installed)', function () {
+    const bin = promtool();
+    if (!bin) this.skip();
+    const run = spawnSync(bin!, ['check', 'config', prometheusFile], { encoding: 'utf8' });
+    expect(run.status, run.stdout + run.stderr).to.equal(0);
+    expect(run.stdout).to.include('SUCCESS: 1 rule files found');
+    expect(run.stdout).to.include('SUCCESS: 4 rules found');
   });
 });
