@@ -236,7 +236,9 @@ dlq
   .description('delete every parked message of the queue (asks on a terminal; --yes otherwise)')
   .argument('<queue>', 'work queue, e.g. analytics.tweets')
   .option('-y, --yes', 'really delete every parked message, without asking')
-  .action((queue: string, opts: { yes?: boolean }) => operatorAction(async (config) => (await import('./console/dlqCommands.js')).dlqPurge(config, queue, opts)));
+  .action((queue: string, opts: { yes?: boolean }) =>
+    operatorAction(async (config) => (await import('./console/dlqCommands.js')).dlqPurge(config, queue, opts)),
+  );
 
 const consoleCommand = program
   .command('console')
