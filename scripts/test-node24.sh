@@ -20,6 +20,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+what=${1:-all}
+if [ $# -gt 0 ]; then shift; fi
+case "$what" in
+  all | unit | integration) ;;
+  *) echo "warren: unknown Node 24 pass '$what' (all, unit or integration [spec...])" >&2; exit 1 ;;
+esac
 
 # The newest 24.x in the registry when this was written; raise it here.
 node_version=${WARREN_NODE24_VERSION:-24.22.3}
@@ -113,12 +119,6 @@ echo "== Node $(node --version): building"
 node node_modules/typescript/bin/tsc -p tsconfig.json
 
 mocha() { node node_modules/mocha/bin/mocha.js --config .mocharc.json "$@"; }
-what=${1:-all}
-[ $# -gt 0 ] && shift
-case "$what" in
-  all | unit | integration) ;;
-  *) echo "warren: unknown Node 24 pass '$what' (all, unit or integration [spec...])" >&2; exit 1 ;;
-esac
 if [ "$what" != integration ]; then
   echo "== Node $(node --version): unit tests"
   WARREN_TEST_PG_URL=${WARREN_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test} mocha 'dist/test/unit/**/*.test.js'
@@ -134,3 +134,4 @@ if [ "$what" != unit ]; then
     WARREN_TEST_DB=sqlite mocha --timeout 120000 'dist/test/integration/**/*.test.js'
   fi
 fi
+echo "== Node $(node --version): pass done in ${SECONDS}s"
