@@ -3,7 +3,7 @@
 # `warren topology apply`, `warren migrate`, `warren status`, `warren dlq ...`).
 
 # ---- build: compile TypeScript, then keep only the runtime dependencies ----
-FROM node:20-slim AS build
+FROM node:24-slim AS build
 WORKDIR /app
 # sqlite3 compiles from source where no prebuilt binary matches the platform.
 RUN apt-get update \
@@ -16,8 +16,8 @@ COPY src ./src
 RUN npx tsc -p tsconfig.json \
  && npm prune --omit=dev --no-audit --no-fund
 
-# ---- runtime: node:20-slim, compiled code, production dependencies, non-root ----
-FROM node:20-slim
+# ---- runtime: node:24-slim, compiled code, production dependencies, non-root ----
+FROM node:24-slim
 # The commit the image is built from, for warren_build_info (`--build-arg WARREN_COMMIT=$(git rev-parse HEAD)`; .git is not in the context).
 ARG WARREN_COMMIT=unknown
 ENV NODE_ENV=production WARREN_COMMIT=${WARREN_COMMIT}

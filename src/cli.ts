@@ -47,7 +47,7 @@ program
   .action(async () => {
     const config = loadConfigOrExit();
     const tracing = await startTracingOrExit(config, 'api');
-    const { runApi } = await import('./api/server');
+    const { runApi } = await import('./api/server.js');
     await runApi(config, tracing);
   });
 
@@ -59,7 +59,7 @@ program
   .action(async (name: WorkerName, opts: { processes: number }) => {
     const config = loadConfigOrExit(workers[name]);
     if (opts.processes > 1) {
-      const { supervise } = await import('./supervisor');
+      const { supervise } = await import('./supervisor.js');
       const children = Array.from({ length: opts.processes }, (_, i) => ({
         name: `worker ${name} #${i + 1}`,
         args: ['worker', name],
@@ -68,7 +68,7 @@ program
       process.exit(await supervise(children, { log: createLogger('supervisor', config.log.level), ...config.supervisor }));
     }
     const tracing = await startTracingOrExit(config, `worker-${name}`);
-    const { runWorker } = await import('./workers/runner');
+    const { runWorker } = await import('./workers/runner.js');
     await runWorker(config, name, tracing);
   });
 
@@ -77,7 +77,7 @@ program
   .description("bring every service's database to the latest version")
   .action(async () => {
     const config = loadConfigOrExit();
-    const { migrateAll } = await import('./services');
+    const { migrateAll } = await import('./services.js');
     await migrateAll(config, (line) => console.log(line));
   });
 
@@ -94,15 +94,15 @@ topology
   .description('compare the broker with the definitions: every missing or different exchange, queue, binding, policy and permission; exits 1 on any drift')
   .action(() =>
     operatorAction(async (config) => {
-      process.exitCode = await (await import('./ops/topologyCommands')).topologyCheck(config);
+      process.exitCode = await (await import('./ops/topologyCommands.js')).topologyCheck(config);
     }),
   );
 
 async function applyTopologyOrExit(config: ReturnType<typeof loadConfigOrExit>): Promise<void> {
-  const { brokerPreflight } = await import('./preflight');
+  const { brokerPreflight } = await import('./preflight.js');
   const unreachable = await brokerPreflight(config);
   if (unreachable) exitWithLine(unreachable);
-  const { applyTopology, loadDefinitions, retargetDefinitions } = await import('./topology/definitions');
+  const { applyTopology, loadDefinitions, retargetDefinitions } = await import('./topology/definitions.js');
   const vhost = vhostOf(config.amqp.url);
   const defs = retargetDefinitions(loadDefinitions(config.amqp.definitionsFile), vhost);
   try {
@@ -145,9 +145,9 @@ program
   .action(async () => {
     const config = loadConfigOrExit();
     await applyTopologyOrExit(config);
-    const { migrateAll } = await import('./services');
+    const { migrateAll } = await import('./services.js');
     await migrateAll(config, (line) => console.log(`migrate ${line}`));
-    const { supervise } = await import('./supervisor');
+    const { supervise } = await import('./supervisor.js');
     const children = [
       // The API asks the one timeline instance started here (a worker with a port of its own takes it from configuration).
       {
@@ -171,7 +171,7 @@ program
   .option('--json', 'the same as one JSON object')
   .action((opts: { json?: boolean }) =>
     operatorAction(async (config) => {
-      const { collectStatus, renderStatus } = await import('./ops/status');
+      const { collectStatus, renderStatus } = await import('./ops/status.js');
       const report = await collectStatus(config);
       console.log(opts.json ? JSON.stringify(report, null, 2) : renderStatus(report));
     }),
@@ -180,7 +180,7 @@ program
 /** Runs an operator command; an OperatorError is one line on stderr and its exit code. */
 async function operatorAction(run: (config: Config) => Promise<void>): Promise<void> {
   const config = loadConfigOrExit();
-  const { OperatorError } = await import('./ops/operatorError');
+  const { OperatorError } = await import('./ops/operatorError.js');
   try {
     await run(config);
   } catch (err) {
@@ -201,13 +201,13 @@ dlq
   .option('-n, --limit <n>', 'at most this many', positiveInt, 50)
   .option('--json', 'one JSON object per line')
   .action((queue: string, opts: { limit: number; json?: boolean }) =>
-    operatorAction(async (config) => (await import('./console/dlqCommands')).dlqList(config, queue, opts)),
+    operatorAction(async (config) => (await import('./console/dlqCommands.js')).dlqList(config, queue, opts)),
   );
 dlq
   .command('summary')
   .description("parked messages of every DLQ grouped by queue, kind and normalised reason, from the console's index (no DLQ is read)")
   .option('--json', 'one JSON object per group and line')
-  .action((opts: { json?: boolean }) => operatorAction(async (config) => (await import('./console/dlqCommands')).dlqSummary(config, opts)));
+  .action((opts: { json?: boolean }) => operatorAction(async (config) => (await import('./console/dlqCommands.js')).dlqSummary(config, opts)));
 dlq
   .command('replay')
   .description('send parked messages back to the queue they failed in; each leaves the DLQ only once its copy is confirmed')
@@ -223,7 +223,7 @@ dlq
     (
       queue: string | undefined,
       opts: { id?: string[]; limit?: number; error?: string; all?: boolean; json?: boolean; allowStale?: boolean; fromFile?: string },
-    ) => operatorAction(async (config) => (await import('./console/dlqCommands')).dlqReplayCommand(config, queue, opts)),
+    ) => operatorAction(async (config) => (await import('./console/dlqCommands.js')).dlqReplayCommand(config, queue, opts)),
   );
 dlq
   .command('discard')
@@ -234,7 +234,7 @@ dlq
   .requiredOption('--reason <text>', 'why they are discarded (kept in the audit log)')
   .option('--json', 'print the summary as JSON')
   .action((queue: string, opts: { id?: string[]; error?: string; reason: string; json?: boolean }) =>
-    operatorAction(async (config) => (await import('./console/dlqCommands')).dlqDiscard(config, queue, opts)),
+    operatorAction(async (config) => (await import('./console/dlqCommands.js')).dlqDiscard(config, queue, opts)),
   );
 dlq
   .command('export')
@@ -243,21 +243,23 @@ dlq
   .requiredOption('-f, --file <file>', 'where to write the JSON')
   .option('-n, --limit <n>', 'at most this many', positiveInt)
   .action((queue: string, opts: { file: string; limit?: number }) =>
-    operatorAction(async (config) => (await import('./console/dlqCommands')).dlqExport(config, queue, opts)),
+    operatorAction(async (config) => (await import('./console/dlqCommands.js')).dlqExport(config, queue, opts)),
   );
 dlq
   .command('purge')
   .description('delete every parked message of the queue (asks on a terminal; --yes otherwise)')
   .argument('<queue>', 'work queue, e.g. analytics.tweets')
   .option('-y, --yes', 'really delete every parked message, without asking')
-  .action((queue: string, opts: { yes?: boolean }) => operatorAction(async (config) => (await import('./console/dlqCommands')).dlqPurge(config, queue, opts)));
+  .action((queue: string, opts: { yes?: boolean }) =>
+    operatorAction(async (config) => (await import('./console/dlqCommands.js')).dlqPurge(config, queue, opts)),
+  );
 
 const consoleCommand = program
   .command('console')
   .description('run the operator console: parked messages to browse, search, replay and discard, and the audit log (console.host:console.port)')
   .action(async () => {
     const config = loadConfigOrExit();
-    const { runConsole } = await import('./console/server');
+    const { runConsole } = await import('./console/server.js');
     await runConsole(config);
   });
 const consoleToken = consoleCommand.command('token').description("the console's operator tokens");
@@ -270,13 +272,13 @@ consoleToken
   })
   .option('--name <name>', 'whose token it is, as the audit log names it')
   .action((opts: { role: 'viewer' | 'operator'; name?: string }) =>
-    operatorAction(async (config) => (await import('./console/tokenCommands')).consoleTokenCreate(config, opts)),
+    operatorAction(async (config) => (await import('./console/tokenCommands.js')).consoleTokenCreate(config, opts)),
   );
 consoleToken
   .command('revoke')
   .description('revoke an operator token by its name or id')
   .argument('<nameOrId>', 'the name (or id) given when it was created')
-  .action((nameOrId: string) => operatorAction(async (config) => (await import('./console/tokenCommands')).consoleTokenRevoke(config, nameOrId)));
+  .action((nameOrId: string) => operatorAction(async (config) => (await import('./console/tokenCommands.js')).consoleTokenRevoke(config, nameOrId)));
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   exitWithLine(`warren: ${(err as Error).message}`);

@@ -131,7 +131,7 @@ export async function runApi(config: Config, tracing?: Tracing): Promise<http.Se
   const timeline = new TimelineClient({
     urls: config.timeline.protocol === 'grpc' ? config.timeline.grpcUrls : config.timeline.urls,
     // gRPC is loaded only when configured.
-    ...(config.timeline.protocol === 'grpc' ? { transport: (await import('./timelineGrpcClient')).grpcTransport } : {}),
+    ...(config.timeline.protocol === 'grpc' ? { transport: (await import('./timelineGrpcClient.js')).grpcTransport } : {}),
     deadlineMs: config.timeline.deadlineMs,
     log,
   });

@@ -260,9 +260,9 @@ export async function dlqPurge(
  * (it is stopped) are not in it.
  */
 export async function dlqSummary(config: Config, opts: { json?: boolean }, print: Print = console.log): Promise<void> {
-  const { openDatabase } = await import('../db/knex');
-  const { summariseParked } = await import('../console/summary');
-  const { PARKED_TABLE } = await import('../db/migrations/console');
+  const { openDatabase } = await import('../db/knex.js');
+  const { summariseParked } = await import('../console/summary.js');
+  const { PARKED_TABLE } = await import('../db/migrations/console.js');
   const db = openDatabase(config, 'console');
   try {
     if (!(await db.schema.hasTable(PARKED_TABLE)))

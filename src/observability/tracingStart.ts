@@ -59,7 +59,7 @@ export function tracingDecision(otel: Config['otel'], env: NodeJS.ProcessEnv): T
 export async function startTracingFor(config: Config, service: string, env: NodeJS.ProcessEnv = process.env): Promise<Tracing | undefined> {
   const decision = tracingDecision(config.otel, env);
   if (!decision.enabled) return undefined;
-  const sdk = await import('./tracing');
+  const sdk = await import('./tracing.js');
   const exporter =
     decision.exporter === 'console'
       ? new (await import('@opentelemetry/sdk-trace-node')).ConsoleSpanExporter()

@@ -42,7 +42,7 @@ export const timelineHttp: WorkerHttp = {
   serveMore: async ({ db, config, log }) => {
     if (config.timeline.grpcPort === 0) return undefined;
     // Loaded here: gRPC costs every other process that reads the registry (the CLI, the other workers) nothing.
-    const { serveTimelineGrpc } = await import('./timelineGrpc');
+    const { serveTimelineGrpc } = await import('./timelineGrpc.js');
     return serveTimelineGrpc({ host: config.timeline.host, port: config.timeline.grpcPort, db, config, log });
   },
 };

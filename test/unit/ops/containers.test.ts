@@ -286,7 +286,7 @@ describe('containers: docker-compose.yml and Dockerfile', function () {
   it('builds in two stages and runs as a non-root user with warren under tini as the entrypoint', function () {
     const dockerfile = fs.readFileSync(path.join(root, 'Dockerfile'), 'utf8');
     const froms = [...dockerfile.matchAll(/^FROM\s+(\S+)(?:\s+AS\s+(\S+))?/gim)].map((m) => m[1]);
-    expect(froms).to.deep.equal(['node:20-slim', 'node:20-slim']);
+    expect(froms).to.deep.equal(['node:24-slim', 'node:24-slim']);
     expect(dockerfile).to.match(/RUN npx tsc -p tsconfig\.json/);
     const runtime = dockerfile.slice(dockerfile.lastIndexOf('FROM '));
     expect(runtime).to.match(/^USER warren$/m);
