@@ -66,7 +66,7 @@ export async function readBooks(sys: TestSystem): Promise<Books> {
       notifications('notifications').where({ kind: 'profile_updated' }).select<{ message_id: string }[]>('message_id'),
       api('outbox').pluck<string[]>('message_id'),
       timeline(INBOX_TABLE).where({ consumer: 'timeline' }).select<{ message_id: string }[]>('message_id'),
-      // A tweet's effect on the timelines: the entry in its author's own timeline (the load follows nobody).
+      // A tweet's effect on the timelines: the entry every tweet gets in its author's own timeline (no load user nears timeline.maxEntries, so none is trimmed).
       timeline(ENTRIES_TABLE).whereRaw('?? = ??', ['user_id', 'author_id']).pluck<string[]>('tweet_id'),
       timeline(SIZES_TABLE).select<{ user_id: string; entries: number | string }[]>('user_id', 'entries'),
       timeline(ENTRIES_TABLE).groupBy('user_id').select<{ user_id: string; n: number | string }[]>('user_id', timeline.raw('count(*) as n')),
