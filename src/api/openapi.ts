@@ -56,6 +56,8 @@ export interface OperationSpec {
   ok: Record<number, ResponseSpec>;
   /** Error statuses beyond those implied by auth, params, query and body. */
   errors?: number[];
+  /** What an error status means for this operation, where the general text (STATUS_TEXT) would not say it. */
+  errorText?: Partial<Record<number, string>>;
   /** Answers without the database (so never 503 `database_unavailable`). */
   noDatabase?: boolean;
 }
@@ -185,6 +187,14 @@ export const operations: OperationSpec[] = [
     params: user,
     query: listQuery,
     ok: { 200: json('a page of tweets', pageOf(tweetResponse)) },
+    // Asked of the timeline service (src/api/timelineClient.ts): when no instance answers, 503 rather than a wait.
+    errorText: {
+      400: 'invalid `limit` (1–100) or `before` (not a `nextCursor` of this list), or an unknown query parameter: `details` names each',
+      404: 'no such user (or an id that is not a UUID)',
+      503:
+        'no timeline service instance answered within timeline.deadlineMs, its retry on another instance included (`timeline_unavailable`), ' +
+        'or the database is busy or unreachable (`database_unavailable`); see Retry-After',
+    },
   },
   {
     method: 'get',
@@ -432,7 +442,7 @@ function operationObject(op: OperationSpec, inline: Map<z.ZodType, JsonSchema>):
   }
   for (const status of errorStatuses(op)) {
     responses[String(status)] ??= {
-      description: STATUS_TEXT[status] ?? 'error',
+      description: op.errorText?.[status] ?? STATUS_TEXT[status] ?? 'error',
       headers: { ...requestIdHeader, ...STATUS_HEADERS[status] },
       content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
     };

@@ -73,6 +73,7 @@ describe('faults: the broker goes away under load', function () {
         brokerDown = false;
         await sys.startWorker('analytics');
         await sys.startWorker('notifications');
+        await sys.startWorker('timeline');
       },
     );
   });

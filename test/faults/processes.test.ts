@@ -52,7 +52,7 @@ describe('faults: processes killed and stopped under load', function () {
       { allowRefused: [0], load: { durationMs: 8000 } },
       async ({ sys, expectExit, sleep }) => {
         // Take the routes away so relayed rows come back (mandatory) and stay in the outbox.
-        const removed = await deleteRoutes(sys, 'tweets', 'analytics.tweets');
+        const removed = await deleteRoutes(sys, 'tweets');
         await sleep(4000);
         const api = sys.processes.find((p) => p.name === 'api')!;
         expectExit(api);
@@ -87,6 +87,7 @@ describe('faults: processes killed and stopped under load', function () {
       await sys.startApi();
       await sys.startWorker('analytics');
       await sys.startWorker('notifications');
+      await sys.startWorker('timeline');
     });
   });
 });

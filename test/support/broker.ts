@@ -1,7 +1,11 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { localServices } from './harness';
 
 const run = promisify(execFile);
+
+/** The node's management API (WARREN_TEST_MANAGEMENT_URL): a suite run against a node of its own waits for that node. */
+const management = new URL(localServices('WARREN_TEST').managementUrl);
 
 /**
  * Stops and starts the whole RabbitMQ node. Not `stop_app`/`start_app`: on
@@ -29,7 +33,11 @@ export async function startBroker(): Promise<void> {
   // The management listener comes up a moment after the node reports started.
   while (Date.now() < deadline) {
     try {
-      const res = await fetch('http://127.0.0.1:15672/api/overview', { headers: { authorization: 'Basic ' + Buffer.from('guest:guest').toString('base64') } });
+      const res = await fetch(`${management.origin}/api/overview`, {
+        headers: {
+          authorization: 'Basic ' + Buffer.from(`${decodeURIComponent(management.username)}:${decodeURIComponent(management.password)}`).toString('base64'),
+        },
+      });
       if (res.ok) return;
     } catch {
       // not listening yet

@@ -1,5 +1,6 @@
 import { INBOX_TABLE } from '../../../src/db/inbox';
 import { openDatabase } from '../../../src/db/knex';
+import { ENTRIES_TABLE, SIZES_TABLE } from '../../../src/db/migrations/timeline';
 import type { TestSystem } from '../../support/system';
 import { waitFor } from '../../support/system';
 import { combine, reconcile, type Reconciliation } from './ledger';
@@ -33,6 +34,14 @@ export interface Books {
   tweets: Reconciliation;
   /** user.updated ids committed against the profile-change notifications created. */
   changes: Reconciliation;
+  /** The same ids (tweet.created and user.updated) against what the timeline service applied. */
+  timeline: Reconciliation;
+  /**
+   * Timelines whose size counts more entries than they hold: the store
+   * keeps each (user, tweet) once, so a tweet applied twice there shows
+   * only as an entry counted twice.
+   */
+  timelineMiscounted: string[];
   /** What identifies the writes behind the committed events: tweet ids, and the display names profile changes set. */
   committedTweetIds: Set<string>;
   committedDisplayNames: Set<string>;
@@ -45,8 +54,9 @@ export async function readBooks(sys: TestSystem): Promise<Books> {
   const api = openDatabase(sys.config, 'api');
   const analytics = openDatabase(sys.config, 'analytics');
   const notifications = openDatabase(sys.config, 'notifications');
+  const timeline = openDatabase(sys.config, 'timeline');
   try {
-    const [events, unsent, tagRows, recordRows, noteRows] = await Promise.all([
+    const [events, unsent, tagRows, recordRows, noteRows, everyEventId, timelineRecordRows, ownEntryRows, sizeRows, heldRows] = await Promise.all([
       api('outbox')
         .whereIn('type', ['tweet.created', 'user.updated'])
         .select<{ message_id: string; type: string; payload: string }[]>('message_id', 'type', 'payload'),
@@ -54,6 +64,12 @@ export async function readBooks(sys: TestSystem): Promise<Books> {
       analytics('hashtags').where('tag', 'like', `${LEDGER_TAG}%`).select<{ tag: string; count: number | string }[]>('tag', 'count'),
       analytics(INBOX_TABLE).where({ consumer: 'analytics' }).select<{ message_id: string }[]>('message_id'),
       notifications('notifications').where({ kind: 'profile_updated' }).select<{ message_id: string }[]>('message_id'),
+      api('outbox').pluck<string[]>('message_id'),
+      timeline(INBOX_TABLE).where({ consumer: 'timeline' }).select<{ message_id: string }[]>('message_id'),
+      // A tweet's effect on the timelines: the entry every tweet gets in its author's own timeline (no load user nears timeline.maxEntries, so none is trimmed).
+      timeline(ENTRIES_TABLE).whereRaw('?? = ??', ['user_id', 'author_id']).pluck<string[]>('tweet_id'),
+      timeline(SIZES_TABLE).select<{ user_id: string; entries: number | string }[]>('user_id', 'entries'),
+      timeline(ENTRIES_TABLE).groupBy('user_id').select<{ user_id: string; n: number | string }[]>('user_id', timeline.raw('count(*) as n')),
     ]);
     const tweets = events.filter((e) => e.type === 'tweet.created');
     const changes = events.filter((e) => e.type === 'user.updated');
@@ -72,13 +88,16 @@ export async function readBooks(sys: TestSystem): Promise<Books> {
     }
     // A record of a message nobody committed is applied too, and accounted for as a stray.
     for (const id of recorded) if (!tweetIds.has(id)) tweetApplications.push(id);
-    const parked = (await sys.queueDepth('analytics.tweets.dlq')) + (await sys.queueDepth('notifications.user-events.dlq'));
+    const parked =
+      (await sys.queueDepth('analytics.tweets.dlq')) + (await sys.queueDepth('notifications.user-events.dlq')) + (await sys.queueDepth('timeline.events.dlq'));
     return {
       tweets: reconcile(tweetIds, tweetApplications),
       changes: reconcile(
         changes.map((e) => e.message_id),
         noteRows.map((r) => r.message_id),
       ),
+      timeline: timelineBooks(events, new Set(everyEventId), new Set(ownEntryRows), new Set(timelineRecordRows.map((r) => r.message_id))),
+      timelineMiscounted: miscountedTimelines(sizeRows, heldRows),
       committedTweetIds,
       committedDisplayNames: new Set(
         changes
@@ -89,8 +108,44 @@ export async function readBooks(sys: TestSystem): Promise<Books> {
       parked,
     };
   } finally {
-    await Promise.all([api.destroy(), analytics.destroy(), notifications.destroy()]);
+    await Promise.all([api.destroy(), analytics.destroy(), notifications.destroy(), timeline.destroy()]);
   }
+}
+
+/**
+ * The timeline service's books, by message id: a tweet is applied when its
+ * author's timeline holds it; a profile change that renames nobody changes
+ * no timeline, so its inbox record (written only with the effect, in its
+ * transaction) is what shows it applied. A record of an id no outbox row
+ * has (of any type: the timeline also consumes user.created) is a stray.
+ */
+export function timelineBooks(
+  events: readonly { message_id: string; type: string; payload: string }[],
+  everyEventId: ReadonlySet<string>,
+  ownEntries: ReadonlySet<string>,
+  recorded: ReadonlySet<string>,
+): Reconciliation {
+  const applications: string[] = [];
+  for (const e of events) {
+    const applied = e.type === 'tweet.created' ? ownEntries.has((JSON.parse(e.payload) as { tweetId: string }).tweetId) : recorded.has(e.message_id);
+    if (applied) applications.push(e.message_id);
+  }
+  for (const id of recorded) if (!everyEventId.has(id)) applications.push(id);
+  return reconcile(
+    events.map((e) => e.message_id),
+    applications,
+  );
+}
+
+/** Each timeline whose kept size is above the entries it holds, with both figures. */
+export function miscountedTimelines(
+  sizes: readonly { user_id: string; entries: number | string }[],
+  held: readonly { user_id: string; n: number | string }[],
+): string[] {
+  const holds = new Map(held.map((r) => [r.user_id, Number(r.n)]));
+  return sizes
+    .filter((r) => Number(r.entries) > (holds.get(r.user_id) ?? 0))
+    .map((r) => `timeline of ${r.user_id} counts ${Number(r.entries)} entries and holds ${holds.get(r.user_id) ?? 0}`);
 }
 
 export interface Settlement {
@@ -109,7 +164,7 @@ export async function settle(sys: TestSystem, timeoutMs = 90_000): Promise<Settl
     'the books to balance',
     async () => {
       const b = await readBooks(sys);
-      return b.outboxUnsent === 0 && b.tweets.lost.length === 0 && b.changes.lost.length === 0;
+      return b.outboxUnsent === 0 && b.tweets.lost.length === 0 && b.changes.lost.length === 0 && b.timeline.lost.length === 0;
     },
     timeoutMs,
     250,
@@ -135,6 +190,8 @@ export interface ScenarioFigures {
   lost: string[];
   duplicated: string[];
   strays: string[];
+  /** The timeline service against the same committed ids; its duplicates include timelines that count an entry twice. */
+  timeline: { applied: number; lost: string[]; duplicated: string[]; strays: string[] };
   parked: number;
   settleMs: number;
 }
@@ -161,6 +218,12 @@ export function figuresOf(scenario: string, load: string, f: LoadFigures, s: Set
     lost: all.lost,
     duplicated: all.duplicated,
     strays: all.strays,
+    timeline: {
+      applied: s.books.timeline.applied,
+      lost: s.books.timeline.lost,
+      duplicated: [...s.books.timeline.duplicated, ...s.books.timelineMiscounted],
+      strays: s.books.timeline.strays,
+    },
     parked: s.books.parked,
     settleMs: s.settleMs,
   };

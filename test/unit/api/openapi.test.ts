@@ -6,8 +6,11 @@ import { createApp } from '../../../src/api/app';
 import type { ApiState } from '../../../src/api/context';
 import { openApiPath, operations } from '../../../src/api/openapi';
 import { errorBody } from '../../../src/api/responses';
+import { TimelineClient } from '../../../src/api/timelineClient';
 import { STREAM_POSITION_PATTERN } from '../../../src/api/validation';
 import { HANDLE_PATTERN } from '../../../src/domain/text';
+import { createLogger } from '../../../src/log';
+import { freePort } from '../../support/harness';
 import { createUser, startApi, type ApiHarness } from './harness';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the document is plain JSON; the tests walk it by key
@@ -143,6 +146,51 @@ describe('api: GET /openapi.json', () => {
         expect(res.body, what).to.equal(undefined);
       }
     }
+  });
+
+  it('uses each operation’s own error text only for a status it documents', () => {
+    const explained = operations.filter((op) => op.errorText);
+    expect(explained.map((op) => `${op.method} ${op.path}`)).to.include('get /users/:id/timeline');
+    for (const op of explained) {
+      const responses = doc.paths[openApiPath(op.path)][op.method].responses;
+      for (const [status, text] of Object.entries(op.errorText!)) expect(responses[status]?.description, `${op.method} ${op.path} ${status}`).to.equal(text);
+    }
+  });
+
+  it('documents every answer GET /users/{id}/timeline gives, 503 with Retry-After when no timeline instance answers', async () => {
+    const op = doc.paths['/users/{id}/timeline'].get;
+    expect(Object.keys(op.responses).sort()).to.deep.equal(['200', '400', '404', '503']);
+    const ada = await createUser(api);
+    // The real client, asking an instance that is not there: what `warren api` answers when no timeline service does.
+    const unanswered = new TimelineClient({ urls: [`http://127.0.0.1:${await freePort()}`], deadlineMs: 300, log: createLogger('openapi-test', 'silent') });
+    const reference = api.timeline;
+    const answers: Record<string, Awaited<ReturnType<ApiHarness['request']>>> = {};
+    try {
+      answers['200'] = await api.request('GET', `/users/${ada.id}/timeline`);
+      answers['400'] = await api.request('GET', `/users/${ada.id}/timeline?limit=0`);
+      answers['404'] = await api.request('GET', '/users/0190a5c8-7a4e-7c3b-8f00-000000000000/timeline');
+      api.timeline = unanswered;
+      answers['503'] = await api.request('GET', `/users/${ada.id}/timeline`);
+    } finally {
+      api.timeline = reference;
+      await unanswered.close();
+    }
+    for (const [status, res] of Object.entries(answers)) {
+      expect(res.status, JSON.stringify(res.body)).to.equal(Number(status));
+      const documented = op.responses[status];
+      for (const [name, header] of Object.entries(documented.headers as Record<string, Json>)) {
+        if (header.required) expect(res.headers.get(name), `${status}: ${name}`).to.be.a('string');
+      }
+      if (status !== '200') {
+        expect(documented.content['application/json'].schema).to.deep.equal({ $ref: '#/components/schemas/Error' });
+        expect(errorBody.safeParse(res.body).success, `${status}: ${JSON.stringify(res.body)}`).to.equal(true);
+      }
+    }
+    const unavailable = answers['503']!;
+    expect(unavailable.body.error.code).to.equal('timeline_unavailable');
+    expect(op.responses['503'].description).to.include(`\`${unavailable.body.error.code}\``);
+    expect(unavailable.headers.get('retry-after')).to.match(/^\d+$/);
+    expect(op.responses['503'].headers['Retry-After']).to.deep.include({ required: true, schema: { type: 'integer', minimum: 0 } });
   });
 
   it('error answers have the documented error shape', async () => {

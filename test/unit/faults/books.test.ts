@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { extractHashtags } from '../../../src/domain/text';
-import { figuresOf, ledgerTag, ledgerTagOf, loadTweetText, type Books } from '../../faults/support/books';
+import { figuresOf, ledgerTag, ledgerTagOf, loadTweetText, miscountedTimelines, timelineBooks, type Books } from '../../faults/support/books';
 import { combine, reconcile, someIds } from '../../faults/support/ledger';
 import type { LoadFigures } from '../../faults/support/load';
 
@@ -22,6 +22,8 @@ function books(over: Partial<Books> = {}): Books {
   return {
     tweets: reconcile([], []),
     changes: reconcile([], []),
+    timeline: reconcile([], []),
+    timelineMiscounted: [],
     committedTweetIds: new Set(),
     committedDisplayNames: new Set(),
     outboxUnsent: 0,
@@ -63,6 +65,32 @@ describe("the fault suite's books", () => {
     const f = load({ acceptedTweetIds: ['tw1', 'tw2'], acceptedDisplayNames: ['load 1 7'], acceptedProfileChanges: 1 });
     const b = books({ committedTweetIds: new Set(['tw1', 'tw9']), committedDisplayNames: new Set(['load 1 7']) });
     expect(figuresOf('s', 'l', f, { books: b, settleMs: 0 }).acceptedNotCommitted).to.deep.equal(['tweet tw2']);
+  });
+
+  it("counts the timeline's tweets by their author's timeline and its profile changes by inbox record; an unknown record is a stray", () => {
+    const tweet = (id: string, tweetId: string) => ({ message_id: id, type: 'tweet.created', payload: JSON.stringify({ tweetId, text: 'x' }) });
+    const change = (id: string) => ({ message_id: id, type: 'user.updated', payload: '{}' });
+    const events = [tweet('m1', 't1'), tweet('m2', 't2'), change('m3'), change('m4')];
+    // m2's tweet never reached a timeline, m4 was never recorded; u1 is a user.created (committed, not counted), z nobody's.
+    const r = timelineBooks(events, new Set(['m1', 'm2', 'm3', 'm4', 'u1']), new Set(['t1']), new Set(['m1', 'm2', 'm3', 'u1', 'z']));
+    expect(r).to.deep.equal({ committed: 4, applied: 2, lost: ['m2', 'm4'], duplicated: [], strays: ['z'] });
+  });
+
+  it('names a timeline whose kept size counts more entries than it holds, and the timeline row fails on it', () => {
+    const off = miscountedTimelines(
+      [
+        { user_id: 'u1', entries: 3 },
+        { user_id: 'u2', entries: '2' },
+        { user_id: 'u3', entries: 1 },
+      ],
+      [
+        { user_id: 'u1', n: 3 },
+        { user_id: 'u2', n: '1' },
+      ],
+    );
+    expect(off).to.deep.equal(['timeline of u2 counts 2 entries and holds 1', 'timeline of u3 counts 1 entries and holds 0']);
+    const row = figuresOf('s', 'l', load(), { books: books({ timeline: reconcile(['a'], ['a']), timelineMiscounted: off }), settleMs: 0 });
+    expect(row.timeline).to.deep.equal({ applied: 1, lost: [], duplicated: off, strays: [] });
   });
 
   it('gives each tweet of a load a tag of its own, in lower case (tags are case-folded)', () => {
