@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { localServices } from './harness';
 
 const run = promisify(execFile);
 
@@ -27,9 +28,12 @@ export async function startBroker(): Promise<void> {
     }
   }
   // The management listener comes up a moment after the node reports started.
+  // The node the tests use (WARREN_TEST_MANAGEMENT_URL), which rabbitmqctl
+  // targets through the RABBITMQ_* environment of the run.
+  const overview = managementOverview();
   while (Date.now() < deadline) {
     try {
-      const res = await fetch('http://127.0.0.1:15672/api/overview', { headers: { authorization: 'Basic ' + Buffer.from('guest:guest').toString('base64') } });
+      const res = await fetch(overview.url, { headers: { authorization: overview.authorization } });
       if (res.ok) return;
     } catch {
       // not listening yet
@@ -37,6 +41,18 @@ export async function startBroker(): Promise<void> {
     await new Promise((r) => setTimeout(r, 500));
   }
   throw new Error('the RabbitMQ management API did not come back within 60 s');
+}
+
+/** The management API's overview of the tests' node, its credentials moved from the URL to a header (fetch refuses them in the URL). */
+function managementOverview(): { url: string; authorization: string } {
+  const base = new URL(localServices('WARREN_TEST').managementUrl);
+  const credentials = `${decodeURIComponent(base.username)}:${decodeURIComponent(base.password)}`;
+  base.username = '';
+  base.password = '';
+  return {
+    url: new URL('api/overview', base.href.endsWith('/') ? base.href : `${base.href}/`).href,
+    authorization: 'Basic ' + Buffer.from(credentials).toString('base64'),
+  };
 }
 
 export async function stopBrokerApp(): Promise<void> {
