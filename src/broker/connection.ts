@@ -1,12 +1,11 @@
+// First of all: every copy Warren makes of a delivery keeps a 64-bit integer
+// header exact only if amqplib loads after its decoder is installed (int64.ts).
+import './int64';
 import os from 'node:os';
 import amqplib, { type Channel, type ChannelModel, type ConfirmChannel } from 'amqplib';
 import amqp from 'amqp-connection-manager';
 import type { Logger } from '../log';
-import { installInt64Headers } from './int64';
 import { NodeRotation, nodeLabel, parseNodeList, processOrder } from './nodes';
-
-// Every copy Warren makes of a delivery keeps a 64-bit integer header exact.
-installInt64Headers();
 
 /** What a connection is for: services publish or consume; operator commands and checks only look. */
 export type ConnectionRole = 'publish' | 'consume' | 'inspect';
