@@ -130,19 +130,24 @@ export const amqplibDecodeFields: (slice: Buffer) => FieldTable = codec.decodeFi
  * Makes amqplib decode every field table (headers, arguments) with
  * decodeFieldTable. Its protocol module (lib/defs.js) takes the codec's
  * decodeFields once, when it loads, so this must run before amqplib is
- * first loaded: it runs when this module is imported, and every module
- * that loads amqplib imports this one first (connection.ts). Loaded too
- * late, amqplib would keep rounding, so that is an error, not a fallback.
- * Idempotent.
+ * first loaded: it runs when this module is imported, and every Warren
+ * module that loads amqplib imports this one first (connection.ts, where
+ * amqp-connection-manager loads it too). Idempotent.
+ *
+ * A process that loaded amqplib before (a test or a benchmark importing it
+ * first) keeps amqplib's rounding: that is reported by int64HeadersExact,
+ * and connectBroker logs it, rather than thrown at an import that may be
+ * far from the cause.
  */
 export function installInt64Headers(): void {
   if (codec.decodeFields === decodeFieldTable) return;
-  if (require.cache[path.join(path.dirname(amqplibEntry), 'lib', 'defs.js')]) {
-    throw new Error(
-      'amqplib was loaded before src/broker/int64, so it decodes 64-bit integer headers rounded: import src/broker/int64 (or src/broker/connection) before amqplib',
-    );
-  }
+  if (require.cache[path.join(path.dirname(amqplibEntry), 'lib', 'defs.js')]) return;
   codec.decodeFields = decodeFieldTable;
+}
+
+/** Whether this process's amqplib decodes 64-bit integer headers exactly (false when amqplib loaded before this module). */
+export function int64HeadersExact(): boolean {
+  return codec.decodeFields === decodeFieldTable;
 }
 
 installInt64Headers();

@@ -1,4 +1,6 @@
+import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
+import path from 'node:path';
 import { expect } from 'chai';
 import { amqplibDecodeFields, decodeFieldTable, Int64Header } from '../../../src/broker/int64';
 import { encodeTable, nestedTable, RawField } from '../../support/rawAmqp';
@@ -13,9 +15,21 @@ const codec = createRequire(require.resolve('amqplib'))('./lib/codec.js') as {
 };
 
 describe('the field-table decoder amqplib runs in Warren', () => {
-  it('is installed before amqplib loads, so deliveries decode through it', () => {
+  /** In a fresh Node process: whether amqplib decodes exactly after the modules `first` are loaded, then connection.ts. */
+  const exactAfter = (first: string[]) => {
+    const connection = path.join(__dirname, '../../../src/broker/connection.js');
+    const int64 = path.join(__dirname, '../../../src/broker/int64.js');
+    const script =
+      [...first, connection].map((m) => `require(${JSON.stringify(m)});`).join('') + `console.log(require(${JSON.stringify(int64)}).int64HeadersExact());`;
+    return execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' }).trim();
+  };
+
+  it('is installed before amqplib loads wherever Warren opens a connection, so deliveries decode through it', () => {
     expect(codec.decodeFields).to.equal(decodeFieldTable);
     expect(amqplibDecodeFields).to.not.equal(decodeFieldTable);
+    expect(exactAfter([])).to.equal('true');
+    expect(exactAfter(['amqp-connection-manager']), 'the manager loads amqplib').to.equal('false');
+    expect(exactAfter([require.resolve('amqplib')])).to.equal('false');
   });
 
   it('decodes every type tag exactly as amqplib does', () => {
