@@ -1,11 +1,12 @@
-// First of all: every copy Warren makes of a delivery keeps a 64-bit integer
-// header exact only if amqplib loads after its decoder is installed (int64.ts).
-import { int64HeadersExact } from './int64';
 import os from 'node:os';
 import amqplib, { type Channel, type ChannelModel, type ConfirmChannel } from 'amqplib';
 import amqp from 'amqp-connection-manager';
 import type { Logger } from '../log';
+import { installInt64Headers } from './int64';
 import { NodeRotation, nodeLabel, parseNodeList, processOrder } from './nodes';
+
+// Every copy Warren makes of a delivery keeps a 64-bit integer header exact.
+installInt64Headers();
 
 /** What a connection is for: services publish or consume; operator commands and checks only look. */
 export type ConnectionRole = 'publish' | 'consume' | 'inspect';
@@ -142,9 +143,6 @@ export function connectBroker(opts: BrokerConnectionOptions): BrokerConnection {
   const name = () => (node === undefined ? base : `${base} on ${node}`);
   let blocked = false;
   let lastFailure = '';
-  if (!int64HeadersExact()) {
-    opts.log.warn({ connection: base }, 'amqplib was loaded before src/broker/int64: 64-bit integer headers beyond 2^53 are rounded on every copy');
-  }
   manager.on('connect', ({ connection, url }) => {
     const socket = socketOf(connection);
     if (socket) coalesceWrites(socket);

@@ -1,5 +1,4 @@
 import { createRequire } from 'node:module';
-import path from 'node:path';
 
 /**
  * A 64-bit integer header (AMQP field type `l`) that a JS number cannot hold
@@ -118,36 +117,68 @@ export function decodeFieldTable(slice: Buffer): FieldTable {
 interface Codec {
   decodeFields(slice: Buffer): FieldTable;
 }
+/** amqplib's internals that frames pass through (untyped): a parsed frame, and the connection that reads them. */
+interface RawFrame {
+  type: number;
+  payload: Buffer;
+}
+interface FrameReader {
+  rest: Buffer;
+  maxFrameSize: number;
+  recvFrame(this: FrameReader): unknown;
+}
 
-const amqplibEntry = require.resolve('amqplib');
-// amqplib's internal codec (untyped): loading it alone loads nothing else of amqplib.
-const codec = createRequire(amqplibEntry)('./lib/codec.js') as Codec;
+const amqplibInternal = createRequire(require.resolve('amqplib'));
+const codec = amqplibInternal('./lib/codec.js') as Codec;
+const frames = amqplibInternal('./lib/frame.js') as { parseFrame(bin: Buffer, max: number): RawFrame | false };
+const { Connection } = amqplibInternal('./lib/connection.js') as { Connection: { prototype: FrameReader } };
 
 /** amqplib's own decoder, for comparing against (it rounds `l`). */
 export const amqplibDecodeFields: (slice: Buffer) => FieldTable = codec.decodeFields;
 
+const FRAME_HEADER = 2;
+const HEADERS_FLAG = 0x2000;
+
 /**
- * Makes amqplib decode every field table (headers, arguments) with
- * decodeFieldTable. Its protocol module (lib/defs.js) takes the codec's
- * decodeFields once, when it loads, so this must run before amqplib is
- * first loaded: it runs when this module is imported, and every Warren
- * module that loads amqplib imports this one first (connection.ts, where
- * amqp-connection-manager loads it too). Idempotent.
- *
- * A process that loaded amqplib before (a test or a benchmark importing it
- * first) keeps amqplib's rounding: that is reported by int64HeadersExact,
- * and connectBroker logs it, rather than thrown at an import that may be
- * far from the cause.
+ * The headers table of a content header frame's payload, decoded exactly;
+ * undefined when it has none. The payload is class id (2 bytes), weight
+ * (2), body size (8), property flags (2), then the properties in flag order:
+ * content-type and content-encoding (short strings) come before headers.
  */
-export function installInt64Headers(): void {
-  if (codec.decodeFields === decodeFieldTable) return;
-  if (require.cache[path.join(path.dirname(amqplibEntry), 'lib', 'defs.js')]) return;
-  codec.decodeFields = decodeFieldTable;
+export function exactHeaders(payload: Buffer): FieldTable | undefined {
+  const flags = payload.readUInt16BE(12);
+  if (!(flags & HEADERS_FLAG)) return undefined;
+  let offset = 14;
+  if (flags & 0x8000) offset += 1 + payload[offset]!;
+  if (flags & 0x4000) offset += 1 + payload[offset]!;
+  const len = payload.readUInt32BE(offset);
+  return decodeFieldTable(payload.subarray(offset + 4, offset + 4 + len));
 }
 
-/** Whether this process's amqplib decodes 64-bit integer headers exactly (false when amqplib loaded before this module). */
-export function int64HeadersExact(): boolean {
-  return codec.decodeFields === decodeFieldTable;
+let installed = false;
+
+/**
+ * Makes every delivery, get and return carry its headers decoded by
+ * decodeFieldTable. amqplib binds its codec into its protocol module when
+ * it loads, so Warren cannot swap the decoder itself; instead the
+ * connection's frame reader (a method, looked up at each call, so this
+ * holds whatever loaded amqplib first) decodes a content header frame's
+ * headers again from its bytes. Idempotent; it runs when this module loads.
+ */
+export function installInt64Headers(): void {
+  if (installed) return;
+  installed = true;
+  const recvFrame = Connection.prototype.recvFrame;
+  Connection.prototype.recvFrame = function recvFrameWithExactHeaders(this: FrameReader): unknown {
+    // The frame recvFrame is about to take, if it holds all of it yet (else it reads on and calls this again).
+    const raw = frames.parseFrame(this.rest, this.maxFrameSize);
+    const decoded = recvFrame.call(this) as { fields?: { headers?: unknown } } | false;
+    if (raw && raw.type === FRAME_HEADER && decoded && decoded.fields) {
+      const headers = exactHeaders(raw.payload);
+      if (headers) decoded.fields.headers = headers;
+    }
+    return decoded;
+  };
 }
 
 installInt64Headers();
