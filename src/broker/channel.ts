@@ -82,19 +82,6 @@ export class ManagedChannel<C extends Channel> {
     }
   }
 
-  /**
-   * Stops handing out `channel` and opens its successor at once; `channel`
-   * itself is closed once `drained` settles (what was sent on it may still
-   * be confirmed there). For a channel whose state no longer matches the
-   * broker's, e.g. a confirm channel that numbered a publish it never sent.
-   */
-  retire(channel: C, drained: Promise<unknown>): void {
-    if (this.channel !== channel) return;
-    this.channel = undefined;
-    void this.open();
-    void drained.finally(() => channel.close().catch(() => undefined));
-  }
-
   private closed(channel: C): void {
     if (this.channel === channel) this.channel = undefined;
     this.opts.onClose?.(channel);

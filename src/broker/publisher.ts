@@ -154,22 +154,13 @@ export class ConfirmPublisher {
           settle(err ? confirmFailure(err) : null),
         );
       } catch (err) {
-        // amqplib numbers a publish for its confirm before encoding it: one
-        // that throws here was never sent yet holds a number, so each later
-        // confirm on this channel would settle the publish before its own
-        // (and the last would time out, to be published again). No publish
-        // goes on this channel any more; it closes once those sent before are settled.
+        // amqplib 2 encodes a publish before it numbers it for its confirm:
+        // one that throws here was neither sent nor numbered, so the channel
+        // still counts confirms as the broker does and stays in use.
         const closed = (err as Error).name === 'IllegalOperationError';
         settle(new PublishError(closed ? 'channel-closed' : 'unencodable', (err as Error).message));
-        this.channel.retire(channel, this.settledAll(channel));
       }
     });
-  }
-
-  /** Resolves once every publish now in flight on `channel` has settled (each within the publish timeout). */
-  private async settledAll(channel: ConfirmChannel): Promise<void> {
-    const deadline = Date.now() + this.timeoutMs + 1000;
-    while ((this.inFlight.get(channel)?.size ?? 0) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   }
 
   /** Publishes a batch with confirms pipelined; one outcome per request, in order. */

@@ -4,9 +4,6 @@ import { localServices } from './harness';
 
 const run = promisify(execFile);
 
-/** The node's management API (WARREN_TEST_MANAGEMENT_URL): a suite run against a node of its own waits for that node. */
-const management = new URL(localServices('WARREN_TEST').managementUrl);
-
 /**
  * Stops and starts the whole RabbitMQ node. Not `stop_app`/`start_app`: on
  * the RabbitMQ 3.10.8 these machines run, `start_app` leaves the quorum
@@ -31,13 +28,12 @@ export async function startBroker(): Promise<void> {
     }
   }
   // The management listener comes up a moment after the node reports started.
+  // The node the tests use (WARREN_TEST_MANAGEMENT_URL), which rabbitmqctl
+  // targets through the RABBITMQ_* environment of the run.
+  const overview = managementOverview();
   while (Date.now() < deadline) {
     try {
-      const res = await fetch(`${management.origin}/api/overview`, {
-        headers: {
-          authorization: 'Basic ' + Buffer.from(`${decodeURIComponent(management.username)}:${decodeURIComponent(management.password)}`).toString('base64'),
-        },
-      });
+      const res = await fetch(overview.url, { headers: { authorization: overview.authorization } });
       if (res.ok) return;
     } catch {
       // not listening yet
@@ -45,6 +41,18 @@ export async function startBroker(): Promise<void> {
     await new Promise((r) => setTimeout(r, 500));
   }
   throw new Error('the RabbitMQ management API did not come back within 60 s');
+}
+
+/** The management API's overview of the tests' node, its credentials moved from the URL to a header (fetch refuses them in the URL). */
+function managementOverview(): { url: string; authorization: string } {
+  const base = new URL(localServices('WARREN_TEST').managementUrl);
+  const credentials = `${decodeURIComponent(base.username)}:${decodeURIComponent(base.password)}`;
+  base.username = '';
+  base.password = '';
+  return {
+    url: new URL('api/overview', base.href.endsWith('/') ? base.href : `${base.href}/`).href,
+    authorization: 'Basic ' + Buffer.from(credentials).toString('base64'),
+  };
 }
 
 export async function stopBrokerApp(): Promise<void> {

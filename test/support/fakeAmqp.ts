@@ -15,7 +15,7 @@ import type { BrokerConnection, ChannelOpener, ReconnectingConnection } from '..
  * channel settles a different message, as on RabbitMQ); an ack of a tag the
  * channel does not hold closes the channel (PRECONDITION_FAILED); a closed
  * channel throws on every operation, as amqplib's does; and confirms are
- * numbered the way amqplib 0.10 numbers them.
+ * numbered the way amqplib 2 numbers them.
  */
 
 /** A message as a test hands it to the broker. */
@@ -148,10 +148,10 @@ export class FakeChannel extends EventEmitter {
     cb?: (err: Error | null) => void,
   ): boolean {
     if (this.closed) throw illegal('publish');
-    // amqplib takes the confirm slot before it encodes.
-    if (this.confirm) this.unconfirmed.push(cb ?? (() => undefined));
+    // amqplib 2 encodes before it takes the confirm slot: a publish that throws holds none.
     const refused = this.throwsOn(options.messageId);
     if (refused) throw refused;
+    if (this.confirm) this.unconfirmed.push(cb ?? (() => undefined));
     this.sent.push({ exchange, routingKey, content, messageId: options.messageId, options });
     if (this.confirm && this.autoConfirm) setImmediate(() => this.confirmNext());
     return true;

@@ -1,19 +1,18 @@
 import { createRequire } from 'node:module';
 import { expect } from 'chai';
 import { boundForeignHeaders, foreignHeaderProblem, MAX_FOREIGN_HEADER_BYTES, measureHeader, trustedHeaders } from '../../../src/consume/foreignHeaders';
-import { Int64Header, installInt64Headers } from '../../../src/broker/int64';
+import { decodeFieldTable, Int64Header, installInt64Headers } from '../../../src/broker/int64';
 import { failureHeaders } from '../../../src/consume/retry';
 import { encodeTable, nestedTable } from '../../support/rawAmqp';
 
 installInt64Headers();
 
-// amqplib's own table codec, the one that decodes deliveries and encodes copies (internal, untyped).
+// amqplib's own table codec, the one that encodes copies (internal, untyped); deliveries' headers are decoded by decodeFieldTable.
 const codec = createRequire(require.resolve('amqplib'))('./lib/codec.js') as {
-  decodeFields(slice: Buffer): Record<string, unknown>;
   encodeTable(buf: Buffer, table: Record<string, unknown>, offset: number): number;
 };
 /** A header table as a delivery of those bytes reaches a consumer. */
-const decoded = (table: Parameters<typeof encodeTable>[0]) => codec.decodeFields(encodeTable(table).subarray(4));
+const decoded = (table: Parameters<typeof encodeTable>[0]) => decodeFieldTable(encodeTable(table).subarray(4));
 /** Encodes as a copy of a delivery is encoded; throws as amqplib throws. */
 const reencode = (headers: Record<string, unknown>) => codec.encodeTable(Buffer.alloc(65_536), headers, 0);
 
@@ -113,7 +112,7 @@ describe('64-bit integer headers', () => {
     const values = [2n ** 62n + 1n, -(2n ** 62n) - 1n, 2n ** 63n - 1n, -(2n ** 63n), 2n ** 53n + 1n];
     const table = Object.fromEntries(values.map((v, i) => [`v${i}`, v]));
     const bytes = encodeTable(table);
-    const headers = codec.decodeFields(bytes.subarray(4));
+    const headers = decodeFieldTable(bytes.subarray(4));
     values.forEach((v, i) => expect(headers[`v${i}`]).to.deep.equal(new Int64Header(v)));
     expect(decoded({ small: 5n, safe: BigInt(Number.MAX_SAFE_INTEGER) })).to.deep.equal({ small: 5, safe: Number.MAX_SAFE_INTEGER });
     const out = Buffer.alloc(1024);
