@@ -7,6 +7,14 @@
  * directory's own HOME. `stop()` stops the nodes and removes the
  * directory; a run that ends without it (a failed hook, an interrupt) kills
  * the nodes and removes the directory on exit.
+ *
+ * Partitions: each node dials its peers from a loopback address of its own
+ * (c1 from 127.0.1.1, c2 from 127.0.1.2, ...; every 127/8 address is on
+ * `lo`), so `cutOff(n)` can drop exactly the distribution traffic between
+ * node n and the others with iptables, in a chain of its own
+ * (WARREN-PARTITION), leaving the CLI (which dials from 127.0.0.1), the
+ * AMQP and management ports and the machine's own node alone. `heal()`
+ * removes the chain; `stop()` and the exit handler heal too.
  */
 
 import { execFile, execFileSync, spawn } from 'node:child_process';
@@ -37,6 +45,8 @@ export interface ClusterNode {
   amqpPort: number;
   managementPort: number;
   distPort: number;
+  /** The loopback address this node's outgoing distribution connections come from (`inet_dist_connect_options`). */
+  distAddress: string;
   dir: string;
   pidFile: string;
 }
@@ -53,6 +63,12 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
+/** Seconds of silence after which a node counts a peer as gone (Erlang's net_ticktime, default 60). */
+export const NET_TICKTIME_S = 10;
+
+/** The iptables chain a partition's rules live in, jumped to from INPUT (loopback packets pass it once). */
+const PARTITION_CHAIN = 'WARREN-PARTITION';
+
 function portFree(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const srv = net.createServer();
@@ -66,6 +82,8 @@ export class LocalCluster {
   readonly nodes: ClusterNode[];
   private readonly bin = rabbitBin();
   private readonly home: string;
+  /** Whether a partition's rules may be in place (cutOff ran since the last heal). */
+  private cutIn = false;
 
   private constructor(size: number) {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'warren-cluster-'));
@@ -79,6 +97,7 @@ export class LocalCluster {
         amqpPort: 5700 + index,
         managementPort: 15700 + index,
         distPort: 25700 + index,
+        distAddress: `127.0.1.${index}`,
         dir,
         pidFile: path.join(dir, `c${index}.pid`),
       };
@@ -151,7 +170,13 @@ export class LocalCluster {
       RABBITMQ_MNESIA_BASE: path.join(n.dir, 'mnesia'),
       RABBITMQ_LOG_BASE: path.join(n.dir, 'log'),
       RABBITMQ_PID_FILE: n.pidFile,
-      RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: '-kernel inet_dist_use_interface {127,0,0,1}',
+      // Listen on 127.0.0.1, dial peers from the node's own address (so a partition can be cut by address and port), and
+      // notice a silent peer within NET_TICKTIME_S to 1.25 × that (the default 60 s kept a cut-off node serving for a minute).
+      RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: [
+        '-kernel inet_dist_use_interface {127,0,0,1}',
+        `-kernel inet_dist_connect_options [{ip,{${n.distAddress.replace(/\./g, ',')}}}]`,
+        `-kernel net_ticktime ${NET_TICKTIME_S}`,
+      ].join(' '),
       RABBITMQ_CTL_DIST_PORT_MIN: '36700',
       RABBITMQ_CTL_DIST_PORT_MAX: '36799',
       ERL_EPMD_ADDRESS: '127.0.0.1',
@@ -224,13 +249,88 @@ export class LocalCluster {
     return this.nodes.map((n) => `http://guest:guest@127.0.0.1:${n.managementPort}`).join(',');
   }
 
+  /** The management APIs of these nodes only (by index), comma-separated: the majority's view while a node is cut off. */
+  managementUrlOf(indexes: number[]): string {
+    return indexes.map((i) => `http://guest:guest@127.0.0.1:${this.node(i).managementPort}`).join(',');
+  }
+
+  /** Whether node `index` takes AMQP connections now (a node paused by pause_minority closes its listeners). */
+  acceptsAmqp(index: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const socket = net.connect({ host: '127.0.0.1', port: this.node(index).amqpPort });
+      socket.setTimeout(1000);
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('timeout', () => {
+        socket.destroy();
+        resolve(false);
+      });
+      socket.once('error', () => resolve(false));
+    });
+  }
+
   /** `host:port` of node `index`'s AMQP listener, as Warren's logs and connection names show a node. */
   amqpLabel(index: number): string {
     return `127.0.0.1:${this.node(index).amqpPort}`;
   }
 
+  /**
+   * Cuts node `index` off from the others: every packet of the Erlang
+   * distribution between it and them is dropped (both directions, so the
+   * connections go silent as on a lost network, no reset). Its AMQP and
+   * management listeners stay reachable: clients see what the node itself
+   * does about the partition.
+   */
+  cutOff(index: number): void {
+    const cut = this.node(index);
+    requireIptables();
+    this.heal();
+    iptables(['-N', PARTITION_CHAIN]);
+    this.cutIn = true;
+    iptables(['-I', 'INPUT', '1', '-j', PARTITION_CHAIN]);
+    for (const other of this.nodes.filter((n) => n.index !== index)) {
+      // Its dials to the other's listener, and the other's dials to its listener; each with the replies.
+      for (const [from, listener] of [
+        [cut, other],
+        [other, cut],
+      ] as const) {
+        iptables(['-A', PARTITION_CHAIN, '-p', 'tcp', '-s', from.distAddress, '-d', '127.0.0.1', '--dport', String(listener.distPort), '-j', 'DROP']);
+        iptables(['-A', PARTITION_CHAIN, '-p', 'tcp', '-s', '127.0.0.1', '--sport', String(listener.distPort), '-d', from.distAddress, '-j', 'DROP']);
+      }
+    }
+  }
+
+  /** The rules `cutOff` added, as `iptables -S` prints them (none once healed). */
+  partitionRules(): string[] {
+    try {
+      return execFileSync(...iptablesArgv(['-S', PARTITION_CHAIN]), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+        .split('\n')
+        .filter((line) => line.startsWith('-A '));
+    } catch {
+      return [];
+    }
+  }
+
+  /** Removes the partition's chain and the jump to it, if there are any; safe to call at any time. */
+  heal(): void {
+    if (!this.cutIn && !chainExists()) return;
+    while (iptablesQuiet(['-D', 'INPUT', '-j', PARTITION_CHAIN])) {
+      // one jump removed per call; there is normally one
+    }
+    iptablesQuiet(['-F', PARTITION_CHAIN]);
+    iptablesQuiet(['-X', PARTITION_CHAIN]);
+    this.cutIn = chainExists();
+    if (this.cutIn)
+      throw new Error(
+        `iptables chain ${PARTITION_CHAIN} could not be removed: remove it by hand (iptables -D INPUT -j ${PARTITION_CHAIN}; iptables -F ${PARTITION_CHAIN}; iptables -X ${PARTITION_CHAIN})`,
+      );
+  }
+
   /** Stops every node that runs (kills one that does not stop), then removes the directory. */
   async stop(): Promise<void> {
+    this.heal();
     await Promise.all(
       this.nodes.map(async (n) => {
         const pid = this.pidOf(n.index);
@@ -245,6 +345,11 @@ export class LocalCluster {
 
   /** On exit: no time to ask the nodes, so they are killed. */
   killNow(): void {
+    try {
+      this.heal();
+    } catch (err) {
+      console.error((err as Error).message);
+    }
     for (const n of this.nodes) {
       const pid = this.pidOf(n.index);
       if (pid !== undefined && alive(pid)) process.kill(pid, 'SIGKILL');
@@ -254,6 +359,14 @@ export class LocalCluster {
   }
 
   private removeDir(): void {
+    // WARREN_TEST_CLUSTER_LOGS=<dir> keeps each node's logs there (c1/, c2/, ...) for a look after the run.
+    const keep = process.env.WARREN_TEST_CLUSTER_LOGS;
+    if (keep) {
+      for (const n of this.nodes) {
+        const logs = path.join(n.dir, 'log');
+        if (fs.existsSync(logs)) fs.cpSync(logs, path.join(keep, `c${n.index}`), { recursive: true });
+      }
+    }
     // The cookie is read-only; rmSync's force removes it all the same.
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
@@ -262,6 +375,47 @@ export class LocalCluster {
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** iptables itself when this process is root, else through `sudo -n` (as .ci/run installs packages). */
+function iptablesArgv(args: string[]): [string, string[]] {
+  return process.getuid?.() === 0 ? ['iptables', ['-w', ...args]] : ['sudo', ['-n', 'iptables', '-w', ...args]];
+}
+
+function requireIptables(): void {
+  try {
+    execFileSync(...iptablesArgv(['-S', 'INPUT']), { stdio: 'ignore' });
+  } catch (err) {
+    const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
+    throw new Error(
+      missing
+        ? "iptables is not installed: the partition scenario drops a node's distribution traffic with it (apt-get install -y iptables)"
+        : `iptables cannot read the INPUT chain (${(err as Error).message.split('\n')[0]}): the partition scenario needs root with CAP_NET_ADMIN (or sudo without a password)`,
+    );
+  }
+}
+
+function iptables(args: string[]): void {
+  execFileSync(...iptablesArgv(args), { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/** `iptables args`, true when it succeeded; for removals that may find nothing to remove. */
+function iptablesQuiet(args: string[]): boolean {
+  try {
+    iptables(args);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function chainExists(): boolean {
+  try {
+    execFileSync(...iptablesArgv(['-S', PARTITION_CHAIN]), { stdio: 'ignore' });
     return true;
   } catch {
     return false;

@@ -28,7 +28,7 @@ describe('topology drift', function () {
     live.push({ vhost: 'warren', name: 'ops.ttl', pattern: '.*', 'apply-to': 'queues', priority: 0, definition: { 'message-ttl': 60000 } });
     expect(formatDrift(policyDrift(defs, live)).split('\n')).to.deep.equal([
       '- policy warren.delay.2m is missing',
-      '~ policy warren.dlq has definition {"max-length-bytes":1073741824,"overflow":"drop-head"}, definitions say {"max-length-bytes":1073741824,"overflow":"reject-publish"}',
+      '~ policy warren.dlq has definition {"max-length-bytes":1073741824,"overflow":"drop-head"}, definitions say {"max-length-bytes":1073741824,"overflow":"reject-publish","queue-leader-locator":"balanced"}',
       '+ policy ops.ttl (pattern ".*", priority 0, {"message-ttl":60000}) is not in the definitions',
     ]);
   });
