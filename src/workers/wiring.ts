@@ -9,7 +9,8 @@ import type { WorkerDefinition } from '../consume/handler';
 import type { MessageType } from '../domain/messages';
 import type { Logger } from '../log';
 import type { Tracing } from '../observability/tracing';
-import { ConsumerMetrics, PublishMetrics } from '../observability/metrics';
+import { ConsumerMetrics } from '../consume/metrics';
+import { PublishMetrics } from '../observability/metrics';
 import { delaySteps, workQueues, type Definitions } from '../topology/definitions';
 import type { WorkerDeclaration } from './declaration';
 

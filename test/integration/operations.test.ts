@@ -103,10 +103,11 @@ describe('operating Warren (integration)', function () {
   });
 
   it('names each consumer after the worker process that holds it', async function () {
-    const consumers = await waitFor("both work queues' consumers listed", async () => {
+    // The management API lists a consumer before its channel's details (they come with the next stats emission, ~1 s).
+    const consumers = await waitFor("both work queues' consumers listed with their channels", async () => {
       const listed = await sys.management.listConsumers(sys.vhost);
-      const queues = listed.map((c) => c.queue.name);
-      return queues.includes(QUEUE) && queues.includes('notifications.user-events') && listed;
+      const ours = listed.filter((c) => c.queue.name === QUEUE || c.queue.name === 'notifications.user-events');
+      return ours.length >= 2 && ours.every((c) => c.channel_details?.connection_name) && listed;
     });
     const tags = Object.fromEntries(consumers.map((c) => [c.queue.name, c]));
     expect(tags[QUEUE]!.consumer_tag).to.match(new RegExp(`^warren analytics ${host} pid ${analytics.child.pid} #\\d+$`));
@@ -123,7 +124,11 @@ describe('operating Warren (integration)', function () {
     const queues = Object.fromEntries((await sys.management.listQueues(sys.vhost)).map((q) => [q.name, q]));
     for (const dlq of [DLQ, 'notifications.user-events.dlq']) {
       expect(queues[dlq]!.policy).to.equal('warren.dlq');
-      expect(queues[dlq]!.effective_policy_definition).to.deep.equal({ 'max-length-bytes': 1073741824, overflow: 'reject-publish' });
+      expect(queues[dlq]!.effective_policy_definition).to.deep.equal({
+        'max-length-bytes': 1073741824,
+        overflow: 'reject-publish',
+        'queue-leader-locator': 'balanced',
+      });
       expect(queues[dlq]!.arguments).to.deep.equal({ 'x-queue-type': 'quorum' });
     }
     expect(queues[QUEUE]!.effective_policy_definition).to.deep.include({

@@ -9,16 +9,8 @@ import { projectRoot } from '../../../src/config';
 import type { WorkerDefinition } from '../../../src/consume/handler';
 import type { WarrenMessage } from '../../../src/domain/messages';
 import { createLogger, deliveryLogger } from '../../../src/log';
-import {
-  ConsumerMetrics,
-  createRegistry,
-  HttpMetrics,
-  PublishMetrics,
-  QueueMetrics,
-  RelayMetrics,
-  type ConsumerSource,
-  type RelaySource,
-} from '../../../src/observability/metrics';
+import { ConsumerMetrics, type ConsumerSource } from '../../../src/consume/metrics';
+import { createRegistry, HttpMetrics, PublishMetrics, QueueMetrics, RelayMetrics, type RelaySource } from '../../../src/observability/metrics';
 import { metricValue } from '../../support/metricsText';
 
 function captureLog(): { lines: Record<string, unknown>[]; stream: Writable } {

@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
-import { createRegistry, ConsumerMetrics, HttpMetrics, PublishMetrics, QueueMetrics, RelayMetrics } from '../../../src/observability/metrics';
+import { ConsumerMetrics } from '../../../src/consume/metrics';
+import { createRegistry, HttpMetrics, PublishMetrics, QueueMetrics, RelayMetrics } from '../../../src/observability/metrics';
 
 const dashboardFile = path.resolve(__dirname, '..', '..', '..', '..', 'ops', 'grafana', 'warren.json');
 
