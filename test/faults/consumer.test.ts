@@ -280,7 +280,7 @@ describe(`faults: the consumer (${TEST_DB})`, function () {
     await waitFor('the worker to be ready', async () => (await probe(healthPort, '/readyz')).status === 200);
 
     // A policy above warren.dlq (priority 10): what it sets, plus a limit of one message.
-    const dlqPolicy = { 'max-length-bytes': 1073741824, overflow: 'reject-publish', 'max-length': 1 };
+    const dlqPolicy = { 'max-length-bytes': 1073741824, overflow: 'reject-publish', 'queue-leader-locator': 'balanced', 'max-length': 1 };
     await sys.management.putPolicy(sys.vhost, 'test.dlq-full', {
       pattern: '^analytics\\.tweets\\.dlq$',
       'apply-to': 'queues',
