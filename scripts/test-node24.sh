@@ -123,10 +123,11 @@ mocha() { node node_modules/mocha/bin/mocha.js --config .mocharc.json "$@"; }
 if [ "$what" != integration ]; then
   echo "== Node $(node --version): unit tests"
   WARREN_TEST_PG_URL=${WARREN_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test} mocha 'dist/test/unit/**/*.test.js'
-  # The suites run the default SQLite driver (better-sqlite3); the database
-  # layer runs once more on the other, so both native builds load on Node 24.
-  echo "== Node $(node --version): the database unit tests on node-sqlite3"
-  WARREN_DATABASE_SQLITE_DRIVER=sqlite3 mocha 'dist/test/unit/db/**/*.test.js' 'dist/test/unit/outbox/store.test.js'
+  # The suites run the default SQLite driver (node-sqlite3, the API's writer on
+  # better-sqlite3's thread); the database layer runs once more on
+  # better-sqlite3 in-thread, so both native builds load on Node 24.
+  echo "== Node $(node --version): the database unit tests on better-sqlite3"
+  WARREN_DATABASE_SQLITE_DRIVER=better-sqlite3 mocha 'dist/test/unit/db/**/*.test.js' 'dist/test/unit/outbox/store.test.js'
 fi
 if [ "$what" != unit ]; then
   echo "== Node $(node --version): integration tests on SQLite"

@@ -27,13 +27,13 @@ else
   echo "== no chromium on PATH: skipping the console's browser tests (apt-get install chromium to run them)"
 fi
 
-# The other SQLite driver (database.sqliteDriver): the passes above run the
-# default, `auto` (better-sqlite3, the API's writer on a thread of its own);
-# node-sqlite3 runs the database layer, the outbox store, the API in-process
-# and the end-to-end flow, so it stays working.
-echo "== unit tests and the flow on SQLite with node-sqlite3"
-WARREN_DATABASE_SQLITE_DRIVER=sqlite3 mocha 'dist/test/unit/db/**/*.test.js' 'dist/test/unit/outbox/store.test.js' 'dist/test/unit/api/**/*.test.js'
-WARREN_TEST_DB=sqlite WARREN_DATABASE_SQLITE_DRIVER=sqlite3 mocha --timeout 120000 dist/test/integration/flow.test.js dist/test/integration/hostile-api.test.js
+# The other SQLite drivers (database.sqliteDriver): the passes above run the
+# default, `auto` (node-sqlite3, the API's writer on a thread of its own
+# running better-sqlite3); better-sqlite3 in-thread runs the database layer,
+# the outbox store, the API in-process and the end-to-end flow, so it stays working.
+echo "== unit tests and the flow on SQLite with better-sqlite3"
+WARREN_DATABASE_SQLITE_DRIVER=better-sqlite3 mocha 'dist/test/unit/db/**/*.test.js' 'dist/test/unit/outbox/store.test.js' 'dist/test/unit/api/**/*.test.js'
+WARREN_TEST_DB=sqlite WARREN_DATABASE_SQLITE_DRIVER=better-sqlite3 mocha --timeout 120000 dist/test/integration/flow.test.js dist/test/integration/hostile-api.test.js
 
 pg_url=${WARREN_TEST_PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 if node -e "const {Client}=require('pg');const c=new Client('$pg_url');c.connect().then(()=>c.end()).then(()=>process.exit(0),()=>process.exit(1))"; then

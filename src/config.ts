@@ -114,7 +114,7 @@ const baseSchema = z.object({
     /**
      * knex's SQLite client: node-sqlite3 (asynchronous, on libuv's thread
      * pool), better-sqlite3 (synchronous, in-thread), or `auto`:
-     * better-sqlite3, with the API's writer on a thread of its own (src/db/knex.ts sqliteRunner).
+     * node-sqlite3, with the API's writer on a thread of its own running better-sqlite3 (src/db/knex.ts sqliteRunner).
      */
     sqliteDriver: z.enum(['auto', 'sqlite3', 'better-sqlite3']),
     dir: z.string().min(1),

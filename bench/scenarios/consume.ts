@@ -25,11 +25,11 @@ export async function consume(ctx: BenchContext): Promise<ScenarioResult> {
   const baseline = baselineBuild();
   const before = baseline ? await timeAnalyticsWorker(ctx, await ctx.sys.sqliteStore('consume-baseline'), 1, {}, baseline.cli) : undefined;
   const runs: { driver: string; figures?: ConsumeFigures; why?: string }[] = [];
-  // The default (`auto`: better-sqlite3 for workers), then node-sqlite3 (`database.sqliteDriver: sqlite3`).
+  // The default (`auto`: node-sqlite3 for workers), then better-sqlite3 (`database.sqliteDriver: better-sqlite3`).
   const sqlite = await ctx.sys.sqliteStore('consume-default');
-  runs.push({ driver: 'SQLite, knex better-sqlite3 (default)', figures: await timeAnalyticsWorker(ctx, sqlite, 1) });
-  const nodeSqlite = await ctx.sys.sqliteStore('consume-sqlite3', { WARREN_DATABASE_SQLITE_DRIVER: 'sqlite3' });
-  runs.push({ driver: 'SQLite, knex sqlite3', figures: await timeAnalyticsWorker(ctx, nodeSqlite, 1) });
+  runs.push({ driver: 'SQLite, knex sqlite3 (default)', figures: await timeAnalyticsWorker(ctx, sqlite, 1) });
+  const better = await ctx.sys.sqliteStore('consume-better-sqlite3', { WARREN_DATABASE_SQLITE_DRIVER: 'better-sqlite3' });
+  runs.push({ driver: 'SQLite, knex better-sqlite3', figures: await timeAnalyticsWorker(ctx, better, 1) });
   const pg = await ctx.sys.postgresStore('consume-pg');
   runs.push({ driver: 'PostgreSQL', figures: await timeAnalyticsWorker(ctx, pg, 1) });
   ctx.shared.consumeRate = { sqlite: runs[0]!.figures!.rate, postgres: runs[runs.length - 1]!.figures!.rate };

@@ -18,8 +18,8 @@ const us = (n: number) => `${fmt(n, 0)} µs`;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 const DRIVERS = [
-  { id: 'better-sqlite3', label: 'better-sqlite3 (default)', env: {} },
-  { id: 'sqlite3', label: 'node-sqlite3', env: { WARREN_DATABASE_SQLITE_DRIVER: 'sqlite3' } },
+  { id: 'better-sqlite3', label: 'better-sqlite3', env: { WARREN_DATABASE_SQLITE_DRIVER: 'better-sqlite3' } },
+  { id: 'sqlite3', label: 'node-sqlite3 (default)', env: {} },
 ] as const;
 
 /**
@@ -74,9 +74,9 @@ export async function steady(ctx: BenchContext): Promise<ScenarioResult> {
   const perTx = (rs: Run[]) => median(rs.map((r) => r.messages / r.transactions));
   const rows: Row[] = [
     {
-      measure: `analytics worker CPU per message at a steady ${fmt(rate)}/s, SQLite, default driver`,
+      measure: `analytics worker CPU per message at a steady ${fmt(rate)}/s, SQLite, better-sqlite3`,
       warren: us(cpuBetter),
-      reference: `${us(cpuNode)} node-sqlite3`,
+      reference: `${us(cpuNode)} node-sqlite3 (default)`,
       ratio: `${fmt(cpuBetter / cpuNode, 2)}×`,
       target: 'reported',
     },

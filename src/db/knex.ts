@@ -46,14 +46,17 @@ export interface OpenOptions {
 export type SqliteRunner = 'sqlite3' | 'better-sqlite3' | 'thread';
 
 /**
- * `database.sqliteDriver` for one connection pool. `auto`: better-sqlite3
- * (prepared, synchronous: workers commit one batch at a time, and reads
- * are short), with the API's writer on a thread of its own, since a
- * synchronous durable COMMIT would stall every request behind its fsync.
+ * `database.sqliteDriver` for one connection pool. `auto`: the API's writer
+ * on a thread of its own (better-sqlite3 there), since a synchronous durable
+ * COMMIT would stall every request behind its fsync; node-sqlite3 for the
+ * rest. Not better-sqlite3 in the workers: a statement waiting on a locked
+ * store (busy_timeout) would hold their event loop, so heartbeats, handler
+ * timeouts and the batch deadline would all wait with it (the fault suite's
+ * scenario 16 caught it).
  */
 export function sqliteRunner(setting: Config['database']['sqliteDriver'], opts: Pick<OpenOptions, 'writer'>): SqliteRunner {
   if (setting !== 'auto') return setting;
-  return opts.writer ? 'thread' : 'better-sqlite3';
+  return opts.writer ? 'thread' : 'sqlite3';
 }
 
 export function openDatabase(config: Config, service: Service, opts: OpenOptions = {}): Db {

@@ -40,8 +40,8 @@ describe('configuration', () => {
 
   it('chooses the SQLite driver, and names the key of an unknown one', () => {
     expect(loadConfig({}).database.sqliteDriver).to.equal('auto');
-    // auto: better-sqlite3, with the API's writer on a thread of its own.
-    expect(sqliteRunner('auto', {})).to.equal('better-sqlite3');
+    // auto: node-sqlite3, with the API's writer on a thread of its own (better-sqlite3 there).
+    expect(sqliteRunner('auto', {})).to.equal('sqlite3');
     expect(sqliteRunner('auto', { writer: true })).to.equal('thread');
     expect(sqliteRunner('sqlite3', { writer: true })).to.equal('sqlite3');
     expect(sqliteRunner('better-sqlite3', { writer: true })).to.equal('better-sqlite3');
