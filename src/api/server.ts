@@ -47,8 +47,9 @@ export async function runApi(config: Config, tracing?: Tracing): Promise<http.Se
   const log = createLogger('api', config.log.level);
   const vhost = vhostOf(config.amqp.url);
   const defs = retargetDefinitions(loadDefinitions(config.amqp.definitionsFile), vhost);
-  const db = openDatabase(config, 'api', { attachReadModels: true, readers: 4 });
+  // The writer first: with sqliteDriver auto, the readers open the file with the writer's SQLite library (src/db/knex.ts).
   const writeDb = openDatabase(config, 'api', { writer: true });
+  const db = openDatabase(config, 'api', { attachReadModels: true, readers: 4 });
   const asyncCommit = await asyncCommitRefusal(config, 'api');
   if (asyncCommit) exitWithLine(`warren api: ${asyncCommit}`);
   const connection = connectBroker({

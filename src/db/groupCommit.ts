@@ -208,8 +208,9 @@ export class GroupCommit {
           for (const write of batch) if (write.work && !write.rerunnable) outcomes.set(write, await inSavepoint(tx, write.work));
         });
       } catch (err) {
-        if (!togetherFailed) {
-          // The commit itself failed (CommitRefusedError, rolled back): nothing of this batch is durable.
+        // The commit itself failed (CommitRefusedError, rolled back), or the database is busy or gone: nothing
+        // of this batch is durable, and doing it again write by write would only wait out the same lock once per write.
+        if (!togetherFailed || isDatabaseUnavailable(err)) {
           for (const write of batch) write.reject(err);
           return;
         }
@@ -232,7 +233,10 @@ export class GroupCommit {
         // Each write in a savepoint of its own: a batch of other writes only, or one whose writes sent
         // together were refused (a unique key taken, a row gone), so that the refused one fails alone.
         for (const write of batch) {
-          outcomes.set(write, await inSavepoint(tx, write.work ?? ((t: Knex.Transaction) => write.insert!.alone(t))));
+          const outcome = await inSavepoint(tx, write.work ?? ((t: Knex.Transaction) => write.insert!.alone(t)));
+          // Busy or gone for one write is busy or gone for the rest: the whole batch fails now, not once per write.
+          if (!outcome.ok && isDatabaseUnavailable(outcome.err)) throw outcome.err;
+          outcomes.set(write, outcome);
         }
       });
     } catch (err) {

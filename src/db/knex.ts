@@ -3,6 +3,9 @@ import path from 'node:path';
 import knexFactory, { Knex } from 'knex';
 import type { Config } from '../config';
 import { openPostgres } from './postgres';
+import ClientBetterSqlite3 from 'knex/lib/dialects/better-sqlite3';
+import ClientSqlite3 from 'knex/lib/dialects/sqlite3';
+import { immediateTransactions } from './sqliteImmediate';
 import { threadedSqliteClient } from './sqliteThread';
 import { READ_MODELS, serviceDatabaseUrl, type Service } from './roles';
 
@@ -37,7 +40,8 @@ export interface OpenOptions {
   asRole?: string;
   /**
    * The API's writer (its group commit): with the default SQLite driver it
-   * runs on a thread of its own, so that no fsync blocks the event loop.
+   * runs on a thread of its own, so that no fsync blocks the event loop; on
+   * SQLite its transactions begin IMMEDIATE (src/db/sqliteImmediate.ts).
    */
   writer?: boolean;
 }
@@ -52,11 +56,52 @@ export type SqliteRunner = 'sqlite3' | 'better-sqlite3' | 'thread';
  * rest. Not better-sqlite3 in the workers: a statement waiting on a locked
  * store (busy_timeout) would hold their event loop, so heartbeats, handler
  * timeouts and the batch deadline would all wait with it (the fault suite's
- * scenario 16 caught it).
+ * scenario 16 caught it). The pools of a file this process has already
+ * opened follow its library instead (runnerFor): the API's readers follow
+ * its writer onto better-sqlite3.
  */
 export function sqliteRunner(setting: Config['database']['sqliteDriver'], opts: Pick<OpenOptions, 'writer'>): SqliteRunner {
   if (setting !== 'auto') return setting;
   return opts.writer ? 'thread' : 'sqlite3';
+}
+
+/** The SQLite library a runner links: the writer's thread runs better-sqlite3's. */
+export type SqliteLibrary = 'sqlite3' | 'better-sqlite3';
+const libraryOf = (runner: SqliteRunner): SqliteLibrary => (runner === 'sqlite3' ? 'sqlite3' : 'better-sqlite3');
+
+// Each SQLite file this process has opened, with the library that opened it (kept for the process's life: a
+// closed pool's descriptors may outlive it briefly, and a process rarely moves a file from one library to the other).
+const librariesByFile = new Map<string, SqliteLibrary>();
+
+/**
+ * One SQLite library per file in a process. node-sqlite3 and better-sqlite3
+ * each link their own copy of SQLite, and two copies in one process do not
+ * see each other's locks: worse, closing a descriptor drops every POSIX lock
+ * the process holds on the file, so a pooled reader of one copy closing an
+ * idle connection would silently release the other copy's write lock, and
+ * another process could write beside it (SQLite's "How To Corrupt", 2.2.1).
+ * Answers the library this process already opens `file` with, else records
+ * and answers `wanted`.
+ */
+export function sqliteLibraryFor(file: string, wanted: SqliteLibrary): SqliteLibrary {
+  const held = librariesByFile.get(path.resolve(file));
+  if (held) return held;
+  librariesByFile.set(path.resolve(file), wanted);
+  return wanted;
+}
+
+/**
+ * The runner for one pool. `auto` follows the library the process already
+ * uses for the file or any it attaches (the API's readers follow its writer
+ * onto better-sqlite3, in this thread since they never wait on a lock); a
+ * setting other than `auto` is taken as given, being the same for every pool.
+ */
+function runnerFor(config: Config, files: string[], opts: Pick<OpenOptions, 'writer'>): SqliteRunner {
+  const wanted = sqliteRunner(config.database.sqliteDriver, opts);
+  const held = files.map((f) => librariesByFile.get(path.resolve(f))).find((l) => l !== undefined);
+  const runner = config.database.sqliteDriver !== 'auto' || !held || held === libraryOf(wanted) ? wanted : held;
+  for (const file of files) sqliteLibraryFor(file, libraryOf(runner));
+  return runner;
 }
 
 export function openDatabase(config: Config, service: Service, opts: OpenOptions = {}): Db {
@@ -84,10 +129,12 @@ export function openDatabase(config: Config, service: Service, opts: OpenOptions
     ...(opts.readers ? ['PRAGMA query_only = ON'] : []),
     ...attach.map(([name, file]) => `ATTACH DATABASE '${file.replace(/'/g, "''")}' AS ${name}`),
   ].join(';\n');
-  const runner = sqliteRunner(config.database.sqliteDriver, opts);
+  const runner = runnerFor(config, [sqliteFile(config, service), ...attach.map(([, file]) => file)], opts);
+  // The threaded client opens the file and runs the pragmas on its thread.
+  const client = runner === 'thread' ? threadedSqliteClient(pragmas) : runner === 'sqlite3' ? ClientSqlite3 : ClientBetterSqlite3;
   return knexFactory({
-    // The threaded client opens the file and runs the pragmas on its thread.
-    client: runner === 'thread' ? threadedSqliteClient(pragmas) : runner,
+    // The writer takes the write lock at BEGIN, so a locked file fails a batch once (src/db/sqliteImmediate.ts).
+    client: opts.writer ? immediateTransactions(client) : client,
     connection: { filename: sqliteFile(config, service) },
     useNullAsDefault: true,
     pool: {

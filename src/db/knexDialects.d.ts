@@ -64,3 +64,25 @@ declare module 'knex/lib/dialects/better-sqlite3' {
   }
   export = ClientBetterSqlite3;
 }
+
+declare module 'knex/lib/dialects/sqlite3/execution/sqlite-transaction' {
+  import type { Knex } from 'knex';
+
+  /** knex's SQLite transaction (both SQLite clients): its BEGIN on the connection it holds. */
+  class TransactionSqlite {
+    constructor(client: Knex.Client, ...args: unknown[]);
+    begin(conn: object): Promise<unknown>;
+    query(conn: object, sql: string, status?: number, value?: unknown): Promise<unknown>;
+  }
+  export = TransactionSqlite;
+}
+
+declare module 'knex/lib/dialects/sqlite3' {
+  import type { Knex } from 'knex';
+
+  /** knex's node-sqlite3 client. */
+  class ClientSqlite3 extends Knex.Client {
+    constructor(config: Knex.Config);
+  }
+  export = ClientSqlite3;
+}

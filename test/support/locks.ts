@@ -1,7 +1,6 @@
-import path from 'node:path';
 import knexFactory, { type Knex } from 'knex';
 import type { Config } from '../../src/config';
-import type { Service } from '../../src/db/knex';
+import { sqliteFile, sqliteLibraryFor, sqliteRunner, type Service } from '../../src/db/knex';
 import { openPostgres } from '../../src/db/postgres';
 
 /**
@@ -14,11 +13,13 @@ export async function lockStore(config: Config, service: Service, table: string)
   if (config.database.client === 'postgres') {
     db = openPostgres({ connectionString: config.database.url, schema: service, pool: { min: 1, max: 1 } });
   } else {
-    // The driver the store's own process uses: in one process, two copies of SQLite do not see each other's locks
-    // (better-sqlite3 whether in this thread or on the writer's: one library, loaded once per process).
+    // The SQLite library this process opens the store with (openDatabase, to count what was committed): two copies
+    // of SQLite in one process do not see each other's locks, and one closing the file drops the other's POSIX lock,
+    // which would end this lock the first time the test reads the store. Other processes see it whichever they use.
+    const file = sqliteFile(config, service);
     db = knexFactory({
-      client: config.database.sqliteDriver === 'sqlite3' ? 'sqlite3' : 'better-sqlite3',
-      connection: { filename: path.join(config.database.dir, `${service}.sqlite`) },
+      client: sqliteLibraryFor(file, sqliteRunner(config.database.sqliteDriver, {}) === 'sqlite3' ? 'sqlite3' : 'better-sqlite3'),
+      connection: { filename: file },
       useNullAsDefault: true,
       pool: { min: 1, max: 1 },
     });

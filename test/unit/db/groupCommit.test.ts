@@ -3,7 +3,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import knexFactory, { type Knex } from 'knex';
+import { loadConfig } from '../../../src/services';
 import { CommitRefusedError, GroupCommit } from '../../../src/db/groupCommit';
+import { openDatabase, sqliteFile } from '../../../src/db/knex';
+import { isDatabaseUnavailable } from '../../../src/db/repositories/errors';
 import { UnavailableError } from '../../../src/domain/errors';
 import { threadedSqliteClient } from '../../../src/db/sqliteThread';
 import { testBackends, type TestDatabase } from '../../support/databases';
@@ -73,6 +76,40 @@ for (const driver of ['sqlite3', 'better-sqlite3', 'thread'] as const)
       refusal = undefined;
       await insertNote(gc, 'd');
       expect(await noteIds()).to.deep.equal(['d']);
+      expect(gc.health().ok).to.equal(true);
+    });
+
+    it('fails a whole batch at once while another writer holds the lock, instead of waiting it out once per write', async () => {
+      await db.raw('PRAGMA busy_timeout = 200');
+      const gc = new GroupCommit(db);
+      await insertNote(gc, 'first');
+      const inserts: string[] = [];
+      db.on('query', (q: { sql: string }) => {
+        if (/^insert/i.test(q.sql)) inserts.push(q.sql);
+      });
+      const holder = await reader.transaction();
+      await holder('notes').insert({ id: 'held' });
+      try {
+        // Merged inserts and a rerunnable write first, then writes in savepoints.
+        const mixed = await Promise.allSettled([
+          insertNote(gc, 'a'),
+          gc.run((tx) => tx('notes').insert({ id: 'b' }), { rerunnable: true }),
+          gc.run((tx) => tx('notes').insert({ id: 'c' })),
+          gc.run((tx) => tx('notes').insert({ id: 'd' })),
+        ]);
+        expect(mixed.map((o) => o.status)).to.deep.equal(['rejected', 'rejected', 'rejected', 'rejected']);
+        expect(inserts.length, `tried before failing the batch:\n${inserts.join('\n')}`).to.be.at.most(2);
+        // Savepoints only: the first busy write ends the batch.
+        inserts.length = 0;
+        const careful = await Promise.allSettled([gc.run((tx) => tx('notes').insert({ id: 'e' })), gc.run((tx) => tx('notes').insert({ id: 'f' }))]);
+        expect(careful.map((o) => o.status)).to.deep.equal(['rejected', 'rejected']);
+        expect(inserts.length, inserts.join('\n')).to.equal(1);
+        expect(gc.health()).to.include({ ok: false, failedInARow: 2 });
+      } finally {
+        await holder.rollback();
+      }
+      await insertNote(gc, 'after');
+      expect(await noteIds()).to.deep.equal(['after', 'first']);
       expect(gc.health().ok).to.equal(true);
     });
 
@@ -301,3 +338,66 @@ for (const backend of testBackends(
     });
   });
 }
+
+for (const driver of ['sqlite3', 'better-sqlite3', 'auto'] as const)
+  describe(`group commit on the API's writer (openDatabase writer: true, sqliteDriver ${driver})`, () => {
+    let dir: string;
+    let db: Knex;
+    let other: Knex;
+
+    beforeEach(async () => {
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'warren-gcw-'));
+      const config = loadConfig({ WARREN_DATABASE_DIR: dir, WARREN_DATABASE_SQLITE_DRIVER: driver });
+      db = openDatabase(config, 'api', { writer: true });
+      await db.schema.createTable('notes', (t) => {
+        t.string('id').primary();
+      });
+      // Another writer of the same file, as a backup or a migration would be (the same SQLite library as the writer's:
+      // in one process, two copies of SQLite do not see each other's locks).
+      other = knexFactory({
+        client: driver === 'sqlite3' ? 'sqlite3' : 'better-sqlite3',
+        connection: { filename: sqliteFile(config, 'api') },
+        useNullAsDefault: true,
+        pool: { min: 1, max: 1 },
+      });
+    });
+
+    afterEach(async () => {
+      await db.destroy();
+      await other.destroy();
+      fs.rmSync(dir, { recursive: true, force: true });
+    });
+
+    it('takes the write lock at BEGIN: while another writer holds it, a batch fails once, before any of its statements', async () => {
+      await db.raw('PRAGMA busy_timeout = 200');
+      const gc = new GroupCommit(db);
+      const statements: string[] = [];
+      db.on('query', (q: { sql: string }) => statements.push(q.sql));
+      await gc.run((tx) => tx('notes').insert({ id: 'first' }));
+      expect(statements[0]).to.match(/^BEGIN IMMEDIATE/);
+      const holder = await other.transaction();
+      await holder('notes').insert({ id: 'held' });
+      statements.length = 0;
+      try {
+        const outcomes = await Promise.allSettled([
+          gc.insert({ inserts: [{ table: 'notes', rows: [{ id: 'a' }] }], value: 'a', alone: async (tx) => (await tx('notes').insert({ id: 'a' }), 'a') }),
+          gc.run((tx) => tx('notes').insert({ id: 'b' }), { rerunnable: true }),
+          gc.run((tx) => tx('notes').insert({ id: 'c' })),
+        ]);
+        for (const o of outcomes) {
+          expect(o.status).to.equal('rejected');
+          expect(isDatabaseUnavailable((o as PromiseRejectedResult).reason), String((o as PromiseRejectedResult).reason)).to.equal(true);
+        }
+        expect(
+          statements.filter((sql) => /^insert/i.test(sql)),
+          'no statement of the batch ran',
+        ).to.deep.equal([]);
+        expect(gc.health()).to.include({ ok: false, failedInARow: 1 });
+      } finally {
+        await holder.rollback();
+      }
+      await gc.run((tx) => tx('notes').insert({ id: 'after' }));
+      expect(gc.health().ok).to.equal(true);
+      expect((await db('notes').select('id').orderBy('id')).map((r: { id: string }) => r.id)).to.deep.equal(['after', 'first']);
+    });
+  });

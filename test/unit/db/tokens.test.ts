@@ -15,7 +15,8 @@ describe('token lookups', () => {
 
   beforeEach(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'warren-tokens-'));
-    const config = loadConfig({ WARREN_DATABASE_DIR: dir });
+    // better-sqlite3 for the file, as the API's own pools under sqliteDriver auto: the prepared lookup's library.
+    const config = loadConfig({ WARREN_DATABASE_DIR: dir, WARREN_DATABASE_SQLITE_DRIVER: 'better-sqlite3' });
     db = openDatabase(config, 'api');
     await migrateService(db, 'api', config);
     const at = new Date().toISOString();
@@ -47,6 +48,19 @@ describe('token lookups', () => {
     expect((await lookups.find('c'))?.revokedAt).to.equal(null);
     await revokeToken(db, 'c', 5);
     expect((await lookups.find('c'))?.revokedAt).to.equal(5);
+  });
+
+  it('is the batched lookup on a file this process opens with node-sqlite3: one SQLite library per file', async () => {
+    const other = fs.mkdtempSync(path.join(os.tmpdir(), 'warren-tokens-'));
+    const config = loadConfig({ WARREN_DATABASE_DIR: other, WARREN_DATABASE_SQLITE_DRIVER: 'sqlite3' });
+    const onSqlite3 = openDatabase(config, 'api');
+    try {
+      await migrateService(onSqlite3, 'api', config);
+      expect(tokenFinder(onSqlite3)).to.be.instanceOf(TokenLookups);
+    } finally {
+      await onSqlite3.destroy();
+      fs.rmSync(other, { recursive: true, force: true });
+    }
   });
 
   describe('prepared, on the SQLite file', () => {
