@@ -28,8 +28,8 @@ else
 fi
 
 # The other SQLite drivers (database.sqliteDriver): the passes above run the
-# default, `auto` (node-sqlite3, the API's writer on a thread of its own
-# running better-sqlite3); better-sqlite3 in-thread runs the database layer,
+# default, `auto` (the API on better-sqlite3, its writer on a thread of its
+# own; node-sqlite3 for the rest); better-sqlite3 in-thread runs the database layer,
 # the outbox store, the API in-process and the end-to-end flow, so it stays working.
 echo "== unit tests and the flow on SQLite with better-sqlite3"
 WARREN_DATABASE_SQLITE_DRIVER=better-sqlite3 mocha 'dist/test/unit/db/**/*.test.js' 'dist/test/unit/outbox/store.test.js' 'dist/test/unit/api/**/*.test.js'
