@@ -69,9 +69,8 @@ export function sqliteRunner(setting: Config['database']['sqliteDriver'], opts: 
 export type SqliteLibrary = 'sqlite3' | 'better-sqlite3';
 const libraryOf = (runner: SqliteRunner): SqliteLibrary => (runner === 'sqlite3' ? 'sqlite3' : 'better-sqlite3');
 
-// Each SQLite file this process has opened, with the library that opened it (kept for the process's life: a
-// closed pool's descriptors may outlive it briefly, and a process rarely moves a file from one library to the other).
-const librariesByFile = new Map<string, SqliteLibrary>();
+// Each SQLite file this process has open, with the library that opened it and how many pools hold it.
+const openFiles = new Map<string, { library: SqliteLibrary; holders: number }>();
 
 /**
  * One SQLite library per file in a process. node-sqlite3 and better-sqlite3
@@ -80,28 +79,58 @@ const librariesByFile = new Map<string, SqliteLibrary>();
  * the process holds on the file, so a pooled reader of one copy closing an
  * idle connection would silently release the other copy's write lock, and
  * another process could write beside it (SQLite's "How To Corrupt", 2.2.1).
- * Answers the library this process already opens `file` with, else records
- * and answers `wanted`.
+ * This is the library this process has `file` open with, if any.
  */
-export function sqliteLibraryFor(file: string, wanted: SqliteLibrary): SqliteLibrary {
-  const held = librariesByFile.get(path.resolve(file));
-  if (held) return held;
-  librariesByFile.set(path.resolve(file), wanted);
-  return wanted;
+export function sqliteLibraryOf(file: string): SqliteLibrary | undefined {
+  return openFiles.get(path.resolve(file))?.library;
+}
+
+/** Records that `files` are open with `library` until the answer is called (once; later calls do nothing). */
+export function holdSqliteFiles(files: string[], library: SqliteLibrary): () => void {
+  const keys = files.map((f) => path.resolve(f));
+  for (const key of keys) {
+    const open = openFiles.get(key);
+    if (open) open.holders++;
+    else openFiles.set(key, { library, holders: 1 });
+  }
+  let held = true;
+  return () => {
+    if (!held) return;
+    held = false;
+    for (const key of keys) {
+      const open = openFiles.get(key);
+      if (open && --open.holders === 0) openFiles.delete(key);
+    }
+  };
 }
 
 /**
  * The runner for one pool. `auto` follows the library the process already
- * uses for the file or any it attaches (the API's readers follow its writer
- * onto better-sqlite3, in this thread since they never wait on a lock); a
- * setting other than `auto` is taken as given, being the same for every pool.
+ * has the file (or any it attaches) open with: the API's readers follow its
+ * writer onto better-sqlite3, in this thread since a WAL reader does not
+ * wait on the writer. A setting other than `auto` is the same for every
+ * pool, so it is taken as given.
  */
 function runnerFor(config: Config, files: string[], opts: Pick<OpenOptions, 'writer'>): SqliteRunner {
   const wanted = sqliteRunner(config.database.sqliteDriver, opts);
-  const held = files.map((f) => librariesByFile.get(path.resolve(f))).find((l) => l !== undefined);
-  const runner = config.database.sqliteDriver !== 'auto' || !held || held === libraryOf(wanted) ? wanted : held;
-  for (const file of files) sqliteLibraryFor(file, libraryOf(runner));
-  return runner;
+  const held = files.map(sqliteLibraryOf).find((l) => l !== undefined);
+  return config.database.sqliteDriver !== 'auto' || !held || held === libraryOf(wanted) ? wanted : held;
+}
+
+/** Holds the pool's files for its library from now until it is destroyed, and again if it is initialized anew. */
+function holdWhileOpen(db: Knex, files: string[], library: SqliteLibrary): Knex {
+  let release = holdSqliteFiles(files, library);
+  // knex's destroy() and initialize() are the client's (the instance's own properties are read-only).
+  const client = db.client as { destroy(callback?: unknown): Promise<unknown>; initializePool(config?: unknown): unknown };
+  const destroy = client.destroy.bind(client);
+  const initializePool = client.initializePool.bind(client);
+  client.destroy = (callback?: unknown) => destroy(callback).finally(() => release());
+  client.initializePool = (config?: unknown) => {
+    release();
+    release = holdSqliteFiles(files, library);
+    return initializePool(config);
+  };
+  return db;
 }
 
 export function openDatabase(config: Config, service: Service, opts: OpenOptions = {}): Db {
@@ -129,12 +158,14 @@ export function openDatabase(config: Config, service: Service, opts: OpenOptions
     ...(opts.readers ? ['PRAGMA query_only = ON'] : []),
     ...attach.map(([name, file]) => `ATTACH DATABASE '${file.replace(/'/g, "''")}' AS ${name}`),
   ].join(';\n');
-  const runner = runnerFor(config, [sqliteFile(config, service), ...attach.map(([, file]) => file)], opts);
+  const files = [sqliteFile(config, service), ...attach.map(([, file]) => file)];
+  const runner = runnerFor(config, files, opts);
   // The threaded client opens the file and runs the pragmas on its thread.
   const client = runner === 'thread' ? threadedSqliteClient(pragmas) : runner === 'sqlite3' ? ClientSqlite3 : ClientBetterSqlite3;
-  return knexFactory({
-    // The writer takes the write lock at BEGIN, so a locked file fails a batch once (src/db/sqliteImmediate.ts).
-    client: opts.writer ? immediateTransactions(client) : client,
+  const db = knexFactory({
+    // The writer takes the write lock at BEGIN, so a locked file fails a batch once (src/db/sqliteImmediate.ts); not
+    // with files attached, since BEGIN IMMEDIATE takes the write lock of every attached file too.
+    client: opts.writer && attach.length === 0 ? immediateTransactions(client) : client,
     connection: { filename: sqliteFile(config, service) },
     useNullAsDefault: true,
     pool: {
@@ -156,6 +187,7 @@ export function openDatabase(config: Config, service: Service, opts: OpenOptions
       },
     },
   });
+  return holdWhileOpen(db, files, libraryOf(runner));
 }
 
 /** node-postgres's Client, as the pool hands it to afterCreate. */

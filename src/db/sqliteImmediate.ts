@@ -6,7 +6,9 @@
  * timeout out once per statement while another process holds the lock (a
  * backup, a long migration), and a transaction that read first can still
  * lose the lock to a writer that committed in between. Only the writer's
- * pool (OpenOptions.writer) uses it: its transactions all write.
+ * pool (OpenOptions.writer) uses it, its transactions all writing, and
+ * only with no file attached: BEGIN IMMEDIATE takes the write lock of every
+ * attached database as well (`warren api`'s writer attaches none).
  */
 import type { Knex } from 'knex';
 import TransactionSqlite from 'knex/lib/dialects/sqlite3/execution/sqlite-transaction';

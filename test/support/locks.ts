@@ -1,6 +1,6 @@
 import knexFactory, { type Knex } from 'knex';
 import type { Config } from '../../src/config';
-import { sqliteFile, sqliteLibraryFor, sqliteRunner, type Service } from '../../src/db/knex';
+import { holdSqliteFiles, sqliteFile, sqliteLibraryOf, sqliteRunner, type Service } from '../../src/db/knex';
 import { openPostgres } from '../../src/db/postgres';
 
 /**
@@ -10,6 +10,7 @@ import { openPostgres } from '../../src/db/postgres';
  */
 export async function lockStore(config: Config, service: Service, table: string): Promise<() => Promise<void>> {
   let db: Knex;
+  let releaseFile = () => {};
   if (config.database.client === 'postgres') {
     db = openPostgres({ connectionString: config.database.url, schema: service, pool: { min: 1, max: 1 } });
   } else {
@@ -17,8 +18,10 @@ export async function lockStore(config: Config, service: Service, table: string)
     // of SQLite in one process do not see each other's locks, and one closing the file drops the other's POSIX lock,
     // which would end this lock the first time the test reads the store. Other processes see it whichever they use.
     const file = sqliteFile(config, service);
+    const library = sqliteLibraryOf(file) ?? (sqliteRunner(config.database.sqliteDriver, {}) === 'sqlite3' ? 'sqlite3' : 'better-sqlite3');
+    releaseFile = holdSqliteFiles([file], library);
     db = knexFactory({
-      client: sqliteLibraryFor(file, sqliteRunner(config.database.sqliteDriver, {}) === 'sqlite3' ? 'sqlite3' : 'better-sqlite3'),
+      client: library,
       connection: { filename: file },
       useNullAsDefault: true,
       pool: { min: 1, max: 1 },
@@ -36,6 +39,7 @@ export async function lockStore(config: Config, service: Service, table: string)
   return async () => {
     await trx.rollback().catch(() => undefined);
     await db.destroy();
+    releaseFile();
   };
 }
 

@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import type { Knex } from 'knex';
-import { sqliteFilename, sqliteLibraryFor } from '../knex';
+import { sqliteFilename, sqliteLibraryOf } from '../knex';
 
 /** Times are epoch milliseconds; PostgreSQL returns bigint columns as strings, hence the conversions. */
 export interface TokenRecord {
@@ -172,8 +172,9 @@ export class PreparedTokenLookups implements TokenFinder {
 /** The prepared lookup on a SQLite file, the batched one elsewhere (PostgreSQL, an in-memory database). */
 export function tokenFinder(db: Knex): TokenFinder {
   const file = sqliteFilename(db);
-  // Only where this process opens the file with better-sqlite3 already: one SQLite library per file (sqliteLibraryFor).
-  return file && sqliteLibraryFor(file, 'better-sqlite3') === 'better-sqlite3' ? new PreparedTokenLookups(file) : new TokenLookups(db);
+  // better-sqlite3's prepared statement, unless this process has the file open with node-sqlite3: one SQLite library
+  // per file in a process (sqliteLibraryOf).
+  return file && sqliteLibraryOf(file) !== 'sqlite3' ? new PreparedTokenLookups(file) : new TokenLookups(db);
 }
 
 /** Revoking twice keeps the first revocation time. */

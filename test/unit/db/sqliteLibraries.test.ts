@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import type { Knex } from 'knex';
-import { openDatabase, sqliteFile, sqliteLibraryFor } from '../../../src/db/knex';
+import { openDatabase, sqliteFile, sqliteLibraryOf } from '../../../src/db/knex';
 import { ThreadConnection } from '../../../src/db/sqliteThread';
 import { loadConfig } from '../../../src/services';
 
@@ -43,7 +43,8 @@ describe('one SQLite library per file in a process (sqliteDriver auto)', () => {
     expect(await runnerOf(writer)).to.equal('thread');
     expect(await runnerOf(readers)).to.equal('better-sqlite3');
     expect(await runnerOf(timeline)).to.equal('sqlite3');
-    expect(sqliteLibraryFor(sqliteFile(config, 'api'), 'sqlite3')).to.equal('better-sqlite3');
+    expect(sqliteLibraryOf(sqliteFile(config, 'api'))).to.equal('better-sqlite3');
+    expect(sqliteLibraryOf(sqliteFile(config, 'timeline'))).to.equal('sqlite3');
   });
 
   it('keeps a writer opened after node-sqlite3 readers of its file on node-sqlite3', async () => {
@@ -59,6 +60,20 @@ describe('one SQLite library per file in a process (sqliteDriver auto)', () => {
     open(config, 'api', { writer: true });
     open(config, 'api', { attachReadModels: true, readers: 1 }); // attaches analytics.sqlite on better-sqlite3
     expect(await runnerOf(open(config, 'analytics'))).to.equal('better-sqlite3');
+  });
+
+  it('lets a file go once every pool that had it open is destroyed', async () => {
+    const config = loadConfig({ WARREN_DATABASE_DIR: dir });
+    const file = sqliteFile(config, 'api');
+    const first = openDatabase(config, 'api', { readers: 1 });
+    const second = openDatabase(config, 'api', { readers: 1 });
+    await first.destroy();
+    expect(sqliteLibraryOf(file), 'one pool still has it').to.equal('sqlite3');
+    await second.destroy();
+    await second.destroy(); // twice: counted once
+    expect(sqliteLibraryOf(file)).to.equal(undefined);
+    // Migrated with node-sqlite3 and closed, then opened by the writer: on its thread.
+    expect(await runnerOf(open(config, 'api', { writer: true }))).to.equal('thread');
   });
 
   it('takes a setting other than auto as given', async () => {
