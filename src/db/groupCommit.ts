@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { UnavailableError } from '../domain/errors';
-import { isDatabaseUnavailable } from './repositories/errors';
+import { isDatabaseUnavailable, isUnavailableForAll } from './repositories/errors';
 
 /** Rows one write adds to one table. */
 export interface TableRows {
@@ -210,7 +210,7 @@ export class GroupCommit {
       } catch (err) {
         // The commit itself failed (CommitRefusedError, rolled back), or the database is busy or gone: nothing
         // of this batch is durable, and doing it again write by write would only wait out the same lock once per write.
-        if (!togetherFailed || isDatabaseUnavailable(err)) {
+        if (!togetherFailed || isUnavailableForAll(err)) {
           for (const write of batch) write.reject(err);
           return;
         }
@@ -235,7 +235,7 @@ export class GroupCommit {
         for (const write of batch) {
           const outcome = await inSavepoint(tx, write.work ?? ((t: Knex.Transaction) => write.insert!.alone(t)));
           // Busy or gone for one write is busy or gone for the rest: the whole batch fails now, not once per write.
-          if (!outcome.ok && isDatabaseUnavailable(outcome.err)) throw outcome.err;
+          if (!outcome.ok && isUnavailableForAll(outcome.err)) throw outcome.err;
           outcomes.set(write, outcome);
         }
       });

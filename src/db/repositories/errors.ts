@@ -54,3 +54,15 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   }
   return typeof e.message === 'string' && /Connection terminated|not queryable|Unable to acquire a connection/i.test(e.message);
 }
+
+/**
+ * Unavailable for every statement the connection would run now (busy or
+ * locked, unreachable, out of space, the writer's thread gone), as opposed
+ * to one statement's conflict: a PostgreSQL deadlock or serialization
+ * failure fails only the statement (and its savepoint) that met it, and
+ * the others of its transaction can still commit.
+ */
+export function isUnavailableForAll(err: unknown): boolean {
+  const code = asDriverError(err)?.code;
+  return isDatabaseUnavailable(err) && !(typeof code === 'string' && PG_RETRYABLE.has(code));
+}
