@@ -115,7 +115,7 @@ const baseSchema = z.object({
      * knex's SQLite client: node-sqlite3 (asynchronous, on libuv's thread
      * pool), better-sqlite3 (synchronous, in-thread), or `auto`:
      * the API on better-sqlite3 (its writer on a thread of its own), node-sqlite3 for the rest, one library per file
-     * in a process (src/db/knex.ts sqliteRunner, sqliteLibraryFor).
+     * in a process (src/db/knex.ts sqliteRunner, sqliteLibraryOf).
      */
     sqliteDriver: z.enum(['auto', 'sqlite3', 'better-sqlite3']),
     dir: z.string().min(1),
