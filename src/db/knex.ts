@@ -1,10 +1,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import knexFactory, { Knex } from 'knex';
-import type { Config } from '../config';
-import { openPostgres } from './postgres';
 import ClientBetterSqlite3 from 'knex/lib/dialects/better-sqlite3';
 import ClientSqlite3 from 'knex/lib/dialects/sqlite3';
+import type { Config } from '../config';
+import { openPostgres } from './postgres';
 import { immediateTransactions } from './sqliteImmediate';
 import { threadedSqliteClient } from './sqliteThread';
 import { READ_MODELS, serviceDatabaseUrl, type Service } from './roles';
@@ -67,7 +67,7 @@ export function sqliteRunner(setting: Config['database']['sqliteDriver'], opts: 
 
 /** The SQLite library a runner links: the writer's thread runs better-sqlite3's. */
 export type SqliteLibrary = 'sqlite3' | 'better-sqlite3';
-const libraryOf = (runner: SqliteRunner): SqliteLibrary => (runner === 'sqlite3' ? 'sqlite3' : 'better-sqlite3');
+export const sqliteLibraryFor = (runner: SqliteRunner): SqliteLibrary => (runner === 'sqlite3' ? 'sqlite3' : 'better-sqlite3');
 
 // Each SQLite file this process has open, with the library that opened it and how many pools hold it.
 const openFiles = new Map<string, { library: SqliteLibrary; holders: number }>();
@@ -114,7 +114,7 @@ export function holdSqliteFiles(files: string[], library: SqliteLibrary): () => 
 function runnerFor(config: Config, files: string[], opts: Pick<OpenOptions, 'writer'>): SqliteRunner {
   const wanted = sqliteRunner(config.database.sqliteDriver, opts);
   const held = files.map(sqliteLibraryOf).find((l) => l !== undefined);
-  return config.database.sqliteDriver !== 'auto' || !held || held === libraryOf(wanted) ? wanted : held;
+  return config.database.sqliteDriver !== 'auto' || !held || held === sqliteLibraryFor(wanted) ? wanted : held;
 }
 
 /** Holds the pool's files for its library from now until it is destroyed, and again if it is initialized anew. */
@@ -187,7 +187,7 @@ export function openDatabase(config: Config, service: Service, opts: OpenOptions
       },
     },
   });
-  return holdWhileOpen(db, files, libraryOf(runner));
+  return holdWhileOpen(db, files, sqliteLibraryFor(runner));
 }
 
 /** node-postgres's Client, as the pool hands it to afterCreate. */

@@ -1,6 +1,6 @@
 import knexFactory, { type Knex } from 'knex';
 import type { Config } from '../../src/config';
-import { holdSqliteFiles, sqliteFile, sqliteLibraryOf, sqliteRunner, type Service } from '../../src/db/knex';
+import { holdSqliteFiles, sqliteFile, sqliteLibraryFor, sqliteLibraryOf, sqliteRunner, type Service } from '../../src/db/knex';
 import { openPostgres } from '../../src/db/postgres';
 
 /**
@@ -18,7 +18,7 @@ export async function lockStore(config: Config, service: Service, table: string)
     // of SQLite in one process do not see each other's locks, and one closing the file drops the other's POSIX lock,
     // which would end this lock the first time the test reads the store. Other processes see it whichever they use.
     const file = sqliteFile(config, service);
-    const library = sqliteLibraryOf(file) ?? (sqliteRunner(config.database.sqliteDriver, {}) === 'sqlite3' ? 'sqlite3' : 'better-sqlite3');
+    const library = sqliteLibraryOf(file) ?? sqliteLibraryFor(sqliteRunner(config.database.sqliteDriver, {}));
     releaseFile = holdSqliteFiles([file], library);
     db = knexFactory({
       client: library,

@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import type { Knex } from 'knex';
-import { sqliteFilename, sqliteLibraryOf } from '../knex';
+import { holdSqliteFiles, sqliteFilename, sqliteLibraryOf } from '../knex';
 
 /** Times are epoch milliseconds; PostgreSQL returns bigint columns as strings, hence the conversions. */
 export interface TokenRecord {
@@ -133,6 +133,8 @@ const PREPARED_READER_BUSY_MS = 20;
 export class PreparedTokenLookups implements TokenFinder {
   private statement: Database.Statement<[string], TokenWithHandleRow> | undefined;
   private connection: Database.Database | undefined;
+  // Releases this process's record that better-sqlite3 has the file open (sqliteLibraryOf), while the connection is.
+  private release: (() => void) | undefined;
 
   constructor(private readonly file: string) {}
 
@@ -147,8 +149,10 @@ export class PreparedTokenLookups implements TokenFinder {
 
   close(): void {
     this.connection?.close();
+    this.release?.();
     this.connection = undefined;
     this.statement = undefined;
+    this.release = undefined;
   }
 
   private prepared(): Database.Statement<[string], TokenWithHandleRow> {
@@ -165,6 +169,7 @@ export class PreparedTokenLookups implements TokenFinder {
       throw err;
     }
     this.connection = connection;
+    this.release = holdSqliteFiles([this.file], 'better-sqlite3');
     return this.statement;
   }
 }

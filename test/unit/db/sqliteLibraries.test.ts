@@ -4,8 +4,9 @@ import path from 'node:path';
 import { expect } from 'chai';
 import type { Knex } from 'knex';
 import { openDatabase, sqliteFile, sqliteLibraryOf } from '../../../src/db/knex';
+import { PreparedTokenLookups } from '../../../src/db/repositories/tokens';
 import { ThreadConnection } from '../../../src/db/sqliteThread';
-import { loadConfig } from '../../../src/services';
+import { loadConfig, migrateService } from '../../../src/services';
 
 /** The library a pool links, and whether its connection is the writer's thread. */
 async function runnerOf(db: Knex): Promise<string> {
@@ -80,5 +81,25 @@ describe('one SQLite library per file in a process (sqliteDriver auto)', () => {
     const config = loadConfig({ WARREN_DATABASE_DIR: dir, WARREN_DATABASE_SQLITE_DRIVER: 'sqlite3' });
     expect(await runnerOf(open(config, 'api', { writer: true }))).to.equal('sqlite3');
     expect(await runnerOf(open(config, 'api', { readers: 1 }))).to.equal('sqlite3');
+  });
+
+  it("counts the prepared token lookup's connection as better-sqlite3's while it is open", async () => {
+    const config = loadConfig({ WARREN_DATABASE_DIR: dir });
+    const file = sqliteFile(config, 'api');
+    const setup = openDatabase(config, 'api');
+    await migrateService(setup, 'api', config);
+    await setup.destroy();
+    const lookups = new PreparedTokenLookups(file);
+    try {
+      expect(await lookups.find('no-such-token')).to.equal(undefined);
+      expect(sqliteLibraryOf(file)).to.equal('better-sqlite3');
+      // A reader pool opened beside it follows its library, where auto alone would pick node-sqlite3.
+      expect(await runnerOf(open(config, 'api', { readers: 1 }))).to.equal('better-sqlite3');
+    } finally {
+      lookups.close();
+    }
+    lookups.close(); // twice: released once
+    await Promise.all(opened.splice(0).map((db) => db.destroy()));
+    expect(sqliteLibraryOf(file), 'released when closed').to.equal(undefined);
   });
 });
