@@ -1,4 +1,8 @@
-/** @file What the main thread and the SQLite writer's thread (src/db/sqliteWriterThread.ts) say to each other. */
+/**
+ * @file What the main thread and the SQLite writer's thread
+ * (src/db/sqliteWriterThread.ts) say to each other: the main thread posts
+ * an array of requests (or 'close'), the thread one array of their answers.
+ */
 
 /** The thread's workerData: the file it opens and the pragmas it runs first. */
 export interface ThreadStart {

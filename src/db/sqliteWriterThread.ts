@@ -1,7 +1,8 @@
 /**
  * @file The SQLite writer's thread: one better-sqlite3 connection that runs
  * the statements the main thread sends it, one at a time, in order, and
- * answers each with its rows or its result. Its fsyncs (every durable
+ * answers each with its rows or its result (one message of answers for
+ * each message of statements). Its fsyncs (every durable
  * COMMIT) block this thread, never the event loop that parses requests.
  * Started by src/db/sqliteThread.ts; not a module for anything else.
  */
@@ -19,7 +20,7 @@ try {
   db.exec(start.pragmas);
 } catch (err) {
   // The main thread's first statement gets this as its answer.
-  port.postMessage({ id: 0, error: describe(err) } satisfies ThreadAnswer);
+  port.postMessage([{ id: 0, error: describe(err) }] satisfies ThreadAnswer[]);
   throw err;
 }
 
@@ -62,12 +63,12 @@ function answer(request: ThreadRequest): ThreadAnswer {
   }
 }
 
-port.on('message', (request: ThreadRequest | 'close') => {
-  if (request === 'close') {
+port.on('message', (requests: ThreadRequest[] | 'close') => {
+  if (requests === 'close') {
     statements.clear();
     db.close();
     port.close();
     return;
   }
-  port.postMessage(answer(request));
+  port.postMessage(requests.map(answer));
 });

@@ -133,6 +133,33 @@ describe('SQLite on the writer thread', () => {
     expect((await reader('notes').select('id').orderBy('id')).map((r: { id: string }) => r.id)).to.deep.equal(['before', 'next']);
   });
 
+  it('sends the statements issued side by side in one message, and answers each on its own, in order', async () => {
+    const thread = await writerThread();
+    const posted: unknown[] = [];
+    const post = thread.postMessage.bind(thread);
+    thread.postMessage = (value: unknown) => (posted.push(value), post(value));
+    // In one transaction, as the group commit sends its merged inserts and the relay's writes: one connection.
+    const [first, taken, third, rows] = await db.transaction((tx) =>
+      Promise.allSettled([
+        tx('notes').insert({ id: 'x', n: 1 }),
+        tx('notes').insert({ id: 'x', n: 2 }), // the same key: refused, alone
+        tx('notes').insert({ id: 'y', n: 3 }),
+        tx('notes').select('id', 'n').orderBy('id'),
+      ]),
+    );
+    const sent = posted.map((m) => (m as { sql: string }[]).map((r) => r.sql.split(' ')[0]!.toLowerCase().replace(/;$/, '')));
+    expect(sent, 'BEGIN, the four together, COMMIT').to.deep.equal([['begin'], ['insert', 'insert', 'insert', 'select'], ['commit']]);
+    expect(first.status).to.equal('fulfilled');
+    expect(taken.status).to.equal('rejected');
+    expect(isUniqueViolation((taken as PromiseRejectedResult).reason)).to.equal(true);
+    expect(third.status).to.equal('fulfilled');
+    expect((rows as PromiseFulfilledResult<unknown>).value, 'run in the order sent').to.deep.equal([
+      { id: 'x', n: 1 },
+      { id: 'y', n: 3 },
+    ]);
+    expect(await reader('notes').select('id').orderBy('id')).to.deep.equal([{ id: 'x' }, { id: 'y' }]);
+  });
+
   it('refuses every statement once closed', async () => {
     const conn: unknown = await db.client.acquireConnection();
     await db.client.releaseConnection(conn);
