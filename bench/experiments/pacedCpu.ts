@@ -1,5 +1,6 @@
 import { cpuSeconds } from '../lib/procCpu';
 import { BenchSystem, freePort } from '../lib/system';
+import { signUpUsers } from '../lib/users';
 
 /**
  * An experiment, not part of `npm run bench`: where the API's CPU goes at a
@@ -29,15 +30,7 @@ async function main(): Promise<void> {
     const api = sys.warren(['api'], store, { WARREN_HTTP_PORT: String(port) }, { nodeArgs });
     await sys.waitHttp(port);
     const url = `http://127.0.0.1:${port}`;
-    const tokens: string[] = [];
-    for (let i = 0; i < 10; i++) {
-      const res = await fetch(`${url}/users`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ handle: `paced_${i}`, displayName: `P ${i}` }),
-      });
-      tokens.push(((await res.json()) as { token: string }).token);
-    }
+    const tokens = await signUpUsers(url, 10, 'paced');
 
     // CPU of the API, one sample per second, while `during` runs.
     const sampled = async (label: string, during: () => Promise<number>) => {

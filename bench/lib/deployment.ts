@@ -1,6 +1,7 @@
 import { childPids, freePort, rssOf, type BenchSystem, type Proc, type Store } from './system';
 import { openReader, outboxBacklog, scalar, type Reader } from './reader';
 import { pollUntil } from './stats';
+import { signUpUsers } from './users';
 
 export interface RssSnapshot {
   label: string;
@@ -49,15 +50,7 @@ export class Deployment {
       if (!ready) throw new Error('the deployment did not become ready within 60 s');
       dep.api = openReader(store, 'api');
       dep.analytics = openReader(store, 'analytics');
-      for (let i = 0; i < (opts.users ?? 20); i++) {
-        const res = await fetch(`${dep.baseUrl}/users`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ handle: `bench_${store.label.replace(/[^A-Za-z0-9_]/g, '')}_${i}`.slice(0, 30), displayName: `Bench ${i}` }),
-        });
-        if (res.status !== 201) throw new Error(`POST /users answered ${res.status}: ${await res.text()}`);
-        dep.tokens.push(((await res.json()) as { token: string }).token);
-      }
+      dep.tokens.push(...(await signUpUsers(dep.baseUrl, opts.users ?? 20, `bench_${store.label.replace(/[^A-Za-z0-9_]/g, '')}`)));
     } catch (err) {
       throw new Error(`${(err as Error).message}\n${supervisor.tail(20)}`);
     }

@@ -5,6 +5,7 @@ import { profilesIn, summarizeProfile, type ProfileSummary } from '../lib/profil
 import type { ScenarioResult } from '../lib/report';
 import { freePort } from '../lib/system';
 import { fmt, pct, pollUntil } from '../lib/stats';
+import { signUpUsers } from '../lib/users';
 import { fillWorkQueue } from '../lib/workers';
 import { openReader, processedSpan } from '../lib/reader';
 
@@ -27,15 +28,7 @@ export async function profile(ctx: BenchContext): Promise<ScenarioResult> {
   const port = await freePort();
   const api = ctx.sys.warren(['api'], store, { WARREN_HTTP_PORT: String(port) }, { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${apiDir}`] });
   await ctx.sys.waitHttp(port);
-  const tokens: string[] = [];
-  for (let i = 0; i < 10; i++) {
-    const res = await fetch(`http://127.0.0.1:${port}/users`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ handle: `prof_${i}`, displayName: `P ${i}` }),
-    });
-    tokens.push(((await res.json()) as { token: string }).token);
-  }
+  const tokens = await signUpUsers(`http://127.0.0.1:${port}`, 10, 'prof');
   const ingest = await ctx.sys.runTool<{ rps: number; p99: number }>('ingestLoad', {
     url: `http://127.0.0.1:${port}`,
     connections: ctx.sizes.connections,

@@ -3,6 +3,7 @@ import { cpuSeconds } from '../lib/procCpu';
 import type { Row, ScenarioResult } from '../lib/report';
 import { freePort, pidsOf } from '../lib/system';
 import { fmt, ms, pct } from '../lib/stats';
+import { signUpUsers } from '../lib/users';
 
 /** What ingestLoad prints (see bench/tools/ingestLoad.ts). */
 interface LoadFigures {
@@ -62,15 +63,7 @@ export async function writer(ctx: BenchContext): Promise<ScenarioResult> {
       try {
         await ctx.sys.waitHttp(port);
         const url = `http://127.0.0.1:${port}`;
-        const tokens: string[] = [];
-        for (let i = 0; i < 10; i++) {
-          const res = await fetch(`${url}/users`, {
-            method: 'POST',
-            headers: { 'content-type': 'application/json' },
-            body: JSON.stringify({ handle: `writer_${round}_${i}`, displayName: `W ${i}` }),
-          });
-          tokens.push(((await res.json()) as { token: string }).token);
-        }
+        const tokens = await signUpUsers(url, 10, `writer_${round}`);
         const closed = await ctx.sys.runTool<LoadFigures>('ingestLoad', {
           url,
           connections: ctx.sizes.connections,
