@@ -115,6 +115,30 @@ async function startFleet(sys: ClusterSystem): Promise<{
   return { apis, workers, sources, leaders };
 }
 
+/**
+ * Makes sure some process of the fleet is connected to `nodeIndex`'s node before the load starts. Each process puts
+ * the nodes in an order of its own at random, so with six processes on three nodes none starts on a given node about
+ * one time in eleven, and a kill of that node would test no move. Until one is there (ten tries at most), the first
+ * analytics worker is stopped (nothing is in flight yet) and another started in its place. Returns the workers stopped.
+ */
+async function placeOneOn(sys: ClusterSystem, fleet: Awaited<ReturnType<typeof startFleet>>, nodeIndex: number): Promise<WarrenProcess[]> {
+  const label = sys.cluster.amqpLabel(nodeIndex);
+  const stopped: WarrenProcess[] = [];
+  for (let attempt = 0; attempt < 10; attempt++) {
+    if ([...(await connectionsByNode(sys)).values()].includes(label)) return stopped;
+    const replaced = fleet.workers[0]!;
+    await replaced.proc.stop();
+    stopped.push(replaced.proc);
+    const worker = await sys.startWorkerOn('analytics');
+    fleet.workers[0] = worker;
+    const source = fleet.sources[fleet.apis.length]!;
+    fleet.sources[fleet.apis.length] = { ...source, url: `http://127.0.0.1:${worker.healthPort}/metrics` };
+    // Listed once its connections are up: the next look sees where they went.
+    await waitFor('the new worker listed', async () => [...(await connectionsByNode(sys)).keys()].some((n) => n.includes(` pid ${worker.proc.pid} `)), 30_000);
+  }
+  throw new Error(`no process of the fleet came up on ${label} in ten tries`);
+}
+
 /** The leader of each of the vhost's quorum queues, by queue name. */
 async function quorumLeaders(api: ManagementClient, vhost: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
@@ -277,7 +301,11 @@ describe('faults: a three-node cluster under load loses a node, restarts them al
     const sys = new ClusterSystem(c);
     const expected = new Set<WarrenProcess>();
     try {
-      const { apis, workers, sources } = await startFleet(sys);
+      const fleet = await startFleet(sys);
+      const { apis, workers, sources } = fleet;
+      // The node that will be killed (the work queue's leader) has a process on it.
+      const leaderNow = (await sys.management.getQueue(sys.vhost, QUEUE))!.leader!;
+      for (const proc of await placeOneOn(sys, fleet, c.nodes.find((n) => n.name === leaderNow)!.index)) expected.add(proc);
       const sampler = new CounterSampler(sources, 200);
       const load = new Load(sys, { ratePerSecond: RATE, durationMs: LOAD_MS, profileShare: 0.2, users: 20 });
       await load.prepare();
@@ -326,7 +354,7 @@ describe('faults: a three-node cluster under load loses a node, restarts them al
 
       const figures = await load.finished();
       const loadEnded = Date.now();
-      const settlement = await settle(sys, 120_000);
+      const settlement = await settle(sys, 120_000, { timeline: false });
       const traces = sampler.stop();
 
       // The publish stall: the longest time, from a little before the kill to the load's end, in which an API had no confirm.
@@ -467,7 +495,7 @@ describe('faults: a three-node cluster under load loses a node, restarts them al
       }
       const figures = await load.finished();
       const loadEnded = Date.now();
-      const settlement = await settle(sys, 120_000);
+      const settlement = await settle(sys, 120_000, { timeline: false });
       const traces = sampler.stop();
       const firstStop = restarts[0]!.stoppedAt;
       const stalls = traces.slice(0, apis.length).map((t) => ({ name: t.name, ms: longestStill(t.rises, firstStop - 2000, loadEnded).ms }));
@@ -582,8 +610,17 @@ describe('faults: a three-node cluster under load loses a node, restarts them al
         await c.awaitRunning(c.nodes.map((n) => n.index));
         const rejoinedAt = Date.now();
         // Each node's view of partitions, from the management API (as `rabbitmqctl cluster_status` shows them).
-        const partitions: Record<string, unknown> = {};
-        for (const n of await nodePartitions(c)) partitions[n.name] = n.partitions;
+        // A node that has just resumed is listed before its own figures are (no `partitions` yet): asked again until each has them.
+        let partitions: Record<string, unknown> = {};
+        await waitFor(
+          "each node's view of partitions",
+          async () => {
+            partitions = Object.fromEntries((await nodePartitions(c).catch(() => [])).map((n) => [n.name, n.partitions]));
+            return Object.keys(partitions).length === c.nodes.length && Object.values(partitions).every((p) => p !== undefined);
+          },
+          60_000,
+          500,
+        ).catch(() => undefined);
         const other = majority[0]!.index;
         // Right after the heal the CLI may find the queue between leaders and print nothing: asked again until it answers.
         let members: Awaited<ReturnType<typeof quorumStatus>> = [];
@@ -602,7 +639,7 @@ describe('faults: a three-node cluster under load loses a node, restarts them al
 
         const figures = await load.finished();
         const loadEnded = Date.now();
-        const settlement = await settle(sys, 120_000);
+        const settlement = await settle(sys, 120_000, { timeline: false });
         const traces = sampler.stop();
         const window = { from: cutAt - 2000, to: loadEnded };
         const stalls = traces.slice(0, apis.length).map((t) => ({ name: t.name, ms: longestStill(t.rises, window.from, window.to).ms }));
