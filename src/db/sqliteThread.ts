@@ -77,7 +77,11 @@ export class ThreadConnection {
    * process.nextTick, which Node runs once the promise jobs queued so far
    * are done, so statements that knex issues side by side (each after a
    * few awaits of its own) share it. Each is still run and answered on its
-   * own, in the order sent: one that fails fails alone.
+   * own, in the order sent: one that fails fails alone. Only the statements
+   * of one transaction ever share a message (it holds this connection until
+   * it ends; outside a transaction knex holds a connection for one statement
+   * at a time), so a thread that dies mid-message takes nothing committed
+   * with it that had not been answered.
    */
   send(sql: string, bindings: unknown[], exec = false): Promise<ThreadAnswer> {
     if (this.ended) return Promise.reject(this.ended);

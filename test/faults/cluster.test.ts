@@ -302,10 +302,9 @@ describe('faults: a three-node cluster under load loses a node, restarts them al
     const expected = new Set<WarrenProcess>();
     try {
       const fleet = await startFleet(sys);
-      const { apis, workers, sources } = fleet;
+      const { apis, workers, sources, leaders } = fleet;
       // The node that will be killed (the work queue's leader) has a process on it.
-      const leaderNow = (await sys.management.getQueue(sys.vhost, QUEUE))!.leader!;
-      for (const proc of await placeOneOn(sys, fleet, c.nodes.find((n) => n.name === leaderNow)!.index)) expected.add(proc);
+      for (const proc of await placeOneOn(sys, fleet, c.nodes.find((n) => n.name === leaders[QUEUE])!.index)) expected.add(proc);
       const sampler = new CounterSampler(sources, 200);
       const load = new Load(sys, { ratePerSecond: RATE, durationMs: LOAD_MS, profileShare: 0.2, users: 20 });
       await load.prepare();
